@@ -1,0 +1,35 @@
+//! The wikiwire event: what a wiki announces, and every way it is written down. Pure code: no
+//! I/O, no clocks except where a caller passes `now`, so everything here is testable alone.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`time`] | `Timestamp`, RFC 3339 / unix-seconds parsing |
+//! | [`action`] | canonical actions, MoinMoin aliases, required fields |
+//! | [`event`] | `Event`, `Draft`, `Link` |
+//! | [`fields`] | input → validated event, `FieldError`, limits |
+//! | [`json`] | canonical JSON, publisher JSON bodies |
+//! | [`packed`] | the IRC query-string encoding with its 512-byte budget |
+//! | [`xml`] | the `<changes>` history document |
+//! | [`text`] | one readable line per event |
+//! | [`atom`] | Atom feeds |
+//! | [`filter`] | the filter language shared by every output |
+//! | [`wiki`] | wiki description blocks and link templates |
+
+pub mod action;
+pub mod atom;
+pub mod event;
+pub mod fields;
+pub mod filter;
+pub mod json;
+pub mod packed;
+pub mod text;
+pub mod time;
+pub mod wiki;
+pub mod xml;
+
+pub use action::{Action, Required};
+pub use event::{Draft, Event, Link};
+pub use fields::{FieldError, Mode};
+pub use filter::Filter;
+pub use time::{TimeError, Timestamp};
+pub use wiki::{Engine, LinkTemplates, WikiDescription};

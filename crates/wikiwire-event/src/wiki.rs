@@ -1,0 +1,291 @@
+//! The wiki description block (SPEC §2.5, seed 1 "Data provided"): a wiki's name, engine, base
+//! URL and link templates. Renderers compute links from it, so publishers need not ship them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Event, Link};
+
+/// The wiki software; it decides the default link templates and how page names go into URLs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Moin,
+    Mediawiki,
+    Dokuwiki,
+    #[default]
+    Generic,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Moin => "moin",
+            Engine::Mediawiki => "mediawiki",
+            Engine::Dokuwiki => "dokuwiki",
+            Engine::Generic => "generic",
+        }
+    }
+
+    /// The engine's URL scheme. Placeholders: `{base}`, `{wiki}`, `{page}`, `{user}`, `{file}`,
+    /// `{revision}`, `{old_revision}`; a template whose placeholder has no value gives no link.
+    pub fn templates(self) -> LinkTemplates {
+        let owned = |text: &str| Some(text.to_owned());
+        match self {
+            Engine::Moin => LinkTemplates {
+                page: owned("{base}{page}"),
+                diff: owned("{base}{page}?action=diff&rev1={old_revision}&rev2={revision}"),
+                history: owned("{base}{page}?action=info"),
+                user: owned("{base}{user}"),
+                attachment: owned("{base}{page}?action=AttachFile&do=view&target={file}"),
+            },
+            Engine::Mediawiki => LinkTemplates {
+                page: owned("{base}index.php?title={page}"),
+                diff: owned("{base}index.php?diff={revision}&oldid={old_revision}"),
+                history: owned("{base}index.php?title={page}&action=history"),
+                user: owned("{base}index.php?title=User:{user}"),
+                attachment: owned("{base}index.php?title=File:{file}"),
+            },
+            Engine::Dokuwiki => LinkTemplates {
+                page: owned("{base}doku.php?id={page}"),
+                diff: owned(
+                    "{base}doku.php?id={page}&do=diff&rev2%5B0%5D={old_revision}&rev2%5B1%5D={revision}",
+                ),
+                history: owned("{base}doku.php?id={page}&do=revisions"),
+                user: None,
+                attachment: owned("{base}lib/exe/fetch.php?media={file}"),
+            },
+            Engine::Generic => LinkTemplates {
+                page: owned("{base}{page}"),
+                ..LinkTemplates::default()
+            },
+        }
+    }
+
+    /// How a page name becomes part of a URL: MediaWiki writes spaces as `_`, the others as `%20`;
+    /// `/` (subpages) and `:` (namespaces) stay readable.
+    fn encode_name(self, name: &str) -> String {
+        let name = match self {
+            Engine::Mediawiki => name.replace(' ', "_"),
+            _ => name.to_owned(),
+        };
+        let mut out = String::with_capacity(name.len());
+        for &byte in name.as_bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~/:".contains(&byte) {
+                out.push(char::from(byte));
+            } else {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        out
+    }
+}
+
+/// Link templates; `None` means the wiki has no such link.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkTemplates {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<String>,
+}
+
+impl LinkTemplates {
+    /// These templates, with any template `overrides` sets taking its place.
+    pub fn overridden_by(mut self, overrides: &LinkTemplates) -> LinkTemplates {
+        for (slot, replacement) in [
+            (&mut self.page, &overrides.page),
+            (&mut self.diff, &overrides.diff),
+            (&mut self.history, &overrides.history),
+            (&mut self.user, &overrides.user),
+            (&mut self.attachment, &overrides.attachment),
+        ] {
+            if replacement.is_some() {
+                slot.clone_from(replacement);
+            }
+        }
+        self
+    }
+}
+
+/// Everything a client needs to know about one wiki.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WikiDescription {
+    pub name: String,
+    pub publisher: String,
+    pub engine: Engine,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    pub links: LinkTemplates,
+}
+
+impl WikiDescription {
+    /// A description with the engine's templates; `base_url` may hold `{wiki}` for wiki farms.
+    pub fn new(
+        name: &str,
+        publisher: &str,
+        engine: Engine,
+        base_url: Option<&str>,
+        overrides: &LinkTemplates,
+    ) -> Self {
+        WikiDescription {
+            name: name.to_owned(),
+            publisher: publisher.to_owned(),
+            engine,
+            base_url: base_url.map(|base| base.replace("{wiki}", name)),
+            links: engine.templates().overridden_by(overrides),
+        }
+    }
+
+    /// Fills one template from an event; `None` when a placeholder has no value.
+    fn expand(&self, template: &str, event: &Event) -> Option<String> {
+        let mut out = String::with_capacity(template.len() + 64);
+        let mut rest = template;
+        while let Some(start) = rest.find('{') {
+            out.push_str(&rest[..start]);
+            let end = start + rest[start..].find('}')?;
+            let value = match &rest[start + 1..end] {
+                "base" => self.base_url.clone()?,
+                "wiki" => self.engine.encode_name(&event.wiki),
+                "page" => self.engine.encode_name(event.page.as_deref()?),
+                "user" => self.engine.encode_name(event.user.as_deref()?),
+                "file" => self.engine.encode_name(event.file.as_deref()?),
+                "old_name" => self.engine.encode_name(event.old_name.as_deref()?),
+                "revision" => self.engine.encode_name(event.revision.as_deref()?),
+                "old_revision" => self.engine.encode_name(event.old_revision.as_deref()?),
+                _ => return None,
+            };
+            out.push_str(&value);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+
+    /// The links the templates give for this event, most specific first.
+    pub fn links_for(&self, event: &Event) -> Vec<Link> {
+        let candidates = [
+            (&self.links.diff, "diff"),
+            (&self.links.attachment, "attachment"),
+            (&self.links.page, "page"),
+            (&self.links.history, "history"),
+            (&self.links.user, "user"),
+        ];
+        candidates
+            .into_iter()
+            .filter(|(_, kind)| relevant(kind, event))
+            .filter_map(|(template, kind)| {
+                let url = self.expand(template.as_deref()?, event)?;
+                Some(Link {
+                    url,
+                    description: kind.to_owned(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Which links make sense for an action: a diff only for edits, an attachment link only for files.
+fn relevant(kind: &str, event: &Event) -> bool {
+    let action = event.action.as_str();
+    match kind {
+        "diff" => matches!(action, "page_changed" | "page_reverted"),
+        "attachment" => action == "file_attached",
+        "user" => action == "user_created",
+        _ => true,
+    }
+}
+
+/// The one link a one-line rendering shows: the publisher's first link, else the most specific
+/// template link.
+pub fn primary_url(event: &Event, wiki: Option<&WikiDescription>) -> Option<String> {
+    if let Some(link) = event.urls.first() {
+        return Some(link.url.clone());
+    }
+    wiki?
+        .links_for(event)
+        .into_iter()
+        .next()
+        .map(|link| link.url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Action, Timestamp};
+
+    fn edit(page: &str) -> Event {
+        let mut event = Event::new(
+            "MoinMaster",
+            Action::parse("page_changed").unwrap(),
+            Timestamp::MIN,
+        );
+        event.page = Some(page.into());
+        event.user = Some("Alice".into());
+        event.revision = Some("42".into());
+        event.old_revision = Some("41".into());
+        event
+    }
+
+    #[test]
+    fn moin_diff_links_follow_the_spec_example() {
+        let wiki = WikiDescription::new(
+            "MoinMaster",
+            "moin",
+            Engine::Moin,
+            Some("https://master.example/"),
+            &LinkTemplates::default(),
+        );
+        let links = wiki.links_for(&edit("Help On/Editing"));
+        assert_eq!(
+            links[0].url,
+            "https://master.example/Help%20On/Editing?action=diff&rev1=41&rev2=42"
+        );
+        assert_eq!(links[1].url, "https://master.example/Help%20On/Editing");
+    }
+
+    #[test]
+    fn mediawiki_uses_underscores_and_farms_use_the_wiki_name() {
+        let wiki = WikiDescription::new(
+            "enwiki",
+            "wmf",
+            Engine::Mediawiki,
+            Some("https://{wiki}.example/w/"),
+            &LinkTemplates::default(),
+        );
+        let page = wiki
+            .links_for(&edit("Main Page & more"))
+            .into_iter()
+            .find(|link| link.description == "page")
+            .unwrap();
+        assert_eq!(
+            page.url,
+            "https://enwiki.example/w/index.php?title=Main_Page_%26_more"
+        );
+    }
+
+    #[test]
+    fn missing_values_drop_the_link_and_overrides_win() {
+        let overrides = LinkTemplates {
+            page: Some("{base}wiki/{page}".into()),
+            ..LinkTemplates::default()
+        };
+        let wiki = WikiDescription::new("W", "p", Engine::Moin, Some("https://w/"), &overrides);
+        let mut event = edit("P");
+        event.old_revision = None;
+        let links = wiki.links_for(&event);
+        assert_eq!(links[0].url, "https://w/wiki/P");
+        assert_eq!(
+            primary_url(&event, Some(&wiki)).as_deref(),
+            Some("https://w/wiki/P")
+        );
+        let no_base = WikiDescription::new("W", "p", Engine::Moin, None, &LinkTemplates::default());
+        assert!(no_base.links_for(&event).is_empty());
+    }
+}
