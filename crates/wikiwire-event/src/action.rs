@@ -33,46 +33,14 @@ use Required::{File, OldName, Page, User};
 
 /// Seed 2's actions with their MoinMoin edit-log aliases (SPEC §2.2).
 const ACTIONS: &[ActionSpec] = &[
-    ActionSpec {
-        name: "page_changed",
-        aliases: &["SAVE"],
-        requires: &[Page, User],
-    },
-    ActionSpec {
-        name: "page_created",
-        aliases: &["SAVENEW"],
-        requires: &[Page, User],
-    },
-    ActionSpec {
-        name: "page_deleted",
-        aliases: &[],
-        requires: &[Page, User],
-    },
-    ActionSpec {
-        name: "page_renamed",
-        aliases: &["SAVE/RENAME"],
-        requires: &[Page, User, OldName],
-    },
-    ActionSpec {
-        name: "page_reverted",
-        aliases: &["SAVE/REVERT"],
-        requires: &[Page, User],
-    },
-    ActionSpec {
-        name: "file_attached",
-        aliases: &["ATTNEW", "ATTDRW"],
-        requires: &[Page, User, File],
-    },
-    ActionSpec {
-        name: "file_removed",
-        aliases: &["ATTDEL"],
-        requires: &[Page, User, File],
-    },
-    ActionSpec {
-        name: "user_created",
-        aliases: &[],
-        requires: &[User],
-    },
+    ActionSpec { name: "page_changed", aliases: &["SAVE"], requires: &[Page, User] },
+    ActionSpec { name: "page_created", aliases: &["SAVENEW"], requires: &[Page, User] },
+    ActionSpec { name: "page_deleted", aliases: &[], requires: &[Page, User] },
+    ActionSpec { name: "page_renamed", aliases: &["SAVE/RENAME"], requires: &[Page, User, OldName] },
+    ActionSpec { name: "page_reverted", aliases: &["SAVE/REVERT"], requires: &[Page, User] },
+    ActionSpec { name: "file_attached", aliases: &["ATTNEW", "ATTDRW"], requires: &[Page, User, File] },
+    ActionSpec { name: "file_removed", aliases: &["ATTDEL"], requires: &[Page, User, File] },
+    ActionSpec { name: "user_created", aliases: &[], requires: &[User] },
 ];
 
 /// Longest custom action name, from the pattern `[a-z][a-z0-9_]{0,31}`.
@@ -94,27 +62,20 @@ impl Action {
 
     /// Accepts a canonical name, an alias, or a custom name matching `[a-z][a-z0-9_]{0,31}`.
     pub fn parse(text: &str) -> Result<Action, &'static str> {
-        if let Some(spec) = ACTIONS
-            .iter()
-            .find(|spec| spec.name == text || spec.aliases.contains(&text))
-        {
+        if let Some(spec) = ACTIONS.iter().find(|spec| spec.name == text || spec.aliases.contains(&text)) {
             return Ok(Action(spec.name.to_owned()));
         }
         let bytes = text.as_bytes();
         let well_formed = !bytes.is_empty()
             && bytes.len() <= MAX_CUSTOM_LEN
             && bytes[0].is_ascii_lowercase()
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+            && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
         if well_formed {
             Ok(Action(text.to_owned()))
         } else {
-            Err(
-                "unknown action: use page_changed, page_created, page_deleted, page_renamed, \
+            Err("unknown action: use page_changed, page_created, page_deleted, page_renamed, \
                  page_reverted, file_attached, file_removed, user_created, a MoinMoin alias (SAVE, \
-                 SAVENEW, ...) or a name matching [a-z][a-z0-9_]{0,31}",
-            )
+                 SAVENEW, ...) or a name matching [a-z][a-z0-9_]{0,31}")
         }
     }
 
@@ -124,10 +85,7 @@ impl Action {
 
     /// The fields this action cannot do without; custom actions require nothing beyond wiki.
     pub fn required(&self) -> &'static [Required] {
-        ACTIONS
-            .iter()
-            .find(|spec| spec.name == self.0)
-            .map_or(&[], |spec| spec.requires)
+        ACTIONS.iter().find(|spec| spec.name == self.0).map_or(&[], |spec| spec.requires)
     }
 
     /// True for the eight actions of seed 2.
@@ -167,24 +125,9 @@ mod tests {
 
     #[test]
     fn custom_actions_follow_the_pattern() {
-        assert_eq!(
-            Action::parse("antispam_updated").unwrap().as_str(),
-            "antispam_updated"
-        );
-        assert!(
-            Action::parse("antispam_updated")
-                .unwrap()
-                .required()
-                .is_empty()
-        );
-        for bad in [
-            "",
-            "Save",
-            "9lives",
-            "a-b",
-            "x".repeat(33).as_str(),
-            "page changed",
-        ] {
+        assert_eq!(Action::parse("antispam_updated").unwrap().as_str(), "antispam_updated");
+        assert!(Action::parse("antispam_updated").unwrap().required().is_empty());
+        for bad in ["", "Save", "9lives", "a-b", "x".repeat(33).as_str(), "page changed"] {
             assert!(Action::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Action::parse(&"x".repeat(32)).is_ok());

@@ -19,18 +19,12 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, reason: impl Into<Cow<'static, str>>) -> FieldError {
-        FieldError {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        FieldError { field: field.into(), reason: reason.into() }
     }
 
     /// The same error for the `index`-th event of a batch: `[3].page`.
     pub fn in_batch(self, index: usize) -> FieldError {
-        FieldError {
-            field: format!("[{index}].{}", self.field),
-            reason: self.reason,
-        }
+        FieldError { field: format!("[{index}].{}", self.field), reason: self.reason }
     }
 }
 
@@ -98,11 +92,7 @@ pub fn parse(fields: Map<String, Value>, mode: Mode) -> Result<Event, FieldError
         builder.take(&name, value, mode)?;
     }
     let event = builder.finish(mode)?;
-    check(
-        &event,
-        !matches!(mode, Mode::Submission { .. }),
-        mode != Mode::Partial,
-    )?;
+    check(&event, !matches!(mode, Mode::Submission { .. }), mode != Mode::Partial)?;
     Ok(event)
 }
 
@@ -155,8 +145,7 @@ impl Builder {
             "wiki" => self.wiki = text(name, value)?,
             "action" => {
                 let text = text(name, value)?.unwrap_or_default();
-                self.action =
-                    Some(Action::parse(&text).map_err(|reason| FieldError::new(name, reason))?);
+                self.action = Some(Action::parse(&text).map_err(|reason| FieldError::new(name, reason))?);
             }
             "page" => self.page = text(name, value)?,
             "user" => self.user = text(name, value)?,
@@ -199,10 +188,7 @@ impl Builder {
     fn finish(self, mode: Mode) -> Result<Event, FieldError> {
         let user = match (self.user, self.editor) {
             (Some(user), Some(editor)) if user != editor => {
-                return Err(FieldError::new(
-                    "editor",
-                    "differs from user; send one of them",
-                ));
+                return Err(FieldError::new("editor", "differs from user; send one of them"));
             }
             (user, editor) => user.or(editor),
         };
@@ -218,12 +204,8 @@ impl Builder {
         let mut event = Event {
             id,
             time,
-            wiki: self
-                .wiki
-                .ok_or_else(|| FieldError::new("wiki", "required"))?,
-            action: self
-                .action
-                .ok_or_else(|| FieldError::new("action", "required"))?,
+            wiki: self.wiki.ok_or_else(|| FieldError::new("wiki", "required"))?,
+            action: self.action.ok_or_else(|| FieldError::new("action", "required"))?,
             page: self.page,
             user,
             comment: self.comment,
@@ -271,36 +253,22 @@ fn check(event: &Event, id_required: bool, fields_required: bool) -> Result<(), 
     line("user", event.user.as_deref(), limits::USER)?;
     line("old_name", event.old_name.as_deref(), limits::PAGE)?;
     line("revision", event.revision.as_deref(), limits::REVISION)?;
-    line(
-        "old_revision",
-        event.old_revision.as_deref(),
-        limits::REVISION,
-    )?;
+    line("old_revision", event.old_revision.as_deref(), limits::REVISION)?;
     line("file", event.file.as_deref(), limits::FILE)?;
     line("key", event.key.as_deref(), limits::KEY)?;
     bounded("comment", event.comment.as_deref(), limits::COMMENT)?;
     if event.urls.len() > limits::URLS {
-        return Err(FieldError::new(
-            "urls",
-            format!("at most {} links", limits::URLS),
-        ));
+        return Err(FieldError::new("urls", format!("at most {} links", limits::URLS)));
     }
     for (index, link) in event.urls.iter().enumerate() {
         line(&format!("urls[{index}].url"), Some(&link.url), limits::URL)?;
         if link.url.is_empty() {
             return Err(FieldError::new(format!("urls[{index}].url"), "required"));
         }
-        line(
-            &format!("urls[{index}].description"),
-            Some(&link.description),
-            limits::URL_DESCRIPTION,
-        )?;
+        line(&format!("urls[{index}].description"), Some(&link.description), limits::URL_DESCRIPTION)?;
     }
     if event.extra.len() > limits::EXTRA_ENTRIES {
-        return Err(FieldError::new(
-            "extra",
-            format!("at most {} extra fields", limits::EXTRA_ENTRIES),
-        ));
+        return Err(FieldError::new("extra", format!("at most {} extra fields", limits::EXTRA_ENTRIES)));
     }
     for (name, value) in &event.extra {
         check_extra_name(name).map_err(|reason| FieldError::new(name.clone(), reason))?;
@@ -315,10 +283,7 @@ fn check(event: &Event, id_required: bool, fields_required: bool) -> Result<(), 
                 crate::Required::File => event.file.is_some(),
             };
             if !present {
-                return Err(FieldError::new(
-                    required.name(),
-                    format!("required for {}", event.action),
-                ));
+                return Err(FieldError::new(required.name(), format!("required for {}", event.action)));
             }
         }
     }
@@ -336,9 +301,7 @@ pub fn check_wiki_name(name: &str) -> Result<(), &'static str> {
         return Err("at most 48 characters");
     }
     let well_formed = bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-');
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-');
     if well_formed {
         Ok(())
     } else {
@@ -353,9 +316,7 @@ fn check_extra_name(name: &str) -> Result<(), &'static str> {
     let bytes = name.as_bytes();
     let well_formed = !bytes.is_empty()
         && bytes.len() <= limits::EXTRA_NAME
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(b));
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(b));
     if well_formed {
         Ok(())
     } else {
@@ -368,20 +329,16 @@ fn line(field: &str, value: Option<&str>, limit: usize) -> Result<(), FieldError
     let Some(value) = value else { return Ok(()) };
     bounded(field, Some(value), limit)?;
     if value.chars().any(char::is_control) {
-        return Err(FieldError::new(
-            field,
-            "control characters (newlines, tabs, ...) are not allowed",
-        ));
+        return Err(FieldError::new(field, "control characters (newlines, tabs, ...) are not allowed"));
     }
     Ok(())
 }
 
 fn bounded(field: &str, value: Option<&str>, limit: usize) -> Result<(), FieldError> {
     match value {
-        Some(value) if value.len() > limit => Err(FieldError::new(
-            field,
-            format!("too long: {} bytes, at most {limit}", value.len()),
-        )),
+        Some(value) if value.len() > limit => {
+            Err(FieldError::new(field, format!("too long: {} bytes, at most {limit}", value.len())))
+        }
         _ => Ok(()),
     }
 }
@@ -444,33 +401,21 @@ fn time(value: &Value) -> Result<Timestamp, FieldError> {
 /// `urls`: a list of `{url, description}` objects; a bare string is a link without description.
 fn links(value: Value) -> Result<Vec<Link>, FieldError> {
     let Value::Array(items) = value else {
-        return Err(FieldError::new(
-            "urls",
-            "must be a list of {url, description}",
-        ));
+        return Err(FieldError::new("urls", "must be a list of {url, description}"));
     };
     if items.len() > limits::URLS {
-        return Err(FieldError::new(
-            "urls",
-            format!("at most {} links", limits::URLS),
-        ));
+        return Err(FieldError::new("urls", format!("at most {} links", limits::URLS)));
     }
     items
         .into_iter()
         .enumerate()
         .map(|(index, item)| match item {
-            Value::String(url) => Ok(Link {
-                url,
-                description: String::new(),
-            }),
+            Value::String(url) => Ok(Link { url, description: String::new() }),
             Value::Object(mut fields) => {
                 let url = match fields.remove("url") {
                     Some(Value::String(url)) => url,
                     _ => {
-                        return Err(FieldError::new(
-                            format!("urls[{index}].url"),
-                            "required string",
-                        ));
+                        return Err(FieldError::new(format!("urls[{index}].url"), "required string"));
                     }
                 };
                 let description = match fields.remove("description") {
@@ -485,10 +430,7 @@ fn links(value: Value) -> Result<Vec<Link>, FieldError> {
                 };
                 Ok(Link { url, description })
             }
-            _ => Err(FieldError::new(
-                format!("urls[{index}]"),
-                "must be {url, description}",
-            )),
+            _ => Err(FieldError::new(format!("urls[{index}]"), "must be {url, description}")),
         })
         .collect()
 }
@@ -499,15 +441,16 @@ mod tests {
     use serde_json::json;
 
     fn submit(value: Value) -> Result<Draft, FieldError> {
-        let Value::Object(map) = value else {
-            panic!("test input must be an object")
-        };
+        let Value::Object(map) = value else { panic!("test input must be an object") };
         parse_submission(map, Timestamp::from_millis(1_000).unwrap())
     }
 
     #[test]
     fn a_moinmoin_save_becomes_page_changed() {
-        let draft = submit(json!({"wiki": "MoinMaster", "action": "SAVE", "page": "פתיחה", "editor": "פלוני אלמוני"})).unwrap();
+        let draft = submit(
+            json!({"wiki": "MoinMaster", "action": "SAVE", "page": "פתיחה", "editor": "פלוני אלמוני"}),
+        )
+        .unwrap();
         let event = draft.event();
         assert_eq!(event.action.as_str(), "page_changed");
         assert_eq!(event.user.as_deref(), Some("פלוני אלמוני"));
@@ -520,42 +463,15 @@ mod tests {
             (json!({"action": "SAVE", "page": "P", "user": "u"}), "wiki"),
             (json!({"wiki": "W", "page": "P", "user": "u"}), "action"),
             (json!({"wiki": "W", "action": "SAVE", "user": "u"}), "page"),
-            (
-                json!({"wiki": "W", "action": "page_renamed", "page": "P", "user": "u"}),
-                "old_name",
-            ),
-            (
-                json!({"wiki": "W", "action": "ATTNEW", "page": "P", "user": "u"}),
-                "file",
-            ),
-            (
-                json!({"wiki": "W x", "action": "SAVE", "page": "P", "user": "u"}),
-                "wiki",
-            ),
-            (
-                json!({"wiki": "W", "action": "SAVE", "page": "P\nQ", "user": "u"}),
-                "page",
-            ),
-            (
-                json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "size": -1}),
-                "size",
-            ),
-            (
-                json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "time": "soon"}),
-                "time",
-            ),
-            (
-                json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "id": 5}),
-                "id",
-            ),
-            (
-                json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "editor": "v"}),
-                "editor",
-            ),
-            (
-                json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "minor": "maybe"}),
-                "minor",
-            ),
+            (json!({"wiki": "W", "action": "page_renamed", "page": "P", "user": "u"}), "old_name"),
+            (json!({"wiki": "W", "action": "ATTNEW", "page": "P", "user": "u"}), "file"),
+            (json!({"wiki": "W x", "action": "SAVE", "page": "P", "user": "u"}), "wiki"),
+            (json!({"wiki": "W", "action": "SAVE", "page": "P\nQ", "user": "u"}), "page"),
+            (json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "size": -1}), "size"),
+            (json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "time": "soon"}), "time"),
+            (json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "id": 5}), "id"),
+            (json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "editor": "v"}), "editor"),
+            (json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "minor": "maybe"}), "minor"),
             (
                 json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "urls": [{"description": "d"}]}),
                 "urls[0].url",
@@ -564,10 +480,7 @@ mod tests {
                 json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "extra": {"more": "1"}}),
                 "more",
             ),
-            (
-                json!({"wiki": "W", "action": "SAVE", "page": "x".repeat(513), "user": "u"}),
-                "page",
-            ),
+            (json!({"wiki": "W", "action": "SAVE", "page": "x".repeat(513), "user": "u"}), "page"),
         ];
         for (input, field) in cases {
             let error = submit(input.clone()).expect_err(&input.to_string());
@@ -601,7 +514,8 @@ mod tests {
 
     #[test]
     fn committed_events_need_their_id() {
-        let Value::Object(map) = json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "time": "2026-01-01T00:00:00Z"})
+        let Value::Object(map) =
+            json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "time": "2026-01-01T00:00:00Z"})
         else {
             unreachable!()
         };

@@ -69,17 +69,11 @@ impl Filter {
                 Ok((unescape(name)?, unescape(value)?))
             })
             .collect::<Result<_, FieldError>>()?;
-        Filter::from_pairs(
-            pairs
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_str())),
-        )
+        Filter::from_pairs(pairs.iter().map(|(name, value)| (name.as_str(), value.as_str())))
     }
 
     /// Builds a filter from decoded `(key, value)` pairs; an unknown key is an error.
-    pub fn from_pairs<'a>(
-        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Filter, FieldError> {
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Filter, FieldError> {
         let mut filter = Filter::default();
         for (name, value) in pairs {
             filter.add(name, value)?;
@@ -94,23 +88,14 @@ impl Filter {
     pub fn add(&mut self, name: &str, value: &str) -> Result<(), FieldError> {
         match name {
             "wiki" => {
-                for wiki in value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|wiki| !wiki.is_empty())
-                {
+                for wiki in value.split(',').map(str::trim).filter(|wiki| !wiki.is_empty()) {
                     let glob = Glob::new(name, wiki, true)?;
                     push_bounded(name, &mut self.wikis, glob)?;
                 }
             }
             "action" => {
-                for action in value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|action| !action.is_empty())
-                {
-                    let action =
-                        Action::parse(action).map_err(|reason| FieldError::new(name, reason))?;
+                for action in value.split(',').map(str::trim).filter(|action| !action.is_empty()) {
+                    let action = Action::parse(action).map_err(|reason| FieldError::new(name, reason))?;
                     push_bounded(name, &mut self.actions, action)?;
                 }
             }
@@ -155,10 +140,7 @@ impl Filter {
                     .as_deref()
                     .is_some_and(|page| self.pages.iter().any(|pattern| pattern.matches(page))))
             && (self.users.is_empty()
-                || event
-                    .user
-                    .as_deref()
-                    .is_some_and(|user| self.users.iter().any(|glob| glob.matches(user))))
+                || event.user.as_deref().is_some_and(|user| self.users.iter().any(|glob| glob.matches(user))))
             && self.bot.is_none_or(|bot| bot == event.bot)
             && self.minor.is_none_or(|minor| minor == event.minor)
     }
@@ -169,12 +151,7 @@ impl Filter {
         if self.wikis.is_empty() || self.wikis.iter().any(Glob::is_pattern) {
             return None;
         }
-        Some(
-            self.wikis
-                .iter()
-                .map(|glob| glob.pattern.as_str())
-                .collect(),
-        )
+        Some(self.wikis.iter().map(|glob| glob.pattern.as_str()).collect())
     }
 
     pub fn actions(&self) -> &[Action] {
@@ -206,11 +183,7 @@ impl fmt::Display for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts: Vec<String> = Vec::new();
         if !self.wikis.is_empty() {
-            let wikis: Vec<&str> = self
-                .wikis
-                .iter()
-                .map(|glob| glob.pattern.as_str())
-                .collect();
+            let wikis: Vec<&str> = self.wikis.iter().map(|glob| glob.pattern.as_str()).collect();
             parts.push(format!("wiki={}", escape(&wikis.join(","))));
         }
         if !self.actions.is_empty() {
@@ -252,10 +225,7 @@ impl Glob {
         if pattern.is_empty() {
             return Err(FieldError::new(field, "empty pattern"));
         }
-        Ok(Glob {
-            pattern: pattern.to_owned(),
-            ignore_ascii_case,
-        })
+        Ok(Glob { pattern: pattern.to_owned(), ignore_ascii_case })
     }
 
     fn is_pattern(&self) -> bool {
@@ -267,18 +237,12 @@ impl Glob {
         let pattern: Vec<char> = self.pattern.chars().collect();
         let text: Vec<char> = text.chars().collect();
         let same = |a: char, b: char| {
-            if self.ignore_ascii_case {
-                a.eq_ignore_ascii_case(&b)
-            } else {
-                a == b
-            }
+            if self.ignore_ascii_case { a.eq_ignore_ascii_case(&b) } else { a == b }
         };
         let (mut p, mut t) = (0, 0);
         let mut backtrack: Option<(usize, usize)> = None;
         while t < text.len() {
-            if p < pattern.len()
-                && (pattern[p] == '?' || (pattern[p] != '*' && same(pattern[p], text[t])))
-            {
+            if p < pattern.len() && (pattern[p] == '?' || (pattern[p] != '*' && same(pattern[p], text[t]))) {
                 p += 1;
                 t += 1;
             } else if p < pattern.len() && pattern[p] == '*' {
@@ -298,10 +262,7 @@ impl Glob {
 
 fn push_bounded<T>(field: &str, list: &mut Vec<T>, item: T) -> Result<(), FieldError> {
     if list.len() >= MAX_VALUES {
-        return Err(FieldError::new(
-            field,
-            format!("at most {MAX_VALUES} values"),
-        ));
+        return Err(FieldError::new(field, format!("at most {MAX_VALUES} values")));
     }
     list.push(item);
     Ok(())
@@ -309,10 +270,7 @@ fn push_bounded<T>(field: &str, list: &mut Vec<T>, item: T) -> Result<(), FieldE
 
 fn check_length(field: &str, pattern: &str) -> Result<(), FieldError> {
     if pattern.len() > MAX_PATTERN {
-        return Err(FieldError::new(
-            field,
-            format!("pattern too long (at most {MAX_PATTERN} bytes)"),
-        ));
+        return Err(FieldError::new(field, format!("pattern too long (at most {MAX_PATTERN} bytes)")));
     }
     Ok(())
 }
@@ -361,8 +319,7 @@ mod tests {
     #[test]
     fn globs_lists_and_flags() {
         let filter =
-            Filter::parse("wiki=moin*,FooWiki&action=SAVE,page_created&page=Help/*&bot=false")
-                .unwrap();
+            Filter::parse("wiki=moin*,FooWiki&action=SAVE,page_created&page=Help/*&bot=false").unwrap();
         assert!(filter.matches(&event("MoinMaster", "page_changed", "Help/Editing", "A")));
         assert!(filter.matches(&event("foowiki", "page_created", "Help/X", "A")));
         assert!(!filter.matches(&event("Other", "page_changed", "Help/Editing", "A")));
@@ -380,31 +337,21 @@ mod tests {
         assert!(!filter.matches(&event("W", "page_changed", "BadContentX", "u")));
         let hebrew = Filter::parse("page=%D7%A4%D7%AA*").unwrap();
         assert!(hebrew.matches(&event("W", "page_changed", "פתיחה", "u")));
-        assert!(
-            Filter::parse("page=?")
-                .unwrap()
-                .matches(&event("W", "page_changed", "ב", "u"))
-        );
+        assert!(Filter::parse("page=?").unwrap().matches(&event("W", "page_changed", "ב", "u")));
     }
 
     #[test]
     fn errors_name_the_key() {
-        for (text, field) in [
-            ("colour=red", "colour"),
-            ("action=Nope", "action"),
-            ("page=re:(", "page"),
-            ("bot=maybe", "bot"),
-        ] {
+        for (text, field) in
+            [("colour=red", "colour"), ("action=Nope", "action"), ("page=re:(", "page"), ("bot=maybe", "bot")]
+        {
             assert_eq!(Filter::parse(text).unwrap_err().field, field);
         }
     }
 
     #[test]
     fn exact_wikis_only_without_globs() {
-        assert_eq!(
-            Filter::parse("wiki=A,B").unwrap().exact_wikis(),
-            Some(vec!["A", "B"])
-        );
+        assert_eq!(Filter::parse("wiki=A,B").unwrap().exact_wikis(), Some(vec!["A", "B"]));
         assert_eq!(Filter::parse("wiki=A*").unwrap().exact_wikis(), None);
         assert_eq!(Filter::parse("wiki=A").unwrap().single_wiki(), Some("A"));
     }

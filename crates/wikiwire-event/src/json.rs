@@ -77,10 +77,7 @@ impl Event {
 /// A publisher's JSON body: one event object or an array of them, all valid or none taken.
 pub fn parse_submissions(body: &[u8], now: Timestamp) -> Result<Vec<Draft>, FieldError> {
     let text = std::str::from_utf8(body).map_err(|error| {
-        FieldError::new(
-            "body",
-            format!("not valid UTF-8 (at byte {})", error.valid_up_to()),
-        )
+        FieldError::new("body", format!("not valid UTF-8 (at byte {})", error.valid_up_to()))
     })?;
     let value: Value = serde_json::from_str(text)
         .map_err(|error| FieldError::new("body", format!("invalid JSON: {error}")))?;
@@ -88,16 +85,10 @@ pub fn parse_submissions(body: &[u8], now: Timestamp) -> Result<Vec<Draft>, Fiel
         Value::Object(map) => Ok(vec![fields::parse_submission(map, now)?]),
         Value::Array(items) => {
             if items.is_empty() {
-                return Err(FieldError::new(
-                    "body",
-                    "empty array: send at least one event",
-                ));
+                return Err(FieldError::new("body", "empty array: send at least one event"));
             }
             if items.len() > MAX_BATCH {
-                return Err(FieldError::new(
-                    "body",
-                    format!("at most {MAX_BATCH} events per request"),
-                ));
+                return Err(FieldError::new("body", format!("at most {MAX_BATCH} events per request")));
             }
             items
                 .into_iter()
@@ -106,16 +97,10 @@ pub fn parse_submissions(body: &[u8], now: Timestamp) -> Result<Vec<Draft>, Fiel
                     Value::Object(map) => {
                         fields::parse_submission(map, now).map_err(|error| error.in_batch(index))
                     }
-                    _ => Err(FieldError::new(
-                        format!("[{index}]"),
-                        "must be an event object",
-                    )),
+                    _ => Err(FieldError::new(format!("[{index}]"), "must be an event object")),
                 })
                 .collect()
         }
-        _ => Err(FieldError::new(
-            "body",
-            "must be an event object or an array of them",
-        )),
+        _ => Err(FieldError::new("body", "must be an event object or an array of them")),
     }
 }

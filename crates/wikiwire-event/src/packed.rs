@@ -45,9 +45,7 @@ pub fn encode_within(event: &Event, budget: usize) -> Packed {
     let mut text = String::new();
     for dropped in 0..=STAGES {
         text.clear();
-        let kept = pairs
-            .iter()
-            .filter(|(stage, _, _)| stage.is_none_or(|stage| stage >= dropped));
+        let kept = pairs.iter().filter(|(stage, _, _)| stage.is_none_or(|stage| stage >= dropped));
         for (_, name, value) in kept {
             push_pair(&mut text, name, value);
         }
@@ -55,16 +53,10 @@ pub fn encode_within(event: &Event, budget: usize) -> Packed {
             push_pair(&mut text, "more", "1");
         }
         if text.len() <= budget {
-            return Packed {
-                text,
-                complete: dropped == 0,
-            };
+            return Packed { text, complete: dropped == 0 };
         }
     }
-    Packed {
-        text,
-        complete: false,
-    }
+    Packed { text, complete: false }
 }
 
 /// Every pair of the event in wire order, each with its drop stage (`None`: never dropped).
@@ -147,20 +139,14 @@ fn escape_into(out: &mut String, text: &str) {
 pub fn decode(text: &str) -> Result<Unpacked, FieldError> {
     let (map, more) = to_fields(text)?;
     let mode = if more { Mode::Partial } else { Mode::Committed };
-    Ok(Unpacked {
-        event: fields::parse(map, mode)?,
-        more,
-    })
+    Ok(Unpacked { event: fields::parse(map, mode)?, more })
 }
 
 /// Reads a packed line a publisher sent: no `id`, no `more`.
 pub fn parse_submission(text: &str, now: Timestamp) -> Result<Draft, FieldError> {
     let (map, more) = to_fields(text)?;
     if more {
-        return Err(FieldError::new(
-            "more",
-            "only the hub marks events as shortened",
-        ));
+        return Err(FieldError::new("more", "only the hub marks events as shortened"));
     }
     fields::parse_submission(map, now)
 }
@@ -170,11 +156,7 @@ fn to_fields(text: &str) -> Result<(Map<String, Value>, bool), FieldError> {
     let mut map = Map::new();
     let mut urls: Vec<Value> = Vec::new();
     let mut more = false;
-    for pair in text
-        .trim_end_matches(['\r', '\n'])
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-    {
+    for pair in text.trim_end_matches(['\r', '\n']).split('&').filter(|pair| !pair.is_empty()) {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = unescape(raw_name, raw_name)?;
         let value = unescape(&name, raw_value)?;
@@ -260,8 +242,7 @@ mod tests {
     #[test]
     fn accepts_plus_and_percent_20() {
         let with_plus =
-            decode("id=1&time=2026-01-01T00:00:00Z&wiki=W&action=SAVE&page=Front+Page&user=A%20B")
-                .unwrap();
+            decode("id=1&time=2026-01-01T00:00:00Z&wiki=W&action=SAVE&page=Front+Page&user=A%20B").unwrap();
         assert_eq!(with_plus.event.page.as_deref(), Some("Front Page"));
         assert_eq!(with_plus.event.user.as_deref(), Some("A B"));
     }
@@ -270,10 +251,7 @@ mod tests {
     fn long_events_drop_optional_fields_in_order() {
         let mut event = sample();
         event.comment = Some("c".repeat(300));
-        event.urls = vec![Link {
-            url: "https://example.org/diff".into(),
-            description: "diff".into(),
-        }];
+        event.urls = vec![Link { url: "https://example.org/diff".into(), description: "diff".into() }];
         event.extra.insert("origin".into(), "cron".into());
         let full = encode(&event);
         let without_urls = encode_within(&event, full.len() - 1);
@@ -281,10 +259,7 @@ mod tests {
         assert!(without_urls.text.contains("comment=") && !without_urls.text.contains("url="));
         assert!(without_urls.text.ends_with("&more=1"));
         let without_comment = encode_within(&event, 200);
-        assert!(
-            without_comment.text.contains("origin=cron")
-                && !without_comment.text.contains("comment=")
-        );
+        assert!(without_comment.text.contains("origin=cron") && !without_comment.text.contains("comment="));
         let unpacked = decode(&without_comment.text).unwrap();
         assert!(unpacked.more);
         assert_eq!(unpacked.event.page, event.page);
@@ -300,56 +275,30 @@ mod tests {
         event.bot = true;
         event.page = Some("ページ".repeat(50));
         let packed = encode_within(&event, CORE_BUDGET);
-        assert!(
-            packed.text.len() <= CORE_BUDGET,
-            "{} bytes",
-            packed.text.len()
-        );
+        assert!(packed.text.len() <= CORE_BUDGET, "{} bytes", packed.text.len());
         assert!(decode(&packed.text).unwrap().more);
     }
 
     #[test]
     fn broken_input_names_the_field() {
         for (line, field) in [
-            (
-                "id=1&time=2026-01-01T00:00:00Z&wiki=W&action=SAVE&page=%FF&user=u",
-                "page",
-            ),
-            (
-                "id=1&time=2026-01-01T00:00:00Z&wiki=W&action=SAVE&page=%G1&user=u",
-                "page",
-            ),
-            (
-                "id=1&time=2026-01-01T00:00:00Z&wiki=W&action=SAVE&page=%4&user=u",
-                "page",
-            ),
-            (
-                "id=1&id=2&time=2026-01-01T00:00:00Z&wiki=W&action=SAVE&page=P&user=u",
-                "id",
-            ),
+            ("id=1&time=2026-01-01T00:00:00Z&wiki=W&action=SAVE&page=%FF&user=u", "page"),
+            ("id=1&time=2026-01-01T00:00:00Z&wiki=W&action=SAVE&page=%G1&user=u", "page"),
+            ("id=1&time=2026-01-01T00:00:00Z&wiki=W&action=SAVE&page=%4&user=u", "page"),
+            ("id=1&id=2&time=2026-01-01T00:00:00Z&wiki=W&action=SAVE&page=P&user=u", "id"),
             (
                 "id=1&time=2026-01-01T00:00:00Z&wiki=W&action=SAVE&page=P&user=u&url_description=x",
                 "url_description",
             ),
-            (
-                "id=1&time=2026-01-01T00:00:00Z&wiki=W&action=SAVE&page=P&user=u&more=2",
-                "more",
-            ),
+            ("id=1&time=2026-01-01T00:00:00Z&wiki=W&action=SAVE&page=P&user=u&more=2", "more"),
         ] {
             assert_eq!(decode(line).unwrap_err().field, field, "{line}");
         }
         let now = Timestamp::MIN;
         assert_eq!(
-            parse_submission("wiki=W&action=SAVE&page=P&user=u&more=1", now)
-                .unwrap_err()
-                .field,
+            parse_submission("wiki=W&action=SAVE&page=P&user=u&more=1", now).unwrap_err().field,
             "more"
         );
-        assert_eq!(
-            parse_submission("id=3&wiki=W&action=SAVE&page=P&user=u", now)
-                .unwrap_err()
-                .field,
-            "id"
-        );
+        assert_eq!(parse_submission("id=3&wiki=W&action=SAVE&page=P&user=u", now).unwrap_err().field, "id");
     }
 }

@@ -26,21 +26,13 @@ pub struct TextOptions {
 }
 
 impl TextOptions {
-    pub const PLAIN: TextOptions = TextOptions {
-        style: TextStyle::Plain,
-        show_wiki: false,
-    };
+    pub const PLAIN: TextOptions = TextOptions { style: TextStyle::Plain, show_wiki: false };
 }
 
 const ELLIPSIS: &str = "…";
 
 /// Renders the line within `budget` bytes.
-pub fn render(
-    event: &Event,
-    wiki: Option<&WikiDescription>,
-    options: TextOptions,
-    budget: usize,
-) -> String {
+pub fn render(event: &Event, wiki: Option<&WikiDescription>, options: TextOptions, budget: usize) -> String {
     let paint = |code: &str, text: &str| -> String {
         match options.style {
             TextStyle::Plain => text.to_owned(),
@@ -119,9 +111,7 @@ fn details(event: &Event) -> Vec<String> {
 
 /// Replaces control characters (CR, LF, NUL, mIRC formatting codes, C1) with spaces.
 pub fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// The longest prefix of `text` within `max` bytes that ends on a character boundary.
@@ -156,11 +146,7 @@ mod tests {
     use crate::{Action, Timestamp};
 
     fn edit() -> Event {
-        let mut event = Event::new(
-            "MoinMaster",
-            Action::parse("page_changed").unwrap(),
-            Timestamp::MIN,
-        );
+        let mut event = Event::new("MoinMaster", Action::parse("page_changed").unwrap(), Timestamp::MIN);
         event.page = Some("Page name".into());
         event.user = Some("Alice".into());
         event.comment = Some("fixed typo".into());
@@ -195,10 +181,7 @@ mod tests {
         event.file = Some("plan.png".into());
         event.size = Some(2048);
         event.minor = true;
-        let options = TextOptions {
-            style: TextStyle::Colour,
-            show_wiki: true,
-        };
+        let options = TextOptions { style: TextStyle::Colour, show_wiki: true };
         let line = render(&event, None, options, 400);
         assert_eq!(
             line,

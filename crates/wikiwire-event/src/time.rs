@@ -30,11 +30,7 @@ impl Timestamp {
     pub const MAX: Timestamp = Timestamp(253_402_300_799_999);
 
     pub fn from_millis(ms: i64) -> Result<Self, TimeError> {
-        if (Self::MIN.0..=Self::MAX.0).contains(&ms) {
-            Ok(Timestamp(ms))
-        } else {
-            Err(TimeError::Range)
-        }
+        if (Self::MIN.0..=Self::MAX.0).contains(&ms) { Ok(Timestamp(ms)) } else { Err(TimeError::Range) }
     }
 
     pub fn millis(self) -> i64 {
@@ -58,9 +54,7 @@ impl Timestamp {
         }
         let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| TimeError::Syntax)?;
         let ms = parsed.unix_timestamp_nanos().div_euclid(1_000_000);
-        i64::try_from(ms)
-            .map_err(|_| TimeError::Range)
-            .and_then(Self::from_millis)
+        i64::try_from(ms).map_err(|_| TimeError::Range).and_then(Self::from_millis)
     }
 
     /// Unix seconds as a JSON number may be fractional; anything past milliseconds is dropped.
@@ -78,11 +72,7 @@ impl Timestamp {
     fn from_unix_seconds_text(text: &str) -> Result<Self, TimeError> {
         let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
         if whole.is_empty() || fraction.contains('.') || whole.len() > 15 {
-            return Err(if whole.len() > 15 {
-                TimeError::Range
-            } else {
-                TimeError::Syntax
-            });
+            return Err(if whole.len() > 15 { TimeError::Range } else { TimeError::Syntax });
         }
         // Whole seconds are at most 15 digits here, so they fit an i64 with room for the ms.
         let seconds: i64 = whole.parse().map_err(|_| TimeError::Syntax)?;
@@ -105,9 +95,8 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let format = format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-        );
+        let format =
+            format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
         // In range by construction, so both conversions succeed.
         let instant = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
             .map_err(|_| fmt::Error)?;
@@ -139,33 +128,16 @@ mod tests {
         let t = Timestamp::parse("2026-11-22T21:00:00Z").unwrap();
         assert_eq!(t.to_string(), "2026-11-22T21:00:00.000Z");
         assert_eq!(
-            Timestamp::parse("2026-11-22T23:00:00.1234+02:00")
-                .unwrap()
-                .to_string(),
+            Timestamp::parse("2026-11-22T23:00:00.1234+02:00").unwrap().to_string(),
             "2026-11-22T21:00:00.123Z"
         );
-        assert_eq!(
-            Timestamp::parse("1764018000").unwrap().to_string(),
-            "2025-11-24T21:00:00.000Z"
-        );
-        assert_eq!(
-            Timestamp::parse("1764018000.25").unwrap().millis(),
-            1_764_018_000_250
-        );
+        assert_eq!(Timestamp::parse("1764018000").unwrap().to_string(), "2025-11-24T21:00:00.000Z");
+        assert_eq!(Timestamp::parse("1764018000.25").unwrap().millis(), 1_764_018_000_250);
         assert_eq!(Timestamp::parse("yesterday"), Err(TimeError::Syntax));
         assert_eq!(Timestamp::parse("1.2.3"), Err(TimeError::Syntax));
-        assert_eq!(
-            Timestamp::parse("99999999999999999999"),
-            Err(TimeError::Range)
-        );
-        assert_eq!(
-            Timestamp::parse("1969-12-31T23:59:59Z"),
-            Err(TimeError::Range)
-        );
-        assert_eq!(
-            Timestamp::from_unix_seconds(f64::NAN),
-            Err(TimeError::Syntax)
-        );
+        assert_eq!(Timestamp::parse("99999999999999999999"), Err(TimeError::Range));
+        assert_eq!(Timestamp::parse("1969-12-31T23:59:59Z"), Err(TimeError::Range));
+        assert_eq!(Timestamp::from_unix_seconds(f64::NAN), Err(TimeError::Syntax));
     }
 
     proptest! {

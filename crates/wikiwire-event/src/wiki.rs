@@ -54,10 +54,7 @@ impl Engine {
                 user: None,
                 attachment: owned("{base}lib/exe/fetch.php?media={file}"),
             },
-            Engine::Generic => LinkTemplates {
-                page: owned("{base}{page}"),
-                ..LinkTemplates::default()
-            },
+            Engine::Generic => LinkTemplates { page: owned("{base}{page}"), ..LinkTemplates::default() },
         }
     }
 
@@ -182,10 +179,7 @@ impl WikiDescription {
             .filter(|(_, kind)| relevant(kind, event))
             .filter_map(|(template, kind)| {
                 let url = self.expand(template.as_deref()?, event)?;
-                Some(Link {
-                    url,
-                    description: kind.to_owned(),
-                })
+                Some(Link { url, description: kind.to_owned() })
             })
             .collect()
     }
@@ -208,11 +202,7 @@ pub fn primary_url(event: &Event, wiki: Option<&WikiDescription>) -> Option<Stri
     if let Some(link) = event.urls.first() {
         return Some(link.url.clone());
     }
-    wiki?
-        .links_for(event)
-        .into_iter()
-        .next()
-        .map(|link| link.url)
+    wiki?.links_for(event).into_iter().next().map(|link| link.url)
 }
 
 #[cfg(test)]
@@ -221,11 +211,7 @@ mod tests {
     use crate::{Action, Timestamp};
 
     fn edit(page: &str) -> Event {
-        let mut event = Event::new(
-            "MoinMaster",
-            Action::parse("page_changed").unwrap(),
-            Timestamp::MIN,
-        );
+        let mut event = Event::new("MoinMaster", Action::parse("page_changed").unwrap(), Timestamp::MIN);
         event.page = Some(page.into());
         event.user = Some("Alice".into());
         event.revision = Some("42".into());
@@ -243,10 +229,7 @@ mod tests {
             &LinkTemplates::default(),
         );
         let links = wiki.links_for(&edit("Help On/Editing"));
-        assert_eq!(
-            links[0].url,
-            "https://master.example/Help%20On/Editing?action=diff&rev1=41&rev2=42"
-        );
+        assert_eq!(links[0].url, "https://master.example/Help%20On/Editing?action=diff&rev1=41&rev2=42");
         assert_eq!(links[1].url, "https://master.example/Help%20On/Editing");
     }
 
@@ -264,27 +247,18 @@ mod tests {
             .into_iter()
             .find(|link| link.description == "page")
             .unwrap();
-        assert_eq!(
-            page.url,
-            "https://enwiki.example/w/index.php?title=Main_Page_%26_more"
-        );
+        assert_eq!(page.url, "https://enwiki.example/w/index.php?title=Main_Page_%26_more");
     }
 
     #[test]
     fn missing_values_drop_the_link_and_overrides_win() {
-        let overrides = LinkTemplates {
-            page: Some("{base}wiki/{page}".into()),
-            ..LinkTemplates::default()
-        };
+        let overrides = LinkTemplates { page: Some("{base}wiki/{page}".into()), ..LinkTemplates::default() };
         let wiki = WikiDescription::new("W", "p", Engine::Moin, Some("https://w/"), &overrides);
         let mut event = edit("P");
         event.old_revision = None;
         let links = wiki.links_for(&event);
         assert_eq!(links[0].url, "https://w/wiki/P");
-        assert_eq!(
-            primary_url(&event, Some(&wiki)).as_deref(),
-            Some("https://w/wiki/P")
-        );
+        assert_eq!(primary_url(&event, Some(&wiki)).as_deref(), Some("https://w/wiki/P"));
         let no_base = WikiDescription::new("W", "p", Engine::Moin, None, &LinkTemplates::default());
         assert!(no_base.links_for(&event).is_empty());
     }

@@ -125,7 +125,5 @@ pub fn xml_char(c: char) -> bool {
 
 /// What a text becomes after going through XML: characters XML cannot carry turn into U+FFFD.
 pub fn xml_safe(text: &str) -> String {
-    text.chars()
-        .map(|c| if xml_char(c) { c } else { '\u{FFFD}' })
-        .collect()
+    text.chars().map(|c| if xml_char(c) { c } else { '\u{FFFD}' }).collect()
 }

@@ -41,10 +41,7 @@ fn name(max: usize) -> impl Strategy<Value = String> {
 
 /// Free text may hold anything, newlines and control characters included.
 fn free_text(max: usize) -> impl Strategy<Value = String> {
-    prop_oneof![
-        name(max),
-        proptest::string::string_regex(&format!("(?s).{{1,{max}}}")).unwrap()
-    ]
+    prop_oneof![name(max), proptest::string::string_regex(&format!("(?s).{{1,{max}}}")).unwrap()]
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -56,12 +53,10 @@ fn action() -> impl Strategy<Value = Action> {
 }
 
 fn extra() -> impl Strategy<Value = BTreeMap<String, String>> {
-    proptest::collection::btree_map("[a-z][a-z0-9_.:-]{0,15}", free_text(30), 0..4).prop_map(
-        |mut map| {
-            map.retain(|name, _| !fields::RESERVED_NAMES.contains(&name.as_str()));
-            map
-        },
-    )
+    proptest::collection::btree_map("[a-z][a-z0-9_.:-]{0,15}", free_text(30), 0..4).prop_map(|mut map| {
+        map.retain(|name, _| !fields::RESERVED_NAMES.contains(&name.as_str()));
+        map
+    })
 }
 
 prop_compose! {
@@ -159,13 +154,7 @@ fn read_changes(document: &str) -> Vec<Event> {
                     .map(|attribute| {
                         let attribute = attribute.expect("valid attribute");
                         let name = String::from_utf8(attribute.key.as_ref().to_vec()).unwrap();
-                        (
-                            name,
-                            attribute
-                                .unescape_value()
-                                .expect("valid escape")
-                                .into_owned(),
-                        )
+                        (name, attribute.unescape_value().expect("valid escape").into_owned())
                     })
                     .collect();
                 let name = String::from_utf8(start.name().as_ref().to_vec()).unwrap();
@@ -220,10 +209,9 @@ fn read_changes(document: &str) -> Vec<Event> {
                         "file" => event.file = Some(value),
                         "key" => event.key = Some(value),
                         "size" => event.size = Some(value.parse().unwrap()),
-                        "url" => event.urls.push(Link {
-                            url: value,
-                            description: attributes["description"].clone(),
-                        }),
+                        "url" => event
+                            .urls
+                            .push(Link { url: value, description: attributes["description"].clone() }),
                         "extra" => {
                             event.extra.insert(attributes["name"].clone(), value);
                         }

@@ -1,0 +1,315 @@
+//! The embedded store: one SQLite file in the data directory, WAL journal, one writer thread with
+//! group commit ([`writer`]), and a small pool of read connections that never block the writer.
+
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use wikiwire_event::{Draft, Event};
+
+use crate::{Appended, Bounds, Bus, MAX_PAGE, Page, Query, Retention, Store, StoreError};
+use schema::backend;
+use writer::{Command, Writer, from_sql_id, to_sql_id};
+
+/// Rows read per history query at most, whatever the filter refuses: bounds the work of a query
+/// whose filter matches little.
+const MAX_SCAN: usize = 20_000;
+
+/// Appends queued for the writer before callers wait: bounds memory under a publishing storm.
+const QUEUE: usize = 1024;
+
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// The database file; its directory is created if missing.
+    pub path: PathBuf,
+    /// Most events committed in one transaction.
+    pub max_group: usize,
+    /// `synchronous=FULL`: a commit survives power loss, not only a crash of the process.
+    pub synchronous_full: bool,
+    pub readers: usize,
+    pub bus_capacity: usize,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> SqliteOptions {
+        SqliteOptions {
+            path: path.into(),
+            max_group: 2000,
+            synchronous_full: true,
+            readers: 4,
+            bus_capacity: crate::bus::DEFAULT_CAPACITY,
+        }
+    }
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub transactions: AtomicU64,
+    pub appended: AtomicU64,
+}
+
+/// State the writer publishes and everyone reads without a database round trip.
+pub struct Shared {
+    pub last_id: AtomicU64,
+    pub pruned_through: AtomicU64,
+    pub bus: Bus,
+    pub stats: Stats,
+}
+
+pub struct SqliteStore {
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Arc<Readers>,
+    shared: Arc<Shared>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) and starts the writer thread.
+    pub fn open(options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        if let Some(directory) = options.path.parent().filter(|directory| !directory.as_os_str().is_empty()) {
+            std::fs::create_dir_all(directory).map_err(|error| {
+                StoreError::Backend(format!("cannot create {}: {error}", directory.display()))
+            })?;
+        }
+        let mut connection = Connection::open(&options.path).map_err(backend)?;
+        let synchronous = if options.synchronous_full { "FULL" } else { "NORMAL" };
+        connection
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;"
+            ))
+            .map_err(backend)?;
+        schema::migrate(&mut connection)?;
+        let state = |name: &str| -> Result<u64, StoreError> {
+            connection
+                .query_row("SELECT value FROM state WHERE name = ?1", [name], |row| row.get::<_, i64>(0))
+                .map(from_sql_id)
+                .map_err(backend)
+        };
+        let shared = Arc::new(Shared {
+            last_id: AtomicU64::new(state("last_id")?),
+            pruned_through: AtomicU64::new(state("pruned_through")?),
+            bus: Bus::new(options.bus_capacity),
+            stats: Stats::default(),
+        });
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let writer = Writer {
+            connection,
+            commands: receiver,
+            shared: Arc::clone(&shared),
+            max_group: options.max_group.max(1),
+        };
+        let handle = std::thread::Builder::new()
+            .name("wikiwire-store-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|error| StoreError::Backend(format!("cannot start the writer thread: {error}")))?;
+        tracing::info!(path = %options.path.display(), last_id = shared.last_id.load(Ordering::Relaxed), "store open");
+        Ok(SqliteStore {
+            commands: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(handle)),
+            readers: Arc::new(Readers::new(&options.path, options.readers.max(1))),
+            shared,
+        })
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<Command>, StoreError> {
+        // A poisoned lock means a panic elsewhere while cloning a sender; treat as closed.
+        self.commands.lock().ok().and_then(|slot| slot.clone()).ok_or(StoreError::Closed)
+    }
+
+    async fn command<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender()?.send(make(reply)).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, drafts: Vec<Draft>) -> Result<Vec<Appended>, StoreError> {
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.command(|reply| Command::Append { drafts, reply }).await
+    }
+
+    async fn get(&self, id: u64) -> Result<Option<Event>, StoreError> {
+        self.readers
+            .with(move |connection| {
+                let body: Option<String> = connection
+                    .query_row("SELECT body FROM events WHERE id = ?1", [to_sql_id(id)], |row| row.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                body.map(|body| row_event(to_sql_id(id), &body)).transpose()
+            })
+            .await
+    }
+
+    async fn query(&self, query: Query) -> Result<Page, StoreError> {
+        self.readers.with(move |connection| read_page(connection, &query)).await
+    }
+
+    async fn bounds(&self) -> Result<Bounds, StoreError> {
+        Ok(Bounds {
+            last_id: self.shared.last_id.load(Ordering::Acquire),
+            pruned_through: self.shared.pruned_through.load(Ordering::Acquire),
+        })
+    }
+
+    fn bus(&self) -> &Bus {
+        &self.shared.bus
+    }
+
+    async fn cursor(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let name = name.to_owned();
+        self.readers
+            .with(move |connection| {
+                connection
+                    .query_row("SELECT id FROM cursors WHERE name = ?1", [name], |row| row.get::<_, i64>(0))
+                    .optional()
+                    .map(|id| id.map(from_sql_id))
+                    .map_err(backend)
+            })
+            .await
+    }
+
+    async fn set_cursor(&self, name: &str, id: u64) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.command(|reply| Command::SetCursor { name, id, reply }).await
+    }
+
+    async fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
+        self.command(|reply| Command::Prune { retention, reply }).await
+    }
+
+    async fn close(&self) {
+        // Dropping the last sender ends the writer's loop once the queue is drained.
+        if let Ok(mut slot) = self.commands.lock() {
+            slot.take();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+/// Reads one page: rows in id order, filtered here for what SQL cannot express (globs,
+/// patterns), bounded by `MAX_SCAN` rows read.
+fn read_page(connection: &Connection, query: &Query) -> Result<Page, StoreError> {
+    let limit = query.limit.clamp(1, MAX_PAGE);
+    let chunk = (limit * 2).clamp(64, 4096);
+    let mut sql = String::from("SELECT id, body FROM events WHERE id > ?");
+    let mut parameters: Vec<SqlValue> = Vec::new();
+    if let Some(from) = query.from {
+        sql.push_str(" AND time >= ?");
+        parameters.push(SqlValue::Integer(from.millis()));
+    }
+    if let Some(to) = query.to {
+        sql.push_str(" AND time <= ?");
+        parameters.push(SqlValue::Integer(to.millis()));
+    }
+    if let Some(wikis) = query.filter.exact_wikis() {
+        sql.push_str(&format!(" AND wiki IN ({})", vec!["?"; wikis.len()].join(",")));
+        parameters.extend(wikis.iter().map(|wiki| SqlValue::Text((*wiki).to_owned())));
+    }
+    let actions = query.filter.actions();
+    if !actions.is_empty() {
+        sql.push_str(&format!(" AND action IN ({})", vec!["?"; actions.len()].join(",")));
+        parameters.extend(actions.iter().map(|action| SqlValue::Text(action.as_str().to_owned())));
+    }
+    sql.push_str(" ORDER BY id LIMIT ?");
+    let mut statement = connection.prepare_cached(&sql).map_err(backend)?;
+    let mut cursor = query.after;
+    let mut events = Vec::new();
+    let mut scanned = 0;
+    loop {
+        let mut values = Vec::with_capacity(parameters.len() + 2);
+        values.push(SqlValue::Integer(to_sql_id(cursor)));
+        values.extend(parameters.iter().cloned());
+        values.push(SqlValue::Integer(chunk as i64));
+        let mut rows = statement.query(rusqlite::params_from_iter(values)).map_err(backend)?;
+        let mut read = 0;
+        while let Some(row) = rows.next().map_err(backend)? {
+            let id: i64 = row.get(0).map_err(backend)?;
+            let body: String = row.get(1).map_err(backend)?;
+            read += 1;
+            cursor = from_sql_id(id);
+            let event = row_event(id, &body)?;
+            if query.filter.matches(&event) {
+                events.push(event);
+                if events.len() == limit {
+                    return Ok(Page { events, next: Some(cursor) });
+                }
+            }
+        }
+        scanned += read;
+        if read < chunk {
+            return Ok(Page { events, next: None });
+        }
+        if scanned >= MAX_SCAN {
+            return Ok(Page { events, next: Some(cursor) });
+        }
+    }
+}
+
+/// A stored row back into an event; a row that does not parse is reported, never skipped.
+pub(crate) fn row_event(id: i64, body: &str) -> Result<Event, StoreError> {
+    Event::from_json(body)
+        .map_err(|error| StoreError::Corrupt { id: from_sql_id(id), reason: error.to_string() })
+}
+
+/// Read connections, opened on demand up to a bound, reused.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+impl Readers {
+    fn new(path: &Path, size: usize) -> Readers {
+        Readers { path: path.to_owned(), idle: Mutex::new(Vec::new()), permits: Semaphore::new(size) }
+    }
+
+    async fn with<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let _permit = self.permits.acquire().await.map_err(|_| StoreError::Closed)?;
+        let readers = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let connection = match readers.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+                Some(connection) => connection,
+                None => readers.open()?,
+            };
+            let result = work(&connection);
+            if let Ok(mut idle) = readers.idle.lock() {
+                idle.push(connection);
+            }
+            result
+        })
+        .await
+        .map_err(|error| StoreError::Backend(format!("reader task failed: {error}")))?
+    }
+
+    fn open(&self) -> Result<Connection, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection = Connection::open_with_flags(&self.path, flags).map_err(backend)?;
+        connection.execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;").map_err(backend)?;
+        Ok(connection)
+    }
+}

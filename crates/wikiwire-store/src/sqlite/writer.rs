@@ -1,0 +1,229 @@
+//! The one writer: a thread that owns the write connection and commits appends in groups.
+//!
+//! Why a thread and not a task: SQLite calls block, and a commit waits for fsync. Why one: SQLite
+//! has one writer anyway, and a single owner of `next_id` makes ids strictly increasing without a
+//! lock. Group commit: whatever appends are waiting when a commit starts share its transaction and
+//! its fsync, so throughput grows with load while each append still returns only after commit.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+use wikiwire_event::{Draft, Event, Timestamp};
+
+use super::schema::backend;
+use super::{Shared, row_event};
+use crate::{Appended, Retention, StoreError};
+
+/// Events removed per prune call, so retention never holds the writer for long.
+const PRUNE_CHUNK: i64 = 10_000;
+
+pub enum Command {
+    Append { drafts: Vec<Draft>, reply: oneshot::Sender<Result<Vec<Appended>, StoreError>> },
+    SetCursor { name: String, id: u64, reply: oneshot::Sender<Result<(), StoreError>> },
+    Prune { retention: Retention, reply: oneshot::Sender<Result<u64, StoreError>> },
+}
+
+type Request = (Vec<Draft>, oneshot::Sender<Result<Vec<Appended>, StoreError>>);
+
+pub struct Writer {
+    pub connection: Connection,
+    pub commands: mpsc::Receiver<Command>,
+    pub shared: Arc<Shared>,
+    pub max_group: usize,
+}
+
+impl Writer {
+    pub fn run(mut self) {
+        let mut held: Option<Command> = None;
+        loop {
+            let Some(command) = held.take().or_else(|| self.commands.blocking_recv()) else { break };
+            match command {
+                Command::Append { drafts, reply } => {
+                    let mut group: Vec<Request> = vec![(drafts, reply)];
+                    let mut count = group[0].0.len();
+                    while count < self.max_group {
+                        match self.commands.try_recv() {
+                            Ok(Command::Append { drafts, reply }) => {
+                                count += drafts.len();
+                                group.push((drafts, reply));
+                            }
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit_group(group);
+                }
+                Command::SetCursor { name, id, reply } => {
+                    let result = self
+                        .connection
+                        .execute(
+                            "INSERT INTO cursors (name, id, updated) VALUES (?1, ?2, ?3)
+                             ON CONFLICT(name) DO UPDATE SET id = excluded.id, updated = excluded.updated",
+                            params![name, to_sql_id(id), Timestamp::now().millis()],
+                        )
+                        .map(drop)
+                        .map_err(backend);
+                    let _ = reply.send(result);
+                }
+                Command::Prune { retention, reply } => {
+                    let _ = reply.send(self.prune(retention));
+                }
+            }
+        }
+        // Fold the WAL back into the main file so a stopped hub leaves one tidy file.
+        if let Err(error) = self.connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            tracing::warn!(%error, "checkpoint at close failed");
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<Request>) {
+        let first_id = self.shared.last_id.load(Ordering::Acquire) + 1;
+        match self.insert_group(&group, first_id) {
+            Ok((results, new_events)) => {
+                let stats = &self.shared.stats;
+                stats.transactions.fetch_add(1, Ordering::Relaxed);
+                stats.appended.fetch_add(new_events.len() as u64, Ordering::Relaxed);
+                if let Some(last) = new_events.last() {
+                    self.shared.last_id.store(last.id, Ordering::Release);
+                }
+                // Announce before acknowledging: when a publisher holds its ack, every output
+                // already has the event.
+                for event in new_events {
+                    self.shared.bus.announce(event);
+                }
+                for ((_, reply), result) in group.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, events = group.len(), "append transaction failed");
+                for (_, reply) in group {
+                    let _ = reply.send(Err(StoreError::Backend(error.to_string())));
+                }
+            }
+        }
+    }
+
+    /// One transaction for the whole group. Returns each request's results and the new events
+    /// in id order; on error nothing was committed.
+    #[allow(clippy::type_complexity)]
+    fn insert_group(
+        &mut self,
+        group: &[Request],
+        first_id: u64,
+    ) -> Result<(Vec<Vec<Appended>>, Vec<Arc<Event>>), StoreError> {
+        let received = Timestamp::now().millis();
+        let transaction = self.connection.transaction().map_err(backend)?;
+        let mut next_id = first_id;
+        let mut results = Vec::with_capacity(group.len());
+        let mut new_events = Vec::new();
+        {
+            let mut find = transaction
+                .prepare_cached("SELECT id, body FROM events WHERE wiki = ?1 AND key = ?2")
+                .map_err(backend)?;
+            let mut insert = transaction
+                .prepare_cached(
+                    "INSERT INTO events (id, time, received, wiki, action, key, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(backend)?;
+            for (drafts, _) in group {
+                let mut request_results = Vec::with_capacity(drafts.len());
+                for draft in drafts {
+                    if let Some(key) = draft.key() {
+                        let earlier = find
+                            .query_row(params![draft.wiki(), key], |row| {
+                                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                            })
+                            .optional()
+                            .map_err(backend)?;
+                        if let Some((id, body)) = earlier {
+                            let event = row_event(id, &body)?;
+                            request_results.push(Appended { event: Arc::new(event), duplicate: true });
+                            continue;
+                        }
+                    }
+                    let event = draft.clone().commit(next_id);
+                    insert
+                        .execute(params![
+                            to_sql_id(event.id),
+                            event.time.millis(),
+                            received,
+                            event.wiki,
+                            event.action.as_str(),
+                            event.key,
+                            event.to_json(),
+                        ])
+                        .map_err(backend)?;
+                    next_id += 1;
+                    let event = Arc::new(event);
+                    new_events.push(Arc::clone(&event));
+                    request_results.push(Appended { event, duplicate: false });
+                }
+                results.push(request_results);
+            }
+        }
+        if let Some(last) = new_events.last() {
+            transaction
+                .execute("UPDATE state SET value = ?1 WHERE name = 'last_id'", [to_sql_id(last.id)])
+                .map_err(backend)?;
+        }
+        transaction.commit().map_err(backend)?;
+        Ok((results, new_events))
+    }
+
+    /// Removes one chunk of events past retention. Returns 0 only when nothing is left to remove.
+    fn prune(&mut self, retention: Retention) -> Result<u64, StoreError> {
+        let last_id = self.shared.last_id.load(Ordering::Acquire);
+        let pruned_through = self.shared.pruned_through.load(Ordering::Acquire);
+        let mut threshold = retention.max_events.map_or(0, |keep| last_id.saturating_sub(keep));
+        if let Some(age) = retention.max_age {
+            let cutoff = Timestamp::now().millis() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+            let old: Option<i64> = self
+                .connection
+                .query_row("SELECT max(id) FROM events WHERE received < ?1", [cutoff], |row| row.get(0))
+                .map_err(backend)?;
+            threshold = threshold.max(old.map_or(0, from_sql_id));
+        }
+        if threshold <= pruned_through {
+            return Ok(0);
+        }
+        let transaction = self.connection.transaction().map_err(backend)?;
+        // The chunk ends at the PRUNE_CHUNK-th remaining event, or at the threshold.
+        let chunk_end: Option<i64> = transaction
+            .query_row(
+                "SELECT id FROM events WHERE id <= ?1 ORDER BY id LIMIT 1 OFFSET ?2",
+                params![to_sql_id(threshold), PRUNE_CHUNK - 1],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        let upto = chunk_end.map_or(threshold, from_sql_id);
+        let removed =
+            transaction.execute("DELETE FROM events WHERE id <= ?1", [to_sql_id(upto)]).map_err(backend)?;
+        transaction
+            .execute("UPDATE state SET value = ?1 WHERE name = 'pruned_through'", [to_sql_id(upto)])
+            .map_err(backend)?;
+        transaction.commit().map_err(backend)?;
+        self.shared.pruned_through.store(upto, Ordering::Release);
+        tracing::info!(removed, through = upto, "retention removed events");
+        // Nothing removed in a range still below the threshold cannot happen: the chunk ends at an
+        // existing row, or at the threshold, after which the next call returns 0.
+        Ok(removed as u64)
+    }
+}
+
+/// Ids are u64 in the model and i64 in SQLite; ids come from a counter starting at 1, which
+/// cannot reach 2^63 in this universe.
+pub fn to_sql_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+pub fn from_sql_id(id: i64) -> u64 {
+    u64::try_from(id).unwrap_or(0)
+}

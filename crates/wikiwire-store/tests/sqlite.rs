@@ -1,0 +1,195 @@
+//! The SQLite store on real files: ids, durability across reopen, idempotency, group commit,
+//! bus order, queries, retention, cursors and schema versions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::json;
+use wikiwire_event::{Draft, Filter, Timestamp, fields};
+use wikiwire_store::{Query, Retention, SqliteOptions, SqliteStore, Store, StoreError};
+
+fn draft(value: serde_json::Value) -> Draft {
+    let serde_json::Value::Object(map) = value else { panic!("object expected") };
+    fields::parse_submission(map, Timestamp::now()).expect("valid test event")
+}
+
+fn edit(wiki: &str, page: &str) -> Draft {
+    draft(json!({"wiki": wiki, "action": "page_changed", "page": page, "user": "Alice"}))
+}
+
+fn open(directory: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(SqliteOptions::new(directory.path().join("events.sqlite"))).expect("store opens")
+}
+
+#[tokio::test]
+async fn ids_increase_and_survive_reopening() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(&directory);
+    let first = store.append(vec![edit("A", "One"), edit("B", "Two")]).await.unwrap();
+    assert_eq!(first.iter().map(|a| a.event.id).collect::<Vec<_>>(), vec![1, 2]);
+    store.close().await;
+    assert!(matches!(store.append(vec![edit("A", "x")]).await, Err(StoreError::Closed)));
+
+    let store = open(&directory);
+    assert_eq!(store.get(2).await.unwrap().unwrap().page.as_deref(), Some("Two"));
+    let third = store.append(vec![edit("A", "Three")]).await.unwrap();
+    assert_eq!(third[0].event.id, 3);
+    assert_eq!(store.bounds().await.unwrap().last_id, 3);
+    assert_eq!(store.get(99).await.unwrap(), None);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_repeated_key_returns_the_first_event() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(&directory);
+    let mut live = store.bus().subscribe();
+    let keyed = |page: &str| {
+        draft(json!({"wiki": "A", "action": "SAVE", "page": page, "user": "u", "key": "rev-42"}))
+    };
+    let first = store.append(vec![keyed("First")]).await.unwrap();
+    let again = store.append(vec![keyed("Second"), keyed("Third")]).await.unwrap();
+    assert!(!first[0].duplicate);
+    assert!(again.iter().all(|appended| appended.duplicate && appended.event.id == first[0].event.id));
+    assert_eq!(again[0].event.page.as_deref(), Some("First"));
+    let other_wiki = store
+        .append(vec![draft(
+            json!({"wiki": "B", "action": "SAVE", "page": "P", "user": "u", "key": "rev-42"}),
+        )])
+        .await
+        .unwrap();
+    assert!(!other_wiki[0].duplicate);
+    assert_eq!(live.recv().await.unwrap().id, 1);
+    assert_eq!(live.recv().await.unwrap().id, 2, "duplicates are not announced");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_transactions_and_arrive_in_order() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&directory));
+    let mut live = store.bus().subscribe();
+    let tasks = (0..500).map(|n| {
+        let store = Arc::clone(&store);
+        tokio::spawn(
+            async move { store.append(vec![edit("A", &format!("Page {n}"))]).await.unwrap()[0].event.id },
+        )
+    });
+    let mut ids: Vec<u64> = join_all(tasks).await.into_iter().map(Result::unwrap).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=500).collect::<Vec<_>>());
+    let transactions = store.stats().transactions.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(transactions < 500, "group commit put 500 appends in {transactions} transactions");
+    for expected in 1..=500 {
+        assert_eq!(live.recv().await.unwrap().id, expected);
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn queries_filter_page_and_bound_time() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(&directory);
+    let timed = |wiki: &str, page: &str, time: &str| {
+        draft(json!({"wiki": wiki, "action": "page_changed", "page": page, "user": "u", "time": time}))
+    };
+    store
+        .append(vec![
+            timed("MoinMaster", "Help/One", "2026-01-01T00:00:00Z"),
+            timed("Other", "Help/Two", "2026-01-02T00:00:00Z"),
+            timed("moinmaster", "Front", "2026-01-03T00:00:00Z"),
+            timed("MoinMaster", "Help/Three", "2026-01-04T00:00:00Z"),
+        ])
+        .await
+        .unwrap();
+    let pages =
+        |page: wikiwire_store::Page| page.events.iter().map(|e| e.page.clone().unwrap()).collect::<Vec<_>>();
+
+    let by_wiki = Query { filter: Filter::parse("wiki=MoinMaster").unwrap(), ..Query::after(0, 10) };
+    assert_eq!(pages(store.query(by_wiki).await.unwrap()), ["Help/One", "Front", "Help/Three"]);
+
+    let by_glob = Query { filter: Filter::parse("wiki=moin*&page=Help/*").unwrap(), ..Query::after(0, 10) };
+    assert_eq!(pages(store.query(by_glob).await.unwrap()), ["Help/One", "Help/Three"]);
+
+    let by_time = Query {
+        from: Some(Timestamp::parse("2026-01-02T00:00:00Z").unwrap()),
+        to: Some(Timestamp::parse("2026-01-03T00:00:00Z").unwrap()),
+        ..Query::after(0, 10)
+    };
+    assert_eq!(pages(store.query(by_time).await.unwrap()), ["Help/Two", "Front"]);
+
+    let first_page = store.query(Query::after(0, 2)).await.unwrap();
+    assert_eq!(first_page.next, Some(2));
+    let second_page = store.query(Query::after(2, 2)).await.unwrap();
+    assert_eq!(pages(second_page.clone()), ["Front", "Help/Three"]);
+    let last_page = store.query(Query::after(4, 2)).await.unwrap();
+    assert_eq!((last_page.events.len(), last_page.next), (0, None));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_sparse_filter_reads_a_bounded_number_of_rows() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(&directory);
+    for _ in 0..25 {
+        store.append((0..1000).map(|n| edit("Busy", &format!("P{n}"))).collect()).await.unwrap();
+    }
+    store.append(vec![edit("Quiet", "Rare")]).await.unwrap();
+    let sparse = Query { filter: Filter::parse("page=Rare").unwrap(), ..Query::after(0, 10) };
+    let first = store.query(sparse.clone()).await.unwrap();
+    assert!(first.events.is_empty(), "the first page stops at the scan bound");
+    let next = first.next.expect("a cursor to continue");
+    assert!(next < 25_001);
+    let rest = store.query(Query { after: next, ..sparse }).await.unwrap();
+    assert_eq!(rest.events[0].page.as_deref(), Some("Rare"));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn retention_removes_old_events_and_ids_are_never_reused() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(&directory);
+    store.append((0..30).map(|n| edit("A", &format!("P{n}"))).collect()).await.unwrap();
+    let keep_ten = Retention { max_events: Some(10), max_age: None };
+    assert_eq!(store.prune(keep_ten).await.unwrap(), 20);
+    assert_eq!(store.prune(keep_ten).await.unwrap(), 0);
+    assert_eq!(store.bounds().await.unwrap().pruned_through, 20);
+    assert_eq!(store.get(20).await.unwrap(), None);
+    assert!(store.get(21).await.unwrap().is_some());
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let by_age = Retention { max_events: None, max_age: Some(Duration::from_millis(1)) };
+    assert_eq!(store.prune(by_age).await.unwrap(), 10);
+    store.close().await;
+
+    let store = open(&directory);
+    let bounds = store.bounds().await.unwrap();
+    assert_eq!((bounds.last_id, bounds.pruned_through), (30, 30));
+    assert_eq!(store.append(vec![edit("A", "New")]).await.unwrap()[0].event.id, 31);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn cursors_persist() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(&directory);
+    assert_eq!(store.cursor("relay:libera").await.unwrap(), None);
+    store.set_cursor("relay:libera", 7).await.unwrap();
+    store.set_cursor("relay:libera", 9).await.unwrap();
+    store.close().await;
+    let store = open(&directory);
+    assert_eq!(store.cursor("relay:libera").await.unwrap(), Some(9));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("events.sqlite");
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection.pragma_update(None, "user_version", 99).unwrap();
+    drop(connection);
+    let error = SqliteStore::open(SqliteOptions::new(&path)).err().expect("refused");
+    assert!(matches!(error, StoreError::NewerSchema { found: 99, .. }), "{error}");
+}
