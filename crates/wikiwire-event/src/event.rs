@@ -97,6 +97,14 @@ impl Draft {
         self.0.key.as_deref()
     }
 
+    /// Spells the wiki name as its publisher's configuration does; names compare without ASCII
+    /// case, so only the case can change.
+    pub fn respell_wiki(&mut self, canonical: &str) {
+        if self.0.wiki.eq_ignore_ascii_case(canonical) {
+            canonical.clone_into(&mut self.0.wiki);
+        }
+    }
+
     /// The store's half of the contract: the committed event carries the id it was stored under.
     pub fn commit(self, id: u64) -> Event {
         let mut event = self.0;

@@ -1,0 +1,374 @@
+//! The configuration file (TOML). The keys SPEC §7 fixes keep their names; everything has a safe
+//! default so `wikiwire serve` runs with no file at all. `Config::check` finds every mistake at
+//! once and says where, for `wikiwire config check`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use wikiwire_event::fields::check_wiki_name;
+use wikiwire_event::{Engine, LinkTemplates};
+
+use crate::token;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default, rename = "publisher")]
+    pub publishers: Vec<PublisherConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+    /// How clients reach the hub (behind a proxy it differs from `listen`); links, feeds and
+    /// channel topics use it. Default: `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Largest request body, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body: usize,
+    /// Seconds between SSE heartbeats.
+    #[serde(default = "default_heartbeat", deserialize_with = "duration")]
+    pub heartbeat: Duration,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Keep events this long (`90d`, `12h`, or seconds); unset keeps them forever.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub max_age: Option<Duration>,
+    /// Keep at most this many events.
+    pub max_events: Option<u64>,
+    /// `full` (default): a commit survives power loss. `normal`: only a crash of the process.
+    #[serde(default)]
+    pub synchronous: Synchronous,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    #[default]
+    Full,
+    Normal,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Events per second one publisher may announce, sustained.
+    #[serde(default = "default_publish_rate")]
+    pub publish_rate: f64,
+    /// Events one publisher may announce in a burst.
+    #[serde(default = "default_publish_burst")]
+    pub publish_burst: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublisherConfig {
+    pub name: String,
+    /// The token itself; prefer `token_hash` so the file holds no secret.
+    pub token: Option<String>,
+    /// `sha256:<hex>`, as printed by `wikiwire token`.
+    pub token_hash: Option<String>,
+    pub wikis: Vec<String>,
+    /// May contain `{wiki}` for a wiki farm.
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub engine: Engine,
+    /// Link templates replacing the engine's.
+    #[serde(default)]
+    pub links: LinkTemplates,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./wikiwire-data")
+}
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_publish_rate() -> f64 {
+    1000.0
+}
+fn default_publish_burst() -> f64 {
+    20_000.0
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            listen: default_http_listen(),
+            public_url: None,
+            max_body: default_max_body(),
+            heartbeat: default_heartbeat(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig { publish_rate: default_publish_rate(), publish_burst: default_publish_burst() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: default_data_dir(),
+            http: HttpConfig::default(),
+            store: StoreConfig::default(),
+            limits: LimitsConfig::default(),
+            publishers: Vec::new(),
+        }
+    }
+}
+
+/// A configuration that cannot be used, with every reason found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: {}", problems.join("\n  "))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+}
+
+impl Config {
+    /// Reads and checks a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config = Config::parse(&text).map_err(|message| ConfigError::Syntax { path: path.to_owned(), message })?;
+        let problems = config.check();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { path: path.to_owned(), problems })
+        }
+    }
+
+    /// Parses TOML; unknown keys and wrong types are errors with line and column.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|error| error.to_string().trim_end().to_owned())
+    }
+
+    /// Everything wrong with the meaning of the file, each as one readable sentence.
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(url) = &self.http.public_url {
+            if let Err(reason) = check_url(url) {
+                problems.push(format!("http.public_url: {reason}"));
+            }
+        }
+        if self.http.max_body < 1024 {
+            problems.push("http.max_body: at least 1024 bytes".into());
+        }
+        if !(self.limits.publish_rate > 0.0 && self.limits.publish_burst >= 1.0) {
+            problems.push("limits: publish_rate must be above 0 and publish_burst at least 1".into());
+        }
+        if self.store.max_events == Some(0) {
+            problems.push("store.max_events: at least 1 (leave it out to keep every event)".into());
+        }
+        let mut names: Vec<String> = Vec::new();
+        let mut wikis: Vec<(String, String)> = Vec::new();
+        for (index, publisher) in self.publishers.iter().enumerate() {
+            let at = format!("publisher[{index}] ({:?})", publisher.name);
+            if let Err(reason) = check_nick(&publisher.name) {
+                problems.push(format!("{at}: name: {reason}"));
+            }
+            if names.iter().any(|name| name.eq_ignore_ascii_case(&publisher.name)) {
+                problems.push(format!("{at}: name: used by another publisher"));
+            }
+            names.push(publisher.name.clone());
+            match (&publisher.token, &publisher.token_hash) {
+                (Some(_), Some(_)) => problems.push(format!("{at}: give token or token_hash, not both")),
+                (None, None) => problems.push(format!("{at}: token_hash missing (make one with `wikiwire token`)")),
+                (Some(token), None) if token.len() < token::MIN_LENGTH => problems.push(format!(
+                    "{at}: token: at least {} characters (make one with `wikiwire token`)",
+                    token::MIN_LENGTH
+                )),
+                (None, Some(hash)) => {
+                    if let Err(reason) = token::parse_hash(hash) {
+                        problems.push(format!("{at}: token_hash: {reason}"));
+                    }
+                }
+                _ => {}
+            }
+            if publisher.wikis.is_empty() {
+                problems.push(format!("{at}: wikis: name at least one wiki"));
+            }
+            for wiki in &publisher.wikis {
+                if let Err(reason) = check_wiki_name(wiki) {
+                    problems.push(format!("{at}: wikis: {wiki:?}: {reason}"));
+                }
+                if let Some((_, owner)) = wikis.iter().find(|(known, _)| known.eq_ignore_ascii_case(wiki)) {
+                    problems.push(format!("{at}: wikis: {wiki:?} already belongs to publisher {owner:?}"));
+                }
+                wikis.push((wiki.clone(), publisher.name.clone()));
+            }
+            if let Some(base) = &publisher.base_url {
+                if let Err(reason) = check_url(base) {
+                    problems.push(format!("{at}: base_url: {reason}"));
+                }
+            }
+        }
+        problems
+    }
+
+    /// `http.public_url` without a trailing slash, or the listen address.
+    pub fn public_url(&self) -> String {
+        match &self.http.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.http.listen),
+        }
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !url.contains(char::is_whitespace) => Ok(()),
+        _ => Err(format!("{url:?} is not an http:// or https:// URL")),
+    }
+}
+
+/// Publisher names are IRC nicks (RFC 2812 §2.3.1, NICKLEN 32).
+pub fn check_nick(nick: &str) -> Result<(), &'static str> {
+    let special = |b: u8| b"[]\\`^{}_|".contains(&b);
+    let bytes = nick.as_bytes();
+    match bytes.first() {
+        None => Err("required"),
+        Some(_) if bytes.len() > 32 => Err("at most 32 characters (it is an IRC nick)"),
+        Some(&first) if !(first.is_ascii_alphabetic() || special(first)) => {
+            Err("must start with a letter or one of []\\`^{}_| (it is an IRC nick)")
+        }
+        Some(_) if !bytes.iter().all(|&b| b.is_ascii_alphanumeric() || special(b) || b == b'-') => {
+            Err("use letters, digits, '-' and []\\`^{}_| (it is an IRC nick)")
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Durations as seconds or `<number><s|m|h|d>`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 12h or 90d"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86_400.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use s, m, h or d")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is out of range"))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationText {
+    Seconds(u64),
+    Text(String),
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    match DurationText::deserialize(deserializer)? {
+        DurationText::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
+        DurationText::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+fn optional_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    duration(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_the_embedded_default() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_url(), "http://127.0.0.1:8080");
+        assert!(config.check().is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_say_where() {
+        let error = Config::parse("[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert!(error.contains("line 3") && error.contains("lisen"), "{error}");
+        let error = Config::parse("[store]\nmax_age = \"ten days\"\n").unwrap_err();
+        assert!(error.contains("ten days"), "{error}");
+    }
+
+    #[test]
+    fn every_mistake_is_reported() {
+        let config = Config::parse(
+            r#"
+            [http]
+            public_url = "ftp://x"
+            [[publisher]]
+            name = "9moin"
+            token = "short"
+            wikis = ["Moin Master"]
+            [[publisher]]
+            name = "dup"
+            token_hash = "sha256:zz"
+            wikis = []
+            [[publisher]]
+            name = "DUP"
+            token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            token = "abcdefghijklmnopqrstuvwxyz"
+            wikis = ["A", "a"]
+            base_url = "wiki.example"
+            "#,
+        )
+        .unwrap();
+        let problems = config.check().join("\n");
+        for expected in [
+            "http.public_url",
+            "name: must start with a letter",
+            "token: at least",
+            "\"Moin Master\"",
+            "token_hash: ",
+            "wikis: name at least one wiki",
+            "name: used by another publisher",
+            "token or token_hash, not both",
+            "\"a\" already belongs",
+            "base_url",
+        ] {
+            assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90d").unwrap(), Duration::from_secs(90 * 86_400));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert!(parse_duration("3 weeks").is_err());
+        let config = Config::parse("[store]\nmax_age = \"12h\"\n[http]\nheartbeat = 5\n").unwrap();
+        assert_eq!(config.store.max_age, Some(Duration::from_secs(43_200)));
+        assert_eq!(config.http.heartbeat, Duration::from_secs(5));
+    }
+}

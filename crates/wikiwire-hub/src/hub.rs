@@ -1,0 +1,148 @@
+//! `Hub`: the one way in. Every ingest adapter (HTTP, IRC, XML-RPC, RCFeed) hands validated
+//! drafts and the authenticated publisher to [`Hub::publish`]; every output follows the log
+//! through [`Hub::follow`]. Nothing here knows a protocol.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wikiwire_event::{Draft, Filter};
+use wikiwire_store::{Appended, Retention, Store, StoreError};
+
+use crate::follow::{Follower, Lag};
+use crate::metrics::{Metrics, Sample};
+use crate::publisher::{Publisher, Publishers};
+
+/// Why a publish was refused. Nothing was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("publisher {publisher} may not announce for wiki {wiki:?}")]
+    NotYourWiki { index: usize, wiki: String, publisher: String },
+    #[error("too many events: retry in {:.1}s", retry_after.as_secs_f64())]
+    RateLimited { retry_after: Duration },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Hub {
+    store: Arc<dyn Store>,
+    publishers: Publishers,
+    metrics: Arc<Metrics>,
+    public_url: String,
+    shutdown: CancellationToken,
+}
+
+impl Hub {
+    pub fn new(
+        store: Arc<dyn Store>,
+        publishers: Publishers,
+        public_url: String,
+        shutdown: CancellationToken,
+    ) -> Arc<Hub> {
+        Arc::new(Hub { store, publishers, metrics: Arc::new(Metrics::default()), public_url, shutdown })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn publishers(&self) -> &Publishers {
+        &self.publishers
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The hub's public URL, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// Cancelled when the hub shuts down; long-lived tasks end on it.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Where a wiki's description block is served (it goes in channel topics).
+    pub fn wiki_url(&self, wiki: &str) -> String {
+        format!("{}/api/v1/wikis/{wiki}", self.public_url)
+    }
+
+    /// Stores the drafts, all or none, after checking the publisher may announce for each wiki
+    /// and is within its rate. Returns once committed; the bus has them by then.
+    pub async fn publish(&self, publisher: &Publisher, mut drafts: Vec<Draft>) -> Result<Vec<Appended>, PublishError> {
+        for (index, draft) in drafts.iter_mut().enumerate() {
+            match publisher.canonical_wiki(draft.wiki()) {
+                Some(canonical) => draft.respell_wiki(canonical),
+                None => {
+                    self.metrics.rejected_forbidden.inc();
+                    return Err(PublishError::NotYourWiki {
+                        index,
+                        wiki: draft.wiki().to_owned(),
+                        publisher: publisher.name.clone(),
+                    });
+                }
+            }
+        }
+        if let Err(retry_after) = publisher.take(drafts.len()) {
+            self.metrics.rejected_rate.inc();
+            return Err(PublishError::RateLimited { retry_after });
+        }
+        let appended = self.store.append(drafts).await?;
+        let duplicates = appended.iter().filter(|appended| appended.duplicate).count() as u64;
+        self.metrics.events_duplicate.add(duplicates);
+        self.metrics.events_published.add(appended.len() as u64 - duplicates);
+        Ok(appended)
+    }
+
+    /// Follows the log after `after` (or from now), through `filter`.
+    pub async fn follow(&self, after: Option<u64>, filter: Filter, lag: Lag) -> Result<Follower, StoreError> {
+        Follower::new(Arc::clone(&self.store), Arc::clone(&self.metrics), after, filter, lag).await
+    }
+
+    /// The metrics page, with the figures that live in the store.
+    pub async fn render_metrics(&self) -> String {
+        let bounds = self.store.bounds().await.unwrap_or_default();
+        let samples = [
+            Sample { name: "wikiwire_last_event_id", help: "The newest event id.", kind: "gauge", value: bounds.last_id as i64 },
+            Sample {
+                name: "wikiwire_pruned_through_id",
+                help: "Every event up to this id was removed by retention.",
+                kind: "gauge",
+                value: bounds.pruned_through as i64,
+            },
+            Sample {
+                name: "wikiwire_bus_receivers",
+                help: "Outputs listening to the bus.",
+                kind: "gauge",
+                value: self.store.bus().receivers() as i64,
+            },
+        ];
+        self.metrics.render(&samples)
+    }
+
+    /// Applies retention once a minute until shutdown.
+    pub async fn run_retention(self: Arc<Self>, retention: Retention) {
+        if retention == Retention::default() {
+            return;
+        }
+        let mut ticker = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            loop {
+                match self.store.prune(retention).await {
+                    Ok(0) => break,
+                    Ok(_) => tokio::task::yield_now().await,
+                    Err(error) => {
+                        tracing::error!(%error, "retention failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The hub: what every front end shares. It owns no socket and speaks no protocol.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | the TOML configuration and `config check` |
+//! | [`token`] | publisher tokens and their hashes |
+//! | [`publisher`] | publishers, the wikis each may announce for, rate limits, description blocks |
+//! | [`hub`] | `Hub`: the one publish path, retention, metrics page |
+//! | [`follow`] | `Follower`: history from a cursor, then live, no gap, no duplicate |
+//! | [`metrics`] | counters and gauges, Prometheus rendering |
+
+pub mod config;
+pub mod follow;
+pub mod hub;
+pub mod metrics;
+pub mod publisher;
+pub mod token;
+
+pub use config::Config;
+pub use follow::{FollowError, Follower, Item, Lag};
+pub use hub::{Hub, PublishError};
+pub use metrics::Metrics;
+pub use publisher::{Publisher, Publishers};

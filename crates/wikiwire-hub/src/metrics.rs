@@ -1,0 +1,133 @@
+//! Prometheus metrics, kept as plain atomics and rendered from one table. Front ends count into
+//! the shared `Metrics`; nothing here allocates on the hot path.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Decrements a gauge when dropped: a connection counts exactly as long as it lives.
+pub struct GaugeGuard<'a>(&'a Gauge);
+
+impl<'a> GaugeGuard<'a> {
+    pub fn new(gauge: &'a Gauge) -> GaugeGuard<'a> {
+        gauge.inc();
+        GaugeGuard(gauge)
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub events_published: Counter,
+    pub events_duplicate: Counter,
+    pub rejected_invalid: Counter,
+    pub rejected_unauthorized: Counter,
+    pub rejected_forbidden: Counter,
+    pub rejected_rate: Counter,
+    pub rejected_too_large: Counter,
+    pub http_requests: Counter,
+    pub sse_clients: Gauge,
+    pub followers_lagged: Counter,
+}
+
+/// A value read at render time, for figures that live elsewhere (the store's last id).
+pub struct Sample<'a> {
+    pub name: &'a str,
+    pub help: &'a str,
+    pub kind: &'a str,
+    pub value: i64,
+}
+
+enum Value<'a> {
+    Counter(&'a Counter),
+    Gauge(&'a Gauge),
+}
+
+impl Metrics {
+    /// (name, labels, help, value): one row per series.
+    fn table(&self) -> Vec<(&'static str, &'static str, &'static str, Value<'_>)> {
+        const REJECTED: &str = "Events refused at publish, by reason.";
+        vec![
+            ("wikiwire_events_published_total", "", "Events stored and announced.", Value::Counter(&self.events_published)),
+            ("wikiwire_events_duplicate_total", "", "Events not stored again because their (wiki, key) was known.", Value::Counter(&self.events_duplicate)),
+            ("wikiwire_publish_rejected_total", "reason=\"invalid\"", REJECTED, Value::Counter(&self.rejected_invalid)),
+            ("wikiwire_publish_rejected_total", "reason=\"unauthorized\"", REJECTED, Value::Counter(&self.rejected_unauthorized)),
+            ("wikiwire_publish_rejected_total", "reason=\"forbidden\"", REJECTED, Value::Counter(&self.rejected_forbidden)),
+            ("wikiwire_publish_rejected_total", "reason=\"rate_limited\"", REJECTED, Value::Counter(&self.rejected_rate)),
+            ("wikiwire_publish_rejected_total", "reason=\"too_large\"", REJECTED, Value::Counter(&self.rejected_too_large)),
+            ("wikiwire_http_requests_total", "", "HTTP requests served.", Value::Counter(&self.http_requests)),
+            ("wikiwire_sse_clients", "", "Open Server-Sent Events streams.", Value::Gauge(&self.sse_clients)),
+            ("wikiwire_followers_lagged_total", "", "Times an output fell behind the bus and resumed from the store or was dropped.", Value::Counter(&self.followers_lagged)),
+        ]
+    }
+
+    /// The Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self, samples: &[Sample<'_>]) -> String {
+        let mut out = String::new();
+        let mut last_name = "";
+        for (name, labels, help, value) in self.table() {
+            let kind = match value {
+                Value::Counter(_) => "counter",
+                Value::Gauge(_) => "gauge",
+            };
+            if name != last_name {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                last_name = name;
+            }
+            let number = match value {
+                Value::Counter(counter) => counter.get() as i64,
+                Value::Gauge(gauge) => gauge.get(),
+            };
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {number}");
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {number}");
+            }
+        }
+        for sample in samples {
+            let _ = writeln!(
+                out,
+                "# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}",
+                sample.name, sample.help, sample.kind, sample.value
+            );
+        }
+        out
+    }
+}
