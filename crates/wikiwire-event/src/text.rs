@@ -78,7 +78,7 @@ pub fn render(event: &Event, wiki: Option<&WikiDescription>, options: TextOption
         if comment.len() + overhead <= room {
             head.push(' ');
             head.push_str(&paint("10", &comment));
-        } else if room >= overhead + ELLIPSIS.len() + 1 {
+        } else if room > overhead + ELLIPSIS.len() {
             let cut = cut_at_boundary(&comment, room - overhead - ELLIPSIS.len());
             head.push(' ');
             head.push_str(&paint("10", &format!("{cut}{ELLIPSIS}")));

@@ -116,7 +116,7 @@ prop_compose! {
 /// The event as it reads after XML: characters XML cannot carry became U+FFFD.
 fn through_xml(event: &Event) -> Event {
     let mut safe = event.clone();
-    for field in [
+    for value in [
         &mut safe.page,
         &mut safe.user,
         &mut safe.comment,
@@ -125,10 +125,11 @@ fn through_xml(event: &Event) -> Event {
         &mut safe.old_name,
         &mut safe.file,
         &mut safe.key,
-    ] {
-        if let Some(value) = field {
-            *value = xml_safe(value);
-        }
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *value = xml_safe(value);
     }
     for link in &mut safe.urls {
         link.description = xml_safe(&link.description);

@@ -157,7 +157,8 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let config = Config::parse(&text).map_err(|message| ConfigError::Syntax { path: path.to_owned(), message })?;
+        let config =
+            Config::parse(&text).map_err(|message| ConfigError::Syntax { path: path.to_owned(), message })?;
         let problems = config.check();
         if problems.is_empty() {
             Ok(config)
@@ -174,10 +175,8 @@ impl Config {
     /// Everything wrong with the meaning of the file, each as one readable sentence.
     pub fn check(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Some(url) = &self.http.public_url {
-            if let Err(reason) = check_url(url) {
-                problems.push(format!("http.public_url: {reason}"));
-            }
+        if let Some(Err(reason)) = self.http.public_url.as_deref().map(check_url) {
+            problems.push(format!("http.public_url: {reason}"));
         }
         if self.http.max_body < 1024 {
             problems.push("http.max_body: at least 1024 bytes".into());
@@ -201,7 +200,9 @@ impl Config {
             names.push(publisher.name.clone());
             match (&publisher.token, &publisher.token_hash) {
                 (Some(_), Some(_)) => problems.push(format!("{at}: give token or token_hash, not both")),
-                (None, None) => problems.push(format!("{at}: token_hash missing (make one with `wikiwire token`)")),
+                (None, None) => {
+                    problems.push(format!("{at}: token_hash missing (make one with `wikiwire token`)"))
+                }
                 (Some(token), None) if token.len() < token::MIN_LENGTH => problems.push(format!(
                     "{at}: token: at least {} characters (make one with `wikiwire token`)",
                     token::MIN_LENGTH
@@ -225,10 +226,8 @@ impl Config {
                 }
                 wikis.push((wiki.clone(), publisher.name.clone()));
             }
-            if let Some(base) = &publisher.base_url {
-                if let Err(reason) = check_url(base) {
-                    problems.push(format!("{at}: base_url: {reason}"));
-                }
+            if let Some(Err(reason)) = publisher.base_url.as_deref().map(check_url) {
+                problems.push(format!("{at}: base_url: {reason}"));
             }
         }
         problems
@@ -271,8 +270,10 @@ pub fn check_nick(nick: &str) -> Result<(), &'static str> {
 /// Durations as seconds or `<number><s|m|h|d>`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 12h or 90d"))?;
+    let (number, unit) =
+        text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
+    let value: f64 =
+        number.parse().map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 12h or 90d"))?;
     let seconds = match unit {
         "" | "s" => value,
         "m" => value * 60.0,
@@ -297,7 +298,9 @@ fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duratio
     }
 }
 
-fn optional_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+fn optional_duration<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
     duration(deserializer).map(Some)
 }
 

@@ -23,7 +23,10 @@ const CATCH_UP_PAGE: usize = 500;
 pub enum Item {
     Event(Arc<Event>),
     /// Ids `from..=to` were removed by retention before this follower read them.
-    Gap { from: u64, to: u64 },
+    Gap {
+        from: u64,
+        to: u64,
+    },
 }
 
 /// What to do when the bus has moved on without this follower.

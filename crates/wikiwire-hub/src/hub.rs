@@ -71,7 +71,11 @@ impl Hub {
 
     /// Stores the drafts, all or none, after checking the publisher may announce for each wiki
     /// and is within its rate. Returns once committed; the bus has them by then.
-    pub async fn publish(&self, publisher: &Publisher, mut drafts: Vec<Draft>) -> Result<Vec<Appended>, PublishError> {
+    pub async fn publish(
+        &self,
+        publisher: &Publisher,
+        mut drafts: Vec<Draft>,
+    ) -> Result<Vec<Appended>, PublishError> {
         for (index, draft) in drafts.iter_mut().enumerate() {
             match publisher.canonical_wiki(draft.wiki()) {
                 Some(canonical) => draft.respell_wiki(canonical),
@@ -105,7 +109,12 @@ impl Hub {
     pub async fn render_metrics(&self) -> String {
         let bounds = self.store.bounds().await.unwrap_or_default();
         let samples = [
-            Sample { name: "wikiwire_last_event_id", help: "The newest event id.", kind: "gauge", value: bounds.last_id as i64 },
+            Sample {
+                name: "wikiwire_last_event_id",
+                help: "The newest event id.",
+                kind: "gauge",
+                value: bounds.last_id as i64,
+            },
             Sample {
                 name: "wikiwire_pruned_through_id",
                 help: "Every event up to this id was removed by retention.",

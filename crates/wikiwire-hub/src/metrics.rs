@@ -85,16 +85,61 @@ impl Metrics {
     fn table(&self) -> Vec<(&'static str, &'static str, &'static str, Value<'_>)> {
         const REJECTED: &str = "Events refused at publish, by reason.";
         vec![
-            ("wikiwire_events_published_total", "", "Events stored and announced.", Value::Counter(&self.events_published)),
-            ("wikiwire_events_duplicate_total", "", "Events not stored again because their (wiki, key) was known.", Value::Counter(&self.events_duplicate)),
-            ("wikiwire_publish_rejected_total", "reason=\"invalid\"", REJECTED, Value::Counter(&self.rejected_invalid)),
-            ("wikiwire_publish_rejected_total", "reason=\"unauthorized\"", REJECTED, Value::Counter(&self.rejected_unauthorized)),
-            ("wikiwire_publish_rejected_total", "reason=\"forbidden\"", REJECTED, Value::Counter(&self.rejected_forbidden)),
-            ("wikiwire_publish_rejected_total", "reason=\"rate_limited\"", REJECTED, Value::Counter(&self.rejected_rate)),
-            ("wikiwire_publish_rejected_total", "reason=\"too_large\"", REJECTED, Value::Counter(&self.rejected_too_large)),
-            ("wikiwire_http_requests_total", "", "HTTP requests served.", Value::Counter(&self.http_requests)),
+            (
+                "wikiwire_events_published_total",
+                "",
+                "Events stored and announced.",
+                Value::Counter(&self.events_published),
+            ),
+            (
+                "wikiwire_events_duplicate_total",
+                "",
+                "Events not stored again because their (wiki, key) was known.",
+                Value::Counter(&self.events_duplicate),
+            ),
+            (
+                "wikiwire_publish_rejected_total",
+                "reason=\"invalid\"",
+                REJECTED,
+                Value::Counter(&self.rejected_invalid),
+            ),
+            (
+                "wikiwire_publish_rejected_total",
+                "reason=\"unauthorized\"",
+                REJECTED,
+                Value::Counter(&self.rejected_unauthorized),
+            ),
+            (
+                "wikiwire_publish_rejected_total",
+                "reason=\"forbidden\"",
+                REJECTED,
+                Value::Counter(&self.rejected_forbidden),
+            ),
+            (
+                "wikiwire_publish_rejected_total",
+                "reason=\"rate_limited\"",
+                REJECTED,
+                Value::Counter(&self.rejected_rate),
+            ),
+            (
+                "wikiwire_publish_rejected_total",
+                "reason=\"too_large\"",
+                REJECTED,
+                Value::Counter(&self.rejected_too_large),
+            ),
+            (
+                "wikiwire_http_requests_total",
+                "",
+                "HTTP requests served.",
+                Value::Counter(&self.http_requests),
+            ),
             ("wikiwire_sse_clients", "", "Open Server-Sent Events streams.", Value::Gauge(&self.sse_clients)),
-            ("wikiwire_followers_lagged_total", "", "Times an output fell behind the bus and resumed from the store or was dropped.", Value::Counter(&self.followers_lagged)),
+            (
+                "wikiwire_followers_lagged_total",
+                "",
+                "Times an output fell behind the bus and resumed from the store or was dropped.",
+                Value::Counter(&self.followers_lagged),
+            ),
         ]
     }
 

@@ -73,7 +73,9 @@ impl Publishers {
         let mut publishers = Publishers::default();
         for config in configs {
             let token_hash = match (&config.token, &config.token_hash) {
-                (_, Some(hash)) => token::parse_hash(hash).map_err(|reason| format!("{}: {reason}", config.name))?,
+                (_, Some(hash)) => {
+                    token::parse_hash(hash).map_err(|reason| format!("{}: {reason}", config.name))?
+                }
                 (Some(token), None) => token::hash(token),
                 (None, None) => return Err(format!("{}: no token", config.name)),
             };

@@ -13,7 +13,8 @@ use wikiwire_store::{Retention, SqliteOptions, SqliteStore, Store};
 const TOKEN: &str = "wwt_test-token-of-enough-length";
 
 fn edit(wiki: &str, page: &str) -> Draft {
-    let serde_json::Value::Object(map) = json!({"wiki": wiki, "action": "SAVE", "page": page, "user": "u"}) else {
+    let serde_json::Value::Object(map) = json!({"wiki": wiki, "action": "SAVE", "page": page, "user": "u"})
+    else {
         unreachable!()
     };
     fields::parse_submission(map, Timestamp::now()).unwrap()
@@ -40,7 +41,11 @@ fn hub(directory: &tempfile::TempDir, bus_capacity: usize, limits: LimitsConfig)
 }
 
 async fn next_event(follower: &mut wikiwire_hub::Follower) -> u64 {
-    match tokio::time::timeout(Duration::from_secs(10), follower.next()).await.expect("an event in time").unwrap() {
+    match tokio::time::timeout(Duration::from_secs(10), follower.next())
+        .await
+        .expect("an event in time")
+        .unwrap()
+    {
         Item::Event(event) => event.id,
         Item::Gap { from, to } => panic!("unexpected gap {from}..={to}"),
     }
@@ -92,9 +97,12 @@ async fn filters_apply_to_history_and_live_alike() {
     let directory = tempfile::tempdir().unwrap();
     let hub = hub(&directory, 4096, LimitsConfig::default());
     let publisher = hub.publishers().by_token(TOKEN).unwrap();
-    hub.publish(&publisher, vec![edit("MoinMaster", "Help/A"), edit("Other", "Help/B"), edit("MoinMaster", "X")])
-        .await
-        .unwrap();
+    hub.publish(
+        &publisher,
+        vec![edit("MoinMaster", "Help/A"), edit("Other", "Help/B"), edit("MoinMaster", "X")],
+    )
+    .await
+    .unwrap();
     let filter = Filter::parse("wiki=MoinMaster&page=Help/*").unwrap();
     let mut follower = hub.follow(Some(0), filter, Lag::Resume).await.unwrap();
     assert_eq!(next_event(&mut follower).await, 1);

@@ -33,11 +33,15 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
-/// A history query: events after a cursor, optionally in a time range, passing a filter.
+/// A history query: events between two ids, optionally in a time range, passing a filter.
 #[derive(Clone, Debug)]
 pub struct Query {
     /// Only events with a larger id (0: from the start).
     pub after: u64,
+    /// Only events with a smaller id (`None`: to the end).
+    pub before: Option<u64>,
+    /// Newest first: the page ends at `before` and `next` continues downwards.
+    pub descending: bool,
     pub from: Option<Timestamp>,
     /// Inclusive.
     pub to: Option<Timestamp>,
@@ -48,16 +52,22 @@ pub struct Query {
 
 impl Query {
     pub fn after(after: u64, limit: usize) -> Query {
-        Query { after, from: None, to: None, filter: Filter::all(), limit }
+        Query { after, before: None, descending: false, from: None, to: None, filter: Filter::all(), limit }
+    }
+
+    /// The newest events before `before` (`None`: the newest of all), newest first.
+    pub fn latest(before: Option<u64>, limit: usize) -> Query {
+        Query { before, descending: true, ..Query::after(0, limit) }
     }
 }
 
-/// A page of history, oldest first.
+/// A page of history, in the query's order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Page {
     pub events: Vec<Event>,
-    /// Where to continue (`Query::after`) when the log may hold more; `None` at the end. It can
-    /// be past the last event returned: rows the filter refused were read too.
+    /// Where to continue (`Query::after`, or `Query::before` when descending) when the log may
+    /// hold more; `None` at the end. It can be past the last event returned: rows the filter
+    /// refused were read too.
     pub next: Option<u64>,
 }
 

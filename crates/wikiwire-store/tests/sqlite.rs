@@ -125,6 +125,14 @@ async fn queries_filter_page_and_bound_time() {
     assert_eq!(pages(second_page.clone()), ["Front", "Help/Three"]);
     let last_page = store.query(Query::after(4, 2)).await.unwrap();
     assert_eq!((last_page.events.len(), last_page.next), (0, None));
+
+    let newest = store.query(Query::latest(None, 3)).await.unwrap();
+    assert_eq!(pages(newest.clone()), ["Help/Three", "Front", "Help/Two"]);
+    assert_eq!(newest.next, Some(2));
+    let older = store.query(Query::latest(Some(2), 3)).await.unwrap();
+    assert_eq!((pages(older.clone()), older.next), (vec!["Help/One".to_owned()], None));
+    let window = Query { before: Some(4), ..Query::after(1, 10) };
+    assert_eq!(pages(store.query(window).await.unwrap()), ["Help/Two", "Front"]);
     store.close().await;
 }
 

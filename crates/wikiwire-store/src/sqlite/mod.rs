@@ -213,7 +213,7 @@ impl Store for SqliteStore {
 fn read_page(connection: &Connection, query: &Query) -> Result<Page, StoreError> {
     let limit = query.limit.clamp(1, MAX_PAGE);
     let chunk = (limit * 2).clamp(64, 4096);
-    let mut sql = String::from("SELECT id, body FROM events WHERE id > ?");
+    let mut sql = String::from("SELECT id, body FROM events WHERE id > ? AND id < ?");
     let mut parameters: Vec<SqlValue> = Vec::new();
     if let Some(from) = query.from {
         sql.push_str(" AND time >= ?");
@@ -232,28 +232,32 @@ fn read_page(connection: &Connection, query: &Query) -> Result<Page, StoreError>
         sql.push_str(&format!(" AND action IN ({})", vec!["?"; actions.len()].join(",")));
         parameters.extend(actions.iter().map(|action| SqlValue::Text(action.as_str().to_owned())));
     }
-    sql.push_str(" ORDER BY id LIMIT ?");
+    sql.push_str(if query.descending { " ORDER BY id DESC LIMIT ?" } else { " ORDER BY id LIMIT ?" });
     let mut statement = connection.prepare_cached(&sql).map_err(backend)?;
-    let mut cursor = query.after;
+    // The window (lower, upper) shrinks from the side the query reads from.
+    let mut lower = to_sql_id(query.after);
+    let mut upper = query.before.map_or(i64::MAX, to_sql_id);
     let mut events = Vec::new();
     let mut scanned = 0;
     loop {
-        let mut values = Vec::with_capacity(parameters.len() + 2);
-        values.push(SqlValue::Integer(to_sql_id(cursor)));
+        let mut values = Vec::with_capacity(parameters.len() + 3);
+        values.push(SqlValue::Integer(lower));
+        values.push(SqlValue::Integer(upper));
         values.extend(parameters.iter().cloned());
         values.push(SqlValue::Integer(chunk as i64));
         let mut rows = statement.query(rusqlite::params_from_iter(values)).map_err(backend)?;
         let mut read = 0;
+        let mut cursor = 0;
         while let Some(row) = rows.next().map_err(backend)? {
             let id: i64 = row.get(0).map_err(backend)?;
             let body: String = row.get(1).map_err(backend)?;
             read += 1;
-            cursor = from_sql_id(id);
+            cursor = id;
             let event = row_event(id, &body)?;
             if query.filter.matches(&event) {
                 events.push(event);
                 if events.len() == limit {
-                    return Ok(Page { events, next: Some(cursor) });
+                    return Ok(Page { events, next: Some(from_sql_id(cursor)) });
                 }
             }
         }
@@ -261,8 +265,13 @@ fn read_page(connection: &Connection, query: &Query) -> Result<Page, StoreError>
         if read < chunk {
             return Ok(Page { events, next: None });
         }
+        if query.descending {
+            upper = cursor;
+        } else {
+            lower = cursor;
+        }
         if scanned >= MAX_SCAN {
-            return Ok(Page { events, next: Some(cursor) });
+            return Ok(Page { events, next: Some(from_sql_id(cursor)) });
         }
     }
 }

@@ -1,0 +1,38 @@
+//! `wikiwire-bench`: measures a hub started in this process, through its real sockets.
+//!
+//!     cargo run --release -p wikiwire-bench -- http
+//!
+//! Figures are printed, never asserted: timing belongs in notes, not in tests.
+
+mod http;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Benchmarks of wikiwire over real sockets")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Publishing over HTTP (one event per request, batches of 100) and a 10,000-event history read.
+    Http(http::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().bench {
+        Bench::Http(args) => http::run(args).await,
+    }
+}
+
+/// Percentile of sorted durations, in milliseconds.
+pub fn percentile(sorted: &[std::time::Duration], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}

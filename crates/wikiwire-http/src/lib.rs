@@ -1,0 +1,81 @@
+//! The HTTP API (SPEC §4). `router` builds the whole application without a socket, so tests and
+//! the binary share it; `serve` runs it on a bound listener until the hub shuts down.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`error`] | `ApiError`, the JSON `{error, field?}` answer for every failure |
+//! | [`params`] | strict query-string decoding, shared by every endpoint |
+//! | [`publish`] | `POST /api/v1/events` |
+//! | [`history`] | `GET /api/v1/events[/{id}]`, `GET /changes`, `GET /?action=changes` |
+//! | [`stream`] | `GET /api/v1/stream` (Server-Sent Events) |
+//! | [`wikis`] | description blocks and Atom feeds |
+//! | [`ops`] | `/metrics`, `/healthz`, `/` |
+//!
+//! Handlers never render an event themselves: JSON, XML and Atom come from `wikiwire-event`.
+
+pub mod error;
+pub mod history;
+pub mod ops;
+pub mod params;
+pub mod publish;
+pub mod stream;
+pub mod wikis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use wikiwire_hub::Hub;
+
+use crate::error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    pub max_body: usize,
+    pub heartbeat: Duration,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(ops::root))
+        .route("/changes", get(history::changes_route))
+        .route("/api/v1/events", get(history::events).post(publish::publish))
+        .route("/api/v1/events/{id}", get(history::event))
+        .route("/api/v1/stream", get(stream::stream))
+        .route("/api/v1/wikis", get(wikis::list))
+        .route("/api/v1/wikis/{wiki}", get(wikis::one))
+        .route("/feeds/{file}", get(wikis::feed))
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), count_and_share))
+        .with_state(state)
+}
+
+/// Counts requests, and lets pages on other sites read the public GET endpoints.
+async fn count_and_share(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    state.hub.metrics().http_requests.inc();
+    let readable = request.method() == Method::GET;
+    let mut response = next.run(request).await;
+    if readable {
+        response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    }
+    response
+}
+
+/// Serves until the hub's shutdown token fires; open SSE streams end with it.
+pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    let shutdown = state.hub.shutdown().clone();
+    tracing::info!(address = %listener.local_addr()?, "HTTP listening");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}

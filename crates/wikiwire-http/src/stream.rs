@@ -1,0 +1,81 @@
+//! `GET /api/v1/stream`: Server-Sent Events. `id:` is the event id, so a browser's EventSource
+//! resumes with `Last-Event-ID` and gets no gap and no duplicate; a cursor older than retention
+//! gets an explicit `gap` event first. A client that falls behind the bus is disconnected and
+//! resumes from history when it reconnects (SPEC §1), so it never holds memory on the hub.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::{Stream, StreamExt, stream};
+use wikiwire_hub::{Follower, Item, Lag, Metrics};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::params::{Params, parse_id};
+
+/// How long a browser waits before reconnecting.
+const RETRY: Duration = Duration::from_secs(3);
+
+pub async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let mut params = Params::parse(raw.as_deref())?;
+    let since = params.take_id("since")?;
+    let resume =
+        match headers.get("last-event-id") {
+            None => None,
+            Some(value) => {
+                Some(value.to_str().ok().and_then(parse_id).ok_or_else(|| {
+                    ApiError::bad_field("Last-Event-ID", "Last-Event-ID: must be an event id")
+                })?)
+            }
+        };
+    let filter = params.into_filter()?;
+    // The header wins: a reconnecting EventSource repeats the original URL with its `since`.
+    let follower = state.hub.follow(resume.or(since), filter, Lag::End).await?;
+    let open = SseOpen::new(Arc::clone(state.hub.metrics()));
+    // A first comment sends the headers and tells the client the stream is live.
+    let hello = stream::once(async { Ok(SseEvent::default().retry(RETRY).comment("wikiwire stream")) });
+    let events = stream::unfold((follower, open), next_event);
+    let body = hello.chain(events).take_until(state.hub.shutdown().clone().cancelled_owned());
+    Ok(Sse::new(body).keep_alive(KeepAlive::new().interval(state.heartbeat).text("heartbeat")))
+}
+
+async fn next_event(
+    (mut follower, open): (Follower, SseOpen),
+) -> Option<(Result<SseEvent, Infallible>, (Follower, SseOpen))> {
+    let event = match follower.next().await {
+        Ok(Item::Event(event)) => SseEvent::default().id(event.id.to_string()).data(event.to_json()),
+        Ok(Item::Gap { from, to }) => SseEvent::default()
+            .event("gap")
+            .id(to.to_string())
+            .data(serde_json::json!({ "from": from, "to": to }).to_string()),
+        Err(error) => {
+            tracing::debug!(%error, "SSE stream ends");
+            return None;
+        }
+    };
+    Some((Ok(event), (follower, open)))
+}
+
+/// Counts an open stream for as long as it lives.
+struct SseOpen(Arc<Metrics>);
+
+impl SseOpen {
+    fn new(metrics: Arc<Metrics>) -> SseOpen {
+        metrics.sse_clients.inc();
+        SseOpen(metrics)
+    }
+}
+
+impl Drop for SseOpen {
+    fn drop(&mut self) {
+        self.0.sse_clients.dec();
+    }
+}

@@ -1,0 +1,105 @@
+//! The command line: subcommands and flags (SPEC §7 fixes their names).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "wikiwire", version, about = "The global event system for a network of wikis")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the hub: HTTP API and every configured front end.
+    #[command(
+        after_help = "Examples:\n  wikiwire serve\n  wikiwire serve --config /etc/wikiwire/wikiwire.toml"
+    )]
+    Serve(ConfigArgs),
+    /// Announce an event (over HTTP, as a publisher).
+    #[command(
+        after_help = "Examples:\n  wikiwire publish --wiki local --action page_changed --page 'Front Page' --user Alice --comment 'typo'\n  \
+                            wikiwire publish --url https://hub.example --token-file moin.token --json events.json\n  \
+                            echo '{\"wiki\":\"local\",\"action\":\"SAVE\",\"page\":\"P\",\"user\":\"u\"}' | wikiwire publish --json -"
+    )]
+    Publish(Box<PublishArgs>),
+    /// Make a publisher token and the hash to put in the configuration.
+    #[command(after_help = "Example:\n  wikiwire token --name moin")]
+    Token(TokenArgs),
+    /// Check a configuration file and report every mistake.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Args)]
+pub struct ConfigArgs {
+    /// The configuration file (TOML); without it, loopback listeners and ./wikiwire-data.
+    #[arg(long, short, env = "WIKIWIRE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Read the configuration and say what is wrong with it.
+    #[command(after_help = "Example:\n  wikiwire config check --config wikiwire.toml")]
+    Check(ConfigArgs),
+}
+
+#[derive(Args)]
+pub struct TokenArgs {
+    /// The publisher's name, to print a ready configuration block.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Args)]
+pub struct PublishArgs {
+    /// The hub's HTTP address.
+    #[arg(long, env = "WIKIWIRE_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The publisher token.
+    #[arg(long, env = "WIKIWIRE_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// A file holding the publisher token (default: ./wikiwire-data/local.token, made by `serve`).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Send this JSON (an event or an array of events); `-` reads standard input.
+    #[arg(long, conflicts_with_all = ["wiki", "action", "page", "user"])]
+    pub json: Option<PathBuf>,
+    #[arg(long)]
+    pub wiki: Option<String>,
+    /// page_changed, page_created, ..., a MoinMoin alias (SAVE, ...) or your own name.
+    #[arg(long)]
+    pub action: Option<String>,
+    #[arg(long)]
+    pub page: Option<String>,
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub comment: Option<String>,
+    #[arg(long)]
+    pub revision: Option<String>,
+    #[arg(long)]
+    pub old_revision: Option<String>,
+    #[arg(long)]
+    pub old_name: Option<String>,
+    #[arg(long)]
+    pub file: Option<String>,
+    #[arg(long)]
+    pub size: Option<u64>,
+    #[arg(long)]
+    pub minor: bool,
+    #[arg(long)]
+    pub bot: bool,
+    /// Idempotency key: sending the same key twice stores the event once.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// When the change happened (RFC 3339 or unix seconds); default now.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Any other field, kept in `extra`.
+    #[arg(long = "field", value_name = "NAME=VALUE")]
+    pub fields: Vec<String>,
+}

@@ -1,0 +1,22 @@
+//! `wikiwire config check`: every mistake in the file, each on its own line.
+
+use std::path::Path;
+
+use wikiwire_hub::Config;
+
+pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        println!("no configuration file given: `wikiwire serve` uses the embedded defaults");
+        return Ok(());
+    };
+    let config = Config::load(path)?;
+    let wikis: usize = config.publishers.iter().map(|publisher| publisher.wikis.len()).sum();
+    println!(
+        "{}: ok ({} publishers, {wikis} wikis, HTTP on {}, data in {})",
+        path.display(),
+        config.publishers.len(),
+        config.http.listen,
+        config.data_dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod check;
+pub mod publish;
+pub mod serve;
+pub mod token;

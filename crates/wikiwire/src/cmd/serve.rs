@@ -1,0 +1,172 @@
+//! `wikiwire serve`: open the store, build the hub, bind every listener, run until SIGTERM or
+//! SIGINT, then shut down in order: stop accepting, end streams, flush the store.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wikiwire_hub::config::{Config, PublisherConfig, Synchronous};
+use wikiwire_hub::{Hub, Publishers, token};
+use wikiwire_store::{Retention, SqliteOptions, SqliteStore, Store};
+
+/// How long tasks get to finish after shutdown starts.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// The name of the publisher that a hub without configured publishers makes for itself.
+pub const LOCAL: &str = "local";
+
+pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
+    let config = match config_path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let running = start(config).await?;
+    println!("wikiwire is running (stop it with Ctrl-C):");
+    println!("  HTTP  http://{}/", running.http);
+    wait_for_signal(&running.shutdown).await;
+    running.stop().await;
+    println!("wikiwire stopped");
+    Ok(())
+}
+
+/// A started hub: its addresses, and what `stop` needs.
+pub struct Running {
+    pub http: SocketAddr,
+    pub shutdown: CancellationToken,
+    tracker: TaskTracker,
+    store: Arc<dyn Store>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(GRACE, self.tracker.wait()).await.is_err() {
+            tracing::warn!("some tasks did not finish within {GRACE:?}");
+        }
+        self.store.close().await;
+    }
+}
+
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let publishers = publishers(&config)?;
+    let mut options = SqliteOptions::new(config.data_dir.join("events.sqlite"));
+    options.synchronous_full = config.store.synchronous == Synchronous::Full;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(options)
+            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
+    );
+    let http_listener = TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
+    let http = http_listener.local_addr()?;
+    // Without a configured public URL, the bound address is it (port 0 becomes the real port).
+    let public_url = match &config.http.public_url {
+        Some(_) => config.public_url(),
+        None => format!("http://{http}"),
+    };
+    let shutdown = CancellationToken::new();
+    let hub = Hub::new(Arc::clone(&store), publishers, public_url, shutdown.clone());
+    let tracker = TaskTracker::new();
+    let state = wikiwire_http::AppState {
+        hub: Arc::clone(&hub),
+        max_body: config.http.max_body,
+        heartbeat: config.http.heartbeat,
+    };
+    tracker.spawn(async move {
+        if let Err(error) = wikiwire_http::serve(http_listener, state).await {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    });
+    let retention = Retention { max_age: config.store.max_age, max_events: config.store.max_events };
+    tracker.spawn(Arc::clone(&hub).run_retention(retention));
+    Ok(Running { http, shutdown, tracker, store })
+}
+
+/// The configured publishers; with none, a `local` publisher for wiki `local` whose token lives
+/// in the data directory, so a new hub can be tried at once.
+fn publishers(config: &Config) -> anyhow::Result<Publishers> {
+    let local;
+    let configs = if config.publishers.is_empty() {
+        local = [local_publisher(&config.data_dir)?];
+        &local[..]
+    } else {
+        &config.publishers[..]
+    };
+    Publishers::new(configs, &config.limits).map_err(anyhow::Error::msg)
+}
+
+fn local_publisher(data_dir: &Path) -> anyhow::Result<PublisherConfig> {
+    let path = local_token_path(data_dir);
+    let token = match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().to_owned(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            let token = token::generate();
+            write_private(&path, &format!("{token}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            token
+        }
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    };
+    tracing::info!(
+        token_file = %path.display(),
+        "no publishers configured: publisher {LOCAL:?} may announce for wiki {LOCAL:?} with the token in the file"
+    );
+    Ok(PublisherConfig {
+        name: LOCAL.into(),
+        token: Some(token),
+        token_hash: None,
+        wikis: vec![LOCAL.into()],
+        base_url: None,
+        engine: Default::default(),
+        links: Default::default(),
+    })
+}
+
+pub fn local_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("local.token")
+}
+
+/// Writes a file only its owner can read: it holds a secret.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+async fn wait_for_signal(shutdown: &CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = match signal(SignalKind::terminate()) {
+            Ok(terminate) => terminate,
+            Err(error) => {
+                tracing::error!(%error, "cannot watch SIGTERM; Ctrl-C still works");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = shutdown.cancelled() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
+            _ = shutdown.cancelled() => {}
+        }
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every wikiwire test, on a fresh machine: installs what is missing, builds, runs the Rust tests
+# (cargo-nextest when present, else cargo test), then the tests that drive the hub with real
+# clients written by others.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# Debian packages the tests start or drive: none are needed by the Rust tests alone.
+apt_packages=()
+missing=()
+for package in "${apt_packages[@]}"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+log "building"
+cargo build --workspace --all-targets --locked
+
+log "Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --profile ci
+else
+    cargo test --workspace --locked
+fi
+
+log "all tests passed"
