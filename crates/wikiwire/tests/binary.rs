@@ -120,6 +120,15 @@ async fn acknowledged_events_survive_kill_9() {
 
 #[tokio::test]
 async fn sigterm_ends_open_streams_and_exits_cleanly() {
+    stop_with_signal("-TERM").await;
+}
+
+#[tokio::test]
+async fn sigint_ends_open_streams_and_exits_cleanly() {
+    stop_with_signal("-INT").await;
+}
+
+async fn stop_with_signal(signal: &str) {
     let directory = tempfile::tempdir().unwrap();
     let config = write_config(directory.path());
     let mut hub = serve(directory.path(), Some(&config));
@@ -127,7 +136,7 @@ async fn sigterm_ends_open_streams_and_exits_cleanly() {
     let mut body = response.bytes_stream();
     body.next().await.expect("the stream opened").unwrap();
     let started = Instant::now();
-    let status = Command::new("kill").args(["-TERM", &hub.child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill").args([signal, &hub.child.id().to_string()]).status().unwrap();
     assert!(status.success());
     while let Some(chunk) =
         tokio::time::timeout(Duration::from_secs(10), body.next()).await.expect("the stream ended in time")
