@@ -32,6 +32,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let directory = tempfile::tempdir()?;
     let mut config = Config { data_dir: directory.path().to_owned(), ..Config::default() };
     config.http.listen = "127.0.0.1:0".parse()?;
+    config.irc.enabled = false;
     config.http.max_body = 8 * 1024 * 1024;
     config.limits.publish_rate = 1e9;
     config.limits.publish_burst = 1e9;

@@ -154,6 +154,11 @@ impl Filter {
         Some(self.wikis.iter().map(|glob| glob.pattern.as_str()).collect())
     }
 
+    /// Whether events of `wiki` can pass the wiki condition (the other conditions aside).
+    pub fn allows_wiki(&self, wiki: &str) -> bool {
+        self.wikis.is_empty() || self.wikis.iter().any(|glob| glob.matches(wiki))
+    }
+
     pub fn actions(&self) -> &[Action] {
         &self.actions
     }

@@ -11,6 +11,7 @@
 //! | [`packed`] | the IRC query-string encoding with its 512-byte budget |
 //! | [`xml`] | the `<changes>` history document |
 //! | [`text`] | one readable line per event |
+//! | [`line`] | `Format`: the one-line renderer every line-based output shares |
 //! | [`atom`] | Atom feeds |
 //! | [`filter`] | the filter language shared by every output |
 //! | [`wiki`] | wiki description blocks and link templates |
@@ -21,6 +22,7 @@ pub mod event;
 pub mod fields;
 pub mod filter;
 pub mod json;
+pub mod line;
 pub mod packed;
 pub mod text;
 pub mod time;
@@ -31,5 +33,6 @@ pub use action::{Action, Required};
 pub use event::{Draft, Event, Link};
 pub use fields::{FieldError, Mode};
 pub use filter::Filter;
+pub use line::Format;
 pub use time::{TimeError, Timestamp};
 pub use wiki::{Engine, LinkTemplates, WikiDescription};

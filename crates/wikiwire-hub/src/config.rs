@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use wikiwire_event::fields::check_wiki_name;
-use wikiwire_event::{Engine, LinkTemplates};
+use wikiwire_event::{Engine, Filter, Format, LinkTemplates};
 
 use crate::token;
 
@@ -25,6 +25,74 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default, rename = "publisher")]
     pub publishers: Vec<PublisherConfig>,
+    #[serde(default)]
+    pub irc: IrcConfig,
+    #[serde(default, rename = "channel")]
+    pub channels: Vec<ChannelConfig>,
+}
+
+/// The embedded IRC server (SPEC §3).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrcConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_irc_listen")]
+    pub listen: SocketAddr,
+    /// The server's name in replies and message sources.
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+    /// ISUPPORT NETWORK.
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// A TLS listener, used when `tls_cert` and `tls_key` are set.
+    #[serde(default = "default_tls_listen")]
+    pub tls_listen: SocketAddr,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Message of the day; without it, 422.
+    pub motd: Option<String>,
+    /// How `#<wiki>` shows events (`#<wiki>.events` is always packed).
+    #[serde(default)]
+    pub wiki_format: Format,
+    #[serde(default = "default_max_clients")]
+    pub max_clients: usize,
+    /// Connections one address may hold (0: no limit).
+    #[serde(default = "default_max_per_ip")]
+    pub max_per_ip: usize,
+    /// Bytes queued for one client before it is disconnected (SendQ exceeded).
+    #[serde(default = "default_sendq")]
+    pub sendq: usize,
+    #[serde(default = "default_registration_timeout", deserialize_with = "duration")]
+    pub registration_timeout: Duration,
+    /// Idle time before the server sends PING.
+    #[serde(default = "default_ping_interval", deserialize_with = "duration")]
+    pub ping_interval: Duration,
+    /// Time to answer that PING.
+    #[serde(default = "default_ping_timeout", deserialize_with = "duration")]
+    pub ping_timeout: Duration,
+    /// Lines a listener may send at once, and per second after that; faster input waits.
+    #[serde(default = "default_flood_burst")]
+    pub flood_burst: f64,
+    #[serde(default = "default_flood_rate")]
+    pub flood_rate: f64,
+    /// Most events one CHATHISTORY request returns (ISUPPORT CHATHISTORY).
+    #[serde(default = "default_history_limit")]
+    pub history_limit: usize,
+}
+
+/// A channel from the configuration: a name, a format and a filter (SPEC §3), e.g. one
+/// `#antispam` shared by several wikis.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub name: String,
+    #[serde(default)]
+    pub format: Format,
+    /// The filter in its query-string form, e.g. `wiki=A,B&action=antispam_updated`.
+    #[serde(default)]
+    pub filter: String,
+    pub topic: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -93,6 +161,74 @@ pub struct PublisherConfig {
     pub links: LinkTemplates,
 }
 
+fn yes() -> bool {
+    true
+}
+fn default_irc_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 6667))
+}
+fn default_tls_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 6697))
+}
+fn default_server_name() -> String {
+    "irc.wikiwire.localhost".into()
+}
+fn default_network() -> String {
+    "wikiwire".into()
+}
+fn default_max_clients() -> usize {
+    20_000
+}
+fn default_max_per_ip() -> usize {
+    64
+}
+fn default_sendq() -> usize {
+    1024 * 1024
+}
+fn default_registration_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_ping_interval() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_ping_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_flood_burst() -> f64 {
+    20.0
+}
+fn default_flood_rate() -> f64 {
+    5.0
+}
+fn default_history_limit() -> usize {
+    100
+}
+
+impl Default for IrcConfig {
+    fn default() -> IrcConfig {
+        IrcConfig {
+            enabled: true,
+            listen: default_irc_listen(),
+            server_name: default_server_name(),
+            network: default_network(),
+            tls_listen: default_tls_listen(),
+            tls_cert: None,
+            tls_key: None,
+            motd: None,
+            wiki_format: Format::default(),
+            max_clients: default_max_clients(),
+            max_per_ip: default_max_per_ip(),
+            sendq: default_sendq(),
+            registration_timeout: default_registration_timeout(),
+            ping_interval: default_ping_interval(),
+            ping_timeout: default_ping_timeout(),
+            flood_burst: default_flood_burst(),
+            flood_rate: default_flood_rate(),
+            history_limit: default_history_limit(),
+        }
+    }
+}
+
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./wikiwire-data")
 }
@@ -137,6 +273,8 @@ impl Default for Config {
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
             publishers: Vec::new(),
+            irc: IrcConfig::default(),
+            channels: Vec::new(),
         }
     }
 }
@@ -230,7 +368,50 @@ impl Config {
                 problems.push(format!("{at}: base_url: {reason}"));
             }
         }
+        self.check_irc(&wikis, &mut problems);
         problems
+    }
+
+    fn check_irc(&self, wikis: &[(String, String)], problems: &mut Vec<String>) {
+        let irc = &self.irc;
+        if let Err(reason) = check_server_name(&irc.server_name) {
+            problems.push(format!("irc.server_name: {reason}"));
+        }
+        if irc.network.is_empty() || !irc.network.bytes().all(|b| b.is_ascii_graphic()) {
+            problems.push("irc.network: one word of visible ASCII characters".into());
+        }
+        if irc.tls_cert.is_some() != irc.tls_key.is_some() {
+            problems.push("irc: give both tls_cert and tls_key for the TLS listener".into());
+        }
+        if irc.sendq < 4096 {
+            problems.push("irc.sendq: at least 4096 bytes".into());
+        }
+        if !(irc.flood_rate > 0.0 && irc.flood_burst >= 1.0) {
+            problems.push("irc: flood_rate must be above 0 and flood_burst at least 1".into());
+        }
+        if !(1..=1000).contains(&irc.history_limit) {
+            problems.push("irc.history_limit: between 1 and 1000".into());
+        }
+        if irc.max_clients == 0 {
+            problems.push("irc.max_clients: at least 1".into());
+        }
+        let mut names: Vec<String> =
+            wikis.iter().flat_map(|(wiki, _)| [format!("#{wiki}"), format!("#{wiki}.events")]).collect();
+        for (index, channel) in self.channels.iter().enumerate() {
+            let at = format!("channel[{index}] ({:?})", channel.name);
+            if let Err(reason) = check_channel_name(&channel.name) {
+                problems.push(format!("{at}: name: {reason}"));
+            }
+            if names.iter().any(|name| name.eq_ignore_ascii_case(&channel.name)) {
+                problems.push(format!(
+                    "{at}: name: already a channel (every wiki has #<wiki> and #<wiki>.events)"
+                ));
+            }
+            names.push(channel.name.clone());
+            if let Err(error) = Filter::parse(&channel.filter) {
+                problems.push(format!("{at}: filter: {error}"));
+            }
+        }
     }
 
     /// `http.public_url` without a trailing slash, or the listen address.
@@ -240,6 +421,26 @@ impl Config {
             None => format!("http://{}", self.http.listen),
         }
     }
+}
+
+/// Channel names: `#`, then at most 63 bytes without spaces, commas, colons or control characters.
+pub fn check_channel_name(name: &str) -> Result<(), &'static str> {
+    let Some(rest) = name.strip_prefix('#') else { return Err("must start with #") };
+    if rest.is_empty() || name.len() > 64 {
+        return Err("1 to 63 characters after #");
+    }
+    if rest.chars().any(|c| c.is_control() || c.is_whitespace() || c == ',' || c == ':') {
+        return Err("no spaces, commas, colons or control characters");
+    }
+    Ok(())
+}
+
+fn check_server_name(name: &str) -> Result<(), &'static str> {
+    let well_formed = !name.is_empty()
+        && name.len() <= 63
+        && name.contains('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if well_formed { Ok(()) } else { Err("a host name with a dot, like irc.example.org") }
 }
 
 fn check_url(url: &str) -> Result<(), String> {
@@ -362,6 +563,46 @@ mod tests {
         ] {
             assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
         }
+    }
+
+    #[test]
+    fn channels_are_checked() {
+        let config = Config::parse(
+            r##"
+            [irc]
+            server_name = "no dots"
+            tls_cert = "/x.pem"
+            [[publisher]]
+            name = "moin"
+            token = "abcdefghijklmnopqrstuvwxyz"
+            wikis = ["Moin"]
+            [[channel]]
+            name = "antispam"
+            [[channel]]
+            name = "#moin.EVENTS"
+            [[channel]]
+            name = "#spam"
+            filter = "colour=red"
+            format = "packed"
+            [[channel]]
+            name = "#ok"
+            format = "color"
+            filter = "wiki=Moin&action=antispam_updated"
+            "##,
+        )
+        .unwrap();
+        let problems = config.check().join("\n");
+        for expected in [
+            "irc.server_name",
+            "tls_cert and tls_key",
+            "must start with #",
+            "already a channel",
+            "filter: colour",
+        ] {
+            assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
+        }
+        assert_eq!(config.check().len(), 5, "{problems}");
+        assert_eq!(config.channels[3].format, Format::Colour);
     }
 
     #[test]

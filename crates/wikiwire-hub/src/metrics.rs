@@ -65,6 +65,12 @@ pub struct Metrics {
     pub http_requests: Counter,
     pub sse_clients: Gauge,
     pub followers_lagged: Counter,
+    pub irc_connections: Gauge,
+    pub irc_refused: Counter,
+    pub irc_sendq_exceeded: Counter,
+    pub irc_flood_waits: Counter,
+    pub irc_lines_delivered: Counter,
+    pub irc_published: Counter,
 }
 
 /// A value read at render time, for figures that live elsewhere (the store's last id).

@@ -23,7 +23,7 @@ fn write_config(directory: &Path) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n[[publisher]]\nname = \"moin\"\ntoken_hash = \"{hash}\"\nwikis = [\"MoinMaster\"]\nengine = \"moin\"\nbase_url = \"https://master.example/\"\n",
+            "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n[irc]\nlisten = \"127.0.0.1:0\"\n[[publisher]]\nname = \"moin\"\ntoken_hash = \"{hash}\"\nwikis = [\"MoinMaster\"]\nengine = \"moin\"\nbase_url = \"https://master.example/\"\n",
             directory.join("data")
         ),
     )
@@ -157,7 +157,11 @@ async fn stop_with_signal(signal: &str) {
 async fn with_no_configuration_a_local_publisher_works_at_once() {
     let directory = tempfile::tempdir().unwrap();
     // Port 8080 may be taken on a shared machine; the default data directory is what matters.
-    std::fs::write(directory.path().join("port0.toml"), "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    std::fs::write(
+        directory.path().join("port0.toml"),
+        "[http]\nlisten = \"127.0.0.1:0\"\n[irc]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
     let mut hub = serve(directory.path(), Some(&directory.path().join("port0.toml")));
     let token_file = directory.path().join("wikiwire-data/local.token");
     assert!(token_file.exists(), "serve made ./wikiwire-data/local.token");

@@ -28,6 +28,12 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     let running = start(config).await?;
     println!("wikiwire is running (stop it with Ctrl-C):");
     println!("  HTTP  http://{}/", running.http);
+    if let Some(irc) = running.irc {
+        println!("  IRC   irc://{irc}/");
+    }
+    if let Some(ircs) = running.ircs {
+        println!("  IRCS  ircs://{ircs}/");
+    }
     wait_for_signal(&running.shutdown).await;
     running.stop().await;
     println!("wikiwire stopped");
@@ -37,6 +43,8 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
 /// A started hub: its addresses, and what `stop` needs.
 pub struct Running {
     pub http: SocketAddr,
+    pub irc: Option<SocketAddr>,
+    pub ircs: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     tracker: TaskTracker,
     store: Arc<dyn Store>,
@@ -85,7 +93,38 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     let retention = Retention { max_age: config.store.max_age, max_events: config.store.max_events };
     tracker.spawn(Arc::clone(&hub).run_retention(retention));
-    Ok(Running { http, shutdown, tracker, store })
+    let (irc, ircs) =
+        if config.irc.enabled { start_irc(&config, &hub, &tracker).await? } else { (None, None) };
+    Ok(Running { http, irc, ircs, shutdown, tracker, store })
+}
+
+/// The IRC server: its fan-out, the plain listener and, with a certificate, the TLS listener.
+async fn start_irc(
+    config: &Config,
+    hub: &Arc<Hub>,
+    tracker: &TaskTracker,
+) -> anyhow::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
+    let server = wikiwire_irc::Server::new(Arc::clone(hub), config).map_err(anyhow::Error::msg)?;
+    let listener = TcpListener::bind(config.irc.listen)
+        .await
+        .with_context(|| format!("cannot listen for IRC on {}", config.irc.listen))?;
+    let irc = listener.local_addr()?;
+    let ircs = match (&config.irc.tls_cert, &config.irc.tls_key) {
+        (Some(certificate), Some(key)) => {
+            let acceptor = wikiwire_irc::tls::acceptor(certificate, key).map_err(anyhow::Error::msg)?;
+            let tls_listener = TcpListener::bind(config.irc.tls_listen)
+                .await
+                .with_context(|| format!("cannot listen for IRC over TLS on {}", config.irc.tls_listen))?;
+            let address = tls_listener.local_addr()?;
+            tracker.spawn(wikiwire_irc::serve(Arc::clone(&server), tls_listener, Some(acceptor)));
+            Some(address)
+        }
+        _ => None,
+    };
+    tracker.spawn(wikiwire_irc::fanout::run(Arc::clone(&server)));
+    tracker.spawn(wikiwire_irc::serve(Arc::clone(&server), listener, None));
+    tracker.spawn(wikiwire_irc::finish(server));
+    Ok((Some(irc), ircs))
 }
 
 /// The configured publishers; with none, a `local` publisher for wiki `local` whose token lives

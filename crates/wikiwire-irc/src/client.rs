@@ -1,0 +1,192 @@
+//! One connected client as the rest of the server sees it: identity, capabilities, and a send
+//! queue bounded in bytes. Fan-out pushes shared lines into the queue without waiting; only the
+//! connection's writer task touches the socket, so no lock is ever held across a write.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wikiwire_hub::Publisher;
+
+use crate::caps::Caps;
+use crate::channels::Channel;
+
+/// Registration and SASL progress, and who the client is.
+#[derive(Debug)]
+pub struct State {
+    /// `*` until a NICK is accepted.
+    pub nick: String,
+    pub user: Option<String>,
+    pub realname: String,
+    pub registered: bool,
+    /// Between `CAP LS`/`CAP REQ` and `CAP END` before registration.
+    pub negotiating: bool,
+    pub cap_version: u32,
+    pub password: Option<String>,
+    pub sasl: Sasl,
+    /// Set by SASL or PASS: this connection speaks for a publisher.
+    pub account: Option<Arc<Publisher>>,
+    pub channels: Vec<Arc<Channel>>,
+    pub invisible: bool,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub enum Sasl {
+    #[default]
+    Idle,
+    /// `AUTHENTICATE PLAIN` accepted; collecting base64 chunks.
+    Plain(String),
+    Done,
+}
+
+#[derive(Debug)]
+pub struct Client {
+    pub id: u64,
+    pub ip: IpAddr,
+    caps: AtomicU32,
+    state: Mutex<State>,
+    queue: SendQueue,
+    /// Cancelled when the connection must end; the writer then says goodbye.
+    pub closing: CancellationToken,
+    reason: Mutex<Option<String>>,
+}
+
+impl Client {
+    pub fn new(id: u64, ip: IpAddr, sendq: usize) -> (Arc<Client>, mpsc::UnboundedReceiver<Bytes>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let client = Arc::new(Client {
+            id,
+            ip,
+            caps: AtomicU32::new(0),
+            state: Mutex::new(State {
+                nick: "*".into(),
+                user: None,
+                realname: String::new(),
+                registered: false,
+                negotiating: false,
+                cap_version: 0,
+                password: None,
+                sasl: Sasl::Idle,
+                account: None,
+                channels: Vec::new(),
+                invisible: false,
+            }),
+            queue: SendQueue {
+                sender,
+                queued: AtomicUsize::new(0),
+                limit: sendq,
+                overflowed: AtomicBool::new(false),
+            },
+            closing: CancellationToken::new(),
+            reason: Mutex::new(None),
+        });
+        (client, receiver)
+    }
+
+    /// The client's state; never held across an `.await` or while taking another lock.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a handler panicked mid-update; the data is still the best we have.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn caps(&self) -> Caps {
+        Caps::from_bits(self.caps.load(Ordering::Relaxed))
+    }
+
+    pub fn set_caps(&self, caps: Caps) {
+        self.caps.store(caps.bits(), Ordering::Relaxed);
+    }
+
+    pub fn nick(&self) -> String {
+        self.state().nick.clone()
+    }
+
+    pub fn account(&self) -> Option<Arc<Publisher>> {
+        self.state().account.clone()
+    }
+
+    /// Queues a line. False when the queue is over its limit: the client is then being closed
+    /// with "SendQ exceeded" and gets nothing more.
+    pub fn send(&self, line: Bytes) -> bool {
+        if self.queue.push(line) {
+            return true;
+        }
+        self.close("SendQ exceeded");
+        false
+    }
+
+    /// Asks the connection to end; the first reason given is the one sent.
+    pub fn close(&self, reason: &str) {
+        let mut slot = self.reason.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason.to_owned());
+        }
+        drop(slot);
+        self.closing.cancel();
+    }
+
+    pub fn close_reason(&self) -> String {
+        let slot = self.reason.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.clone().unwrap_or_else(|| "Connection closed".into())
+    }
+
+    /// The writer took `bytes` off the queue.
+    pub fn dequeued(&self, bytes: usize) {
+        self.queue.queued.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn overflowed(&self) -> bool {
+        self.queue.overflowed.load(Ordering::Relaxed)
+    }
+}
+
+/// An unbounded channel bounded by bytes: pushing never waits, and a client past its limit is
+/// cut off instead of holding memory for ever.
+#[derive(Debug)]
+struct SendQueue {
+    sender: mpsc::UnboundedSender<Bytes>,
+    queued: AtomicUsize,
+    limit: usize,
+    overflowed: AtomicBool,
+}
+
+impl SendQueue {
+    fn push(&self, line: Bytes) -> bool {
+        if self.overflowed.load(Ordering::Relaxed) {
+            return false;
+        }
+        let size = line.len();
+        if self.queued.fetch_add(size, Ordering::Relaxed) + size > self.limit {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            self.overflowed.store(true, Ordering::Relaxed);
+            return false;
+        }
+        // The receiver lives as long as the connection; a send after it ended is harmless.
+        let _ = self.sender.send(line);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_refuses_past_its_byte_limit_and_closes() {
+        let (client, mut receiver) = Client::new(1, IpAddr::from([127, 0, 0, 1]), 100);
+        assert!(client.send(Bytes::from(vec![b'x'; 60])));
+        assert!(!client.send(Bytes::from(vec![b'y'; 60])));
+        assert!(client.overflowed() && client.closing.is_cancelled());
+        assert_eq!(client.close_reason(), "SendQ exceeded");
+        let first = receiver.try_recv().unwrap();
+        client.dequeued(first.len());
+        assert!(!client.send(Bytes::from_static(b"z")), "an overflowed client gets nothing more");
+    }
+}

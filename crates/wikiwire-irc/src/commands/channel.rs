@@ -1,0 +1,176 @@
+//! JOIN, PART, NAMES, TOPIC, MODE, LIST. Channels are fixed and `+mnt`; a listener's join and
+//! part are answered to itself only, and NAMES shows the channel's publishers and yourself.
+
+use std::sync::Arc;
+
+use crate::channels::Channel;
+use crate::numeric::*;
+use crate::respond::Context;
+use crate::wire::{Line, Request};
+
+/// Channels one client may be in.
+const MAX_CHANNELS: usize = 100;
+
+pub fn join(context: &mut Context<'_>, request: &Request) {
+    if request.params[0] == "0" {
+        let channels = std::mem::take(&mut context.client.state().channels);
+        for channel in channels {
+            leave(context, &channel, "Left all channels");
+        }
+        return;
+    }
+    for name in request.params[0].split(',').filter(|name| !name.is_empty()) {
+        let Some(channel) = context.server.channels.find(name).cloned() else {
+            context.numeric(ERR_NOSUCHCHANNEL, &[name]);
+            continue;
+        };
+        if context.client.state().channels.len() >= MAX_CHANNELS {
+            context.numeric(ERR_TOOMANYCHANNELS, &[name]);
+            continue;
+        }
+        if !channel.join(context.client) {
+            continue;
+        }
+        context.client.state().channels.push(Arc::clone(&channel));
+        let mask = context.mask();
+        context.push(Line::new("JOIN").source(mask).param(channel.name.clone()));
+        topic_reply(context, &channel);
+        names_reply(context, &channel);
+    }
+}
+
+pub fn part(context: &mut Context<'_>, request: &Request) {
+    let reason = request.param(1).unwrap_or("Leaving").to_owned();
+    for name in request.params[0].split(',').filter(|name| !name.is_empty()) {
+        let Some(channel) = context.server.channels.find(name).cloned() else {
+            context.numeric(ERR_NOSUCHCHANNEL, &[name]);
+            continue;
+        };
+        let was_member = {
+            let mut state = context.client.state();
+            let before = state.channels.len();
+            state.channels.retain(|joined| !Arc::ptr_eq(joined, &channel));
+            before != state.channels.len()
+        };
+        if !was_member {
+            context.numeric(ERR_NOTONCHANNEL, &[&channel.name]);
+            continue;
+        }
+        leave(context, &channel, &reason);
+    }
+}
+
+fn leave(context: &mut Context<'_>, channel: &Channel, reason: &str) {
+    channel.part(context.client.id);
+    let mask = context.mask();
+    context.push(Line::new("PART").source(mask).param(channel.name.clone()).text(reason));
+}
+
+pub fn names(context: &mut Context<'_>, request: &Request) {
+    let Some(name) = request.param(0) else {
+        return context.numeric(RPL_ENDOFNAMES, &["*"]);
+    };
+    match context.server.channels.find(name).cloned() {
+        Some(channel) => names_reply(context, &channel),
+        None => context.numeric(RPL_ENDOFNAMES, &[name]),
+    }
+}
+
+/// The publishers (voiced), and yourself if you are in the channel.
+fn names_reply(context: &mut Context<'_>, channel: &Channel) {
+    let nick = context.client.nick();
+    let mut names: Vec<String> = channel.speakers.iter().map(|speaker| format!("+{speaker}")).collect();
+    let speaks_here = channel.speakers.iter().any(|speaker| speaker.eq_ignore_ascii_case(&nick));
+    if channel.is_member(context.client.id) && !speaks_here {
+        names.push(nick);
+    }
+    // 353 lines stay well under 512 bytes: at most 20 names of at most 33 bytes each.
+    for chunk in names.chunks(20) {
+        context.numeric(RPL_NAMREPLY, &["=", &channel.name, &chunk.join(" ")]);
+    }
+    context.numeric(RPL_ENDOFNAMES, &[&channel.name]);
+}
+
+pub fn topic(context: &mut Context<'_>, request: &Request) {
+    let Some(channel) = context.server.channels.find(&request.params[0]).cloned() else {
+        return context.numeric(ERR_NOSUCHCHANNEL, &[&request.params[0]]);
+    };
+    if request.params.len() > 1 {
+        return context.numeric(ERR_CHANOPRIVSNEEDED, &[&channel.name]);
+    }
+    topic_reply(context, &channel);
+}
+
+fn topic_reply(context: &mut Context<'_>, channel: &Channel) {
+    let created = context.server.settings.created_unix.to_string();
+    let server_name = context.server.settings.server_name.clone();
+    context.numeric(RPL_TOPIC, &[&channel.name, &channel.topic]);
+    context.numeric(RPL_TOPICWHOTIME, &[&channel.name, &server_name, &created]);
+}
+
+pub fn mode(context: &mut Context<'_>, request: &Request) {
+    let target = request.params[0].as_str();
+    let changes: Vec<&str> = request.params[1..].iter().map(String::as_str).collect();
+    if target.starts_with('#') {
+        let Some(channel) = context.server.channels.find(target).cloned() else {
+            return context.numeric(ERR_NOSUCHCHANNEL, &[target]);
+        };
+        match changes.first().copied() {
+            None => {
+                let created = context.server.settings.created_unix.to_string();
+                context.numeric(RPL_CHANNELMODEIS, &[&channel.name, "+mnt"]);
+                context.numeric(RPL_CREATIONTIME, &[&channel.name, &created]);
+            }
+            // Asking for the ban list is how many clients look at a channel: it is empty.
+            Some("b" | "+b") if changes.len() == 1 => context.numeric(RPL_ENDOFBANLIST, &[&channel.name]),
+            Some(_) => context.numeric(ERR_CHANOPRIVSNEEDED, &[&channel.name]),
+        }
+        return;
+    }
+    let nick = context.client.nick();
+    if !target.eq_ignore_ascii_case(&nick) {
+        return context.numeric(ERR_USERSDONTMATCH, &[]);
+    }
+    let Some(change) = changes.first() else {
+        let modes = user_modes(context);
+        return context.numeric(RPL_UMODEIS, &[&modes]);
+    };
+    // Only +i/-i mean anything to a listener here; clients send +i on connect.
+    let invisible = match *change {
+        "+i" => true,
+        "-i" => false,
+        _ => return context.numeric(ERR_UMODEUNKNOWNFLAG, &[]),
+    };
+    context.client.state().invisible = invisible;
+    let mask = context.mask();
+    context.push(Line::new("MODE").source(mask).param(nick).param(*change));
+}
+
+fn user_modes(context: &Context<'_>) -> String {
+    let state = context.client.state();
+    let mut modes = String::from("+");
+    if state.account.is_some() {
+        modes.push('B');
+    }
+    if state.invisible {
+        modes.push('i');
+    }
+    modes
+}
+
+pub fn list(context: &mut Context<'_>, request: &Request) {
+    let wanted: Option<Vec<&str>> = request.param(0).map(|names| names.split(',').collect());
+    context.numeric(RPL_LISTSTART, &["Channel"]);
+    let channels: Vec<Arc<Channel>> = context.server.channels.all().to_vec();
+    for channel in channels {
+        if wanted
+            .as_ref()
+            .is_some_and(|names| !names.iter().any(|name| name.eq_ignore_ascii_case(&channel.name)))
+        {
+            continue;
+        }
+        let population = channel.population().to_string();
+        context.numeric(RPL_LIST, &[&channel.name, &population, &channel.topic]);
+    }
+    context.numeric(RPL_LISTEND, &[]);
+}

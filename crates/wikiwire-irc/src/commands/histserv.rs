@@ -1,0 +1,101 @@
+//! HistServ (SPEC §3): history for clients without CHATHISTORY, by private message. `since <id>`,
+//! `from <time> [to <time>]`, each optionally followed by a channel, and `help`. Answers are a
+//! bounded run of NOTICEs; anything larger ends with the HTTP URL that has the rest.
+
+use wikiwire_event::{Filter, Format, Timestamp, line};
+use wikiwire_store::Query;
+
+use crate::respond::Context;
+use crate::wire::Line;
+
+/// Events one answer carries at most.
+const LIMIT: usize = 50;
+
+const HELP: &[&str] = &[
+    "HistServ sends you events you missed, as NOTICEs (at most 50; the rest by URL).",
+    "  since <id> [#channel]            events after id <id>",
+    "  from <time> [to <time>] [#channel]  events in a time range (RFC 3339 or unix seconds)",
+    "Without a channel you get every wiki's events as text. Clients with CHATHISTORY can use it instead.",
+];
+
+pub async fn handle(context: &mut Context<'_>, text: &str) {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (channel_name, words) = match words.last() {
+        Some(last) if last.starts_with('#') => (Some(*last), &words[..words.len() - 1]),
+        _ => (None, &words[..]),
+    };
+    let command = words.first().map(|word| word.to_ascii_lowercase());
+    let query = match (command.as_deref(), words) {
+        (Some("since"), [_, id]) => match id.parse::<u64>() {
+            Ok(after) => Query::after(after, LIMIT),
+            Err(_) => return say(context, &[&format!("{id:?} is not an event id")]),
+        },
+        (Some("from"), [_, from]) | (Some("from"), [_, from, _, _]) => {
+            let to = match words {
+                [_, _, keyword, to] if keyword.eq_ignore_ascii_case("to") => Some(*to),
+                [_, _] => None,
+                _ => return say(context, &["Write: from <time> [to <time>] [#channel]"]),
+            };
+            let (Ok(from), Ok(to)) = (Timestamp::parse(from), to.map(Timestamp::parse).transpose()) else {
+                return say(context, &["Times are RFC 3339 (2026-11-22T21:00:00Z) or unix seconds"]);
+            };
+            Query { from: Some(from), to, ..Query::after(0, LIMIT) }
+        }
+        (Some("help") | None, _) => return say(context, HELP),
+        _ => return say(context, &["Unknown request; /msg HistServ help"]),
+    };
+    let (filter, format, show_wiki, channel_label) = match channel_name {
+        Some(name) => match context.server.channels.find(name) {
+            Some(channel) => {
+                (channel.filter.clone(), channel.format, channel.show_wiki, channel.name.clone())
+            }
+            None => return say(context, &[&format!("No channel {name}; /LIST shows them")]),
+        },
+        None => (Filter::all(), Format::Text, true, "all wikis".to_owned()),
+    };
+    let query = Query { filter: filter.clone(), ..query };
+    let page = match context.server.hub.store().query(query.clone()).await {
+        Ok(page) => page,
+        Err(error) => {
+            tracing::error!(%error, "HistServ cannot read the store");
+            return say(context, &["History is unavailable right now; try again"]);
+        }
+    };
+    let nick = context.client.nick();
+    let source = context.server.settings.histserv_mask();
+    let budget = 510
+        - (1 + source.len() + " NOTICE ".len() + nick.len() + " :".len() + "#18446744073709551615 ".len());
+    let publishers = context.server.hub.publishers();
+    let mut lines: Vec<String> = Vec::with_capacity(page.events.len() + 2);
+    lines.push(format!("{} event(s) of {channel_label}:", page.events.len()));
+    for event in &page.events {
+        let rendered = line::render(event, publishers.wiki(&event.wiki), format, show_wiki, budget);
+        lines.push(match format {
+            Format::Packed => rendered,
+            _ => format!("#{} {rendered}", event.id),
+        });
+    }
+    if page.next.is_some() {
+        let last = page.events.last().map_or(query.after, |event| event.id);
+        let mut url = format!("{}/api/v1/events?since={last}", context.server.hub.public_url());
+        for (name, value) in [("from", query.from), ("to", query.to)] {
+            if let Some(time) = value {
+                url.push_str(&format!("&{name}={time}"));
+            }
+        }
+        if !filter.is_all() {
+            url.push_str(&format!("&{filter}"));
+        }
+        lines.push(format!("More: {url}"));
+    }
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    say(context, &lines);
+}
+
+fn say(context: &mut Context<'_>, lines: &[&str]) {
+    let nick = context.client.nick();
+    let source = context.server.settings.histserv_mask();
+    for text in lines {
+        context.push(Line::new("NOTICE").source(source.clone()).param(nick.clone()).text(*text));
+    }
+}

@@ -1,0 +1,175 @@
+//! WHO, WHOIS, MOTD, LUSERS. Listeners are invisible to each other: queries show publishers,
+//! services and yourself.
+
+use crate::numeric::*;
+use crate::respond::Context;
+use crate::server::HISTSERV;
+use crate::wire::Request;
+
+/// What a WHO or WHOIS may show of a nick.
+enum Visible {
+    Yourself,
+    Publisher(String, Vec<String>),
+    HistServ,
+    Listener,
+}
+
+fn visible(context: &Context<'_>, nick: &str) -> Option<Visible> {
+    if nick.eq_ignore_ascii_case(&context.client.nick()) {
+        return Some(Visible::Yourself);
+    }
+    if nick.eq_ignore_ascii_case(HISTSERV) {
+        return Some(Visible::HistServ);
+    }
+    if let Some(publisher) = context.server.hub.publishers().by_name(nick) {
+        return Some(Visible::Publisher(publisher.name.clone(), publisher.wikis.clone()));
+    }
+    context.server.client_by_nick(nick).map(|_| Visible::Listener)
+}
+
+pub fn who(context: &mut Context<'_>, request: &Request) {
+    let mask = request.param(0).unwrap_or("*").to_owned();
+    let server_name = context.server.settings.server_name.clone();
+    let publisher_host = format!("publisher.{server_name}");
+    if let Some(channel) = context.server.channels.find(&mask).cloned() {
+        for speaker in &channel.speakers {
+            let realname = format!("0 wikiwire publisher {speaker}");
+            context.numeric(
+                RPL_WHOREPLY,
+                &[&channel.name, speaker, &publisher_host, &server_name, speaker, "HB+", &realname],
+            );
+        }
+        if channel.is_member(context.client.id) {
+            who_self(context, &channel.name);
+        }
+    } else {
+        match visible(context, &mask) {
+            Some(Visible::Yourself) => who_self(context, "*"),
+            Some(Visible::Publisher(name, _)) => {
+                let realname = format!("0 wikiwire publisher {name}");
+                context.numeric(
+                    RPL_WHOREPLY,
+                    &["*", &name, &publisher_host, &server_name, &name, "HB", &realname],
+                );
+            }
+            Some(Visible::HistServ) => {
+                let host = format!("services.{server_name}");
+                context.numeric(
+                    RPL_WHOREPLY,
+                    &["*", HISTSERV, &host, &server_name, HISTSERV, "HB", "0 History service"],
+                );
+            }
+            Some(Visible::Listener) | None => {}
+        }
+    }
+    context.numeric(RPL_ENDOFWHO, &[&mask]);
+}
+
+fn who_self(context: &mut Context<'_>, channel: &str) {
+    let (nick, user, realname) = {
+        let state = context.client.state();
+        (state.nick.clone(), state.user.clone().unwrap_or_default(), state.realname.clone())
+    };
+    let host = context.server.settings.listener_host();
+    let server_name = context.server.settings.server_name.clone();
+    context
+        .numeric(RPL_WHOREPLY, &[channel, &user, &host, &server_name, &nick, "H", &format!("0 {realname}")]);
+}
+
+pub fn whois(context: &mut Context<'_>, request: &Request) {
+    // `WHOIS <server> <nick>` names the nick last.
+    let nick = request.params.last().map(String::as_str).unwrap_or("").to_owned();
+    let server_name = context.server.settings.server_name.clone();
+    let network = context.server.settings.network.clone();
+    match visible(context, &nick) {
+        None => {
+            context.numeric(ERR_NOSUCHNICK, &[&nick]);
+        }
+        Some(Visible::Publisher(name, wikis)) => {
+            let host = format!("publisher.{server_name}");
+            context.numeric(
+                RPL_WHOISUSER,
+                &[&name, &name, &host, "*", &format!("Publisher for {}", wikis.join(", "))],
+            );
+            let channels: Vec<String> = context
+                .server
+                .channels
+                .all()
+                .iter()
+                .filter(|channel| channel.may_speak(&name))
+                .map(|channel| format!("+{}", channel.name))
+                .collect();
+            if !channels.is_empty() {
+                context.numeric(RPL_WHOISCHANNELS, &[&name, &channels.join(" ")]);
+            }
+            context.numeric(RPL_WHOISSERVER, &[&name, &server_name, &network]);
+            context.numeric(RPL_WHOISACCOUNT, &[&name, &name]);
+            context.numeric(RPL_WHOISBOT, &[&name]);
+        }
+        Some(Visible::HistServ) => {
+            let host = format!("services.{server_name}");
+            context.numeric(
+                RPL_WHOISUSER,
+                &[HISTSERV, HISTSERV, &host, "*", "History service: /msg HistServ help"],
+            );
+            context.numeric(RPL_WHOISSERVER, &[HISTSERV, &server_name, &network]);
+            context.numeric(RPL_WHOISBOT, &[HISTSERV]);
+        }
+        Some(Visible::Yourself) => {
+            let (user, realname, channels) = {
+                let state = context.client.state();
+                let channels: Vec<String> =
+                    state.channels.iter().map(|channel| channel.name.clone()).collect();
+                (state.user.clone().unwrap_or_default(), state.realname.clone(), channels)
+            };
+            let host = context.server.settings.listener_host();
+            let own = context.client.nick();
+            context.numeric(RPL_WHOISUSER, &[&own, &user, &host, "*", &realname]);
+            if !channels.is_empty() {
+                context.numeric(RPL_WHOISCHANNELS, &[&own, &channels.join(" ")]);
+            }
+            context.numeric(RPL_WHOISSERVER, &[&own, &server_name, &network]);
+        }
+        Some(Visible::Listener) => {
+            // Another listener: it exists, and that is all anyone learns.
+            let host = context.server.settings.listener_host();
+            context.numeric(RPL_WHOISUSER, &[&nick, "~", &host, "*", "listener"]);
+            context.numeric(RPL_WHOISSERVER, &[&nick, &server_name, &network]);
+        }
+    }
+    context.numeric(RPL_ENDOFWHOIS, &[&nick]);
+}
+
+pub fn motd(context: &mut Context<'_>) {
+    let lines = context.server.settings.motd.clone();
+    if lines.is_empty() {
+        return context.numeric(ERR_NOMOTD, &[]);
+    }
+    let server_name = context.server.settings.server_name.clone();
+    context.numeric(RPL_MOTDSTART, &[&format!("- {server_name} Message of the day - ")]);
+    for line in lines {
+        context.numeric(RPL_MOTD, &[&format!("- {line}")]);
+    }
+    context.numeric(RPL_ENDOFMOTD, &[]);
+}
+
+pub fn lusers(context: &mut Context<'_>) {
+    let (registered, connections) = context.server.counts();
+    let channels = context.server.channels.all().len().to_string();
+    let unknown = connections.saturating_sub(registered).to_string();
+    context
+        .numeric(RPL_LUSERCLIENT, &[&format!("There are {registered} users and 0 invisible on 1 servers")]);
+    context.numeric(RPL_LUSEROP, &["0"]);
+    context.numeric(RPL_LUSERUNKNOWN, &[&unknown]);
+    context.numeric(RPL_LUSERCHANNELS, &[&channels]);
+    context.numeric(RPL_LUSERME, &[&format!("I have {registered} clients and 0 servers")]);
+    let count = registered.to_string();
+    context.numeric(
+        RPL_LOCALUSERS,
+        &[&count, &count, &format!("Current local users {registered}, max {registered}")],
+    );
+    context.numeric(
+        RPL_GLOBALUSERS,
+        &[&count, &count, &format!("Current global users {registered}, max {registered}")],
+    );
+}

@@ -1,0 +1,217 @@
+//! One connection, from accept to goodbye: a reader loop (framing, flood control, timers,
+//! dispatch) and a writer task (the only code that writes the socket, in batches). Closing goes
+//! one way: `Client::close(reason)` → the reader loop ends → the writer finishes what it may
+//! within a grace period, sends `ERROR :<reason>` and shuts the socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::client::Client;
+use crate::commands;
+use crate::framing::{Frame, LineReader};
+use crate::numeric::ERR_INPUTTOOLONG;
+use crate::respond::Context;
+use crate::server::{Admission, Server};
+
+/// How long a closing connection may take to flush and say goodbye.
+const GOODBYE_GRACE: Duration = Duration::from_secs(5);
+/// Lines written per batch at most.
+const WRITE_BATCH: usize = 256;
+
+/// Serves one connection until it ends.
+pub async fn run<S>(server: Arc<Server>, stream: S, admission: Admission, ip: std::net::IpAddr)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let limits = &server.settings.limits;
+    let (client, queue) = Client::new(server.next_client_id(), ip, limits.sendq);
+    let (read_half, write_half) = tokio::io::split(stream);
+    let writer = tokio::spawn(write_loop(write_half, queue, Arc::clone(&client)));
+    read_loop(&server, &client, read_half).await;
+    client.close("Connection closed");
+    if client.overflowed() {
+        server.hub.metrics().irc_sendq_exceeded.inc();
+    }
+    server.release(&client);
+    let _ = writer.await;
+    drop(admission);
+    tracing::debug!(client = client.id, reason = %client.close_reason(), "IRC connection ended");
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(server: &Arc<Server>, client: &Arc<Client>, read_half: R) {
+    let limits = &server.settings.limits;
+    let shutdown = server.hub.shutdown().clone();
+    let mut reader = LineReader::new(read_half);
+    let registration_deadline = Instant::now() + limits.registration_timeout;
+    let mut last_input = Instant::now();
+    let mut ping_sent: Option<Instant> = None;
+    let mut flood = Flood::new(limits.flood_burst, limits.flood_rate);
+    loop {
+        let registered = client.state().registered;
+        let deadline = match (registered, ping_sent) {
+            (false, _) => registration_deadline,
+            (true, Some(sent)) => sent + limits.ping_timeout,
+            (true, None) => last_input + limits.ping_interval,
+        };
+        let frame = tokio::select! {
+            _ = client.closing.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                client.close("Server shutting down");
+                return;
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                match (registered, ping_sent) {
+                    (false, _) => client.close("Registration timeout"),
+                    (true, Some(_)) => client.close(&format!("Ping timeout: {} seconds", limits.ping_timeout.as_secs())),
+                    (true, None) => {
+                        ping_sent = Some(Instant::now());
+                        let ping = crate::wire::Line::new("PING").param(server.settings.server_name.clone());
+                        client.send(ping.to_bytes());
+                    }
+                }
+                continue;
+            }
+            frame = reader.next() => frame,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return client.close("Connection closed"),
+            Err(error) => return client.close(&format!("Read error: {}", error.kind())),
+        };
+        last_input = Instant::now();
+        ping_sent = None;
+        // Publishers are paced by the hub's publish rate, listeners here.
+        let paced = client.account().is_none().then(|| flood.take(Instant::now())).flatten();
+        if let Some(wait) = paced {
+            server.hub.metrics().irc_flood_waits.inc();
+            tokio::select! {
+                _ = client.closing.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        match frame {
+            Frame::Line(text) => commands::handle(server, client, &text).await,
+            Frame::TooLong => {
+                let mut context = Context::new(server, client);
+                context.numeric(ERR_INPUTTOOLONG, &[]);
+                context.finish(None);
+            }
+            Frame::InvalidUtf8 => {
+                let mut context = Context::new(server, client);
+                context.fail(
+                    "*",
+                    "INVALID_UTF8",
+                    &[],
+                    "Message rejected: this network only carries UTF-8 (UTF8ONLY)",
+                );
+                context.finish(None);
+            }
+        }
+    }
+}
+
+/// The writer: takes every queued line at once and writes them in one go.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut queue: mpsc::UnboundedReceiver<Bytes>,
+    client: Arc<Client>,
+) {
+    let mut lines = Vec::with_capacity(WRITE_BATCH);
+    let mut buffer = BytesMut::with_capacity(16 * 1024);
+    let mut grace: Option<Instant> = None;
+    loop {
+        let received = match grace {
+            None => tokio::select! {
+                received = queue.recv_many(&mut lines, WRITE_BATCH) => received,
+                _ = client.closing.cancelled() => {
+                    grace = Some(Instant::now() + GOODBYE_GRACE);
+                    continue;
+                }
+            },
+            // Closing: flush what is queued (unless the queue overflowed) within the grace.
+            Some(_) if client.overflowed() => 0,
+            Some(_) => match queue.try_recv() {
+                Ok(line) => {
+                    lines.push(line);
+                    1
+                }
+                Err(_) => 0,
+            },
+        };
+        if received == 0 {
+            break;
+        }
+        buffer.clear();
+        for line in lines.drain(..) {
+            client.dequeued(line.len());
+            buffer.extend_from_slice(&line);
+        }
+        let write = writer.write_all(&buffer);
+        let written = match grace {
+            None => tokio::select! {
+                written = write => written,
+                // A client that stops reading must not keep its connection past a close.
+                _ = async { client.closing.cancelled().await; tokio::time::sleep(GOODBYE_GRACE).await } => break,
+            },
+            Some(deadline) => tokio::time::timeout_at(deadline, write)
+                .await
+                .unwrap_or(Err(std::io::ErrorKind::TimedOut.into())),
+        };
+        if written.is_err() {
+            client.close("Write error");
+            return;
+        }
+    }
+    let deadline = grace.unwrap_or_else(|| Instant::now() + GOODBYE_GRACE);
+    let goodbye = format!("ERROR :Closing link: {}\r\n", client.close_reason());
+    let _ = tokio::time::timeout_at(deadline, async {
+        writer.write_all(goodbye.as_bytes()).await?;
+        writer.shutdown().await
+    })
+    .await;
+}
+
+/// Input flood control: a token bucket of lines. An empty bucket makes the reader wait (no reads,
+/// so TCP pushes back on the client) instead of buffering its input.
+struct Flood {
+    tokens: f64,
+    burst: f64,
+    rate: f64,
+    updated: Instant,
+}
+
+impl Flood {
+    fn new(burst: f64, rate: f64) -> Flood {
+        Flood { tokens: burst, burst, rate, updated: Instant::now() }
+    }
+
+    /// Takes a token; returns how long to wait first when there was none.
+    fn take(&mut self, now: Instant) -> Option<Duration> {
+        self.tokens =
+            (self.tokens + now.duration_since(self.updated).as_secs_f64() * self.rate).min(self.burst);
+        self.updated = now;
+        self.tokens -= 1.0;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flood_bucket_makes_fast_input_wait() {
+        let start = Instant::now();
+        let mut flood = Flood { tokens: 3.0, burst: 3.0, rate: 2.0, updated: start };
+        assert_eq!(flood.take(start), None);
+        assert_eq!(flood.take(start), None);
+        assert_eq!(flood.take(start), None);
+        assert_eq!(flood.take(start), Some(Duration::from_millis(500)));
+        assert_eq!(flood.take(start + Duration::from_millis(500)), Some(Duration::from_millis(500)));
+    }
+}

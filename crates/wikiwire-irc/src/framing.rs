@@ -1,0 +1,185 @@
+//! Reading lines from a client with the limits applied *while* reading (SPEC §3, Modern IRC):
+//! at most 4096 bytes of tags plus 512 bytes of message including CR LF; a lone LF also ends a
+//! line; a longer line is answered once with 417 and its rest is discarded without buffering;
+//! invalid UTF-8 is reported, never decoded lossily.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Tag section, including the leading `@` and the space after it.
+pub const MAX_TAGS: usize = 4096;
+/// The message after the tags, excluding the line ending.
+pub const MAX_MESSAGE: usize = 510;
+/// Longest line buffered before it is declared too long (line ending included).
+pub const MAX_LINE: usize = MAX_TAGS + MAX_MESSAGE + 2;
+
+/// What one complete line turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    Line(String),
+    /// Over the limits (417); its bytes were dropped.
+    TooLong,
+    /// Not UTF-8 (the server advertises UTF8ONLY); dropped.
+    InvalidUtf8,
+}
+
+/// Splits the next complete line off `buffer`, if there is one. `discarding` is true while the
+/// tail of an over-long line is being skipped.
+pub fn next_frame(buffer: &mut BytesMut, discarding: &mut bool) -> Option<Frame> {
+    loop {
+        let Some(end) = buffer.iter().position(|&b| b == b'\n') else {
+            if buffer.len() > MAX_LINE {
+                // Drop what we have; keep dropping until the line ends.
+                buffer.clear();
+                let first = !*discarding;
+                *discarding = true;
+                return first.then_some(Frame::TooLong);
+            }
+            return None;
+        };
+        let line = buffer.split_to(end + 1);
+        if std::mem::take(discarding) {
+            continue;
+        }
+        let mut content = &line[..end];
+        if content.last() == Some(&b'\r') {
+            content = &content[..content.len() - 1];
+        }
+        if content.iter().all(|b| *b == b' ' || *b == b'\r') {
+            continue; // Empty lines are ignored (RFC 1459 §2.3.1).
+        }
+        if too_long(content) {
+            return Some(Frame::TooLong);
+        }
+        return Some(match std::str::from_utf8(content) {
+            Ok(text) => Frame::Line(text.to_owned()),
+            Err(_) => Frame::InvalidUtf8,
+        });
+    }
+}
+
+fn too_long(content: &[u8]) -> bool {
+    let message = if content.first() == Some(&b'@') {
+        match content.iter().position(|&b| b == b' ') {
+            Some(space) if space < MAX_TAGS => &content[space + 1..],
+            _ => return true,
+        }
+    } else {
+        content
+    };
+    message.len() > MAX_MESSAGE
+}
+
+/// Buffered, bounded line reading from a socket half.
+pub struct LineReader<R> {
+    reader: R,
+    buffer: BytesMut,
+    discarding: bool,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    pub fn new(reader: R) -> LineReader<R> {
+        LineReader { reader, buffer: BytesMut::with_capacity(1024), discarding: false }
+    }
+
+    /// The next frame, or `None` at end of stream.
+    pub async fn next(&mut self) -> std::io::Result<Option<Frame>> {
+        loop {
+            if let Some(frame) = next_frame(&mut self.buffer, &mut self.discarding) {
+                return Ok(Some(frame));
+            }
+            // Never hold more than one line and one read beyond it.
+            if self.buffer.capacity() - self.buffer.len() < 1024 {
+                self.buffer.reserve(4096);
+            }
+            let read = (&mut self.reader).take(8192).read_buf(&mut self.buffer).await?;
+            if read == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Bytes read but not yet framed (for tests).
+    pub fn pending(&self) -> usize {
+        self.buffer.remaining()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frames(input: &[u8]) -> Vec<Frame> {
+        let mut buffer = BytesMut::from(input);
+        let mut discarding = false;
+        std::iter::from_fn(|| next_frame(&mut buffer, &mut discarding)).collect()
+    }
+
+    #[test]
+    fn crlf_lone_lf_and_empty_lines() {
+        assert_eq!(
+            frames(b"NICK a\r\nUSER a 0 * :A\n\r\n\nPING x\r\n"),
+            vec![
+                Frame::Line("NICK a".into()),
+                Frame::Line("USER a 0 * :A".into()),
+                Frame::Line("PING x".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_count_bytes_and_tags_separately() {
+        let message = format!("PRIVMSG #c :{}", "é".repeat(249)); // 12 + 498 = 510 bytes
+        assert_eq!(message.len(), 510);
+        let tags = format!("@{} ", "a".repeat(4094)); // 4096 bytes of tags
+        assert_eq!(
+            frames(format!("{tags}{message}\r\n").as_bytes()),
+            vec![Frame::Line(format!("{tags}{message}"))]
+        );
+        assert_eq!(frames(format!("{message}x\r\n").as_bytes()), vec![Frame::TooLong]);
+        assert_eq!(frames(format!("@{} {message}\r\n", "a".repeat(4095)).as_bytes()), vec![Frame::TooLong]);
+    }
+
+    #[test]
+    fn an_endless_line_is_reported_once_and_skipped() {
+        let mut input = vec![b'x'; 20_000];
+        input.extend_from_slice(b"\r\nPING ok\r\n");
+        assert_eq!(frames(&input), vec![Frame::TooLong, Frame::Line("PING ok".into())]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_frame_of_its_own() {
+        assert_eq!(
+            frames(b"PRIVMSG #c :\xff\xfe\r\nPING a\r\n"),
+            vec![Frame::InvalidUtf8, Frame::Line("PING a".into())]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_reader_never_buffers_past_one_line_and_a_read() {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            client.write_all(&vec![b'y'; 200_000]).await.unwrap();
+            client.write_all(b"\r\nQUIT\r\n").await.unwrap();
+        });
+        let mut reader = LineReader::new(server);
+        assert_eq!(reader.next().await.unwrap(), Some(Frame::TooLong));
+        assert!(reader.pending() <= MAX_LINE + 8192);
+        assert_eq!(reader.next().await.unwrap(), Some(Frame::Line("QUIT".into())));
+        writer.await.unwrap();
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_frame_without_panic_and_within_limits(input in proptest::collection::vec(any::<u8>(), 0..12_000)) {
+            for frame in frames(&input) {
+                if let Frame::Line(line) = frame {
+                    prop_assert!(line.len() <= MAX_TAGS + MAX_MESSAGE);
+                    prop_assert!(!line.contains('\n'));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The embedded IRC server (SPEC §3): broadcast channels that only the wiki can speak in.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`framing`] | reading lines with the byte limits applied while reading |
+//! | [`wire`] | `Request` (parsed by irc-proto) and `Line` (escaped tags, safe parameters) |
+//! | [`numeric`], [`caps`] | protocol tables: numerics, IRCv3 capabilities |
+//! | [`server`] | shared state: settings, nick and publisher-session registry, connection counts |
+//! | [`client`] | a client's identity and its send queue, bounded in bytes |
+//! | [`channels`] | the fixed channel directory and its members |
+//! | [`connection`] | one connection: reader loop, timers, flood control, writer task, goodbye |
+//! | [`respond`] | `Context` for handlers, labeled-response and batches |
+//! | [`commands`] | the command table and one module per group of commands |
+//! | [`render`] | events as PRIVMSG lines, shared by live delivery and CHATHISTORY |
+//! | [`fanout`] | following the log into every matching channel |
+//! | [`tls`] | the TLS listener's rustls configuration |
+//!
+//! Nothing here stores or validates events itself: publishing goes through `Hub::publish`, and
+//! every line comes from the same renderer.
+
+pub mod caps;
+pub mod channels;
+pub mod client;
+pub mod commands;
+pub mod connection;
+pub mod fanout;
+pub mod framing;
+pub mod numeric;
+pub mod render;
+pub mod respond;
+pub mod server;
+pub mod tls;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+pub use server::Server;
+
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Accepts connections until shutdown. Limits are checked before a connection gets a task of its
+/// own; a refused one gets an ERROR line and is closed.
+pub async fn serve(server: Arc<Server>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+    let shutdown = server.hub.shutdown().clone();
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, tls = tls.is_some(), "IRC listening");
+    }
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, address) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, mostly: wait a little instead of spinning.
+                tracing::warn!(%error, "IRC accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let admission = match server.admit(address.ip()) {
+            Ok(admission) => admission,
+            Err(reason) => {
+                server.hub.metrics().irc_refused.inc();
+                tracing::debug!(%address, reason, "IRC connection refused");
+                server.tracker.spawn(refuse(stream, reason));
+                continue;
+            }
+        };
+        let connection_server = Arc::clone(&server);
+        let tls = tls.clone();
+        server.tracker.spawn(async move {
+            let ip = address.ip();
+            match tls {
+                None => connection::run(connection_server, stream, admission, ip).await,
+                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => connection::run(connection_server, stream, admission, ip).await,
+                    Ok(Err(error)) => tracing::debug!(%address, %error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%address, "TLS handshake timed out"),
+                },
+            }
+        });
+    }
+}
+
+async fn refuse(mut stream: TcpStream, reason: &'static str) {
+    let line = format!("ERROR :Closing link: {reason}\r\n");
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(line.as_bytes())).await;
+}
+
+/// Waits, after shutdown, until every connection has said goodbye.
+pub async fn finish(server: Arc<Server>) {
+    server.hub.shutdown().cancelled().await;
+    server.tracker.close();
+    server.tracker.wait().await;
+}

@@ -1,0 +1,247 @@
+//! `Server`: the state every connection shares — settings, the channel directory, and the
+//! registry of nicks, publisher sessions and connection counts. The registry is one mutex held
+//! only for map updates; nothing awaits while holding it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio_util::task::TaskTracker;
+use wikiwire_hub::config::{Config, IrcConfig};
+use wikiwire_hub::{Hub, Publisher};
+
+use crate::channels::Channels;
+use crate::client::Client;
+
+/// The history service's nick (SPEC §3): reserved like a publisher's.
+pub const HISTSERV: &str = "HistServ";
+
+pub struct Settings {
+    pub server_name: String,
+    pub network: String,
+    pub version: String,
+    pub created: String,
+    pub created_unix: i64,
+    pub motd: Vec<String>,
+    pub limits: IrcConfig,
+}
+
+impl Settings {
+    /// `nick!nick@publisher.<server>`: how a publisher appears, connected or not.
+    pub fn publisher_mask(&self, publisher: &str) -> String {
+        format!("{publisher}!{publisher}@publisher.{}", self.server_name)
+    }
+
+    pub fn listener_host(&self) -> String {
+        format!("listener.{}", self.server_name)
+    }
+
+    pub fn histserv_mask(&self) -> String {
+        format!("{HISTSERV}!{HISTSERV}@services.{}", self.server_name)
+    }
+}
+
+/// Why a nick cannot be had.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NickRefusal {
+    InUse,
+    Reserved,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// Registered nicks, folded.
+    nicks: HashMap<String, Arc<Client>>,
+    /// The one connection speaking for each publisher, by folded name.
+    sessions: HashMap<String, Arc<Client>>,
+    per_ip: HashMap<IpAddr, usize>,
+    connections: usize,
+}
+
+pub struct Server {
+    pub hub: Arc<Hub>,
+    pub settings: Settings,
+    pub channels: Channels,
+    registry: Mutex<Registry>,
+    next_id: AtomicU64,
+    /// Connection tasks; shutdown waits for their goodbyes.
+    pub tracker: TaskTracker,
+}
+
+/// A connection's place in the counts, given back when dropped.
+pub struct Admission {
+    server: Arc<Server>,
+    ip: IpAddr,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut registry = self.server.registry();
+        registry.connections -= 1;
+        if let Some(count) = registry.per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                registry.per_ip.remove(&self.ip);
+            }
+        }
+        drop(registry);
+        self.server.hub.metrics().irc_connections.dec();
+    }
+}
+
+pub fn fold(nick: &str) -> String {
+    nick.to_ascii_lowercase()
+}
+
+impl Server {
+    pub fn new(hub: Arc<Hub>, config: &Config) -> Result<Arc<Server>, String> {
+        let channels =
+            Channels::build(hub.publishers(), &config.channels, config.irc.wiki_format, hub.public_url())?;
+        let now = wikiwire_event::Timestamp::now();
+        let motd = match &config.irc.motd {
+            Some(text) => text.lines().map(str::to_owned).collect(),
+            None => Vec::new(),
+        };
+        Ok(Arc::new(Server {
+            settings: Settings {
+                server_name: config.irc.server_name.clone(),
+                network: config.irc.network.clone(),
+                version: format!("wikiwire-{}", env!("CARGO_PKG_VERSION")),
+                created: now.to_string(),
+                created_unix: now.millis() / 1000,
+                motd,
+                limits: config.irc.clone(),
+            },
+            channels,
+            hub,
+            registry: Mutex::new(Registry::default()),
+            next_id: AtomicU64::new(1),
+            tracker: TaskTracker::new(),
+        }))
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts a new connection, or says which limit refuses it.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, &'static str> {
+        let limits = &self.settings.limits;
+        let mut registry = self.registry();
+        if registry.connections >= limits.max_clients {
+            return Err("Server is full");
+        }
+        let from_ip = registry.per_ip.get(&ip).copied().unwrap_or(0);
+        if limits.max_per_ip > 0 && from_ip >= limits.max_per_ip {
+            return Err("Too many connections from your address");
+        }
+        registry.connections += 1;
+        *registry.per_ip.entry(ip).or_default() += 1;
+        drop(registry);
+        self.hub.metrics().irc_connections.inc();
+        Ok(Admission { server: Arc::clone(self), ip })
+    }
+
+    pub fn next_client_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A registered client by nick.
+    pub fn client_by_nick(&self, nick: &str) -> Option<Arc<Client>> {
+        self.registry().nicks.get(&fold(nick)).cloned()
+    }
+
+    /// The connection speaking for a publisher, if one is logged in.
+    pub fn session(&self, publisher: &str) -> Option<Arc<Client>> {
+        self.registry().sessions.get(&fold(publisher)).cloned()
+    }
+
+    /// Publishers' names and HistServ belong to them alone.
+    pub fn reserved(&self, nick: &str) -> bool {
+        nick.eq_ignore_ascii_case(HISTSERV) || self.hub.publishers().by_name(nick).is_some()
+    }
+
+    /// Whether `nick` is free for this client right now (before it registers or changes nick).
+    pub fn check_nick(&self, client: &Client, nick: &str) -> Result<(), NickRefusal> {
+        match self.registry().nicks.get(&fold(nick)) {
+            Some(holder) if holder.id != client.id => Err(NickRefusal::InUse),
+            _ => Ok(()),
+        }
+    }
+
+    /// Completes registration under `nick`. A publisher's earlier session is displaced and
+    /// returned, to be closed by the caller.
+    pub fn register(
+        &self,
+        client: &Arc<Client>,
+        nick: &str,
+        account: Option<&Publisher>,
+    ) -> Result<Option<Arc<Client>>, NickRefusal> {
+        let folded = fold(nick);
+        let mut registry = self.registry();
+        let displaced = match account {
+            Some(publisher) => {
+                let displaced = registry.sessions.insert(fold(&publisher.name), Arc::clone(client));
+                if let Some(old) = &displaced {
+                    registry.nicks.remove(&fold(&old.nick()));
+                }
+                displaced
+            }
+            None => {
+                if self.reserved(nick) {
+                    return Err(NickRefusal::Reserved);
+                }
+                if registry.nicks.get(&folded).is_some_and(|holder| holder.id != client.id) {
+                    return Err(NickRefusal::InUse);
+                }
+                None
+            }
+        };
+        registry.nicks.insert(folded, Arc::clone(client));
+        Ok(displaced)
+    }
+
+    /// A registered listener's nick change.
+    pub fn rename(&self, client: &Arc<Client>, old: &str, new: &str) -> Result<(), NickRefusal> {
+        if self.reserved(new) {
+            return Err(NickRefusal::Reserved);
+        }
+        let mut registry = self.registry();
+        if registry.nicks.get(&fold(new)).is_some_and(|holder| holder.id != client.id) {
+            return Err(NickRefusal::InUse);
+        }
+        if registry.nicks.get(&fold(old)).is_some_and(|holder| holder.id == client.id) {
+            registry.nicks.remove(&fold(old));
+        }
+        registry.nicks.insert(fold(new), Arc::clone(client));
+        Ok(())
+    }
+
+    /// Forgets a client that is gone: its nick and session, if still its own, and its channels.
+    pub fn release(&self, client: &Arc<Client>) {
+        let (nick, account, channels) = {
+            let mut state = client.state();
+            (state.nick.clone(), state.account.clone(), std::mem::take(&mut state.channels))
+        };
+        for channel in channels {
+            channel.part(client.id);
+        }
+        let mut registry = self.registry();
+        if registry.nicks.get(&fold(&nick)).is_some_and(|holder| holder.id == client.id) {
+            registry.nicks.remove(&fold(&nick));
+        }
+        if let Some(publisher) = account {
+            let key = fold(&publisher.name);
+            if registry.sessions.get(&key).is_some_and(|holder| holder.id == client.id) {
+                registry.sessions.remove(&key);
+            }
+        }
+    }
+
+    /// (registered clients, connections) for LUSERS.
+    pub fn counts(&self) -> (usize, usize) {
+        let registry = self.registry();
+        (registry.nicks.len(), registry.connections)
+    }
+}

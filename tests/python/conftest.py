@@ -1,0 +1,343 @@
+"""Test harness: the real `wikiwire serve` binary on ports chosen by the kernel, and clients to
+drive it — the `irc` library (a client this project did not write) and raw sockets for the
+nasty cases. Every wait has a deadline; nothing sleeps to wait for readiness."""
+
+import base64
+import json
+import os
+import pathlib
+import re
+import select
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import irc.client
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BINARY = pathlib.Path(os.environ.get("WIKIWIRE_BIN", ROOT / "target" / "debug" / "wikiwire"))
+
+MOIN_TOKEN = "wwt_moin-token-for-python-tests"
+DOKU_TOKEN = "wwt_doku-token-for-python-tests"
+
+BASE_CONFIG = """
+[http]
+listen = "127.0.0.1:0"
+
+[irc]
+listen = "127.0.0.1:0"
+server_name = "irc.test.example"
+network = "TestNet"
+{irc}
+
+[[publisher]]
+name = "moin"
+token = "{moin_token}"
+wikis = ["MoinMaster", "HelpWiki"]
+engine = "moin"
+base_url = "https://master.example/"
+
+[[publisher]]
+name = "doku"
+token = "{doku_token}"
+wikis = ["DokuWiki"]
+engine = "dokuwiki"
+base_url = "https://doku.example/"
+
+[[channel]]
+name = "#antispam"
+format = "text"
+filter = "wiki=MoinMaster,DokuWiki&action=antispam_updated"
+
+{extra}
+"""
+
+
+class Hub:
+    """A running hub process."""
+
+    def __init__(self, directory, irc="", extra="", started_timeout=30):
+        self.directory = pathlib.Path(directory)
+        self.config = self.directory / "wikiwire.toml"
+        self.config.write_text(
+            f'data_dir = "{self.directory / "data"}"\n'
+            + BASE_CONFIG.format(irc=irc, extra=extra, moin_token=MOIN_TOKEN, doku_token=DOKU_TOKEN)
+        )
+        self.log = open(self.directory / "hub.log", "w")
+        self.process = subprocess.Popen(
+            [str(BINARY), "serve", "--config", str(self.config)],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
+        )
+        self.http = None
+        self.irc_port = None
+        self.ircs_port = None
+        deadline = time.monotonic() + started_timeout
+        descriptor = self.process.stdout.fileno()
+        pending = b""
+        while self.http is None or self.irc_port is None:
+            if b"\n" not in pending:
+                remaining = deadline - time.monotonic()
+                ready, _, _ = select.select([descriptor], [], [], max(remaining, 0))
+                if not ready:
+                    raise AssertionError(f"hub did not start; log:\n{self.read_log()}")
+                chunk = os.read(descriptor, 4096)
+                if not chunk:
+                    raise AssertionError(f"hub exited with {self.process.wait()}; log:\n{self.read_log()}")
+                pending += chunk
+                continue
+            raw_line, pending = pending.split(b"\n", 1)
+            words = raw_line.decode().split()
+            if words[:1] == ["HTTP"]:
+                self.http = words[1].rstrip("/")
+            elif words[:1] == ["IRC"]:
+                self.irc_port = int(words[1].rstrip("/").rsplit(":", 1)[1])
+            elif words[:1] == ["IRCS"]:
+                self.ircs_port = int(words[1].rstrip("/").rsplit(":", 1)[1])
+        # Keep reading stdout so the hub never blocks on a full pipe.
+        threading.Thread(target=lambda: [None for _ in iter(lambda: os.read(descriptor, 4096), b"")], daemon=True).start()
+
+    def read_log(self):
+        self.log.flush()
+        return (self.directory / "hub.log").read_text()[-4000:]
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError("hub did not stop in time")
+        self.log.close()
+        return self.process.returncode
+
+    def request(self, method, path, body=None, token=None, content_type="application/json"):
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        request = urllib.request.Request(self.http + path, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", content_type)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def get(self, path):
+        status, body = self.request("GET", path)
+        assert status == 200, (path, status, body)
+        return json.loads(body)
+
+    def publish(self, *events, token=MOIN_TOKEN):
+        status, body = self.request("POST", "/api/v1/events", list(events), token=token)
+        assert status in (200, 201), (status, body)
+        return json.loads(body)["ids"]
+
+    def event(self, event_id):
+        return self.get(f"/api/v1/events/{event_id}")
+
+    def last_id(self):
+        return self.get("/healthz")["last_id"]
+
+    def metric(self, name):
+        status, body = self.request("GET", "/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"no metric {name}")
+
+
+@pytest.fixture
+def hub(tmp_path):
+    running = Hub(tmp_path)
+    yield running
+    running.stop()
+
+
+def parse(line):
+    """(tags, source, verb, params) of one IRC line, tag values unescaped."""
+    tags = {}
+    if line.startswith("@"):
+        raw, line = line[1:].split(" ", 1)
+        for item in raw.split(";"):
+            name, _, value = item.partition("=")
+            out, escaped = [], False
+            for char in value:
+                if escaped:
+                    out.append({":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}.get(char, char))
+                    escaped = False
+                elif char == "\\":
+                    escaped = True
+                else:
+                    out.append(char)
+            tags[name] = "".join(out)
+    source = None
+    if line.startswith(":"):
+        source, line = line[1:].split(" ", 1)
+    trailing = None
+    if " :" in line:
+        line, trailing = line.split(" :", 1)
+    words = line.split()
+    params = words[1:] + ([trailing] if trailing is not None else [])
+    return tags, source, words[0], params
+
+
+class Raw:
+    """A line-based client on a plain socket, for exact bytes and abuse."""
+
+    def __init__(self, hub_or_port, tls=None, receive_buffer=None):
+        port = hub_or_port if isinstance(hub_or_port, int) else hub_or_port.irc_port
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.connect(("127.0.0.1", port))
+        if tls:
+            sock = tls.wrap_socket(sock, server_hostname="irc.test.example")
+        self.sock = sock
+        self.buffer = b""
+        self.seen = []
+        self.closed = False
+
+    def send(self, *lines):
+        data = b"".join((line if isinstance(line, bytes) else line.encode()) + b"\r\n" for line in lines)
+        self.sock.sendall(data)
+
+    def read_line(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.closed:
+                return None
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except (socket.timeout, TimeoutError):
+                return None
+            except (ConnectionResetError, ssl.SSLError, OSError):
+                chunk = b""
+            if not chunk:
+                self.closed = True
+                if not self.buffer:
+                    return None
+                chunk = b"\n"
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        text = line.rstrip(b"\r").decode("utf-8", "replace")
+        self.seen.append(text)
+        return text
+
+    def expect(self, pattern, timeout=10):
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while True:
+            line = self.read_line(max(deadline - time.monotonic(), 0))
+            if line is None:
+                recent = "\n".join(self.seen[-30:])
+                raise AssertionError(f"no line matching {pattern!r} (closed={self.closed}); last lines:\n{recent}")
+            if regex.search(line):
+                return line
+
+    def lines_until(self, pattern, timeout=10):
+        start = len(self.seen)
+        self.expect(pattern, timeout)
+        return self.seen[start:]
+
+    def drain(self, timeout=0.3):
+        lines = []
+        while (line := self.read_line(timeout)) is not None:
+            lines.append(line)
+        return lines
+
+    def wait_closed(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while not self.closed:
+            if self.read_line(max(deadline - time.monotonic(), 0)) is None and not self.closed:
+                raise AssertionError("connection still open; last lines:\n" + "\n".join(self.seen[-20:]))
+        return self.seen
+
+    def register(self, nick, caps=(), sasl=None, password=None):
+        lines = ["CAP LS 302"]
+        if password:
+            lines.append(f"PASS {password}")
+        lines += [f"NICK {nick}", f"USER {nick.lower()} 0 * :{nick} the tester"]
+        wanted = list(caps) + (["sasl"] if sasl else [])
+        if wanted:
+            lines.append("CAP REQ :" + " ".join(wanted))
+        self.send(*lines)
+        if wanted:
+            self.expect(r" CAP \S+ ACK ")
+        if sasl:
+            name, token = sasl
+            self.send("AUTHENTICATE PLAIN")
+            self.expect(r"^AUTHENTICATE \+")
+            self.send("AUTHENTICATE " + base64.b64encode(f"\0{name}\0{token}".encode()).decode())
+            self.expect(r" 903 ")
+        self.send("CAP END")
+        self.expect(r" 001 ")
+        self.expect(r" (376|422) ")
+        return self
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Lib:
+    """A client of the `irc` library, driven from the test thread."""
+
+    def __init__(self, hub, nick, **connect):
+        self.reactor = irc.client.Reactor()
+        self.events = []
+        self.reactor.add_global_handler("all_events", lambda connection, event: self.events.append(event), -100)
+        self.connection = self.reactor.server().connect("127.0.0.1", hub.irc_port, nick, **connect)
+
+    def wait(self, predicate, timeout=10):
+        deadline = time.monotonic() + timeout
+        checked = 0
+        while time.monotonic() < deadline:
+            while checked < len(self.events):
+                event = self.events[checked]
+                checked += 1
+                if predicate(event):
+                    return event
+            self.reactor.process_once(0.05)
+        kinds = [(event.type, event.arguments) for event in self.events[-20:]]
+        raise AssertionError(f"no matching event in {timeout}s; last events: {kinds}")
+
+    def wait_type(self, kind, timeout=10, **matching):
+        return self.wait(
+            lambda event: event.type == kind
+            and all(getattr(event, key) == value for key, value in matching.items()),
+            timeout,
+        )
+
+    def pump(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.reactor.process_once(0.05)
+
+    def close(self):
+        try:
+            self.connection.disconnect("bye")
+        except irc.client.ServerNotConnectedError:
+            pass
+
+
+def tag(event, name):
+    """A tag of an `irc` library event."""
+    for item in event.tags or []:
+        if item["key"] == name:
+            return item["value"]
+    return None
