@@ -31,4 +31,22 @@ else
     cargo test --workspace --locked
 fi
 
+# Python packages of the clients that drive the hub (the irc library, ...).
+if ! python3 - <<'PY' 2>/dev/null
+import importlib.metadata as metadata, pathlib, sys
+for line in pathlib.Path("tests/python/requirements.txt").read_text().splitlines():
+    line = line.split("#")[0].strip()
+    if line:
+        name, _, version = line.partition("==")
+        if metadata.version(name) != version:
+            sys.exit(1)
+PY
+then
+    log "installing Python test packages"
+    python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+fi
+
+log "protocol tests with real clients"
+WIKIWIRE_BIN="$PWD/target/debug/wikiwire" python3 -m pytest -q tests/python
+
 log "all tests passed"

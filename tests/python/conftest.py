@@ -82,7 +82,7 @@ class Hub:
         deadline = time.monotonic() + started_timeout
         descriptor = self.process.stdout.fileno()
         pending = b""
-        while self.http is None or self.irc_port is None:
+        while True:
             if b"\n" not in pending:
                 remaining = deadline - time.monotonic()
                 ready, _, _ = select.select([descriptor], [], [], max(remaining, 0))
@@ -94,6 +94,8 @@ class Hub:
                 pending += chunk
                 continue
             raw_line, pending = pending.split(b"\n", 1)
+            if raw_line.startswith(b"Stop it with"):
+                break
             words = raw_line.decode().split()
             if words[:1] == ["HTTP"]:
                 self.http = words[1].rstrip("/")
@@ -242,7 +244,7 @@ class Raw:
         while True:
             line = self.read_line(max(deadline - time.monotonic(), 0))
             if line is None:
-                recent = "\n".join(self.seen[-30:])
+                recent = "\n".join(seen[:300] for seen in self.seen[-30:])
                 raise AssertionError(f"no line matching {pattern!r} (closed={self.closed}); last lines:\n{recent}")
             if regex.search(line):
                 return line
@@ -262,7 +264,7 @@ class Raw:
         deadline = time.monotonic() + timeout
         while not self.closed:
             if self.read_line(max(deadline - time.monotonic(), 0)) is None and not self.closed:
-                raise AssertionError("connection still open; last lines:\n" + "\n".join(self.seen[-20:]))
+                raise AssertionError("connection still open; last lines:\n" + "\n".join(seen[:300] for seen in self.seen[-20:]))
         return self.seen
 
     def register(self, nick, caps=(), sasl=None, password=None):

@@ -182,8 +182,10 @@ fn default_max_clients() -> usize {
 fn default_max_per_ip() -> usize {
     64
 }
+/// One publish batch (1000 events) of typical lines with their JSON tag fits, so a client that
+/// reads at full speed is never cut off by a burst; only a stalled client fills it.
 fn default_sendq() -> usize {
-    1024 * 1024
+    4 * 1024 * 1024
 }
 fn default_registration_timeout() -> Duration {
     Duration::from_secs(30)

@@ -146,6 +146,37 @@ impl Metrics {
                 "Times an output fell behind the bus and resumed from the store or was dropped.",
                 Value::Counter(&self.followers_lagged),
             ),
+            ("wikiwire_irc_connections", "", "Open IRC connections.", Value::Gauge(&self.irc_connections)),
+            (
+                "wikiwire_irc_refused_total",
+                "",
+                "IRC connections refused by the per-address or total limit.",
+                Value::Counter(&self.irc_refused),
+            ),
+            (
+                "wikiwire_irc_sendq_exceeded_total",
+                "",
+                "IRC clients cut off because they did not read fast enough.",
+                Value::Counter(&self.irc_sendq_exceeded),
+            ),
+            (
+                "wikiwire_irc_flood_waits_total",
+                "",
+                "Times an IRC client's input was slowed by flood control.",
+                Value::Counter(&self.irc_flood_waits),
+            ),
+            (
+                "wikiwire_irc_lines_delivered_total",
+                "",
+                "Event lines queued to IRC clients.",
+                Value::Counter(&self.irc_lines_delivered),
+            ),
+            (
+                "wikiwire_irc_published_total",
+                "",
+                "Events published by PRIVMSG.",
+                Value::Counter(&self.irc_published),
+            ),
         ]
     }
 
@@ -180,5 +211,31 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_is_rendered() {
+        // One distinct value per counter and gauge: each must appear on the page.
+        let metrics = Metrics::default();
+        let rows = metrics.table();
+        for (index, (_, _, _, value)) in rows.iter().enumerate() {
+            match value {
+                Value::Counter(counter) => counter.add(1000 + index as u64),
+                Value::Gauge(gauge) => gauge.set(1000 + index as i64),
+            }
+        }
+        let page = metrics.render(&[]);
+        for index in 0..rows.len() {
+            assert!(page.contains(&format!(" {}\n", 1000 + index)), "row {index} missing");
+        }
+        // Fields = rows: a field added to the struct but not the table fails here.
+        let fields = format!("{metrics:?}").matches(": Counter(").count()
+            + format!("{metrics:?}").matches(": Gauge(").count();
+        assert_eq!(fields, rows.len());
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wikiwire_hub::Publisher;
+use wikiwire_hub::{Metrics, Publisher};
 
 use crate::caps::Caps;
 use crate::channels::Channel;
@@ -52,10 +52,16 @@ pub struct Client {
     /// Cancelled when the connection must end; the writer then says goodbye.
     pub closing: CancellationToken,
     reason: Mutex<Option<String>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Client {
-    pub fn new(id: u64, ip: IpAddr, sendq: usize) -> (Arc<Client>, mpsc::UnboundedReceiver<Bytes>) {
+    pub fn new(
+        id: u64,
+        ip: IpAddr,
+        sendq: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Arc<Client>, mpsc::UnboundedReceiver<Bytes>) {
         let (sender, receiver) = mpsc::unbounded_channel();
         let client = Arc::new(Client {
             id,
@@ -82,6 +88,7 @@ impl Client {
             },
             closing: CancellationToken::new(),
             reason: Mutex::new(None),
+            metrics,
         });
         (client, receiver)
     }
@@ -111,11 +118,16 @@ impl Client {
     /// Queues a line. False when the queue is over its limit: the client is then being closed
     /// with "SendQ exceeded" and gets nothing more.
     pub fn send(&self, line: Bytes) -> bool {
-        if self.queue.push(line) {
-            return true;
+        match self.queue.push(line) {
+            Push::Queued => true,
+            Push::Overflowed => {
+                self.metrics.irc_sendq_exceeded.inc();
+                tracing::debug!(client = self.id, "SendQ exceeded");
+                self.close("SendQ exceeded");
+                false
+            }
+            Push::Refused => false,
         }
-        self.close("SendQ exceeded");
-        false
     }
 
     /// Asks the connection to end; the first reason given is the one sent.
@@ -157,20 +169,30 @@ struct SendQueue {
     overflowed: AtomicBool,
 }
 
+enum Push {
+    Queued,
+    /// This push went over the limit: the client is cut off from now on.
+    Overflowed,
+    /// The client was already cut off.
+    Refused,
+}
+
 impl SendQueue {
-    fn push(&self, line: Bytes) -> bool {
+    fn push(&self, line: Bytes) -> Push {
         if self.overflowed.load(Ordering::Relaxed) {
-            return false;
+            return Push::Refused;
         }
         let size = line.len();
         if self.queued.fetch_add(size, Ordering::Relaxed) + size > self.limit {
             self.queued.fetch_sub(size, Ordering::Relaxed);
-            self.overflowed.store(true, Ordering::Relaxed);
-            return false;
+            return match self.overflowed.swap(true, Ordering::Relaxed) {
+                false => Push::Overflowed,
+                true => Push::Refused,
+            };
         }
         // The receiver lives as long as the connection; a send after it ended is harmless.
         let _ = self.sender.send(line);
-        true
+        Push::Queued
     }
 }
 
@@ -180,7 +202,8 @@ mod tests {
 
     #[test]
     fn the_queue_refuses_past_its_byte_limit_and_closes() {
-        let (client, mut receiver) = Client::new(1, IpAddr::from([127, 0, 0, 1]), 100);
+        let metrics = Arc::new(Metrics::default());
+        let (client, mut receiver) = Client::new(1, IpAddr::from([127, 0, 0, 1]), 100, Arc::clone(&metrics));
         assert!(client.send(Bytes::from(vec![b'x'; 60])));
         assert!(!client.send(Bytes::from(vec![b'y'; 60])));
         assert!(client.overflowed() && client.closing.is_cancelled());
@@ -188,5 +211,6 @@ mod tests {
         let first = receiver.try_recv().unwrap();
         client.dequeued(first.len());
         assert!(!client.send(Bytes::from_static(b"z")), "an overflowed client gets nothing more");
+        assert_eq!(metrics.irc_sendq_exceeded.get(), 1, "counted once, when it happened");
     }
 }

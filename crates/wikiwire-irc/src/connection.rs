@@ -29,14 +29,12 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let limits = &server.settings.limits;
-    let (client, queue) = Client::new(server.next_client_id(), ip, limits.sendq);
+    let (client, queue) =
+        Client::new(server.next_client_id(), ip, limits.sendq, Arc::clone(server.hub.metrics()));
     let (read_half, write_half) = tokio::io::split(stream);
     let writer = tokio::spawn(write_loop(write_half, queue, Arc::clone(&client)));
     read_loop(&server, &client, read_half).await;
     client.close("Connection closed");
-    if client.overflowed() {
-        server.hub.metrics().irc_sendq_exceeded.inc();
-    }
     server.release(&client);
     let _ = writer.await;
     drop(admission);
@@ -115,7 +113,9 @@ async fn read_loop<R: AsyncRead + Unpin>(server: &Arc<Server>, client: &Arc<Clie
     }
 }
 
-/// The writer: takes every queued line at once and writes them in one go.
+/// The writer: takes every queued line at once and writes them in one go. On a close it lets
+/// queued lines out within a grace period, then says `ERROR`; a client over its SendQ is cut at
+/// once — the partial line is ended so the ERROR arrives whole when the client reads again.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut queue: mpsc::UnboundedReceiver<Bytes>,
@@ -123,25 +123,28 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 ) {
     let mut lines = Vec::with_capacity(WRITE_BATCH);
     let mut buffer = BytesMut::with_capacity(16 * 1024);
-    let mut grace: Option<Instant> = None;
+    let mut cut = false;
+    let mut deadline: Option<Instant> = None;
     loop {
-        let received = match grace {
+        let received = match deadline {
             None => tokio::select! {
                 received = queue.recv_many(&mut lines, WRITE_BATCH) => received,
                 _ = client.closing.cancelled() => {
-                    grace = Some(Instant::now() + GOODBYE_GRACE);
+                    deadline = Some(Instant::now() + GOODBYE_GRACE);
                     continue;
                 }
             },
-            // Closing: flush what is queued (unless the queue overflowed) within the grace.
+            // Closing: what is already queued may still go out, unless the queue overflowed.
             Some(_) if client.overflowed() => 0,
-            Some(_) => match queue.try_recv() {
-                Ok(line) => {
-                    lines.push(line);
-                    1
+            Some(_) => {
+                while lines.len() < WRITE_BATCH {
+                    match queue.try_recv() {
+                        Ok(line) => lines.push(line),
+                        Err(_) => break,
+                    }
                 }
-                Err(_) => 0,
-            },
+                lines.len()
+            }
         };
         if received == 0 {
             break;
@@ -152,28 +155,60 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             buffer.extend_from_slice(&line);
         }
         let write = writer.write_all(&buffer);
-        let written = match grace {
+        tokio::pin!(write);
+        let outcome = match deadline {
+            Some(deadline) => Outcome::within(deadline, &mut write).await,
             None => tokio::select! {
-                written = write => written,
-                // A client that stops reading must not keep its connection past a close.
-                _ = async { client.closing.cancelled().await; tokio::time::sleep(GOODBYE_GRACE).await } => break,
+                result = &mut write => Outcome::of(result),
+                _ = client.closing.cancelled() => {
+                    let until = Instant::now() + GOODBYE_GRACE;
+                    deadline = Some(until);
+                    if client.overflowed() { Outcome::Cut } else { Outcome::within(until, &mut write).await }
+                }
             },
-            Some(deadline) => tokio::time::timeout_at(deadline, write)
-                .await
-                .unwrap_or(Err(std::io::ErrorKind::TimedOut.into())),
         };
-        if written.is_err() {
-            client.close("Write error");
-            return;
+        match outcome {
+            Outcome::Written => {}
+            Outcome::Failed => return,
+            Outcome::Cut => {
+                cut = true;
+                break;
+            }
         }
     }
-    let deadline = grace.unwrap_or_else(|| Instant::now() + GOODBYE_GRACE);
-    let goodbye = format!("ERROR :Closing link: {}\r\n", client.close_reason());
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + GOODBYE_GRACE);
+    let ending = if cut { "\r\n" } else { "" };
+    let goodbye = format!("{ending}ERROR :Closing link: {}\r\n", client.close_reason());
     let _ = tokio::time::timeout_at(deadline, async {
         writer.write_all(goodbye.as_bytes()).await?;
         writer.shutdown().await
     })
     .await;
+}
+
+/// How one batch write ended.
+enum Outcome {
+    Written,
+    /// The socket failed: nothing more can be said.
+    Failed,
+    /// Stopped part-way (overflow, or the grace ran out): a line may be unfinished.
+    Cut,
+}
+
+impl Outcome {
+    fn of(result: std::io::Result<()>) -> Outcome {
+        if result.is_ok() { Outcome::Written } else { Outcome::Failed }
+    }
+
+    async fn within(
+        deadline: Instant,
+        write: impl std::future::Future<Output = std::io::Result<()>>,
+    ) -> Outcome {
+        match tokio::time::timeout_at(deadline, write).await {
+            Ok(result) => Outcome::of(result),
+            Err(_) => Outcome::Cut,
+        }
+    }
 }
 
 /// Input flood control: a token bucket of lines. An empty bucket makes the reader wait (no reads,

@@ -26,7 +26,7 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
         None => Config::default(),
     };
     let running = start(config).await?;
-    println!("wikiwire is running (stop it with Ctrl-C):");
+    println!("wikiwire is running:");
     println!("  HTTP  http://{}/", running.http);
     if let Some(irc) = running.irc {
         println!("  IRC   irc://{irc}/");
@@ -34,6 +34,7 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     if let Some(ircs) = running.ircs {
         println!("  IRCS  ircs://{ircs}/");
     }
+    println!("Stop it with Ctrl-C.");
     wait_for_signal(&running.shutdown).await;
     running.stop().await;
     println!("wikiwire stopped");
