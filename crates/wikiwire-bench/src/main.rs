@@ -1,10 +1,12 @@
 //! `wikiwire-bench`: measures a hub started in this process, through its real sockets.
 //!
 //!     cargo run --release -p wikiwire-bench -- http
+//!     cargo build --release -p wikiwire && cargo run --release -p wikiwire-bench -- irc
 //!
 //! Figures are printed, never asserted: timing belongs in notes, not in tests.
 
 mod http;
+mod irc;
 
 use clap::{Parser, Subcommand};
 
@@ -19,12 +21,15 @@ struct Cli {
 enum Bench {
     /// Publishing over HTTP (one event per request, batches of 100) and a 10,000-event history read.
     Http(http::Args),
+    /// IRC fan-out: deliveries per second, latency and memory with many listeners on one channel.
+    Irc(irc::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Http(args) => http::run(args).await,
+        Bench::Irc(args) => irc::run(args).await,
     }
 }
 

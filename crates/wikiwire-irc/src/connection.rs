@@ -121,8 +121,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut queue: mpsc::UnboundedReceiver<Bytes>,
     client: Arc<Client>,
 ) {
-    let mut lines = Vec::with_capacity(WRITE_BATCH);
-    let mut buffer = BytesMut::with_capacity(16 * 1024);
+    // Both grow only for clients that get traffic: an idle listener costs little.
+    let mut lines = Vec::new();
+    let mut buffer = BytesMut::new();
     let mut cut = false;
     let mut deadline: Option<Instant> = None;
     loop {

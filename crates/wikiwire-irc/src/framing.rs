@@ -79,7 +79,7 @@ pub struct LineReader<R> {
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
     pub fn new(reader: R) -> LineReader<R> {
-        LineReader { reader, buffer: BytesMut::with_capacity(1024), discarding: false }
+        LineReader { reader, buffer: BytesMut::new(), discarding: false }
     }
 
     /// The next frame, or `None` at end of stream.
@@ -88,11 +88,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             if let Some(frame) = next_frame(&mut self.buffer, &mut self.discarding) {
                 return Ok(Some(frame));
             }
-            // Never hold more than one line and one read beyond it.
-            if self.buffer.capacity() - self.buffer.len() < 1024 {
-                self.buffer.reserve(4096);
+            // Room for one more read; the buffer never holds more than a line and a read beyond
+            // it, and an idle client keeps it small.
+            if self.buffer.capacity() - self.buffer.len() < 512 {
+                self.buffer.reserve(1024);
             }
-            let read = (&mut self.reader).take(8192).read_buf(&mut self.buffer).await?;
+            let read = (&mut self.reader).take(4096).read_buf(&mut self.buffer).await?;
             if read == 0 {
                 return Ok(None);
             }
@@ -166,7 +167,7 @@ mod tests {
         });
         let mut reader = LineReader::new(server);
         assert_eq!(reader.next().await.unwrap(), Some(Frame::TooLong));
-        assert!(reader.pending() <= MAX_LINE + 8192);
+        assert!(reader.pending() <= MAX_LINE + 4096);
         assert_eq!(reader.next().await.unwrap(), Some(Frame::Line("QUIT".into())));
         writer.await.unwrap();
     }
