@@ -115,11 +115,10 @@ async fn listener(
             let _ = ready.send(()).await;
         } else if let Some(payload) = line.split(" PRIVMSG #BenchWiki.events :").nth(1) {
             received.fetch_add(1, Ordering::Relaxed);
-            if let Some(sent) = payload.split('&').find_map(|pair| pair.strip_prefix("comment=")) {
-                if let Ok(micros) = sent.parse::<u64>() {
-                    let latency = epoch.elapsed().saturating_sub(Duration::from_micros(micros));
-                    latencies.lock().await.push(latency);
-                }
+            let sent = payload.split('&').find_map(|pair| pair.strip_prefix("comment="));
+            if let Some(micros) = sent.and_then(|sent| sent.parse::<u64>().ok()) {
+                let latency = epoch.elapsed().saturating_sub(Duration::from_micros(micros));
+                latencies.lock().await.push(latency);
             }
         } else if line.starts_with("ERROR") {
             break;
