@@ -8,7 +8,7 @@
 //! | [`publish`] | `POST /api/v1/events` |
 //! | [`history`] | `GET /api/v1/events[/{id}]`, `GET /changes`, `GET /?action=changes` |
 //! | [`stream`] | `GET /api/v1/stream` (Server-Sent Events) |
-//! | [`wikis`] | description blocks and Atom feeds |
+//! | [`wikis`] | description blocks, the channel directory, Atom feeds |
 //! | [`ops`] | `/metrics`, `/healthz`, `/` |
 //!
 //! Handlers never render an event themselves: JSON, XML and Atom come from `wikiwire-event`.
@@ -51,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/wikis", get(wikis::list))
         .route("/api/v1/wikis/{wiki}", get(wikis::one))
+        .route("/api/v1/channels", get(wikis::channels))
+        .route("/api/v1/channels/{name}", get(wikis::channel))
         .route("/feeds/{file}", get(wikis::feed))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))

@@ -1,5 +1,5 @@
-//! `GET /api/v1/wikis[/{wiki}]` (description blocks, SPEC §2.5) and the Atom feeds
-//! `GET /feeds/{wiki}.atom`, `GET /feeds/all.atom`.
+//! `GET /api/v1/wikis[/{wiki}]` (description blocks, SPEC §2.5), `GET /api/v1/channels[/{name}]`
+//! (the IRC channel directory), and the Atom feeds `GET /feeds/{wiki}.atom`, `GET /feeds/all.atom`.
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use wikiwire_event::atom::{self, FeedMeta};
 use wikiwire_event::{Filter, Timestamp, WikiDescription};
+use wikiwire_hub::ChannelSpec;
+use wikiwire_hub::channels::channel_url;
 use wikiwire_store::Query;
 
 use crate::AppState;
@@ -43,6 +45,29 @@ pub async fn one(State(state): State<AppState>, Path(name): Path<String>) -> Res
         .wiki(&name)
         .ok_or_else(|| ApiError::not_found(format!("no wiki {name:?} publishes here")))?;
     Ok(Json(describe(&state, wiki)))
+}
+
+fn describe_channel(state: &AppState, channel: &ChannelSpec) -> Value {
+    serde_json::json!({
+        "name": channel.name,
+        "format": channel.format.name(),
+        "filter": channel.filter.to_string(),
+        "topic": channel.topic,
+        "speakers": channel.speakers,
+        "url": channel_url(state.hub.public_url(), &channel.name),
+    })
+}
+
+pub async fn channels(State(state): State<AppState>) -> Json<Value> {
+    let channels: Vec<Value> = state.hub.channels().iter().map(|channel| describe_channel(&state, channel)).collect();
+    Json(serde_json::json!({ "channels": channels }))
+}
+
+/// One channel; the `#` may be given escaped (`%23antispam`) or left out (`antispam`).
+pub async fn channel(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let name = if name.starts_with('#') { name } else { format!("#{name}") };
+    let channel = state.hub.channel(&name).ok_or_else(|| ApiError::not_found(format!("no channel {name}")))?;
+    Ok(Json(describe_channel(&state, channel)))
 }
 
 pub async fn feed(

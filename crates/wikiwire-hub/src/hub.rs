@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use wikiwire_event::{Draft, Filter};
 use wikiwire_store::{Appended, Retention, Store, StoreError};
 
+use crate::channels::ChannelSpec;
 use crate::follow::{Follower, Lag};
 use crate::metrics::{Metrics, Sample};
 use crate::publisher::{Publisher, Publishers};
@@ -27,6 +28,7 @@ pub enum PublishError {
 pub struct Hub {
     store: Arc<dyn Store>,
     publishers: Publishers,
+    channels: Vec<ChannelSpec>,
     metrics: Arc<Metrics>,
     public_url: String,
     shutdown: CancellationToken,
@@ -36,10 +38,21 @@ impl Hub {
     pub fn new(
         store: Arc<dyn Store>,
         publishers: Publishers,
+        channels: Vec<ChannelSpec>,
         public_url: String,
         shutdown: CancellationToken,
     ) -> Arc<Hub> {
-        Arc::new(Hub { store, publishers, metrics: Arc::new(Metrics::default()), public_url, shutdown })
+        Arc::new(Hub { store, publishers, channels, metrics: Arc::new(Metrics::default()), public_url, shutdown })
+    }
+
+    /// The IRC channel directory (also described over HTTP).
+    pub fn channels(&self) -> &[ChannelSpec] {
+        &self.channels
+    }
+
+    /// A channel by name; channel names compare without ASCII case.
+    pub fn channel(&self, name: &str) -> Option<&ChannelSpec> {
+        self.channels.iter().find(|channel| channel.name.eq_ignore_ascii_case(name))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

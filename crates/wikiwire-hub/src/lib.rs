@@ -3,12 +3,14 @@
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | the TOML configuration and `config check` |
+//! | [`channels`] | the IRC channel directory: names, formats, filters, speakers |
 //! | [`token`] | publisher tokens and their hashes |
 //! | [`publisher`] | publishers, the wikis each may announce for, rate limits, description blocks |
 //! | [`hub`] | `Hub`: the one publish path, retention, metrics page |
 //! | [`follow`] | `Follower`: history from a cursor, then live, no gap, no duplicate |
 //! | [`metrics`] | counters and gauges, Prometheus rendering |
 
+pub mod channels;
 pub mod config;
 pub mod follow;
 pub mod hub;
@@ -16,6 +18,7 @@ pub mod metrics;
 pub mod publisher;
 pub mod token;
 
+pub use channels::ChannelSpec;
 pub use config::Config;
 pub use follow::{FollowError, Follower, Item, Lag};
 pub use hub::{Hub, PublishError};

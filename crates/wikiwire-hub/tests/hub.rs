@@ -37,7 +37,7 @@ fn hub(directory: &tempfile::TempDir, bus_capacity: usize, limits: LimitsConfig)
         &limits,
     )
     .unwrap();
-    Hub::new(store, publishers, "http://hub.test".into(), CancellationToken::new())
+    Hub::new(store, publishers, Vec::new(), "http://hub.test".into(), CancellationToken::new())
 }
 
 async fn next_event(follower: &mut wikiwire_hub::Follower) -> u64 {

@@ -1,5 +1,5 @@
-//! The channel directory, fixed at start: `#<wiki>` (readable lines) and `#<wiki>.events`
-//! (packed) for every wiki, plus the configured channels. Listeners cannot create channels.
+//! The channels of the hub's directory (`wikiwire_hub::channels`), fixed at start, with their
+//! members. Listeners cannot create channels.
 //! Each channel knows who may speak in it (its publishers, always present and voiced) and who
 //! listens (members, whom other listeners never see).
 
@@ -7,8 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use wikiwire_event::{Filter, Format};
-use wikiwire_hub::Publishers;
-use wikiwire_hub::config::ChannelConfig;
+use wikiwire_hub::ChannelSpec;
 
 use crate::client::Client;
 
@@ -26,17 +25,17 @@ pub struct Channel {
 }
 
 impl Channel {
-    fn new(name: String, format: Format, filter: Filter, topic: String, publishers: &Publishers) -> Channel {
-        let speakers = publishers
-            .all()
-            .iter()
-            .filter(|publisher| publisher.wikis.iter().any(|wiki| filter.allows_wiki(wiki)))
-            .map(|publisher| publisher.name.clone())
-            .collect();
-        let show_wiki = filter.single_wiki().is_none();
-        Channel { name, format, filter, topic, speakers, show_wiki, members: RwLock::new(HashMap::new()) }
+    fn new(spec: &ChannelSpec) -> Channel {
+        Channel {
+            name: spec.name.clone(),
+            format: spec.format,
+            filter: spec.filter.clone(),
+            topic: spec.topic.clone(),
+            speakers: spec.speakers.clone(),
+            show_wiki: spec.show_wiki,
+            members: RwLock::new(HashMap::new()),
+        }
     }
-
     /// Adds a listener; false if it was already there.
     pub fn join(&self, client: &Arc<Client>) -> bool {
         self.write().insert(client.id, Arc::clone(client)).is_none()
@@ -80,50 +79,9 @@ pub struct Channels {
 }
 
 impl Channels {
-    /// Builds the directory; `config check` has already validated names and filters.
-    pub fn build(
-        publishers: &Publishers,
-        configured: &[ChannelConfig],
-        wiki_format: Format,
-        public_url: &str,
-    ) -> Result<Channels, String> {
-        let mut list = Vec::new();
-        for wiki in publishers.wikis() {
-            let name = &wiki.name;
-            let filter = Filter::parse(&format!("wiki={name}")).map_err(|error| error.to_string())?;
-            let description = format!("{public_url}/api/v1/wikis/{name}");
-            list.push(Arc::new(Channel::new(
-                format!("#{name}"),
-                wiki_format,
-                filter.clone(),
-                format!("Recent changes of {name} | description: {description}"),
-                publishers,
-            )));
-            list.push(Arc::new(Channel::new(
-                format!("#{name}.events"),
-                Format::Packed,
-                filter,
-                format!("Events of {name}, packed (form-urlencoded, id first) | description: {description}"),
-                publishers,
-            )));
-        }
-        for channel in configured {
-            let filter = Filter::parse(&channel.filter)
-                .map_err(|error| format!("{}: filter: {error}", channel.name))?;
-            let topic = channel.topic.clone().unwrap_or_else(|| {
-                let what =
-                    if filter.is_all() { "all events".to_owned() } else { format!("events where {filter}") };
-                format!("{what} ({}) | descriptions: {public_url}/api/v1/wikis", channel.format.name())
-            });
-            list.push(Arc::new(Channel::new(
-                channel.name.clone(),
-                channel.format,
-                filter,
-                topic,
-                publishers,
-            )));
-        }
-        Ok(Channels { list })
+    /// The channels of the hub's directory, each with room for members.
+    pub fn new(specs: &[ChannelSpec]) -> Channels {
+        Channels { list: specs.iter().map(|spec| Arc::new(Channel::new(spec))).collect() }
     }
 
     /// Channel names compare without ASCII case (CASEMAPPING=ascii).

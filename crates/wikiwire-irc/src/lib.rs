@@ -2,8 +2,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`framing`] | reading lines with the byte limits applied while reading |
-//! | [`wire`] | `Request` (parsed by irc-proto) and `Line` (escaped tags, safe parameters) |
+//! | (`wikiwire-irc-wire`) | framing with byte limits; `Request` and `Line` on the wire |
 //! | [`numeric`], [`caps`] | protocol tables: numerics, IRCv3 capabilities |
 //! | [`server`] | shared state: settings, nick and publisher-session registry, connection counts |
 //! | [`client`] | a client's identity and its send queue, bounded in bytes |
@@ -24,13 +23,13 @@ pub mod client;
 pub mod commands;
 pub mod connection;
 pub mod fanout;
-pub mod framing;
 pub mod numeric;
 pub mod render;
 pub mod respond;
 pub mod server;
 pub mod tls;
-pub mod wire;
+
+pub use wikiwire_irc_wire::{framing, wire};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -96,8 +96,7 @@ pub fn fold(nick: &str) -> String {
 
 impl Server {
     pub fn new(hub: Arc<Hub>, config: &Config) -> Result<Arc<Server>, String> {
-        let channels =
-            Channels::build(hub.publishers(), &config.channels, config.irc.wiki_format, hub.public_url())?;
+        let channels = Channels::new(hub.channels());
         let now = wikiwire_event::Timestamp::now();
         let motd = match &config.irc.motd {
             Some(text) => text.lines().map(str::to_owned).collect(),

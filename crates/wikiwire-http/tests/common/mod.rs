@@ -65,7 +65,14 @@ pub async fn start(options: Options) -> TestHub {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address: SocketAddr = listener.local_addr().unwrap();
     let url = format!("http://{address}");
-    let hub = Hub::new(store, publishers, url.clone(), CancellationToken::new());
+    let channels = vec![wikiwire_hub::config::ChannelConfig {
+        name: "#antispam".into(),
+        format: wikiwire_event::Format::Text,
+        filter: "wiki=MoinMaster,DokuWiki&action=antispam_updated".into(),
+        topic: None,
+    }];
+    let channels = wikiwire_hub::channels::directory(&publishers, &channels, wikiwire_event::Format::Text, &url).unwrap();
+    let hub = Hub::new(store, publishers, channels, url.clone(), CancellationToken::new());
     let state = wikiwire_http::AppState {
         hub: Arc::clone(&hub),
         max_body: options.max_body,

@@ -1,17 +1,37 @@
-//! Reading lines from a client with the limits applied *while* reading (SPEC §3, Modern IRC):
-//! at most 4096 bytes of tags plus 512 bytes of message including CR LF; a lone LF also ends a
-//! line; a longer line is answered once with 417 and its rest is discarded without buffering;
-//! invalid UTF-8 is reported, never decoded lossily.
+//! Reading lines with the limits applied *while* reading (SPEC §3, Modern IRC): a client may send
+//! 4096 bytes of tags and a server 8191, each plus 512 bytes of message including CR LF; a lone LF
+//! also ends a line; a longer line is reported once (the server answers 417) and its rest is
+//! discarded without buffering; invalid UTF-8 is reported, never decoded lossily.
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// Tag section, including the leading `@` and the space after it.
+/// Tag section a client may send, including the leading `@` and the space after it.
 pub const MAX_TAGS: usize = 4096;
+/// Tag section a server may send (IRCv3 message-tags: 8191 bytes).
+pub const MAX_SERVER_TAGS: usize = 8191;
 /// The message after the tags, excluding the line ending.
 pub const MAX_MESSAGE: usize = 510;
-/// Longest line buffered before it is declared too long (line ending included).
+/// Longest client line buffered before it is declared too long (line ending included).
 pub const MAX_LINE: usize = MAX_TAGS + MAX_MESSAGE + 2;
+
+/// The limits of one direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub tags: usize,
+    pub message: usize,
+}
+
+impl Limits {
+    /// What a server accepts from a client.
+    pub const FROM_CLIENT: Limits = Limits { tags: MAX_TAGS, message: MAX_MESSAGE };
+    /// What a client accepts from a server.
+    pub const FROM_SERVER: Limits = Limits { tags: MAX_SERVER_TAGS, message: MAX_MESSAGE };
+
+    fn line(self) -> usize {
+        self.tags + self.message + 2
+    }
+}
 
 /// What one complete line turned out to be.
 #[derive(Debug, PartialEq, Eq)]
@@ -23,12 +43,17 @@ pub enum Frame {
     InvalidUtf8,
 }
 
-/// Splits the next complete line off `buffer`, if there is one. `discarding` is true while the
-/// tail of an over-long line is being skipped.
+/// Splits the next complete client line off `buffer`, if there is one. `discarding` is true while
+/// the tail of an over-long line is being skipped.
 pub fn next_frame(buffer: &mut BytesMut, discarding: &mut bool) -> Option<Frame> {
+    next_frame_within(buffer, discarding, Limits::FROM_CLIENT)
+}
+
+/// `next_frame` with the limits of either direction.
+pub fn next_frame_within(buffer: &mut BytesMut, discarding: &mut bool, limits: Limits) -> Option<Frame> {
     loop {
         let Some(end) = buffer.iter().position(|&b| b == b'\n') else {
-            if buffer.len() > MAX_LINE {
+            if buffer.len() > limits.line() {
                 // Drop what we have; keep dropping until the line ends.
                 buffer.clear();
                 let first = !*discarding;
@@ -48,7 +73,7 @@ pub fn next_frame(buffer: &mut BytesMut, discarding: &mut bool) -> Option<Frame>
         if content.iter().all(|b| *b == b' ' || *b == b'\r') {
             continue; // Empty lines are ignored (RFC 1459 §2.3.1).
         }
-        if too_long(content) {
+        if too_long(content, limits) {
             return Some(Frame::TooLong);
         }
         return Some(match std::str::from_utf8(content) {
@@ -58,16 +83,16 @@ pub fn next_frame(buffer: &mut BytesMut, discarding: &mut bool) -> Option<Frame>
     }
 }
 
-fn too_long(content: &[u8]) -> bool {
+fn too_long(content: &[u8], limits: Limits) -> bool {
     let message = if content.first() == Some(&b'@') {
         match content.iter().position(|&b| b == b' ') {
-            Some(space) if space < MAX_TAGS => &content[space + 1..],
+            Some(space) if space < limits.tags => &content[space + 1..],
             _ => return true,
         }
     } else {
         content
     };
-    message.len() > MAX_MESSAGE
+    message.len() > limits.message
 }
 
 /// Buffered, bounded line reading from a socket half.
@@ -75,17 +100,23 @@ pub struct LineReader<R> {
     reader: R,
     buffer: BytesMut,
     discarding: bool,
+    limits: Limits,
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
+    /// A reader of client lines (the server's side).
     pub fn new(reader: R) -> LineReader<R> {
-        LineReader { reader, buffer: BytesMut::new(), discarding: false }
+        LineReader::with_limits(reader, Limits::FROM_CLIENT)
+    }
+
+    pub fn with_limits(reader: R, limits: Limits) -> LineReader<R> {
+        LineReader { reader, buffer: BytesMut::new(), discarding: false, limits }
     }
 
     /// The next frame, or `None` at end of stream.
     pub async fn next(&mut self) -> std::io::Result<Option<Frame>> {
         loop {
-            if let Some(frame) = next_frame(&mut self.buffer, &mut self.discarding) {
+            if let Some(frame) = next_frame_within(&mut self.buffer, &mut self.discarding, self.limits) {
                 return Ok(Some(frame));
             }
             // Room for one more read; the buffer never holds more than a line and a read beyond
@@ -140,6 +171,15 @@ mod tests {
         );
         assert_eq!(frames(format!("{message}x\r\n").as_bytes()), vec![Frame::TooLong]);
         assert_eq!(frames(format!("@{} {message}\r\n", "a".repeat(4095)).as_bytes()), vec![Frame::TooLong]);
+    }
+
+    #[test]
+    fn servers_may_send_more_tags() {
+        let line = format!("@{} PRIVMSG #c :x\r\n", "t".repeat(8000));
+        let mut buffer = BytesMut::from(line.as_bytes());
+        let mut discarding = false;
+        assert!(matches!(next_frame_within(&mut buffer, &mut discarding, Limits::FROM_SERVER), Some(Frame::Line(_))));
+        assert_eq!(frames(line.as_bytes()), vec![Frame::TooLong]);
     }
 
     #[test]

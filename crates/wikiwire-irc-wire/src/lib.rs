@@ -1,0 +1,10 @@
+//! IRC on the wire, shared by the embedded server, the subscriber client and the relay: nothing
+//! here knows who is talking.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`framing`] | reading lines with byte limits applied while reading |
+//! | [`wire`] | `Request` (a parsed line: tags, source, verb, params) and `Line` (writing one) |
+
+pub mod framing;
+pub mod wire;
