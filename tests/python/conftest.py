@@ -62,14 +62,22 @@ filter = "wiki=MoinMaster,DokuWiki&action=antispam_updated"
 class Hub:
     """A running hub process."""
 
-    def __init__(self, directory, irc="", extra="", started_timeout=30):
+    def __init__(self, directory, irc="", extra="", started_timeout=30, ports=None):
+        """`ports=(http, irc)` fixes the ports, so a restarted hub is found where it was."""
         self.directory = pathlib.Path(directory)
         self.config = self.directory / "wikiwire.toml"
-        self.config.write_text(
-            f'data_dir = "{self.directory / "data"}"\n'
-            + BASE_CONFIG.format(irc=irc, extra=extra, moin_token=MOIN_TOKEN, doku_token=DOKU_TOKEN)
+        text = f'data_dir = "{self.directory / "data"}"\n' + BASE_CONFIG.format(
+            irc=irc, extra=extra, moin_token=MOIN_TOKEN, doku_token=DOKU_TOKEN
         )
-        self.log = open(self.directory / "hub.log", "w")
+        if ports:
+            text = text.replace('[http]\nlisten = "127.0.0.1:0"', f'[http]\nlisten = "127.0.0.1:{ports[0]}"')
+            text = text.replace('[irc]\nlisten = "127.0.0.1:0"', f'[irc]\nlisten = "127.0.0.1:{ports[1]}"')
+        self.config.write_text(text)
+        self.started_timeout = started_timeout
+        self.start()
+
+    def start(self):
+        self.log = open(self.directory / "hub.log", "a")
         self.process = subprocess.Popen(
             [str(BINARY), "serve", "--config", str(self.config)],
             stdout=subprocess.PIPE,
@@ -79,7 +87,7 @@ class Hub:
         self.http = None
         self.irc_port = None
         self.ircs_port = None
-        deadline = time.monotonic() + started_timeout
+        deadline = time.monotonic() + self.started_timeout
         descriptor = self.process.stdout.fileno()
         pending = b""
         while True:
@@ -157,6 +165,12 @@ class Hub:
             if line.startswith(name + " "):
                 return float(line.split()[1])
         raise AssertionError(f"no metric {name}")
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -112,13 +112,14 @@ impl LinkTemplates {
 }
 
 /// Everything a client needs to know about one wiki.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WikiDescription {
     pub name: String,
     pub publisher: String,
     pub engine: Engine,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    #[serde(default)]
     pub links: LinkTemplates,
 }
 

@@ -59,14 +59,19 @@ fn describe_channel(state: &AppState, channel: &ChannelSpec) -> Value {
 }
 
 pub async fn channels(State(state): State<AppState>) -> Json<Value> {
-    let channels: Vec<Value> = state.hub.channels().iter().map(|channel| describe_channel(&state, channel)).collect();
+    let channels: Vec<Value> =
+        state.hub.channels().iter().map(|channel| describe_channel(&state, channel)).collect();
     Json(serde_json::json!({ "channels": channels }))
 }
 
 /// One channel; the `#` may be given escaped (`%23antispam`) or left out (`antispam`).
-pub async fn channel(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn channel(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let name = if name.starts_with('#') { name } else { format!("#{name}") };
-    let channel = state.hub.channel(&name).ok_or_else(|| ApiError::not_found(format!("no channel {name}")))?;
+    let channel =
+        state.hub.channel(&name).ok_or_else(|| ApiError::not_found(format!("no channel {name}")))?;
     Ok(Json(describe_channel(&state, channel)))
 }
 

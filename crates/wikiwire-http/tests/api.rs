@@ -294,15 +294,24 @@ async fn description_blocks_and_atom_feeds() {
     assert_eq!(hub.get_json("/api/v1/wikis/Nowhere").await.0, 404);
 
     let (_, channels) = hub.get_json("/api/v1/channels").await;
-    let names: Vec<&str> = channels["channels"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        channels["channels"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"#MoinMaster.events") && names.contains(&"#antispam"), "{names:?}");
     let (status, antispam) = hub.get_json("/api/v1/channels/%23antispam").await;
     assert_eq!(status, 200);
     assert_eq!(antispam["filter"], "wiki=MoinMaster,DokuWiki&action=antispam_updated");
     assert_eq!(antispam["speakers"], json!(["moin", "doku"]));
-    assert!(antispam["topic"].as_str().unwrap().ends_with(&format!("| channel: {}/api/v1/channels/%23antispam", hub.url)));
+    assert!(
+        antispam["topic"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("| channel: {}/api/v1/channels/%23antispam", hub.url))
+    );
     let (_, by_bare_name) = hub.get_json("/api/v1/channels/MoinMaster.events").await;
-    assert_eq!((by_bare_name["format"].as_str(), by_bare_name["filter"].as_str()), (Some("packed"), Some("wiki=MoinMaster")));
+    assert_eq!(
+        (by_bare_name["format"].as_str(), by_bare_name["filter"].as_str()),
+        (Some("packed"), Some("wiki=MoinMaster"))
+    );
     assert_eq!(hub.get_json("/api/v1/channels/%23nowhere").await.0, 404);
 
     let feed = hub.get("/feeds/MoinMaster.atom").await;

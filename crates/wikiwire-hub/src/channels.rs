@@ -21,7 +21,13 @@ pub struct ChannelSpec {
 }
 
 impl ChannelSpec {
-    fn new(name: String, format: Format, filter: Filter, topic: String, publishers: &Publishers) -> ChannelSpec {
+    fn new(
+        name: String,
+        format: Format,
+        filter: Filter,
+        topic: String,
+        publishers: &Publishers,
+    ) -> ChannelSpec {
         let speakers = publishers
             .all()
             .iter()
@@ -66,9 +72,11 @@ pub fn directory(
         ));
     }
     for channel in configured {
-        let filter = Filter::parse(&channel.filter).map_err(|error| format!("{}: filter: {error}", channel.name))?;
+        let filter =
+            Filter::parse(&channel.filter).map_err(|error| format!("{}: filter: {error}", channel.name))?;
         let topic = channel.topic.clone().unwrap_or_else(|| {
-            let what = if filter.is_all() { "all events".to_owned() } else { format!("events where {filter}") };
+            let what =
+                if filter.is_all() { "all events".to_owned() } else { format!("events where {filter}") };
             format!("{what} ({})", channel.format.name())
         });
         let topic = format!("{topic} | channel: {}", channel_url(public_url, &channel.name));

@@ -42,7 +42,14 @@ impl Hub {
         public_url: String,
         shutdown: CancellationToken,
     ) -> Arc<Hub> {
-        Arc::new(Hub { store, publishers, channels, metrics: Arc::new(Metrics::default()), public_url, shutdown })
+        Arc::new(Hub {
+            store,
+            publishers,
+            channels,
+            metrics: Arc::new(Metrics::default()),
+            public_url,
+            shutdown,
+        })
     }
 
     /// The IRC channel directory (also described over HTTP).

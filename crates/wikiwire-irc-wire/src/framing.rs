@@ -178,7 +178,10 @@ mod tests {
         let line = format!("@{} PRIVMSG #c :x\r\n", "t".repeat(8000));
         let mut buffer = BytesMut::from(line.as_bytes());
         let mut discarding = false;
-        assert!(matches!(next_frame_within(&mut buffer, &mut discarding, Limits::FROM_SERVER), Some(Frame::Line(_))));
+        assert!(matches!(
+            next_frame_within(&mut buffer, &mut discarding, Limits::FROM_SERVER),
+            Some(Frame::Line(_))
+        ));
         assert_eq!(frames(line.as_bytes()), vec![Frame::TooLong]);
     }
 

@@ -12,6 +12,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     pub tags: Vec<(String, Option<String>)>,
+    /// `nick!user@host` or a server name, as the sender gave it.
+    pub source: Option<String>,
     /// Upper case, e.g. `PRIVMSG`.
     pub verb: String,
     pub params: Vec<String>,
@@ -27,6 +29,7 @@ impl Request {
             .into_iter()
             .map(|irc_proto::message::Tag(name, value)| (name, value))
             .collect();
+        let source = message.prefix.as_ref().map(ToString::to_string);
         let wire = String::from(&message.command);
         let (head, trailing) = match wire.find(" :") {
             Some(index) => (&wire[..index], Some(&wire[index + 2..])),
@@ -39,7 +42,7 @@ impl Request {
         }
         let mut params: Vec<String> = words.map(str::to_owned).collect();
         params.extend(trailing.map(str::to_owned));
-        Some(Request { tags, verb, params })
+        Some(Request { tags, source, verb, params })
     }
 
     pub fn tag(&self, name: &str) -> Option<&str> {
@@ -48,6 +51,11 @@ impl Request {
 
     pub fn param(&self, index: usize) -> Option<&str> {
         self.params.get(index).map(String::as_str)
+    }
+
+    /// The nick of the source (`nick` of `nick!user@host`).
+    pub fn source_nick(&self) -> Option<&str> {
+        self.source.as_deref().map(|source| source.split('!').next().unwrap_or(source))
     }
 }
 
@@ -205,6 +213,11 @@ mod tests {
         }
         let tagged = Request::parse("@label=a\\sb;+x=1 PING y").unwrap();
         assert_eq!(tagged.tag("label"), Some("a b"));
+        let sourced = Request::parse(":moin!moin@publisher.example PRIVMSG #w :x").unwrap();
+        assert_eq!(
+            (sourced.source.as_deref(), sourced.source_nick()),
+            (Some("moin!moin@publisher.example"), Some("moin"))
+        );
     }
 
     #[test]

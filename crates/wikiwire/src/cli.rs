@@ -25,6 +25,13 @@ pub enum Command {
                             echo '{\"wiki\":\"local\",\"action\":\"SAVE\",\"page\":\"P\",\"user\":\"u\"}' | wikiwire publish --json -"
     )]
     Publish(Box<PublishArgs>),
+    /// Follow a channel: history not seen yet, then live; each event once, in order.
+    #[command(
+        after_help = "Examples:\n  wikiwire listen --irc irc://127.0.0.1:6667/#local.events --state local.cursor --format json\n  \
+                            wikiwire listen --irc irc://127.0.0.1/#antispam --trust moin --exec ./update-blacklist.sh\n  \
+                            wikiwire listen --irc ircs://irc.example.org/#wiki-feed --http https://hub.example --trust wikirelay --filter 'wiki=MoinMaster'"
+    )]
+    Listen(Box<ListenArgs>),
     /// Make a publisher token and the hash to put in the configuration.
     #[command(after_help = "Example:\n  wikiwire token --name moin")]
     Token(TokenArgs),
@@ -52,6 +59,48 @@ pub struct TokenArgs {
     /// The publisher's name, to print a ready configuration block.
     #[arg(long)]
     pub name: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ListenArgs {
+    /// The channel: irc://host[:port]/#channel, or ircs:// for TLS.
+    #[arg(long)]
+    pub irc: String,
+    /// The hub's HTTP address for catching up; found in a wikiwire channel's topic if omitted.
+    #[arg(long)]
+    pub http: Option<String>,
+    /// Keep the cursor (last event handled) here, so a restart resumes where it stopped.
+    #[arg(long)]
+    pub state: Option<std::path::PathBuf>,
+    /// With no saved cursor, start after this id (0: all history); default: from now.
+    #[arg(long)]
+    pub since: Option<u64>,
+    /// Only trust these publishers (nick, and account where the server tags it).
+    #[arg(long)]
+    pub trust: Vec<String>,
+    /// How to print events.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+    /// Run this shell command per event (the event as JSON on its standard input and in
+    /// WIKIWIRE_EVENT, fields in WIKIWIRE_ID, WIKIWIRE_WIKI, WIKIWIRE_ACTION, WIKIWIRE_PAGE, ...).
+    #[arg(long)]
+    pub exec: Option<String>,
+    /// Only these events (filter language, e.g. `action=page_changed&page=Help/*`); on a channel
+    /// that is not wikiwire's own, say what the channel carries.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Our nick on IRC (default: a random one).
+    #[arg(long)]
+    pub nick: Option<String>,
+    /// Extra CA certificates (PEM) for ircs://.
+    #[arg(long)]
+    pub ca: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args)]

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         match cli.command {
             cli::Command::Serve(args) => cmd::serve::run(args.config.as_deref()).await,
             cli::Command::Publish(args) => cmd::publish::run(*args).await,
+            cli::Command::Listen(args) => cmd::listen::run(*args).await,
             cli::Command::Token(args) => cmd::token::run(&args),
             cli::Command::Config(cli::ConfigCommand::Check(args)) => cmd::check::run(args.config.as_deref()),
         }

@@ -71,7 +71,9 @@ pub async fn start(options: Options) -> TestHub {
         filter: "wiki=MoinMaster,DokuWiki&action=antispam_updated".into(),
         topic: None,
     }];
-    let channels = wikiwire_hub::channels::directory(&publishers, &channels, wikiwire_event::Format::Text, &url).unwrap();
+    let channels =
+        wikiwire_hub::channels::directory(&publishers, &channels, wikiwire_event::Format::Text, &url)
+            .unwrap();
     let hub = Hub::new(store, publishers, channels, url.clone(), CancellationToken::new());
     let state = wikiwire_http::AppState {
         hub: Arc::clone(&hub),

@@ -79,8 +79,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(_) => config.public_url(),
         None => format!("http://{http}"),
     };
-    let channels = wikiwire_hub::channels::directory(&publishers, &config.channels, config.irc.wiki_format, &public_url)
-        .map_err(anyhow::Error::msg)?;
+    let channels =
+        wikiwire_hub::channels::directory(&publishers, &config.channels, config.irc.wiki_format, &public_url)
+            .map_err(anyhow::Error::msg)?;
     let shutdown = CancellationToken::new();
     let hub = Hub::new(Arc::clone(&store), publishers, channels, public_url, shutdown.clone());
     let tracker = TaskTracker::new();

@@ -1,0 +1,17 @@
+//! Following wikiwire from a program.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`target`] | `irc://` and `ircs://` targets |
+//! | [`connection`] | an IRC client connection: TLS, CAP, SASL/PASS/NickServ, JOIN |
+//! | [`subscriber`] | `Subscriber`: HTTP catch-up and live IRC merged by id, trusted, resumable |
+//! | [`cursor`] | the cursor file, replaced atomically |
+
+pub mod connection;
+pub mod cursor;
+pub mod subscriber;
+pub mod target;
+
+pub use connection::{Auth, ClientError, Connection, Login, TlsSettings};
+pub use subscriber::{Options, Subscriber, SubscriberError};
+pub use target::IrcTarget;

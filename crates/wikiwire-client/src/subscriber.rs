@@ -1,0 +1,573 @@
+//! `Subscriber`: seed 1's "typical client" as a library. Join the channel, get what the local
+//! cursor has not seen over HTTP, then follow the channel live — merged by id, so no gap, no
+//! duplicate, in order. Only trusted publishers count: the channel must be moderated (+m) and the
+//! speaker voiced (and, with `trust`, named); with account-tag the account must agree.
+//!
+//! The live connection is only a signal and a fast path: history over HTTP is the truth. A line
+//! that cannot be decoded, a `more=1` line, a lost connection, or a live buffer that grows too
+//! big while catching up all lead back to HTTP from the last id handed out.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use wikiwire_event::{Event, Filter, WikiDescription, packed};
+use wikiwire_irc_wire::wire::Request;
+
+use crate::IrcTarget;
+use crate::connection::{Auth, ClientError, Connection, Joined, Login, SPEAKING_PREFIXES, TlsSettings};
+use crate::cursor::CursorFile;
+
+/// Live lines buffered while catching up, at most; past it the live session is dropped and
+/// history takes over.
+const LIVE_BACKLOG: usize = 100_000;
+/// Events per history request.
+const PAGE: usize = 1000;
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub irc: IrcTarget,
+    /// The hub's HTTP address; found in a wikiwire channel's topic when not given.
+    pub http: Option<String>,
+    /// Where the cursor is kept between runs.
+    pub state: Option<PathBuf>,
+    /// Where to start when there is no saved cursor (0: everything); `None`: from now.
+    pub since: Option<u64>,
+    /// Publishers to trust; empty: the channel's voiced speakers.
+    pub trust: Vec<String>,
+    /// Narrows what is delivered (and what history is asked for).
+    pub filter: Filter,
+    pub nick: String,
+    pub tls: TlsSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriberError {
+    #[error("not trusted: {0}")]
+    Untrusted(String),
+    #[error("no HTTP address to catch up from: pass --http, or join a wikiwire channel (its topic has it)")]
+    NoHttp,
+    #[error("cursor file: {0}")]
+    State(#[from] std::io::Error),
+    #[error(transparent)]
+    Irc(ClientError),
+    #[error("HTTP: {0}")]
+    Http(String),
+}
+
+impl SubscriberError {
+    /// Errors that waiting will not cure.
+    fn fatal(&self) -> bool {
+        match self {
+            SubscriberError::Untrusted(_) | SubscriberError::NoHttp | SubscriberError::State(_) => true,
+            SubscriberError::Irc(error) => matches!(
+                error,
+                ClientError::Auth(_) | ClientError::Join { .. } | ClientError::Tls(_) | ClientError::Nick(_)
+            ),
+            SubscriberError::Http(_) => false,
+        }
+    }
+}
+
+/// What the live session reports.
+enum Live {
+    Event(Box<Event>),
+    /// An event too long for its line: fetch it by id.
+    Fetch(u64),
+    /// A trusted line without an id (a text channel without message-tags): ask history.
+    Poke,
+    Lost(String),
+    Untrusted(String),
+}
+
+struct Session {
+    receiver: mpsc::UnboundedReceiver<Live>,
+    backlog: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub struct Subscriber {
+    options: Options,
+    cursor_file: Option<CursorFile>,
+    /// Every id up to here is handed out, queued in `ready`, or known not to be for us.
+    horizon: u64,
+    /// False until a start point is known (no saved cursor, no `since`: the log's end at join).
+    started: bool,
+    ready: VecDeque<Event>,
+    catching_up: bool,
+    http: reqwest::Client,
+    base: Option<String>,
+    query: Filter,
+    session: Option<Session>,
+    failures: u32,
+    wikis: HashMap<String, WikiDescription>,
+}
+
+impl Subscriber {
+    /// Reads the saved cursor, if any; nothing connects until `next`.
+    pub fn open(options: Options) -> Result<Subscriber, SubscriberError> {
+        let cursor_file = options.state.clone().map(CursorFile::new);
+        let saved = match &cursor_file {
+            Some(file) => file.load()?,
+            None => None,
+        };
+        let start = saved.or(options.since);
+        Ok(Subscriber {
+            cursor_file,
+            horizon: start.unwrap_or(0),
+            started: start.is_some(),
+            ready: VecDeque::new(),
+            catching_up: true,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .map_err(|error| SubscriberError::Http(error.to_string()))?,
+            base: options.http.as_deref().map(|url| url.trim_end_matches('/').to_owned()),
+            query: options.filter.clone(),
+            session: None,
+            failures: 0,
+            wikis: HashMap::new(),
+            options,
+        })
+    }
+
+    /// The wiki's description block, for rendering links.
+    pub fn wiki(&self, name: &str) -> Option<&WikiDescription> {
+        self.wikis.get(&name.to_ascii_lowercase())
+    }
+
+    /// Events still queued: how far behind the live end this subscriber is, roughly.
+    pub fn queued(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Whether history is being read (as opposed to following live).
+    pub fn catching_up(&self) -> bool {
+        self.catching_up || !self.ready.is_empty()
+    }
+
+    /// The next event, in id order, each once. Reconnects and catches up by itself; returns an
+    /// error only for what waiting cannot cure (authentication, trust, the cursor file).
+    pub async fn next(&mut self) -> Result<Event, SubscriberError> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Ok(event);
+            }
+            if self.session.is_none() {
+                self.connect().await?;
+                continue;
+            }
+            if self.catching_up {
+                if let Err(error) = self.catch_up().await {
+                    self.fail(error).await?;
+                }
+                continue;
+            }
+            let item = match self.session.as_mut() {
+                Some(session) => session.receiver.recv().await,
+                None => continue,
+            };
+            if let Some(session) = &self.session {
+                session.backlog.fetch_sub(1, Ordering::Relaxed);
+            }
+            match item {
+                Some(Live::Event(event)) => self.accept(*event),
+                Some(Live::Fetch(id)) if id > self.horizon => match self.fetch(id).await {
+                    Ok(event) => self.accept(event),
+                    Err(_) => self.catching_up = true,
+                },
+                Some(Live::Fetch(_)) => {}
+                Some(Live::Poke) => self.catching_up = true,
+                Some(Live::Untrusted(reason)) => return Err(SubscriberError::Untrusted(reason)),
+                Some(Live::Lost(reason)) => {
+                    self.fail(SubscriberError::Irc(ClientError::Closed(reason))).await?
+                }
+                None => {
+                    self.fail(SubscriberError::Irc(ClientError::Closed("live session ended".into()))).await?
+                }
+            }
+        }
+    }
+
+    /// Saves `id` as handled: a restart resumes after it. Atomic (rename), not fsynced per call.
+    pub fn commit(&self, id: u64) -> Result<(), SubscriberError> {
+        if let Some(file) = &self.cursor_file {
+            file.save(id, &self.options.irc.to_string(), false)?;
+        }
+        Ok(())
+    }
+
+    /// Saves `id` durably (fsync), for shutdown.
+    pub fn commit_durably(&self, id: u64) -> Result<(), SubscriberError> {
+        if let Some(file) = &self.cursor_file {
+            file.save(id, &self.options.irc.to_string(), true)?;
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, event: Event) {
+        if event.id > self.horizon {
+            self.horizon = event.id;
+            if self.query.matches(&event) {
+                self.ready.push_back(event);
+            }
+        }
+    }
+
+    /// Drops the session after a transient failure and waits before the next attempt; fatal
+    /// errors are returned.
+    async fn fail(&mut self, error: SubscriberError) -> Result<(), SubscriberError> {
+        if error.fatal() {
+            return Err(error);
+        }
+        self.session = None;
+        let delay = Duration::from_secs(1u64 << self.failures.min(6)).min(MAX_BACKOFF);
+        self.failures += 1;
+        tracing::warn!(%error, retry_in = ?delay, "subscriber lost its connection");
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    async fn connect(&mut self) -> Result<(), SubscriberError> {
+        loop {
+            match self.try_connect().await {
+                Ok(()) => return Ok(()),
+                Err(error) => self.fail(error).await?,
+            }
+        }
+    }
+
+    async fn try_connect(&mut self) -> Result<(), SubscriberError> {
+        let login = Login {
+            nick: self.options.nick.clone(),
+            user: "wikiwire".into(),
+            realname: "wikiwire listen".into(),
+            auth: Auth::None,
+        };
+        let wanted = ["message-tags", "account-tag", "server-time", "batch"];
+        let irc = &self.options.irc;
+        let mut connection =
+            Connection::open(irc, &login, &wanted, &self.options.tls).await.map_err(SubscriberError::Irc)?;
+        let joined = connection.join(&irc.channel, irc.key.as_deref()).await.map_err(SubscriberError::Irc)?;
+        // Seed 1: "clients should check the mode of the channel".
+        if !joined.modes.trim_start_matches('+').contains('m') {
+            return Err(SubscriberError::Untrusted(format!(
+                "{} is not moderated (modes {}): anyone could speak there",
+                irc.channel, joined.modes
+            )));
+        }
+        if self.base.is_none() {
+            self.base = joined.topic.as_deref().and_then(http_from_topic);
+        }
+        let base = self.base.clone().ok_or(SubscriberError::NoHttp)?;
+        self.query =
+            match self.get_json(&format!("{base}/api/v1/channels/{}", irc.channel.replace('#', "%23"))).await
+            {
+                Ok(Some(channel)) => {
+                    let text = channel["filter"].as_str().unwrap_or("");
+                    let filter = Filter::parse(text)
+                        .map_err(|error| SubscriberError::Http(format!("channel filter: {error}")))?;
+                    filter.and(&self.options.filter)
+                }
+                // Not a wikiwire channel (a relay elsewhere): the caller's filter says what it carries.
+                Ok(None) => self.options.filter.clone(),
+                Err(error) => return Err(error),
+            };
+        // Description blocks, once, for links in rendered lines.
+        let list =
+            if self.wikis.is_empty() { self.get_json(&format!("{base}/api/v1/wikis")).await? } else { None };
+        for value in list.iter().flat_map(|list| list["wikis"].as_array().into_iter().flatten()) {
+            if let Ok(wiki) = serde_json::from_value::<WikiDescription>(value.clone()) {
+                self.wikis.insert(wiki.name.to_ascii_lowercase(), wiki);
+            }
+        }
+        let trust = Trust::new(&self.options.trust, &joined, connection.has_cap("account-tag"));
+        if !self.started {
+            let health = self.get_json(&format!("{base}/healthz")).await?.unwrap_or_default();
+            self.horizon = health["last_id"].as_u64().unwrap_or(0);
+            self.started = true;
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(follow(connection, irc.channel.clone(), trust, sender, Arc::clone(&backlog)));
+        self.session = Some(Session { receiver, backlog, task });
+        self.catching_up = true;
+        self.failures = 0;
+        tracing::info!(channel = %irc.channel, http = %base, after = self.horizon, "subscribed");
+        Ok(())
+    }
+
+    /// One page of history after the horizon.
+    async fn catch_up(&mut self) -> Result<(), SubscriberError> {
+        let base = self.base.clone().ok_or(SubscriberError::NoHttp)?;
+        let mut url = format!("{base}/api/v1/events?since={}&limit={PAGE}", self.horizon);
+        if !self.query.is_all() {
+            url.push('&');
+            url.push_str(&self.query.to_string());
+        }
+        let page =
+            self.get_json(&url).await?.ok_or_else(|| SubscriberError::Http(format!("{url}: not found")))?;
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        for value in events {
+            let event = Event::from_json(&value.to_string())
+                .map_err(|error| SubscriberError::Http(format!("history: {error}")))?;
+            self.accept(event);
+        }
+        match page["next"].as_u64() {
+            Some(next) => self.horizon = self.horizon.max(next),
+            None => self.catching_up = false,
+        }
+        Ok(())
+    }
+
+    async fn fetch(&self, id: u64) -> Result<Event, SubscriberError> {
+        let base = self.base.clone().ok_or(SubscriberError::NoHttp)?;
+        let value = self
+            .get_json(&format!("{base}/api/v1/events/{id}"))
+            .await?
+            .ok_or_else(|| SubscriberError::Http(format!("event {id} not found")))?;
+        Event::from_json(&value.to_string())
+            .map_err(|error| SubscriberError::Http(format!("event {id}: {error}")))
+    }
+
+    /// GET as JSON; `None` for 404.
+    async fn get_json(&self, url: &str) -> Result<Option<serde_json::Value>, SubscriberError> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|error| SubscriberError::Http(format!("{url}: {error}")))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(SubscriberError::Http(format!("{url}: {}", response.status())));
+        }
+        response.json().await.map(Some).map_err(|error| SubscriberError::Http(format!("{url}: {error}")))
+    }
+}
+
+/// The hub's address from a wikiwire topic (`... | description: http://hub/api/v1/wikis/X`).
+fn http_from_topic(topic: &str) -> Option<String> {
+    let start = topic.find("http://").or_else(|| topic.find("https://"))?;
+    let url = topic[start..].split_whitespace().next()?;
+    url.find("/api/v1/").map(|end| url[..end].to_owned())
+}
+
+/// Who may speak for the channel: voiced (or better) members, named ones if `trust` was given,
+/// whose account (when the server tags it) agrees.
+struct Trust {
+    named: Vec<String>,
+    speakers: HashSet<String>,
+    accounts: bool,
+}
+
+impl Trust {
+    fn new(named: &[String], joined: &Joined, accounts: bool) -> Trust {
+        let speakers = joined
+            .members
+            .iter()
+            .filter(|(prefixes, _)| prefixes.chars().any(|c| SPEAKING_PREFIXES.contains(c)))
+            .map(|(_, nick)| nick.to_ascii_lowercase())
+            .collect();
+        Trust { named: named.iter().map(|name| name.to_ascii_lowercase()).collect(), speakers, accounts }
+    }
+
+    fn allows(&self, message: &Request) -> bool {
+        let Some(nick) = message.source_nick().map(str::to_ascii_lowercase) else { return false };
+        if !self.speakers.contains(&nick) {
+            return false;
+        }
+        let account = message.tag("account").map(str::to_ascii_lowercase);
+        match (self.named.is_empty(), account) {
+            (true, Some(account)) => account == nick,
+            // With account-tag, a message without an account comes from someone not logged in.
+            (true, None) => !self.accounts,
+            (false, Some(account)) => self.named.contains(&account),
+            (false, None) => !self.accounts && self.named.contains(&nick),
+        }
+    }
+
+    /// Follows membership and mode changes; returns why the channel stopped being trustworthy.
+    fn update(&mut self, message: &Request, channel: &str) -> Option<String> {
+        let nick = message.source_nick().unwrap_or("").to_ascii_lowercase();
+        let on_channel = message.param(0).is_some_and(|target| target.eq_ignore_ascii_case(channel));
+        match message.verb.as_str() {
+            "MODE" if on_channel => {
+                let mut adding = true;
+                let mut arguments = message.params.iter().skip(2);
+                for mode in message.param(1).unwrap_or("").chars() {
+                    match mode {
+                        '+' => adding = true,
+                        '-' => adding = false,
+                        'm' if !adding => {
+                            return Some(format!("{channel} lost +m: anyone could speak there"));
+                        }
+                        'q' | 'a' | 'o' | 'h' | 'v' => {
+                            if let Some(target) = arguments.next() {
+                                let target = target.to_ascii_lowercase();
+                                if adding {
+                                    self.speakers.insert(target);
+                                } else {
+                                    self.speakers.remove(&target);
+                                }
+                            }
+                        }
+                        'b' | 'e' | 'I' | 'k' => {
+                            arguments.next();
+                        }
+                        'l' if adding => {
+                            arguments.next();
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            "PART" if on_channel => {
+                self.speakers.remove(&nick);
+            }
+            "KICK" if on_channel => {
+                if let Some(target) = message.param(1) {
+                    self.speakers.remove(&target.to_ascii_lowercase());
+                }
+            }
+            "QUIT" => {
+                self.speakers.remove(&nick);
+            }
+            "NICK" if self.speakers.remove(&nick) => {
+                if let Some(new) = message.param(0) {
+                    self.speakers.insert(new.to_ascii_lowercase());
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+/// The live session: reads the channel, keeps what trusted speakers say, reports the rest.
+async fn follow(
+    mut connection: Connection,
+    channel: String,
+    mut trust: Trust,
+    sender: mpsc::UnboundedSender<Live>,
+    backlog: Arc<AtomicUsize>,
+) {
+    loop {
+        let message = match connection.next().await {
+            Ok(message) => message,
+            Err(error) => {
+                let _ = sender.send(Live::Lost(error.to_string()));
+                return;
+            }
+        };
+        if let Some(reason) = trust.update(&message, &channel) {
+            let _ = sender.send(Live::Untrusted(reason));
+            return;
+        }
+        let to_channel = message.param(0).is_some_and(|target| target.eq_ignore_ascii_case(&channel));
+        if message.verb != "PRIVMSG" || !to_channel {
+            continue;
+        }
+        if !trust.allows(&message) {
+            tracing::debug!(source = ?message.source, "ignoring a line from an untrusted speaker");
+            continue;
+        }
+        let item = decode(&message);
+        if backlog.fetch_add(1, Ordering::Relaxed) >= LIVE_BACKLOG {
+            let _ = sender.send(Live::Lost("live backlog full while catching up".into()));
+            return;
+        }
+        if sender.send(item).is_err() {
+            return;
+        }
+    }
+}
+
+/// An event from a line: the `+wikiwire/event` tag, a complete packed line, else its id.
+fn decode(message: &Request) -> Live {
+    if let Some(event) = message.tag("+wikiwire/event").and_then(|json| Event::from_json(json).ok()) {
+        return Live::Event(Box::new(event));
+    }
+    if let Some(unpacked) = message.param(1).and_then(|text| packed::decode(text).ok()) {
+        return if unpacked.more {
+            Live::Fetch(unpacked.event.id)
+        } else {
+            Live::Event(Box::new(unpacked.event))
+        };
+    }
+    match message.tag("msgid").and_then(|id| id.parse().ok()) {
+        Some(id) => Live::Fetch(id),
+        None => Live::Poke,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(line: &str) -> Request {
+        Request::parse(line).unwrap()
+    }
+
+    #[test]
+    fn the_topic_gives_the_hub() {
+        assert_eq!(
+            http_from_topic("Recent changes of W | description: http://hub.example:8080/api/v1/wikis/W")
+                .as_deref(),
+            Some("http://hub.example:8080")
+        );
+        assert_eq!(http_from_topic("welcome to #chan"), None);
+    }
+
+    #[test]
+    fn trust_needs_voice_names_and_accounts() {
+        let joined = Joined {
+            members: vec![("+".into(), "moin".into()), (String::new(), "eve".into())],
+            ..Joined::default()
+        };
+        let open = Trust::new(&[], &joined, true);
+        assert!(open.allows(&request("@account=moin :moin!m@h PRIVMSG #c :x")));
+        assert!(!open.allows(&request("@account=eve :moin!m@h PRIVMSG #c :x")), "account must agree");
+        assert!(!open.allows(&request("@account=eve :eve!e@h PRIVMSG #c :x")), "not voiced");
+        let named = Trust::new(
+            &["relay".into()],
+            &Joined { members: vec![("@".into(), "relay".into())], ..Joined::default() },
+            false,
+        );
+        assert!(named.allows(&request(":relay!r@h PRIVMSG #c :x")));
+        let mut changing = Trust::new(&[], &joined, false);
+        changing.update(&request(":op!o@h MODE #c -v moin"), "#c");
+        assert!(!changing.allows(&request(":moin!m@h PRIVMSG #c :x")));
+        assert!(changing.update(&request(":op!o@h MODE #c -m"), "#c").is_some());
+    }
+
+    #[test]
+    fn lines_decode_to_events_or_ids() {
+        let line = request(
+            ":moin!m@h PRIVMSG #c.events :id=7&time=2026-01-01T00:00:00.000Z&wiki=W&action=page_changed&page=P&user=u",
+        );
+        assert!(matches!(decode(&line), Live::Event(event) if event.id == 7));
+        let more = request(
+            ":moin!m@h PRIVMSG #c.events :id=8&time=2026-01-01T00:00:00.000Z&wiki=W&action=page_changed&more=1",
+        );
+        assert!(matches!(decode(&more), Live::Fetch(8)));
+        assert!(matches!(
+            decode(&request("@msgid=9 :moin!m@h PRIVMSG #c :[[P]] page_changed")),
+            Live::Fetch(9)
+        ));
+        assert!(matches!(decode(&request(":moin!m@h PRIVMSG #c :[[P]] page_changed")), Live::Poke));
+    }
+}

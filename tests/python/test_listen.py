@@ -1,0 +1,173 @@
+"""`wikiwire listen` (SPEC §6): history then live, merged by id, each event exactly once in order,
+resuming from its cursor across restarts of itself and of the hub; trust; output forms."""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from conftest import BINARY, DOKU_TOKEN, Hub, free_port
+
+
+class Listener:
+    """`wikiwire listen` writing to a file that survives its restarts."""
+
+    def __init__(self, directory, *arguments):
+        self.directory = directory
+        self.output = directory / "listen.out"
+        self.errors = directory / "listen.err"
+        self.arguments = [str(BINARY), "listen", *arguments]
+        self.process = None
+        self.start()
+
+    def start(self):
+        with open(self.output, "ab") as output, open(self.errors, "ab") as errors:
+            self.process = subprocess.Popen(self.arguments, stdout=output, stderr=errors)
+
+    def stop(self, sig=signal.SIGTERM):
+        self.process.send_signal(sig)
+        assert self.process.wait(20) == 0, self.errors.read_text()[-2000:]
+
+    def lines(self):
+        return self.output.read_text().splitlines() if self.output.exists() else []
+
+    def wait_for(self, count, timeout=60):
+        deadline = time.monotonic() + timeout
+        while len(self.lines()) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.lines())} of {count} lines; errors:\n{self.errors.read_text()[-3000:]}")
+            assert self.process.poll() is None, self.errors.read_text()[-3000:]
+            time.sleep(0.05)
+
+
+def edit(page, **extra):
+    return {"wiki": "MoinMaster", "action": "SAVE", "page": page, "user": "u", **extra}
+
+
+def test_history_then_live_with_the_hub_found_in_the_topic(hub, tmp_path):
+    hub.publish(edit("Old 1"), edit("Old 2"))
+    listener = Listener(tmp_path, "--irc", f"irc://127.0.0.1:{hub.irc_port}/#MoinMaster.events",
+                        "--state", str(tmp_path / "cursor.json"), "--since", "0", "--format", "json")
+    listener.wait_for(2)
+    hub.publish(edit("New", comment="é" * 400))  # too long for one packed line: fetched by id
+    listener.wait_for(3)
+    listener.stop()
+    events = [json.loads(line) for line in listener.lines()]
+    assert [event["page"] for event in events] == ["Old 1", "Old 2", "New"]
+    assert events[2] == hub.event(3)
+    assert json.loads((tmp_path / "cursor.json").read_text())["cursor"] == 3
+
+
+def test_every_event_exactly_once_in_order_through_restarts_of_listener_and_hub(tmp_path):
+    """The proof of SPEC §6: 10,000 events at a steady rate while the listener is stopped and
+    started again several times and the hub restarts once."""
+    ports = (free_port(), free_port())
+    hub = Hub(tmp_path, ports=ports)
+    total, batch = 10_000, 10
+    published = []
+
+    def publish():
+        # 500 events a second, in batches of 10. While the hub is down, retry with the same
+        # idempotency keys: nothing is stored twice.
+        for start in range(0, total, batch):
+            events = [edit(f"Page {n}", key=f"k{n}") for n in range(start, start + batch)]
+            while True:
+                try:
+                    published.extend(hub.publish(*events))
+                    break
+                except Exception:
+                    time.sleep(0.1)
+            time.sleep(0.02)
+
+    listener = Listener(tmp_path, "--irc", f"irc://127.0.0.1:{ports[1]}/#MoinMaster.events",
+                        "--state", str(tmp_path / "cursor.json"), "--since", "0", "--format", "json")
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    started = time.monotonic()
+    schedule = [(2, "stop"), (3, "start"), (5, "interrupt"), (5.5, "start"), (8, "hub down"), (9, "hub up"),
+                (12, "stop"), (13.5, "start"), (15, "stop"), (15.2, "start")]
+    try:
+        for moment, action in schedule:
+            time.sleep(max(0.0, started + moment - time.monotonic()))
+            if action == "stop":
+                listener.stop(signal.SIGTERM)
+            elif action == "interrupt":
+                listener.stop(signal.SIGINT)
+            elif action == "start":
+                listener.start()
+            elif action == "hub down":
+                assert hub.stop() == 0
+            elif action == "hub up":
+                hub.start()
+        publisher.join()
+        listener.wait_for(total, timeout=120)
+        listener.stop()
+    finally:
+        if hub.process.poll() is None:
+            hub.stop()
+    ids = [json.loads(line)["id"] for line in listener.lines()]
+    assert len(published) == total
+    assert ids == sorted(set(published)), "every event exactly once, in id order"
+    assert len(ids) == total
+
+
+def test_only_trusted_speakers_count(hub, tmp_path):
+    hub.publish(edit("History"))
+    untrusting = Listener(tmp_path, "--irc", f"irc://127.0.0.1:{hub.irc_port}/#MoinMaster.events",
+                          "--since", "0", "--trust", "doku", "--format", "json")
+    untrusting.wait_for(1)  # history comes from the hub over HTTP
+    hub.publish(edit("Live"))
+    time.sleep(1.5)
+    assert len(untrusting.lines()) == 1, "a line from an untrusted speaker is ignored"
+    untrusting.stop()
+    trusting_dir = tmp_path / "trusting"
+    trusting_dir.mkdir()
+    trusting = Listener(trusting_dir, "--irc", f"irc://127.0.0.1:{hub.irc_port}/#MoinMaster.events",
+                        "--trust", "moin", "--format", "json")
+    time.sleep(1)
+    hub.publish(edit("Trusted"))
+    trusting.wait_for(1)
+    assert json.loads(trusting.lines()[0])["page"] == "Trusted"
+    trusting.stop()
+
+
+def test_filters_text_output_and_exec(hub, tmp_path):
+    hub.publish(edit("Help/Editing", comment="how"), edit("Front"),
+                {"wiki": "HelpWiki", "action": "SAVE", "page": "Help/Other", "user": "h"})
+    text_dir = tmp_path / "text"
+    text_dir.mkdir()
+    texts = Listener(text_dir, "--irc", f"irc://127.0.0.1:{hub.irc_port}/#MoinMaster", "--since", "0",
+                     "--filter", "page=Help/*")
+    texts.wait_for(1)
+    time.sleep(0.5)
+    texts.stop()
+    assert len(texts.lines()) == 1
+    assert texts.lines()[0].endswith("MoinMaster: [[Help/Editing]] page_changed https://master.example/Help/Editing * u * how")
+    exec_dir = tmp_path / "exec"
+    exec_dir.mkdir()
+    record = exec_dir / "record.txt"
+    command = f'printf "%s|%s|%s|" "$WIKIWIRE_ID" "$WIKIWIRE_PAGE" "$WIKIWIRE_ACTION" >> {record}; cat >> {record}'
+    runner = Listener(exec_dir, "--irc", f"irc://127.0.0.1:{hub.irc_port}/#MoinMaster.events", "--since", "0",
+                      "--exec", command, "--state", str(exec_dir / "cursor.json"))
+    deadline = time.monotonic() + 30
+    while not (record.exists() and record.read_text().count("\n") >= 2):
+        assert time.monotonic() < deadline, runner.errors.read_text()
+        time.sleep(0.05)
+    runner.stop()
+    entries = record.read_text().splitlines()
+    first_id, first_page, first_action, first_json = entries[0].split("|", 3)
+    assert (first_id, first_page, first_action) == ("1", "Help/Editing", "page_changed")
+    assert json.loads(first_json) == hub.event(1)
+    assert json.loads((exec_dir / "cursor.json").read_text())["cursor"] == 2
+
+
+def test_a_listener_refuses_what_it_cannot_trust(hub, tmp_path):
+    """A channel that does not exist, or a hub that cannot be found, is a clear error."""
+    result = subprocess.run([str(BINARY), "listen", "--irc", f"irc://127.0.0.1:{hub.irc_port}/#NoSuchWiki"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "cannot join #NoSuchWiki: 403" in result.stderr
+    result = subprocess.run([str(BINARY), "listen", "--irc", "http://wrong"], capture_output=True, text=True, timeout=10)
+    assert result.returncode != 0 and "use irc://host" in result.stderr
