@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
-# Debian packages the tests start or drive: none are needed by the Rust tests alone.
-apt_packages=()
+# Debian packages the tests start or drive (servers no one here wrote).
+apt_packages=(ngircd)
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -17,6 +17,13 @@ if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    # Debian starts a service on install; the tests start their own servers on their own ports.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo_cmd tee "$policy" >/dev/null
+        $sudo_cmd chmod +x "$policy"
+        trap '$sudo_cmd rm -f "$policy"' EXIT
+    fi
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

@@ -62,11 +62,15 @@ filter = "wiki=MoinMaster,DokuWiki&action=antispam_updated"
 class Hub:
     """A running hub process."""
 
-    def __init__(self, directory, irc="", extra="", started_timeout=30, ports=None):
-        """`ports=(http, irc)` fixes the ports, so a restarted hub is found where it was."""
+    def __init__(self, directory, irc="", extra="", started_timeout=30, ports=None, publishers=None):
+        """`ports=(http, irc)` fixes the ports, so a restarted hub is found where it was.
+        `publishers` replaces the standard publishers and channels (moin, doku, #antispam)."""
         self.directory = pathlib.Path(directory)
         self.config = self.directory / "wikiwire.toml"
-        text = f'data_dir = "{self.directory / "data"}"\n' + BASE_CONFIG.format(
+        template = BASE_CONFIG
+        if publishers is not None:
+            template = template[: template.index("[[publisher]]")] + publishers + "\n{extra}\n"
+        text = f'data_dir = "{self.directory / "data"}"\n' + template.format(
             irc=irc, extra=extra, moin_token=MOIN_TOKEN, doku_token=DOKU_TOKEN
         )
         if ports:
@@ -357,3 +361,40 @@ def tag(event, name):
         if item["key"] == name:
             return item["value"]
     return None
+
+
+class NgIrcd:
+    """A real IRC server no one here wrote (ngIRCd from Debian), on its own port."""
+
+    def __init__(self, directory, port=None):
+        self.directory = pathlib.Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.config = self.directory / "ngircd.conf"
+        self.config.write_text(
+            "[Global]\nName = irc.relay.test\nInfo = relay test network\nListen = 127.0.0.1\n"
+            f"Ports = {self.port}\nMotdPhrase = \"relay tests\"\n"
+            "[Limits]\nMaxConnectionsIP = 0\nPingTimeout = 120\nMaxNickLength = 16\n"
+            "[Options]\nDNS = no\nIdent = no\nPAM = no\n"
+        )
+        self.process = None
+        self.start()
+
+    def start(self):
+        self.log = open(self.directory / "ngircd.log", "a")
+        self.process = subprocess.Popen(["ngircd", "--nodaemon", "--config", str(self.config)], stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                assert self.process.poll() is None, (self.directory / "ngircd.log").read_text()
+                assert time.monotonic() < deadline, "ngIRCd did not start"
+                time.sleep(0.05)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.log.close()

@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 use crate::percentile;
 
-const TOKEN: &str = "wwt_benchmark-irc-publisher-token";
+pub const TOKEN: &str = "wwt_benchmark-irc-publisher-token";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,10 +37,10 @@ pub struct Args {
     binary: Option<PathBuf>,
 }
 
-struct Hub {
+pub struct Hub {
     child: tokio::process::Child,
-    http: String,
-    irc: String,
+    pub http: String,
+    pub irc: String,
 }
 
 impl Hub {
@@ -52,7 +52,7 @@ impl Hub {
     }
 }
 
-async fn start_hub(binary: PathBuf, directory: &std::path::Path) -> anyhow::Result<Hub> {
+pub async fn start_hub(binary: PathBuf, directory: &std::path::Path) -> anyhow::Result<Hub> {
     let config = directory.join("bench.toml");
     std::fs::write(
         &config,

@@ -5,6 +5,7 @@
 //!
 //! Figures are printed, never asserted: timing belongs in notes, not in tests.
 
+mod catchup;
 mod http;
 mod irc;
 
@@ -23,6 +24,8 @@ enum Bench {
     Http(http::Args),
     /// IRC fan-out: deliveries per second, latency and memory with many listeners on one channel.
     Irc(irc::Args),
+    /// `wikiwire listen` resuming far behind: catch-up events per second.
+    Catchup(catchup::Args),
 }
 
 #[tokio::main]
@@ -30,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Http(args) => http::run(args).await,
         Bench::Irc(args) => irc::run(args).await,
+        Bench::Catchup(args) => catchup::run(args).await,
     }
 }
 

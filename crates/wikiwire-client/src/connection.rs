@@ -2,6 +2,10 @@
 //! 302, SASL PLAIN or PASS or NickServ, another nick when ours is taken, JOIN with the channel's
 //! topic, modes and names, and PING answered on the way. Lines are framed with the server-side
 //! limits (8191 bytes of tags) and parsed like the server parses its own.
+//!
+//! Every method is cancel-safe, so callers may `select!` on `next()`: reading keeps partial lines
+//! in its buffer, and writing goes through `outgoing`, drained with `write_buf`, which never loses
+//! or repeats a byte when cancelled.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -9,12 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use wikiwire_irc_wire::framing::{Frame, Limits, LineReader};
 use wikiwire_irc_wire::wire::{Line, Request};
 
-use crate::IrcTarget;
+use wikiwire_irc_wire::IrcTarget;
 
 /// Connecting and registering may take this long.
 const REGISTRATION: Duration = Duration::from_secs(30);
@@ -93,6 +98,8 @@ pub struct Joined {
 pub struct Connection {
     reader: LineReader<ReadHalf<Box<dyn Io>>>,
     writer: WriteHalf<Box<dyn Io>>,
+    /// Bytes not yet written.
+    outgoing: BytesMut,
     /// Lines read while waiting for something else, handed out by `next` first.
     pending: VecDeque<Request>,
     pub nick: String,
@@ -135,6 +142,7 @@ impl Connection {
         let mut connection = Connection {
             reader: LineReader::with_limits(read, Limits::FROM_SERVER),
             writer: write,
+            outgoing: BytesMut::new(),
             pending: VecDeque::new(),
             nick: login.nick.clone(),
             caps: Vec::new(),
@@ -151,7 +159,7 @@ impl Connection {
             text.push_str(&format!("PASS {password}\r\n"));
         }
         text.push_str(&format!("NICK {}\r\nUSER {} 0 * :{}\r\n", login.nick, login.user, login.realname));
-        self.writer.write_all(text.as_bytes()).await?;
+        self.write_text(&text).await?;
         let sasl = matches!(login.auth, Auth::Sasl { .. });
         let mut offered: Vec<String> = Vec::new();
         let mut attempts = 0;
@@ -182,7 +190,7 @@ impl Connection {
                             request.push("sasl");
                         }
                         if request.is_empty() {
-                            self.writer.write_all(b"CAP END\r\n").await?;
+                            self.write_text("CAP END\r\n").await?;
                         } else {
                             self.writer
                                 .write_all(format!("CAP REQ :{}\r\n", request.join(" ")).as_bytes())
@@ -196,16 +204,16 @@ impl Connection {
                             .map(|list| list.split(' ').map(str::to_owned).collect())
                             .unwrap_or_default();
                         if sasl && self.caps.iter().any(|cap| cap == "sasl") {
-                            self.writer.write_all(b"AUTHENTICATE PLAIN\r\n").await?;
+                            self.write_text("AUTHENTICATE PLAIN\r\n").await?;
                         } else {
-                            self.writer.write_all(b"CAP END\r\n").await?;
+                            self.write_text("CAP END\r\n").await?;
                         }
                     }
                     "NAK" => {
                         if sasl {
                             return Err(ClientError::Auth("the server refused the SASL capability".into()));
                         }
-                        self.writer.write_all(b"CAP END\r\n").await?;
+                        self.write_text("CAP END\r\n").await?;
                     }
                     _ => {}
                 },
@@ -223,10 +231,10 @@ impl Connection {
                         if payload.len() % 400 == 0 {
                             text.push_str("AUTHENTICATE +\r\n");
                         }
-                        self.writer.write_all(text.as_bytes()).await?;
+                        self.write_text(&text).await?;
                     }
                 }
-                "903" => self.writer.write_all(b"CAP END\r\n").await?,
+                "903" => self.write_text("CAP END\r\n").await?,
                 "902" | "904" | "905" | "906" | "908" => {
                     return Err(ClientError::Auth(message.params.last().cloned().unwrap_or_default()));
                 }
@@ -239,8 +247,14 @@ impl Connection {
                             login.nick
                         )));
                     }
-                    self.nick = format!("{}{}", login.nick, "_".repeat(attempts));
-                    self.writer.write_all(format!("NICK {}\r\n", self.nick).as_bytes()).await?;
+                    self.nick = alternative_nick(&login.nick, attempts, false);
+                    self.write_text(&format!("NICK {}\r\n", self.nick)).await?;
+                }
+                // Our own nick is invalid; an alternative may only be too long (NICKLEN comes
+                // after registration), so shorter ones are tried.
+                "432" if attempts > 0 && attempts <= NICK_ATTEMPTS => {
+                    self.nick = alternative_nick(&login.nick, attempts, true);
+                    self.write_text(&format!("NICK {}\r\n", self.nick)).await?;
                 }
                 "432" => return Err(ClientError::Nick(format!("{:?} is not a valid nick here", self.nick))),
                 "001" => {
@@ -275,7 +289,22 @@ impl Connection {
     }
 
     pub async fn send(&mut self, line: &Line) -> Result<(), ClientError> {
-        self.writer.write_all(&line.to_bytes()).await?;
+        line.write_into(&mut self.outgoing);
+        self.flush().await
+    }
+
+    async fn write_text(&mut self, text: &str) -> Result<(), ClientError> {
+        self.outgoing.extend_from_slice(text.as_bytes());
+        self.flush().await
+    }
+
+    /// Writes what is queued; cancelled part-way, the rest stays queued.
+    async fn flush(&mut self) -> Result<(), ClientError> {
+        while !self.outgoing.is_empty() {
+            if self.writer.write_buf(&mut self.outgoing).await? == 0 {
+                return Err(ClientError::Closed("the connection stopped taking data".into()));
+            }
+        }
         Ok(())
     }
 
@@ -288,6 +317,7 @@ impl Connection {
     }
 
     async fn read(&mut self) -> Result<Request, ClientError> {
+        self.flush().await?;
         loop {
             let frame =
                 self.reader.next().await?.ok_or_else(|| ClientError::Closed("end of stream".into()))?;
@@ -296,7 +326,8 @@ impl Connection {
             match message.verb.as_str() {
                 "PING" => {
                     let token = message.params.last().cloned().unwrap_or_default();
-                    self.writer.write_all(&Line::new("PONG").text(token).to_bytes()).await?;
+                    Line::new("PONG").text(token).write_into(&mut self.outgoing);
+                    self.flush().await?;
                 }
                 "ERROR" => {
                     return Err(ClientError::Closed(message.params.last().cloned().unwrap_or_default()));
@@ -372,6 +403,17 @@ impl Connection {
     }
 }
 
+/// The `attempt`-th other nick: `nick_`, `nick__`, ...; `short`, for networks whose NICKLEN the
+/// nick already fills: `nic1`, `nic2`, ... (one character replaced by a digit).
+fn alternative_nick(nick: &str, attempt: usize, short: bool) -> String {
+    if !short {
+        return format!("{nick}{}", "_".repeat(attempt));
+    }
+    let mut base: String = nick.chars().collect();
+    base.pop();
+    format!("{base}{}", attempt % 10)
+}
+
 /// TLS with the aws-lc-rs provider, trusting the Mozilla roots and any configured CA file.
 async fn tls_connect(
     stream: TcpStream,
@@ -404,4 +446,17 @@ async fn tls_connect(
         .connect(name, stream)
         .await
         .map_err(|error| ClientError::Tls(format!("handshake with {host}: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alternative_nick;
+
+    #[test]
+    fn alternative_nicks_fit_short_limits_too() {
+        assert_eq!(alternative_nick("wikirelay", 1, false), "wikirelay_");
+        assert_eq!(alternative_nick("wikirelay", 2, false), "wikirelay__");
+        assert_eq!(alternative_nick("wikirelay", 1, true), "wikirela1");
+        assert_eq!(alternative_nick("wikirelay", 3, true).len(), 9);
+    }
 }

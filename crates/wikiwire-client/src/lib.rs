@@ -2,7 +2,6 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`target`] | `irc://` and `ircs://` targets |
 //! | [`connection`] | an IRC client connection: TLS, CAP, SASL/PASS/NickServ, JOIN |
 //! | [`subscriber`] | `Subscriber`: HTTP catch-up and live IRC merged by id, trusted, resumable |
 //! | [`cursor`] | the cursor file, replaced atomically |
@@ -10,8 +9,7 @@
 pub mod connection;
 pub mod cursor;
 pub mod subscriber;
-pub mod target;
 
 pub use connection::{Auth, ClientError, Connection, Login, TlsSettings};
 pub use subscriber::{Options, Subscriber, SubscriberError};
-pub use target::IrcTarget;
+pub use wikiwire_irc_wire::IrcTarget;

@@ -18,9 +18,9 @@ use tokio::task::JoinHandle;
 use wikiwire_event::{Event, Filter, WikiDescription, packed};
 use wikiwire_irc_wire::wire::Request;
 
-use crate::IrcTarget;
 use crate::connection::{Auth, ClientError, Connection, Joined, Login, SPEAKING_PREFIXES, TlsSettings};
 use crate::cursor::CursorFile;
+use wikiwire_irc_wire::IrcTarget;
 
 /// Live lines buffered while catching up, at most; past it the live session is dropped and
 /// history takes over.

@@ -41,7 +41,17 @@ pub fn encode(event: &Event) -> String {
 
 /// Encodes within `budget` bytes, leaving out optional fields as the module explains.
 pub fn encode_within(event: &Event, budget: usize) -> Packed {
-    let pairs = pairs(event);
+    encode_pairs(pairs(event, true), budget, true)
+}
+
+/// The form a publisher sends (no `id`: the receiving hub assigns its own), within `budget`;
+/// what `parse_submission` reads. A relay to another wikiwire sends this. A submission cannot
+/// say `more`, so a shortened one is only marked by `complete: false`.
+pub fn encode_submission_within(event: &Event, budget: usize) -> Packed {
+    encode_pairs(pairs(event, false), budget, false)
+}
+
+fn encode_pairs(pairs: Vec<(Option<usize>, &str, Cow<'_, str>)>, budget: usize, mark_more: bool) -> Packed {
     let mut text = String::new();
     for dropped in 0..=STAGES {
         text.clear();
@@ -49,7 +59,7 @@ pub fn encode_within(event: &Event, budget: usize) -> Packed {
         for (_, name, value) in kept {
             push_pair(&mut text, name, value);
         }
-        if dropped > 0 {
+        if dropped > 0 && mark_more {
             push_pair(&mut text, "more", "1");
         }
         if text.len() <= budget {
@@ -60,13 +70,16 @@ pub fn encode_within(event: &Event, budget: usize) -> Packed {
 }
 
 /// Every pair of the event in wire order, each with its drop stage (`None`: never dropped).
-fn pairs(event: &Event) -> Vec<(Option<usize>, &str, Cow<'_, str>)> {
-    let mut pairs: Vec<(Option<usize>, &str, Cow<'_, str>)> = vec![
-        (None, "id", event.id.to_string().into()),
+fn pairs(event: &Event, with_id: bool) -> Vec<(Option<usize>, &str, Cow<'_, str>)> {
+    let mut pairs: Vec<(Option<usize>, &str, Cow<'_, str>)> = Vec::with_capacity(16);
+    if with_id {
+        pairs.push((None, "id", event.id.to_string().into()));
+    }
+    pairs.extend([
         (None, "time", event.time.to_string().into()),
         (None, "wiki", event.wiki.as_str().into()),
         (None, "action", event.action.as_str().into()),
-    ];
+    ]);
     let optional = [
         (5, "page", event.page.as_deref()),
         (4, "user", event.user.as_deref()),
@@ -277,6 +290,20 @@ mod tests {
         let packed = encode_within(&event, CORE_BUDGET);
         assert!(packed.text.len() <= CORE_BUDGET, "{} bytes", packed.text.len());
         assert!(decode(&packed.text).unwrap().more);
+    }
+
+    #[test]
+    fn the_submission_form_has_no_id_and_parses_as_a_submission() {
+        let mut event = sample();
+        event.key = Some("relayed:17".into());
+        let packed = encode_submission_within(&event, 512);
+        assert!(packed.complete && !packed.text.contains("id=17&"));
+        let draft = parse_submission(&packed.text, Timestamp::MIN).unwrap();
+        assert_eq!(draft.commit(17), event);
+        event.comment = Some("long ".repeat(200));
+        let shortened = encode_submission_within(&event, 300);
+        assert!(!shortened.complete && !shortened.text.contains("more="));
+        assert!(parse_submission(&shortened.text, Timestamp::MIN).is_ok());
     }
 
     #[test]

@@ -29,6 +29,59 @@ pub struct Config {
     pub irc: IrcConfig,
     #[serde(default, rename = "channel")]
     pub channels: Vec<ChannelConfig>,
+    #[serde(default, rename = "relay")]
+    pub relays: Vec<RelayConfig>,
+}
+
+/// Events posted to a channel on another IRC network (SPEC §6 "Relay").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// `irc://host[:port]/#channel` or `ircs://...` (a channel key may follow as `?key=...`).
+    pub url: String,
+    pub nick: String,
+    pub password: Option<String>,
+    /// How to use the password: `sasl` (default with a password), `pass`, `nickserv`; `none`.
+    pub auth: Option<RelayAuth>,
+    /// The account name for SASL or NickServ, if it is not the nick.
+    pub account: Option<String>,
+    #[serde(default)]
+    pub format: Format,
+    /// Which events, in the filter language; all when empty.
+    #[serde(default)]
+    pub filter: String,
+    /// Lines per second (default 1, as networks expect of a bot).
+    #[serde(default = "default_relay_rate")]
+    pub rate: f64,
+    /// Extra CA certificates (PEM) for `ircs://` to a private network.
+    pub ca_file: Option<PathBuf>,
+    /// Names the relay's position in the store; default: the URL.
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayAuth {
+    Sasl,
+    Pass,
+    Nickserv,
+    None,
+}
+
+impl RelayConfig {
+    /// The name under which the relay keeps its position.
+    pub fn cursor_name(&self) -> String {
+        format!("relay:{}", self.name.as_deref().unwrap_or(&self.url))
+    }
+
+    /// The authentication actually used: SASL when a password is given and nothing else is said.
+    pub fn auth(&self) -> RelayAuth {
+        match (self.auth, &self.password) {
+            (Some(auth), _) => auth,
+            (None, Some(_)) => RelayAuth::Sasl,
+            (None, None) => RelayAuth::None,
+        }
+    }
 }
 
 /// The embedded IRC server (SPEC §3).
@@ -231,6 +284,10 @@ impl Default for IrcConfig {
     }
 }
 
+fn default_relay_rate() -> f64 {
+    1.0
+}
+
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./wikiwire-data")
 }
@@ -277,6 +334,7 @@ impl Default for Config {
             publishers: Vec::new(),
             irc: IrcConfig::default(),
             channels: Vec::new(),
+            relays: Vec::new(),
         }
     }
 }
@@ -371,7 +429,35 @@ impl Config {
             }
         }
         self.check_irc(&wikis, &mut problems);
+        self.check_relays(&mut problems);
         problems
+    }
+
+    fn check_relays(&self, problems: &mut Vec<String>) {
+        let mut names: Vec<String> = Vec::new();
+        for (index, relay) in self.relays.iter().enumerate() {
+            let at = format!("relay[{index}] ({:?})", relay.url);
+            if let Err(reason) = wikiwire_irc_wire::IrcTarget::parse(&relay.url) {
+                problems.push(format!("{at}: url: {reason}"));
+            }
+            if let Err(reason) = check_nick(&relay.nick) {
+                problems.push(format!("{at}: nick: {reason}"));
+            }
+            if !(relay.rate > 0.0 && relay.rate <= 100.0) {
+                problems.push(format!("{at}: rate: lines per second, above 0 and at most 100"));
+            }
+            if let Err(error) = Filter::parse(&relay.filter) {
+                problems.push(format!("{at}: filter: {error}"));
+            }
+            if relay.auth() != RelayAuth::None && relay.password.is_none() {
+                problems.push(format!("{at}: auth needs a password"));
+            }
+            let name = relay.cursor_name();
+            if names.contains(&name) {
+                problems.push(format!("{at}: two relays share the position {name:?}; give one a name"));
+            }
+            names.push(name);
+        }
     }
 
     fn check_irc(&self, wikis: &[(String, String)], problems: &mut Vec<String>) {
@@ -605,6 +691,36 @@ mod tests {
         }
         assert_eq!(config.check().len(), 5, "{problems}");
         assert_eq!(config.channels[3].format, Format::Colour);
+    }
+
+    #[test]
+    fn relays_are_checked() {
+        let config = Config::parse(
+            r##"
+            [[relay]]
+            url = "irc://irc.example.org/#wiki"
+            nick = "wikirelay"
+            password = "secret"
+            [[relay]]
+            url = "http://nope"
+            nick = "9bad"
+            rate = 0
+            filter = "colour=red"
+            auth = "nickserv"
+            [[relay]]
+            url = "irc://irc.example.org/#wiki"
+            nick = "again"
+            "##,
+        )
+        .unwrap();
+        assert_eq!(config.relays[0].auth(), RelayAuth::Sasl);
+        assert_eq!(config.relays[2].auth(), RelayAuth::None);
+        let problems = config.check().join("\n");
+        for expected in
+            ["url: ", "nick: ", "rate: ", "filter: colour", "auth needs a password", "share the position"]
+        {
+            assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
+        }
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct Metrics {
     pub irc_flood_waits: Counter,
     pub irc_lines_delivered: Counter,
     pub irc_published: Counter,
+    pub relay_connected: Gauge,
+    pub relay_lines: Counter,
+    pub relay_failures: Counter,
 }
 
 /// A value read at render time, for figures that live elsewhere (the store's last id).
@@ -176,6 +179,24 @@ impl Metrics {
                 "",
                 "Events published by PRIVMSG.",
                 Value::Counter(&self.irc_published),
+            ),
+            (
+                "wikiwire_relay_connected",
+                "",
+                "Relays connected to their network.",
+                Value::Gauge(&self.relay_connected),
+            ),
+            (
+                "wikiwire_relay_lines_total",
+                "",
+                "Events relayed and acknowledged by the other network.",
+                Value::Counter(&self.relay_lines),
+            ),
+            (
+                "wikiwire_relay_failures_total",
+                "",
+                "Relay sessions that ended in an error.",
+                Value::Counter(&self.relay_failures),
             ),
         ]
     }

@@ -5,6 +5,10 @@
 //! |---|---|
 //! | [`framing`] | reading lines with byte limits applied while reading |
 //! | [`wire`] | `Request` (a parsed line: tags, source, verb, params) and `Line` (writing one) |
+//! | [`target`] | `irc://host[:port]/#channel` and `ircs://` |
 
 pub mod framing;
+pub mod target;
 pub mod wire;
+
+pub use target::IrcTarget;

@@ -99,6 +99,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tracker.spawn(Arc::clone(&hub).run_retention(retention));
     let (irc, ircs) =
         if config.irc.enabled { start_irc(&config, &hub, &tracker).await? } else { (None, None) };
+    for relay in &config.relays {
+        let relay =
+            wikiwire_relay::Relay::new(Arc::clone(&hub), relay.clone()).map_err(anyhow::Error::msg)?;
+        tracker.spawn(relay.run());
+    }
     Ok(Running { http, irc, ircs, shutdown, tracker, store })
 }
 

@@ -1,0 +1,284 @@
+//! A relay (SPEC §6): the hub connects to another IRC network as a client and posts the events
+//! of a filter to a channel there, paced, resuming after the last event it delivered.
+//!
+//! Delivery is confirmed before the position moves: after each PRIVMSG the relay sends a PING,
+//! and servers answer commands in order, so the PONG means the line was taken. The position
+//! (`Store::cursor`, named after the relay) therefore survives an outage of the network or a
+//! restart of the hub; only the one line in flight when a connection broke can be sent twice.
+//! When the other end is a wikiwire hub, the relay publishes instead: packed events in the
+//! submission form with an idempotency key, so even that line is not stored twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use wikiwire_client::{Auth, ClientError, Connection, Login, TlsSettings};
+use wikiwire_event::{Event, Filter, Format, line, packed};
+use wikiwire_hub::config::{RelayAuth, RelayConfig};
+use wikiwire_hub::{FollowError, Hub, Item, Lag};
+use wikiwire_irc_wire::IrcTarget;
+use wikiwire_irc_wire::wire::{Line, Request};
+use wikiwire_store::StoreError;
+
+/// How long the server may take to answer the PING after a line.
+const ACK_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A session that lasted this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error(transparent)]
+    Irc(#[from] ClientError),
+    #[error("the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("following the log: {0}")]
+    Follow(#[from] FollowError),
+    #[error("kicked from {0}")]
+    Kicked(String),
+    #[error("cannot send to {channel}: {reason}")]
+    CannotSend { channel: String, reason: String },
+    #[error("no acknowledgement from the server within {0:?}")]
+    NoAck(Duration),
+}
+
+pub struct Relay {
+    hub: Arc<Hub>,
+    config: RelayConfig,
+    target: IrcTarget,
+    filter: Filter,
+}
+
+impl Relay {
+    /// From checked configuration.
+    pub fn new(hub: Arc<Hub>, config: RelayConfig) -> Result<Relay, String> {
+        let target = IrcTarget::parse(&config.url)?;
+        let filter = Filter::parse(&config.filter).map_err(|error| error.to_string())?;
+        Ok(Relay { hub, config, target, filter })
+    }
+
+    /// Relays until the hub shuts down, reconnecting with backoff.
+    pub async fn run(self) {
+        let shutdown = self.hub.shutdown().clone();
+        let mut failures = 0u32;
+        loop {
+            let started = Instant::now();
+            let result = self.session(&shutdown).await;
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if started.elapsed() > STABLE {
+                failures = 0;
+            }
+            let delay = Duration::from_secs(1u64 << failures.min(6)).min(MAX_BACKOFF);
+            failures += 1;
+            self.hub.metrics().relay_failures.inc();
+            match result {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(relay = %self.target, %error, retry_in = ?delay, "relay session ended")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    fn login(&self) -> Login {
+        let account = self.config.account.clone().unwrap_or_else(|| self.config.nick.clone());
+        let password = self.config.password.clone().unwrap_or_default();
+        let auth = match self.config.auth() {
+            RelayAuth::Sasl => Auth::Sasl { account, password },
+            RelayAuth::Pass => Auth::Pass(password),
+            RelayAuth::Nickserv => Auth::NickServ { account, password },
+            RelayAuth::None => Auth::None,
+        };
+        Login {
+            nick: self.config.nick.clone(),
+            user: "wikiwire".into(),
+            realname: "wikiwire relay".into(),
+            auth,
+        }
+    }
+
+    async fn session(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
+        let tls = TlsSettings { ca_file: self.config.ca_file.clone() };
+        let mut connection = Connection::open(&self.target, &self.login(), &[], &tls).await?;
+        if matches!(self.config.auth(), RelayAuth::Nickserv) {
+            // Services may need a moment before a channel that wants identified users lets us in.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let channel = self.target.channel.clone();
+        let joined = connection.join(&channel, self.target.key.as_deref()).await?;
+        // Listeners trust only a moderated channel (SPEC §6): moderate it if we may.
+        let operator = joined
+            .members
+            .iter()
+            .any(|(prefixes, nick)| prefixes.contains('@') && nick.eq_ignore_ascii_case(&connection.nick));
+        if operator && !joined.modes.contains('m') {
+            connection.send(&Line::new("MODE").param(channel.clone()).param("+mnt")).await?;
+        }
+        // What the others see before our text: `:nick!user@host PRIVMSG #channel :`.
+        let mask = joined
+            .mask
+            .clone()
+            .unwrap_or_else(|| format!("{}!~wikiwire@{}", connection.nick, "h".repeat(63)));
+        let budget = 510usize.saturating_sub(1 + mask.len() + " PRIVMSG ".len() + channel.len() + 2);
+        let publishing = connection.is_wikiwire();
+        let name = self.config.cursor_name();
+        let store = self.hub.store();
+        let after = match store.cursor(&name).await? {
+            Some(after) => after,
+            None => {
+                // A new relay starts at the end of the log; from then on nothing is missed.
+                let last = store.bounds().await?.last_id;
+                store.set_cursor(&name, last).await?;
+                last
+            }
+        };
+        let mut follower = self.hub.follow(Some(after), self.filter.clone(), Lag::Resume).await?;
+        let metrics = Arc::clone(self.hub.metrics());
+        metrics.relay_connected.inc();
+        let _connected = scopeguard(move || metrics.relay_connected.dec());
+        tracing::info!(relay = %self.target, nick = %connection.nick, after, publishing, "relay joined");
+        let interval = Duration::from_secs_f64(1.0 / self.config.rate);
+        let mut next_send = Instant::now();
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = connection.send(&Line::new("QUIT").text("the hub is shutting down")).await;
+                    return Ok(());
+                }
+                item = follower.next() => match item? {
+                    Item::Event(event) => event,
+                    Item::Gap { from, to } => {
+                        tracing::warn!(relay = %self.target, from, to, "events removed by retention before the relay sent them");
+                        store.set_cursor(&name, to).await?;
+                        continue;
+                    }
+                },
+                message = connection.next() => {
+                    observe(&message?, &channel, &connection.nick)?;
+                    continue;
+                }
+            };
+            // Paced: the network must not take us for a flood.
+            while Instant::now() < next_send {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_send) => {}
+                    message = connection.next() => observe(&message?, &channel, &connection.nick)?,
+                }
+            }
+            self.deliver(&mut connection, &event, &channel, budget, publishing).await?;
+            next_send = Instant::now() + interval;
+            store.set_cursor(&name, event.id).await?;
+            self.hub.metrics().relay_lines.inc();
+        }
+    }
+
+    /// Sends one event and waits until the server has taken it.
+    async fn deliver(
+        &self,
+        connection: &mut Connection,
+        event: &Event,
+        channel: &str,
+        budget: usize,
+        publishing: bool,
+    ) -> Result<(), RelayError> {
+        let text = if publishing {
+            // Another hub assigns its own id; the key makes a repeat harmless.
+            let mut submission = event.clone();
+            submission.key.get_or_insert_with(|| format!("relayed:{}", event.id));
+            let packed = packed::encode_submission_within(&submission, budget);
+            if !packed.complete {
+                tracing::warn!(relay = %self.target, event = event.id, "event too long for one line: relayed without its optional fields");
+            }
+            packed.text
+        } else {
+            let wiki = self.hub.publishers().wiki(&event.wiki);
+            let show_wiki = self.filter.single_wiki().is_none() && self.config.format != Format::Packed;
+            line::render(event, wiki, self.config.format, show_wiki, budget)
+        };
+        loop {
+            let token = format!("wwrelay{}", event.id);
+            connection.send(&Line::new("PRIVMSG").param(channel).text(text.clone())).await?;
+            connection.send(&Line::new("PING").text(token.clone())).await?;
+            match self.acknowledged(connection, channel, &token).await? {
+                Outcome::Taken => return Ok(()),
+                Outcome::Refused(reason) => {
+                    tracing::error!(relay = %self.target, event = event.id, %reason, "the other hub refused the event; skipping it");
+                    return Ok(());
+                }
+                Outcome::Later(reason) => {
+                    tracing::warn!(relay = %self.target, event = event.id, %reason, "the other hub asks to wait");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        }
+    }
+
+    async fn acknowledged(
+        &self,
+        connection: &mut Connection,
+        channel: &str,
+        token: &str,
+    ) -> Result<Outcome, RelayError> {
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        let mut outcome = Outcome::Taken;
+        loop {
+            let message = tokio::time::timeout_at(deadline, connection.next())
+                .await
+                .map_err(|_| RelayError::NoAck(ACK_TIMEOUT))??;
+            match message.verb.as_str() {
+                "PONG" if message.params.last().is_some_and(|last| last == token) => return Ok(outcome),
+                "FAIL" if message.param(0) == Some("PRIVMSG") => {
+                    let reason = message.params.last().cloned().unwrap_or_default();
+                    outcome = match message.param(1) {
+                        Some("RATE_LIMITED" | "TEMPORARILY_UNAVAILABLE") => Outcome::Later(reason),
+                        _ => Outcome::Refused(reason),
+                    };
+                }
+                "404" if message.param(1).is_some_and(|target| target.eq_ignore_ascii_case(channel)) => {
+                    return Err(RelayError::CannotSend {
+                        channel: channel.to_owned(),
+                        reason: message.params.last().cloned().unwrap_or_default(),
+                    });
+                }
+                _ => observe(&message, channel, &connection.nick)?,
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Taken,
+    Refused(String),
+    Later(String),
+}
+
+/// Reacts to what the network says meanwhile: a KICK ends the session (rejoin after backoff).
+fn observe(message: &Request, channel: &str, nick: &str) -> Result<(), RelayError> {
+    let kicked = message.verb == "KICK"
+        && message.param(0).is_some_and(|target| target.eq_ignore_ascii_case(channel))
+        && message.param(1).is_some_and(|target| target.eq_ignore_ascii_case(nick));
+    if kicked {
+        return Err(RelayError::Kicked(channel.to_owned()));
+    }
+    Ok(())
+}
+
+/// Runs `action` when dropped.
+fn scopeguard(action: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(action) = self.0.take() {
+                action();
+            }
+        }
+    }
+    Guard(Some(action))
+}
