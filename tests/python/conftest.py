@@ -398,3 +398,24 @@ class NgIrcd:
             self.process.terminate()
             self.process.wait(10)
         self.log.close()
+
+
+def make_certificates(directory, names="IP:127.0.0.1,DNS:irc.test.example"):
+    """A private CA and a server certificate it signed: (ca.pem, cert.pem, key.pem)."""
+    directory = pathlib.Path(directory)
+    ca_key, ca, key, request, certificate = (directory / name for name in
+                                             ["ca.key", "ca.pem", "key.pem", "server.csr", "cert.pem"])
+    extensions = directory / "server.ext"
+    extensions.write_text(f"subjectAltName={names}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
+                          "extendedKeyUsage=serverAuth\n")
+    commands = [
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=wikiwire test CA"],
+        ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(request), "-subj", "/CN=irc.test.example"],
+        ["openssl", "x509", "-req", "-in", str(request), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+         "-out", str(certificate), "-days", "2", "-extfile", str(extensions)],
+    ]
+    for command in commands:
+        subprocess.run(command, check=True, capture_output=True)
+    return ca, certificate, key

@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from conftest import BINARY, DOKU_TOKEN, Hub, free_port
+from conftest import BINARY, DOKU_TOKEN, Hub, free_port, make_certificates
 
 
 class Listener:
@@ -171,3 +171,21 @@ def test_a_listener_refuses_what_it_cannot_trust(hub, tmp_path):
     assert "cannot join #NoSuchWiki: 403" in result.stderr
     result = subprocess.run([str(BINARY), "listen", "--irc", "http://wrong"], capture_output=True, text=True, timeout=10)
     assert result.returncode != 0 and "use irc://host" in result.stderr
+
+
+def test_listen_over_tls_with_a_private_ca(tmp_path):
+    ca, certificate, key = make_certificates(tmp_path)
+    hub = Hub(tmp_path, irc=f'tls_listen = "127.0.0.1:0"\ntls_cert = "{certificate}"\ntls_key = "{key}"')
+    try:
+        hub.publish(edit("Secure"))
+        listener = Listener(tmp_path, "--irc", f"ircs://127.0.0.1:{hub.ircs_port}/#MoinMaster.events",
+                            "--ca", str(ca), "--since", "0", "--format", "json")
+        listener.wait_for(1)
+        listener.stop()
+        assert json.loads(listener.lines()[0])["page"] == "Secure"
+        # Without the CA the certificate is not trusted: a clear error, not a silent retry loop.
+        result = subprocess.run([str(BINARY), "listen", "--irc", f"ircs://127.0.0.1:{hub.ircs_port}/#MoinMaster.events"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0 and "TLS" in result.stderr, result.stderr
+    finally:
+        hub.stop()
