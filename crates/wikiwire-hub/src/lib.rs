@@ -24,3 +24,9 @@ pub use follow::{FollowError, Follower, Item, Lag};
 pub use hub::{Hub, PublishError};
 pub use metrics::Metrics;
 pub use publisher::{Publisher, Publishers};
+
+/// Languages the bot speaks (its catalogues live in `wikiwire-xmpp`; the configuration is checked
+/// against this list).
+pub fn i18n_languages() -> &'static [&'static str] {
+    &["en", "de"]
+}
