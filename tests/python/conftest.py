@@ -89,6 +89,7 @@ class Hub:
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
         )
         self.http = None
+        self.xmlrpc = None
         self.irc_port = None
         self.ircs_port = None
         deadline = time.monotonic() + self.started_timeout
@@ -115,6 +116,8 @@ class Hub:
                 self.irc_port = int(words[1].rstrip("/").rsplit(":", 1)[1])
             elif words[:1] == ["IRCS"]:
                 self.ircs_port = int(words[1].rstrip("/").rsplit(":", 1)[1])
+            elif words[:1] == ["XMLRPC"]:
+                self.xmlrpc = words[1]
         # Keep reading stdout so the hub never blocks on a full pipe.
         threading.Thread(target=lambda: [None for _ in iter(lambda: os.read(descriptor, 4096), b"")], daemon=True).start()
 

@@ -74,6 +74,16 @@ pub struct Metrics {
     pub relay_connected: Gauge,
     pub relay_lines: Counter,
     pub relay_failures: Counter,
+    pub xmlrpc_calls: Counter,
+    pub xmlrpc_faults: Counter,
+    pub xmpp_connected: Gauge,
+    pub xmpp_connections: Counter,
+    pub xmpp_delivered: Counter,
+    pub xmpp_outbox: Gauge,
+    pub xmpp_resources: Gauge,
+    pub xmpp_commands: Counter,
+    pub xmpp_wiki_calls: Counter,
+    pub xmpp_wiki_failures: Counter,
 }
 
 /// A value read at render time, for figures that live elsewhere (the store's last id).
@@ -197,6 +207,66 @@ impl Metrics {
                 "",
                 "Relay sessions that ended in an error.",
                 Value::Counter(&self.relay_failures),
+            ),
+            (
+                "wikiwire_xmlrpc_calls_total",
+                "",
+                "XML-RPC requests from wikis to the notification bot.",
+                Value::Counter(&self.xmlrpc_calls),
+            ),
+            (
+                "wikiwire_xmlrpc_faults_total",
+                "",
+                "XML-RPC requests answered with a fault.",
+                Value::Counter(&self.xmlrpc_faults),
+            ),
+            (
+                "wikiwire_xmpp_connected",
+                "",
+                "1 while the notification bot has a stream to its XMPP server.",
+                Value::Gauge(&self.xmpp_connected),
+            ),
+            (
+                "wikiwire_xmpp_connections_total",
+                "",
+                "XMPP streams started (not counting resumptions).",
+                Value::Counter(&self.xmpp_connections),
+            ),
+            (
+                "wikiwire_xmpp_delivered_total",
+                "",
+                "Outbox items (notifications, room lines, roster changes) acknowledged by the XMPP server.",
+                Value::Counter(&self.xmpp_delivered),
+            ),
+            (
+                "wikiwire_xmpp_outbox",
+                "",
+                "Items waiting in the bot's outbox.",
+                Value::Gauge(&self.xmpp_outbox),
+            ),
+            (
+                "wikiwire_xmpp_resources",
+                "",
+                "Online client resources of contacts whose features (forms, OOB) the bot knows.",
+                Value::Gauge(&self.xmpp_resources),
+            ),
+            (
+                "wikiwire_xmpp_commands_total",
+                "",
+                "Commands users sent to the bot.",
+                Value::Counter(&self.xmpp_commands),
+            ),
+            (
+                "wikiwire_xmpp_wiki_calls_total",
+                "",
+                "XML-RPC calls the bot made to the wiki.",
+                Value::Counter(&self.xmpp_wiki_calls),
+            ),
+            (
+                "wikiwire_xmpp_wiki_failures_total",
+                "",
+                "Calls to the wiki that failed (unreachable or malformed answer, not faults).",
+                Value::Counter(&self.xmpp_wiki_failures),
             ),
         ]
     }

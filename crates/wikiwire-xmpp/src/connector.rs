@@ -84,7 +84,7 @@ impl ServerConnector for Connector {
         }
         stream.send(&XmppStreamElement::Starttls(Nonza::Request(Request))).await?;
         loop {
-            match stream.next().await.map(|item| item.map(|element| element.into_read_error()).flatten()) {
+            match stream.next().await.map(|item| item.and_then(|element| element.into_read_error())) {
                 Some(Ok(XmppStreamElement::Starttls(Nonza::Proceed(_)))) => break,
                 Some(Ok(_)) | Some(Err(ReadError::SoftTimeout)) => {}
                 Some(Err(ReadError::HardError(error))) => return Err(error.into()),

@@ -18,7 +18,7 @@ pub enum Item {
     /// A notification from the wiki's XML-RPC call, for one bare JID.
     Notification {
         to: String,
-        notification: crate::notification::Notification,
+        notification: Box<crate::notification::Notification>,
     },
     /// A hub event for a subscribed JID; rendered when sent, in the user's language.
     Event {

@@ -34,6 +34,12 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     if let Some(ircs) = running.ircs {
         println!("  IRCS  ircs://{ircs}/");
     }
+    if let Some(jid) = &running.xmpp {
+        println!("  XMPP  {jid}");
+    }
+    if let Some(xmlrpc) = running.xmlrpc {
+        println!("  XMLRPC http://{xmlrpc}/");
+    }
     println!("Stop it with Ctrl-C.");
     wait_for_signal(&running.shutdown).await;
     running.stop().await;
@@ -46,6 +52,10 @@ pub struct Running {
     pub http: SocketAddr,
     pub irc: Option<SocketAddr>,
     pub ircs: Option<SocketAddr>,
+    /// The bot's JID, when `[xmpp]` is configured.
+    pub xmpp: Option<String>,
+    /// The XML-RPC API for wikis, when `[xmlrpc]` is configured.
+    pub xmlrpc: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     tracker: TaskTracker,
     store: Arc<dyn Store>,
@@ -104,7 +114,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             wikiwire_relay::Relay::new(Arc::clone(&hub), relay.clone()).map_err(anyhow::Error::msg)?;
         tracker.spawn(relay.run());
     }
-    Ok(Running { http, irc, ircs, shutdown, tracker, store })
+    let bot = wikiwire_xmpp::start(Arc::clone(&hub), &config, &tracker).await.map_err(anyhow::Error::msg)?;
+    let (xmpp, xmlrpc) = match bot {
+        Some(bot) => (Some(bot.jid), bot.xmlrpc),
+        None => (None, None),
+    };
+    Ok(Running { http, irc, ircs, xmpp, xmlrpc, shutdown, tracker, store })
 }
 
 /// The IRC server: its fan-out, the plain listener and, with a certificate, the TLS listener.

@@ -1,0 +1,534 @@
+//! Talking to the wiki for the bot's commands (SPEC §5): the Wiki XML-RPC interface v2, in two
+//! dialects.
+//!
+//! * `moin`: MoinMoin at `<url>?action=xmlrpc2`. Each call is made as the Jabber user: the bot
+//!   asks `getJabberAuthToken(jid, secret)`, then sends `system.multicall` with
+//!   `applyAuthToken(token)` first and the method second. A token is kept per JID and reused
+//!   until `applyAuthToken` refuses it; then one fresh token is fetched and the call repeated.
+//!   An empty token (no wiki account has this JID) means the call is made anonymously, as
+//!   MoinMoin's own bot does. The user's language comes from `getUserLanguageByJID`.
+//! * `wikirpc2`: the `wiki.` method names (DokuWiki, JSPWiki) at the configured endpoint, as the
+//!   configured account (HTTP basic authentication). Full-text search is DokuWiki's
+//!   `dokuwiki.search`; title search filters `wiki.getAllPages` here; a revert reads the old
+//!   revision with `wiki.getPageVersion` and saves it with `wiki.putPage`.
+//!
+//! Answers are read with a size limit, and a document type declaration is refused as it is on
+//! the bot's own API. Tokens and the secret never reach a log line.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dxr::{MethodCall, MethodResponse, TryFromValue, TryToValue, Value};
+use regex::RegexBuilder;
+use wikiwire_hub::Metrics;
+use wikiwire_hub::config::{WikiConfig, WikiDialect};
+
+/// How long one call to the wiki may take.
+const TIMEOUT: Duration = Duration::from_secs(20);
+/// Largest answer read from the wiki.
+const MAX_ANSWER: usize = 8 * 1024 * 1024;
+/// Characters of context around search hits (MoinMoin's `length`).
+const CONTEXT: i32 = 80;
+/// How long a user's language is remembered, and how long a failed lookup is.
+const LANGUAGE_TTL: Duration = Duration::from_secs(600);
+const LANGUAGE_RETRY: Duration = Duration::from_secs(60);
+
+/// What a command asks of the wiki.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Page(String),
+    PageHtml(String),
+    AllPages,
+    PageInfo(String),
+    Search { query: String, title: bool, case: bool, regexp: bool },
+    Revert { page: String, revision: i64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageInfo {
+    pub name: String,
+    pub author: String,
+    pub version: String,
+    pub modified: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub page: String,
+    pub context: String,
+    pub url: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Text(String),
+    Pages(Vec<String>),
+    Info(PageInfo),
+    Hits(Vec<Hit>),
+    Reverted(bool),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WikiError {
+    /// The wiki answered with a fault: its text is shown to the user.
+    #[error("{0}")]
+    Fault(String),
+    /// The wiki has no such method.
+    #[error("not supported by the wiki")]
+    NotSupported,
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Malformed(String),
+}
+
+pub struct Wiki {
+    url: String,
+    http: reqwest::Client,
+    endpoint: String,
+    dialect: WikiDialect,
+    secret: Option<String>,
+    account: Option<(String, String)>,
+    tokens: Mutex<HashMap<String, String>>,
+    languages: Mutex<HashMap<String, (Option<String>, Instant)>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Wiki {
+    pub fn new(config: &WikiConfig, metrics: Arc<Metrics>) -> Result<Wiki, String> {
+        let endpoint = match config.dialect {
+            WikiDialect::Moin => {
+                let separator = if config.url.contains('?') { '&' } else { '?' };
+                format!("{}{separator}action=xmlrpc2", config.url)
+            }
+            WikiDialect::Wikirpc2 => config.url.clone(),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .user_agent(concat!("wikiwire/", env!("CARGO_PKG_VERSION"), " (notification bot)"))
+            .build()
+            .map_err(|error| format!("wiki: {error}"))?;
+        let account = match (&config.user, &config.password) {
+            (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+            _ => None,
+        };
+        Ok(Wiki {
+            url: config.url.clone(),
+            http,
+            endpoint,
+            dialect: config.dialect,
+            secret: config.secret.clone(),
+            account,
+            tokens: Mutex::new(HashMap::new()),
+            languages: Mutex::new(HashMap::new()),
+            metrics,
+        })
+    }
+
+    /// The wiki's address as configured.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Does what `request` asks, as the Jabber user `jid`.
+    pub async fn request(&self, jid: &str, request: &Request) -> Result<Answer, WikiError> {
+        match self.dialect {
+            WikiDialect::Moin => self.moin(jid, request).await,
+            WikiDialect::Wikirpc2 => self.wikirpc2(request).await,
+        }
+    }
+
+    async fn moin(&self, jid: &str, request: &Request) -> Result<Answer, WikiError> {
+        let string = |text: &str| Value::String(text.to_owned());
+        let (method, params) = match request {
+            Request::Page(page) => ("getPage", vec![string(page)]),
+            Request::PageHtml(page) => ("getPageHTML", vec![string(page)]),
+            Request::AllPages => ("getAllPages", vec![]),
+            Request::PageInfo(page) => ("getPageInfo", vec![string(page)]),
+            Request::Search { query, title, case, regexp } => (
+                "searchPagesEx",
+                vec![
+                    string(query),
+                    string(if *title { "title" } else { "text" }),
+                    Value::Integer(CONTEXT),
+                    Value::Boolean(*case),
+                    Value::Integer(0),
+                    Value::Boolean(*regexp),
+                ],
+            ),
+            Request::Revert { page, revision } => {
+                let revision = i32::try_from(*revision)
+                    .map_err(|_| WikiError::Fault(format!("no revision {revision}")))?;
+                ("revertPage", vec![string(page), Value::Integer(revision)])
+            }
+        };
+        let value = self.call_as(jid, method, params).await?;
+        match request {
+            Request::Page(_) | Request::PageHtml(_) => Ok(Answer::Text(text(&value)?)),
+            Request::AllPages => Ok(Answer::Pages(page_names(&value)?)),
+            Request::PageInfo(_) => Ok(Answer::Info(page_info(&value)?)),
+            Request::Search { .. } => Ok(Answer::Hits(moin_hits(&value)?)),
+            Request::Revert { .. } => Ok(Answer::Reverted(truthy(&value))),
+        }
+    }
+
+    async fn wikirpc2(&self, request: &Request) -> Result<Answer, WikiError> {
+        let string = |text: &str| Value::String(text.to_owned());
+        match request {
+            Request::Page(page) => Ok(Answer::Text(text(&self.call("wiki.getPage", vec![string(page)]).await?)?)),
+            Request::PageHtml(page) => {
+                Ok(Answer::Text(text(&self.call("wiki.getPageHTML", vec![string(page)]).await?)?))
+            }
+            Request::AllPages => Ok(Answer::Pages(page_names(&self.call("wiki.getAllPages", vec![]).await?)?)),
+            Request::PageInfo(page) => {
+                Ok(Answer::Info(page_info(&self.call("wiki.getPageInfo", vec![string(page)]).await?)?))
+            }
+            Request::Search { query, title: false, .. } => {
+                Ok(Answer::Hits(dokuwiki_hits(&self.call("dokuwiki.search", vec![string(query)]).await?)?))
+            }
+            Request::Search { query, title: true, case, regexp } => {
+                let pages = page_names(&self.call("wiki.getAllPages", vec![]).await?)?;
+                let pattern = if *regexp { query.clone() } else { regex::escape(query) };
+                let pattern = RegexBuilder::new(&pattern)
+                    .case_insensitive(!case)
+                    .size_limit(256 * 1024)
+                    .build()
+                    .map_err(|error| WikiError::Fault(error.to_string()))?;
+                let hits = pages
+                    .into_iter()
+                    .filter(|page| pattern.is_match(page))
+                    .map(|page| Hit { page, context: String::new(), url: None })
+                    .collect();
+                Ok(Answer::Hits(hits))
+            }
+            Request::Revert { page, revision } => {
+                let old = self
+                    .call("wiki.getPageVersion", vec![string(page), Value::Long(*revision)])
+                    .await?;
+                let old = text(&old)?;
+                if old.is_empty() {
+                    return Err(WikiError::Fault(format!("{page} has no revision {revision}")));
+                }
+                let mut options = HashMap::new();
+                options.insert("sum".to_owned(), string(&format!("reverted to revision {revision}")));
+                options.insert("minor".to_owned(), Value::Boolean(false));
+                let options = options.try_to_value().map_err(|error| WikiError::Malformed(error.to_string()))?;
+                let saved = self.call("wiki.putPage", vec![string(page), string(&old), options]).await?;
+                Ok(Answer::Reverted(truthy(&saved)))
+            }
+        }
+    }
+
+    /// The user's language as the wiki knows it (`moin` only), remembered for a while.
+    pub async fn language(&self, jid: &str) -> Option<String> {
+        if self.dialect != WikiDialect::Moin {
+            return None;
+        }
+        if let Some((language, at)) = lock(&self.languages).get(jid).cloned() {
+            let ttl = if language.is_some() { LANGUAGE_TTL } else { LANGUAGE_RETRY };
+            if at.elapsed() < ttl {
+                return language;
+            }
+        }
+        let language = match self.call("getUserLanguageByJID", vec![Value::String(jid.to_owned())]).await {
+            Ok(Value::String(code)) if !code.trim().is_empty() => Some(code.trim().to_owned()),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::debug!(%error, "no language from the wiki");
+                None
+            }
+        };
+        let mut languages = lock(&self.languages);
+        if languages.len() > 10_000 {
+            languages.clear();
+        }
+        languages.insert(jid.to_owned(), (language.clone(), Instant::now()));
+        language
+    }
+
+    /// `method` in a multicall after `applyAuthToken`, with a token for `jid` (MoinMoin).
+    async fn call_as(&self, jid: &str, method: &str, params: Vec<Value>) -> Result<Value, WikiError> {
+        for attempt in 0..2 {
+            let cached = lock(&self.tokens).get(jid).cloned();
+            let token = match cached {
+                Some(token) => token,
+                None => {
+                    let secret = self.secret.clone().unwrap_or_default();
+                    let answer = self
+                        .call("getJabberAuthToken", vec![Value::String(jid.to_owned()), Value::String(secret)])
+                        .await?;
+                    let token = String::try_from_value(&answer).unwrap_or_default();
+                    if token.is_empty() {
+                        // No wiki account with this JID: anonymous, as MoinMoin's bot does.
+                        return self.call(method, params).await;
+                    }
+                    token
+                }
+            };
+            let calls = vec![
+                multicall_entry("applyAuthToken", vec![Value::String(token.clone())])?,
+                multicall_entry(method, params.clone())?,
+            ];
+            let calls = calls.try_to_value().map_err(|error| WikiError::Malformed(error.to_string()))?;
+            let answer = self.call("system.multicall", vec![calls]).await?;
+            let mut results = multicall_results(&answer)?;
+            if results.len() != 2 {
+                return Err(WikiError::Malformed(format!("system.multicall gave {} answers for 2 calls", results.len())));
+            }
+            let result = results.pop().expect("two results");
+            if let Err(refusal) = results.pop().expect("two results") {
+                lock(&self.tokens).remove(jid);
+                if attempt == 0 {
+                    tracing::debug!("the wiki refused a kept auth token; asking for a new one");
+                    continue;
+                }
+                return Err(refusal);
+            }
+            let mut tokens = lock(&self.tokens);
+            if tokens.len() > 10_000 {
+                tokens.clear();
+            }
+            tokens.insert(jid.to_owned(), token);
+            return result;
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    /// One XML-RPC call. Faults come back as `WikiError::Fault`.
+    async fn call(&self, method: &str, params: Vec<Value>) -> Result<Value, WikiError> {
+        self.metrics.xmpp_wiki_calls.inc();
+        let result = self.call_inner(method, params).await;
+        if matches!(result, Err(WikiError::Unreachable(_) | WikiError::Malformed(_))) {
+            self.metrics.xmpp_wiki_failures.inc();
+        }
+        result
+    }
+
+    async fn call_inner(&self, method: &str, params: Vec<Value>) -> Result<Value, WikiError> {
+        let body = MethodCall { name: method.into(), params }
+            .to_xml()
+            .map_err(|error| WikiError::Malformed(error.to_string()))?;
+        let mut request = self
+            .http
+            .post(&self.endpoint)
+            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .body(body);
+        if let Some((user, password)) = &self.account {
+            request = request.basic_auth(user, Some(password));
+        }
+        // reqwest's error text names the URL, never the body: safe to show.
+        let mut response = request.send().await.map_err(|error| WikiError::Unreachable(error.without_url().to_string()))?;
+        if !response.status().is_success() {
+            return Err(WikiError::Unreachable(format!("HTTP {}", response.status())));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) =
+            response.chunk().await.map_err(|error| WikiError::Unreachable(error.without_url().to_string()))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(WikiError::Malformed(format!("an answer over {MAX_ANSWER} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        parse_answer(&body, method)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Reads a method response or a fault. Faults whose code is not an integer (MoinMoin sends
+/// `"INVALID"`) are read too.
+pub fn parse_answer(body: &[u8], method: &str) -> Result<Value, WikiError> {
+    let text = std::str::from_utf8(body).map_err(|_| WikiError::Malformed("the answer is not UTF-8".into()))?;
+    if crate::xmlrpc::has_doctype(text) {
+        return Err(WikiError::Malformed("the answer has a document type declaration".into()));
+    }
+    if let Some(start) = text.find("<fault>") {
+        let inner = &text[start..];
+        let value = match (inner.find("<value>"), inner.rfind("</value>")) {
+            (Some(from), Some(to)) if from < to => Value::from_xml(&inner[from..to + "</value>".len()]).ok(),
+            _ => None,
+        };
+        let fault = value.as_ref().map(fault_of).unwrap_or_else(|| "a fault without text".into());
+        return Err(classify(fault));
+    }
+    match MethodResponse::from_xml(text) {
+        Ok(response) => Ok(response.value),
+        Err(_) => Err(WikiError::Malformed(format!("{method}: not an XML-RPC answer"))),
+    }
+}
+
+/// The text of a fault struct: `faultString`, with a non-numeric code in front.
+fn fault_of(value: &Value) -> String {
+    let members = HashMap::<String, Value>::try_from_value(value).unwrap_or_default();
+    let reason = members.get("faultString").and_then(|value| String::try_from_value(value).ok()).unwrap_or_default();
+    match members.get("faultCode") {
+        Some(Value::Integer(code)) => format!("{code}: {reason}"),
+        Some(Value::String(code)) => format!("{code}: {reason}"),
+        _ => reason,
+    }
+}
+
+fn classify(fault: String) -> WikiError {
+    // -32601 is "method not found" in the interoperability codes; DokuWiki and Python use it.
+    if fault.starts_with("-32601:") || fault.contains("is not supported") || fault.contains("method \"") {
+        WikiError::NotSupported
+    } else {
+        WikiError::Fault(fault)
+    }
+}
+
+fn multicall_entry(method: &str, params: Vec<Value>) -> Result<Value, WikiError> {
+    let mut members = HashMap::new();
+    members.insert("methodName".to_owned(), Value::String(method.to_owned()));
+    members.insert(
+        "params".to_owned(),
+        params.try_to_value().map_err(|error| WikiError::Malformed(error.to_string()))?,
+    );
+    members.try_to_value().map_err(|error| WikiError::Malformed(error.to_string()))
+}
+
+/// The answers of a multicall: `[value]` for a result, a fault struct for a fault.
+fn multicall_results(value: &Value) -> Result<Vec<Result<Value, WikiError>>, WikiError> {
+    let entries = Vec::<Value>::try_from_value(value)
+        .map_err(|_| WikiError::Malformed("system.multicall: not an array".into()))?;
+    Ok(entries
+        .iter()
+        .map(|entry| match Vec::<Value>::try_from_value(entry) {
+            Ok(mut values) if values.len() == 1 => Ok(values.pop().expect("one value")),
+            _ => Err(classify(fault_of(entry))),
+        })
+        .collect())
+}
+
+fn text(value: &Value) -> Result<String, WikiError> {
+    match value {
+        Value::String(text) => Ok(text.clone()),
+        Value::Base64(bytes) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+        // MoinMoin answers a missing page with a struct {faultCode, faultString}.
+        Value::Struct(_) => Err(classify(fault_of(value))),
+        _ => Err(WikiError::Malformed("expected text".into())),
+    }
+}
+
+fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Boolean(yes) => *yes,
+        Value::Integer(number) => *number != 0,
+        Value::String(text) => !text.is_empty(),
+        _ => false,
+    }
+}
+
+/// Page names: strings (MoinMoin, JSPWiki) or structs with `id` or `name` (DokuWiki).
+fn page_names(value: &Value) -> Result<Vec<String>, WikiError> {
+    let items = Vec::<Value>::try_from_value(value).map_err(|_| WikiError::Malformed("expected a list of pages".into()))?;
+    Ok(items
+        .iter()
+        .filter_map(|item| match item {
+            Value::String(name) => Some(name.clone()),
+            _ => {
+                let members = HashMap::<String, Value>::try_from_value(item).ok()?;
+                members.get("id").or_else(|| members.get("name")).and_then(|name| String::try_from_value(name).ok())
+            }
+        })
+        .collect())
+}
+
+fn page_info(value: &Value) -> Result<PageInfo, WikiError> {
+    let members = HashMap::<String, Value>::try_from_value(value)
+        .map_err(|_| WikiError::Malformed("expected a page info struct".into()))?;
+    if members.contains_key("faultString") {
+        return Err(classify(fault_of(value)));
+    }
+    let field = |name: &str| match members.get(name) {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Integer(number)) => number.to_string(),
+        Some(Value::Long(number)) => number.to_string(),
+        Some(Value::DateTime(date)) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            date.year(),
+            date.month(),
+            date.day(),
+            date.hour(),
+            date.minute(),
+            date.second()
+        ),
+        _ => String::new(),
+    };
+    Ok(PageInfo {
+        name: field("name"),
+        author: field("author"),
+        version: field("version"),
+        modified: field("lastModified"),
+    })
+}
+
+/// MoinMoin's `searchPagesEx`: a list of `[name, context, url]`.
+fn moin_hits(value: &Value) -> Result<Vec<Hit>, WikiError> {
+    let items = Vec::<Value>::try_from_value(value).map_err(|_| WikiError::Malformed("expected search results".into()))?;
+    Ok(items
+        .iter()
+        .filter_map(|item| {
+            let fields = Vec::<Value>::try_from_value(item).ok()?;
+            let field = |index: usize| fields.get(index).and_then(|value| String::try_from_value(value).ok());
+            Some(Hit { page: field(0)?, context: field(1).unwrap_or_default(), url: field(2) })
+        })
+        .collect())
+}
+
+/// DokuWiki's `dokuwiki.search`: structs with `id` and `snippet`.
+fn dokuwiki_hits(value: &Value) -> Result<Vec<Hit>, WikiError> {
+    let items = Vec::<Value>::try_from_value(value).map_err(|_| WikiError::Malformed("expected search results".into()))?;
+    Ok(items
+        .iter()
+        .filter_map(|item| {
+            let members = HashMap::<String, Value>::try_from_value(item).ok()?;
+            let field = |name: &str| members.get(name).and_then(|value| String::try_from_value(value).ok());
+            Some(Hit { page: field("id")?, context: field("snippet").unwrap_or_default(), url: None })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_faults_with_text_codes_and_multicall_answers() {
+        let fault = br#"<?xml version='1.0'?><methodResponse><fault><value><struct>
+            <member><name>faultCode</name><value><string>INVALID</string></value></member>
+            <member><name>faultString</name><value><string>Invalid token.</string></value></member>
+            </struct></value></fault></methodResponse>"#;
+        assert_eq!(parse_answer(fault, "x"), Err(WikiError::Fault("INVALID: Invalid token.".into())));
+        let missing = br#"<methodResponse><fault><value><struct>
+            <member><name>faultCode</name><value><int>-32601</int></value></member>
+            <member><name>faultString</name><value><string>no such method</string></value></member>
+            </struct></value></fault></methodResponse>"#;
+        assert_eq!(parse_answer(missing, "x"), Err(WikiError::NotSupported));
+        let multicall = br#"<methodResponse><params><param><value><array><data>
+            <value><struct><member><name>faultCode</name><value><string>INVALID</string></value></member>
+            <member><name>faultString</name><value><string>Invalid token.</string></value></member></struct></value>
+            <value><array><data><value><string>page text</string></value></data></array></value>
+            </data></array></value></param></params></methodResponse>"#;
+        let results = multicall_results(&parse_answer(multicall, "x").unwrap()).unwrap();
+        assert_eq!(results[0], Err(WikiError::Fault("INVALID: Invalid token.".into())));
+        assert_eq!(results[1], Ok(Value::String("page text".into())));
+        let doctype = br#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><methodResponse/>"#;
+        assert!(matches!(parse_answer(doctype, "x"), Err(WikiError::Malformed(_))));
+    }
+
+    #[test]
+    fn page_lists_of_both_dialects() {
+        let moin = vec!["Front Page".to_owned(), "Help".to_owned()].try_to_value().unwrap();
+        assert_eq!(page_names(&moin).unwrap(), vec!["Front Page", "Help"]);
+        let mut page = HashMap::new();
+        page.insert("id".to_owned(), Value::String("wiki:syntax".into()));
+        page.insert("size".to_owned(), Value::Integer(10));
+        let doku = vec![page.try_to_value().unwrap()].try_to_value().unwrap();
+        assert_eq!(page_names(&doku).unwrap(), vec!["wiki:syntax"]);
+    }
+}

@@ -1,0 +1,186 @@
+//! The XML-RPC API for wikis (SPEC §5, seed 2), as MoinMoin 1.7's `notification_bot_uri` calls
+//! it, at `/` and `/RPC2`: `send_notification(secret, jids, notification)`,
+//! `addJIDToRoster(secret, jid)`, `removeJIDFromRoster(secret, jid)` and `system.multicall`.
+//! Each stores its work in the outbox before answering `true`.
+//!
+//! What is refused before any parsing: bodies over the limit, invalid UTF-8, and any document
+//! type declaration (no entity is ever expanded: XML-RPC has no use for a DTD). Faults use the
+//! codes of the XML-RPC fault interoperability note (-32700 parse error, -32601 unknown method,
+//! -32602 bad parameters, -32603 internal error); a wrong secret is seed 2's fault 1.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State as AxumState};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use dxr::multicall::{from_multicall_params, into_multicall_response};
+use dxr::{Fault, FaultResponse, MethodCall, MethodResponse, TryFromValue, Value};
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+use tokio_xmpp::jid::BareJid;
+
+use crate::notification::Notification;
+use crate::state::{Item, State};
+
+const NOT_ALLOWED: &str = "You are not allowed to use this bot!";
+/// Most JIDs one notification may go to, and most calls in one multicall.
+const MAX_JIDS: usize = 1000;
+const MAX_CALLS: usize = 100;
+
+pub struct Api {
+    secret: String,
+    state: State,
+    wake: Arc<Notify>,
+    metrics: Arc<wikiwire_hub::Metrics>,
+}
+
+impl Api {
+    pub fn new(secret: String, state: State, wake: Arc<Notify>, metrics: Arc<wikiwire_hub::Metrics>) -> Arc<Api> {
+        Arc::new(Api { secret, state, wake, metrics })
+    }
+}
+
+pub fn router(api: Arc<Api>, max_body: usize) -> Router {
+    Router::new()
+        .route("/", post(handle))
+        .route("/RPC2", post(handle))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(api)
+}
+
+async fn handle(AxumState(api): AxumState<Arc<Api>>, body: Bytes) -> Response {
+    api.metrics.xmlrpc_calls.inc();
+    let result = match parse(&body) {
+        Ok(call) => dispatch(&api, &call.name, call.params).await,
+        Err(fault) => Err(fault),
+    };
+    let xml = match result {
+        Ok(value) => MethodResponse { value }.to_xml(),
+        Err(fault) => {
+            api.metrics.xmlrpc_faults.inc();
+            tracing::debug!(code = fault.code(), reason = fault.string(), "XML-RPC fault");
+            FaultResponse { fault }.to_xml()
+        }
+    };
+    match xml {
+        Ok(xml) => ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot write an XML-RPC response");
+            (StatusCode::INTERNAL_SERVER_ERROR, "cannot write the response").into_response()
+        }
+    }
+}
+
+fn parse(body: &[u8]) -> Result<MethodCall<'static>, Fault> {
+    let text = std::str::from_utf8(body).map_err(|_| Fault::new(-32700, "parse error: the body is not UTF-8".into()))?;
+    // No DTD means no entity can be declared, so none can be expanded (billion laughs, XXE).
+    if has_doctype(text) {
+        return Err(Fault::new(-32700, "parse error: document type declarations are refused".into()));
+    }
+    // dxr's error quotes the whole input (the secret included): say only that it failed.
+    let call = MethodCall::from_xml(text).map_err(|_| Fault::new(-32700, "parse error: not an XML-RPC method call".into()))?;
+    Ok(MethodCall { name: call.name.into_owned().into(), params: call.params })
+}
+
+/// Whether XML text declares a document type or entities; XML-RPC has no use for either.
+pub fn has_doctype(text: &str) -> bool {
+    contains_ignoring_case(text, "<!doctype") || contains_ignoring_case(text, "<!entity")
+}
+
+fn contains_ignoring_case(text: &str, needle: &str) -> bool {
+    text.as_bytes().windows(needle.len()).any(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+async fn dispatch(api: &Api, name: &str, params: Vec<Value>) -> Result<Value, Fault> {
+    if name != "system.multicall" {
+        return call(api, name, params).await;
+    }
+    let calls = from_multicall_params(params).map_err(|_| Fault::new(-32602, "system.multicall takes one array of {methodName, params}".into()))?;
+    if calls.len() > MAX_CALLS {
+        return Err(Fault::new(-32602, format!("system.multicall: at most {MAX_CALLS} calls")));
+    }
+    let mut results = Vec::with_capacity(calls.len());
+    for entry in calls {
+        results.push(match entry {
+            Ok((name, _)) if name == "system.multicall" => Err(Fault::new(-32600, "system.multicall cannot be nested".into())),
+            Ok((name, params)) => call(api, &name, params).await,
+            Err(_) => Err(Fault::new(-32602, "each call is a struct {methodName, params}".into())),
+        });
+    }
+    Ok(into_multicall_response(results))
+}
+
+/// The methods as a table: name, parameters after the secret, and what they do.
+async fn call(api: &Api, name: &str, params: Vec<Value>) -> Result<Value, Fault> {
+    let expected = match name {
+        "send_notification" => 3,
+        "addJIDToRoster" | "removeJIDFromRoster" => 2,
+        "system.listMethods" => 0,
+        _ => return Err(Fault::new(-32601, format!("unknown method {name:?}"))),
+    };
+    if name == "system.listMethods" {
+        let names = ["send_notification", "addJIDToRoster", "removeJIDFromRoster", "system.multicall", "system.listMethods"];
+        return dxr::TryToValue::try_to_value(&names.map(str::to_owned).to_vec()).map_err(internal);
+    }
+    if params.len() != expected {
+        return Err(Fault::new(-32602, format!("{name} takes {expected} parameters, got {}", params.len())));
+    }
+    authorize(api, &params[0])?;
+    let item_result = match name {
+        "send_notification" => {
+            let jids = Vec::<String>::try_from_value(&params[1]).map_err(|_| Fault::new(-32602, "jids: an array of bare JIDs".into()))?;
+            if jids.len() > MAX_JIDS {
+                return Err(Fault::new(-32602, format!("jids: at most {MAX_JIDS}")));
+            }
+            let notification = Notification::from_value(&params[2]).map_err(|reason| Fault::new(-32602, reason))?;
+            let mut items = Vec::with_capacity(jids.len());
+            for jid in jids {
+                let to = bare(&jid)?;
+                items.push(Item::Notification { to, notification: Box::new(notification.clone()) });
+            }
+            api.state.enqueue(items).await
+        }
+        "addJIDToRoster" => {
+            let jid = bare(&String::try_from_value(&params[1]).map_err(|_| Fault::new(-32602, "jid: a string".into()))?)?;
+            api.state.remember(&jid).await.map_err(internal)?;
+            api.state.enqueue(vec![Item::RosterAdd { jid }]).await
+        }
+        _ => {
+            let jid = bare(&String::try_from_value(&params[1]).map_err(|_| Fault::new(-32602, "jid: a string".into()))?)?;
+            api.state.forget(&jid).await.map_err(internal)?;
+            api.state.enqueue(vec![Item::RosterRemove { jid }]).await
+        }
+    };
+    item_result.map_err(internal)?;
+    api.wake.notify_one();
+    Ok(Value::Boolean(true))
+}
+
+/// The secret, compared in constant time (SPEC §5).
+fn authorize(api: &Api, given: &Value) -> Result<(), Fault> {
+    let given = String::try_from_value(given).unwrap_or_default();
+    let same: bool = given.as_bytes().ct_eq(api.secret.as_bytes()).into();
+    if same {
+        Ok(())
+    } else {
+        tracing::warn!("XML-RPC call with a wrong secret refused");
+        Err(Fault::new(1, NOT_ALLOWED.into()))
+    }
+}
+
+/// A bare JID, normalised (`Alice@Example.org` → `alice@example.org`).
+fn bare(text: &str) -> Result<String, Fault> {
+    match BareJid::new(text.trim()) {
+        Ok(jid) if jid.node().is_some() => Ok(jid.to_string()),
+        _ => Err(Fault::new(-32602, format!("{text:?} is not a bare JID like user@example.org"))),
+    }
+}
+
+fn internal(error: impl std::fmt::Display) -> Fault {
+    tracing::error!(%error, "XML-RPC call failed inside the bot");
+    Fault::new(-32603, "internal error: the call was not stored; try again".into())
+}
+

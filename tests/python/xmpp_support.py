@@ -1,0 +1,241 @@
+"""XMPP test parts no one here wrote: Prosody (Debian) as the server, with its own test domain,
+certificates from a private CA and accounts; slixmpp users, each in its own thread with its own
+event loop, recording every message they get. Waits have deadlines; nothing sleeps for
+readiness."""
+
+import asyncio
+import pathlib
+import socket
+import subprocess
+import threading
+import time
+
+import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout
+
+from conftest import free_port, make_certificates
+
+DOMAIN = "wikiwire.test"
+ROOMS = "conference." + DOMAIN
+BOT = "bot@" + DOMAIN
+BOT_PASSWORD = "bot-password-Xq7"
+SECRET = "xmlrpc-secret-Zr81"
+
+
+class Prosody:
+    """Prosody on a free port, foreground, with smacks, offline storage and a MUC component."""
+
+    def __init__(self, directory, port=None):
+        self.directory = pathlib.Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "data").mkdir(exist_ok=True)
+        self.port = port or free_port()
+        self.ca, self.certificate, self.key = make_certificates(self.directory, names=f"DNS:{DOMAIN},DNS:{ROOMS}")
+        self.config = self.directory / "prosody.cfg.lua"
+        self.config.write_text(f"""
+run_as_root = true
+data_path = "{self.directory / 'data'}"
+pidfile = "{self.directory / 'prosody.pid'}"
+log = {{ debug = "{self.directory / 'prosody.log'}" }}
+c2s_ports = {{ {self.port} }}
+c2s_interfaces = {{ "127.0.0.1" }}
+c2s_direct_tls_ports = {{}}
+legacy_ssl_ports = {{}}
+s2s_ports = {{}}
+component_ports = {{}}
+http_ports = {{}}
+https_ports = {{}}
+c2s_require_encryption = true
+allow_registration = false
+authentication = "internal_hashed"
+smacks_hibernation_time = 60
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "presence"; "offline"; "smacks"; "posix"; }}
+modules_disabled = {{ "s2s" }}
+ssl = {{ key = "{self.key}"; certificate = "{self.certificate}" }}
+VirtualHost "{DOMAIN}"
+Component "{ROOMS}" "muc"
+    restrict_room_creation = false
+""")
+        self.process = None
+        self.start()
+
+    def register(self, user, password):
+        subprocess.run(
+            ["prosodyctl", "--config", str(self.config), "register", user, DOMAIN, password],
+            check=True,
+            capture_output=True,
+        )
+        return f"{user}@{DOMAIN}"
+
+    def start(self):
+        self.log = open(self.directory / "prosody.out", "a")
+        self.process = subprocess.Popen(
+            ["prosody", "--config", str(self.config), "-F"], stdout=self.log, stderr=self.log
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                assert self.process.poll() is None, self.read_log()
+                assert time.monotonic() < deadline, "Prosody did not start:\n" + self.read_log()
+                time.sleep(0.05)
+
+    def read_log(self):
+        path = self.directory / "prosody.log"
+        return path.read_text()[-4000:] if path.exists() else ""
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+    def hub_config(self, xmlrpc=True, extra=""):
+        """The `[xmpp]` (and `[xmlrpc]`) sections for a hub that uses this server."""
+        text = f"""
+[xmpp]
+jid = "{BOT}"
+password = "{BOT_PASSWORD}"
+server = "127.0.0.1"
+port = {self.port}
+ca_file = "{self.ca}"
+keepalive = "5s"
+{extra}
+"""
+        if xmlrpc:
+            text += f'\n[xmlrpc]\nlisten = "127.0.0.1:0"\nsecret = "{SECRET}"\n'
+        return text
+
+
+class Jabber:
+    """A slixmpp user. `forms=False` leaves out Data Forms (XEP-0004) and OOB (XEP-0066), as a
+    plain client would."""
+
+    def __init__(self, prosody, jid, password, forms=True, resource="test"):
+        self.jid = jid
+        self.messages = []
+        self.presences = []
+        self.iqs = []
+        self.online = threading.Event()
+        self.failed = None
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            client = slixmpp.ClientXMPP(f"{jid}/{resource}", password)
+            client.ca_certs = pathlib.Path(prosody.ca)
+            client.register_plugin("xep_0030")
+            client.register_plugin("xep_0199")
+            if forms:
+                client.register_plugin("xep_0004")
+                client.register_plugin("xep_0066")
+            client.add_event_handler("session_start", self._session_start)
+            client.add_event_handler("message", lambda message: self.messages.append(message))
+            client.add_event_handler("presence", lambda presence: self.presences.append(presence))
+            client.add_event_handler("failed_auth", lambda *_: setattr(self, "failed", "auth"))
+            self.client = client
+            client.connect(host="127.0.0.1", port=prosody.port)
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        assert self.online.wait(20), f"{jid} did not come online ({self.failed})"
+
+    async def _session_start(self, _event):
+        await self.client.get_roster()
+        self.client.send_presence()
+        self.online.set()
+
+    def call(self, coroutine, timeout=20):
+        """Runs a coroutine on the client's loop and returns its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def do(self, function, *args, **kwargs):
+        """Calls a client method on its loop."""
+        async def run():
+            return function(*args, **kwargs)
+        return self.call(run())
+
+    def send(self, to, body, kind="chat"):
+        self.do(self.client.send_message, mto=to, mbody=body, mtype=kind)
+
+    def send_raw(self, xml):
+        self.do(self.client.send_raw, xml)
+
+    def wait_message(self, predicate=lambda message: True, timeout=20, start=0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in list(self.messages[start:]):
+                if predicate(message):
+                    return message
+            time.sleep(0.02)
+        summary = [(str(m["from"]), m["type"], m["body"][:80]) for m in self.messages[-10:]]
+        raise AssertionError(f"{self.jid}: no matching message in {timeout}s; last: {summary}")
+
+    def reply_to(self, command, timeout=20):
+        """Sends a command to the bot and returns the text of its reply."""
+        start = len(self.messages)
+        self.send(BOT, command)
+        reply = self.wait_message(lambda m: str(m["from"]).startswith(BOT) and m["type"] == "chat", timeout, start)
+        return reply
+
+    def notifications(self):
+        return [m for m in self.messages if str(m["from"]).startswith(BOT) and m["type"] == "normal"]
+
+    def roster_items(self):
+        async def fetch():
+            await self.client.get_roster()
+            return {str(jid): dict(item) for jid, item in self.client.client_roster._jids.items()}
+        return self.call(fetch())
+
+    def close(self):
+        async def stop():
+            self.client.disconnect(wait=1)
+        try:
+            self.call(stop(), timeout=5)
+        except Exception:
+            pass
+        deadline = time.monotonic() + 5
+        while self.client.transport is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def wait_for(predicate, timeout=20, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+def form_fields(message):
+    """The fields of a notification form, or None: {var: value}."""
+    form = message.xml.find("{jabber:x:data}x")
+    if form is None:
+        return None
+    fields = {}
+    for field in form.findall("{jabber:x:data}field"):
+        value = field.find("{jabber:x:data}value")
+        fields[field.get("var")] = value.text if value is not None else None
+    return fields
+
+
+def oob_urls(message):
+    return [x.findtext("{jabber:x:oob}url") for x in message.xml.findall("{jabber:x:oob}x")]
+
+
+__all__ = ["Prosody", "Jabber", "wait_for", "form_fields", "oob_urls", "IqError", "IqTimeout",
+           "DOMAIN", "ROOMS", "BOT", "BOT_PASSWORD", "SECRET"]
