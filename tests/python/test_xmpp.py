@@ -1,6 +1,7 @@
 """The Jabber notification bot (SPEC §5, seed 2) against Prosody from Debian, driven by slixmpp
 users and by Python's xmlrpc.client the way MoinMoin calls `notification_bot_uri`."""
 
+import time
 import xmlrpc.client
 
 import pytest
@@ -93,3 +94,68 @@ def test_wrong_secret_and_entity_expansion_are_refused(tmp_path, prosody):
         assert list(multi()) == [True, True]
     finally:
         hub.stop()
+
+
+def test_notifications_wait_in_the_outbox_through_a_server_outage_and_a_bot_restart(tmp_path, prosody):
+    alice = prosody.register("alice", "alice-pw")
+    (tmp_path / "hub").mkdir()
+    hub = Hub(tmp_path / "hub", extra=prosody.hub_config())
+    try:
+        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
+        assert rpc.addJIDToRoster(SECRET, alice) is True
+        assert rpc.send_notification(SECRET, [alice], notification("Before")) is True
+        prosody.stop()
+        for page in ("Outage One", "Outage Two", "Outage Three"):
+            assert rpc.send_notification(SECRET, [alice], notification(page)) is True
+        prosody.start()
+        hub.stop()
+        hub.start()
+        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
+        assert rpc.send_notification(SECRET, [alice], notification("After Restart")) is True
+        user = Jabber(prosody, alice, "alice-pw", forms=False)
+        try:
+            pages = ["Before", "Outage One", "Outage Two", "Outage Three", "After Restart"]
+            wait_for(lambda: len(user.notifications()) >= len(pages), 60, "five notifications")
+            # Anything repeated would arrive right behind the rest.
+            time.sleep(2)
+            subjects = [m["subject"] for m in user.notifications()]
+            assert sorted(subjects) == sorted(f"[Wiki] Update of {page}" for page in pages), subjects
+        finally:
+            user.close()
+    finally:
+        hub.stop()
+
+
+def test_hub_subscriptions_and_commands_in_chat(tmp_path, prosody):
+    alice = prosody.register("alice", "alice-pw")
+    (tmp_path / "hub").mkdir()
+    hub = Hub(tmp_path / "hub", extra=prosody.hub_config())
+    try:
+        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
+        assert rpc.addJIDToRoster(SECRET, alice) is True
+        user = Jabber(prosody, alice, "alice-pw", forms=False)
+        try:
+            assert user.reply_to("ping")["body"]
+            assert "subscribe" in user.reply_to("help")["body"]
+            assert "MoinMaster" in user.reply_to('subscribe MoinMaster "Help/*"')["body"]
+            assert "Help/*" in user.reply_to("subscriptions")["body"]
+            hub.publish(
+                {"wiki": "MoinMaster", "action": "SAVE", "page": "Front Page", "user": "Bob"},
+                {"wiki": "MoinMaster", "action": "SAVE", "page": "Help/Editing Pages", "user": "Bob"},
+            )
+            got = user.wait_message(lambda m: m["type"] == "normal" and "Help/Editing Pages" in m["body"], 60)
+            assert "Bob" in got["body"]
+            time.sleep(1)
+            assert not [m for m in user.notifications() if "Front Page" in m["body"]]
+            assert len([m for m in user.notifications() if "Help/Editing Pages" in m["body"]]) == 1
+            user.reply_to("unsubscribe all")
+            assert "Help/*" not in user.reply_to("subscriptions")["body"]
+            # A malformed stanza from a client does not stop the bot.
+            user.send_raw(f'<message to="{BOT}" type="chat"><body>ping</body><x xmlns="jabber:x:data" type="bogus"><field/></x></message>')
+            assert user.reply_to("ping")["body"]
+        finally:
+            user.close()
+    finally:
+        hub.stop()
+    log = (tmp_path / "hub" / "hub.log").read_text()
+    assert SECRET not in log and "bot-password-Xq7" not in log
