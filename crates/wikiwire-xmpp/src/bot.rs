@@ -81,8 +81,12 @@ impl Contacts {
     /// Features every online client of the contact has (a message to a bare JID may reach any);
     /// when none is online, what was last known.
     fn features(&self, jid: &BareJid) -> Features {
-        let known: Vec<Features> =
-            self.online.get(jid).into_iter().flat_map(|resources| resources.values().flatten().copied()).collect();
+        let known: Vec<Features> = self
+            .online
+            .get(jid)
+            .into_iter()
+            .flat_map(|resources| resources.values().flatten().copied())
+            .collect();
         if known.is_empty() {
             return self.last.get(jid).copied().unwrap_or_default();
         }
@@ -279,7 +283,12 @@ impl Bot {
             Ok(None) => return,
             Err(error) => {
                 tracing::debug!(%from, %error, "no disco#info answer; plain text for this client");
-                DiscoInfoResult { node: None, identities: vec![], features: Default::default(), extensions: vec![] }
+                DiscoInfoResult {
+                    node: None,
+                    identities: vec![],
+                    features: Default::default(),
+                    extensions: vec![],
+                }
             }
         };
         let features = Features {
@@ -296,9 +305,10 @@ impl Bot {
         }
         let bare = from.to_bare();
         if let (Some(resources), Some(resource)) = (contacts.online.get_mut(&bare), from.resource())
-            && let Some(slot) = resources.get_mut(resource.as_str()) {
-                *slot = Some(features);
-            }
+            && let Some(slot) = resources.get_mut(resource.as_str())
+        {
+            *slot = Some(features);
+        }
         contacts.last.insert(bare, features);
         self.metrics().xmpp_resources.set(contacts.known_resources());
         tracing::debug!(%from, forms = features.forms, oob = features.oob, "client features");
@@ -328,7 +338,9 @@ impl Bot {
             // Answers were matched by the session; a stray one needs nothing.
             Iq::Result { .. } | Iq::Error { .. } => return,
         };
-        let from_server = from.as_ref().is_none_or(|from| from.to_bare() == self.me || from.as_str() == self.me.domain().as_str());
+        let from_server = from
+            .as_ref()
+            .is_none_or(|from| from.to_bare() == self.me || from.as_str() == self.me.domain().as_str());
         let answer = if !set && payload.is("query", ns::DISCO_INFO) {
             Some(Element::from(self.disco_info()))
         } else if !set && payload.is("ping", ns::PING) {
@@ -337,7 +349,12 @@ impl Bot {
             // A roster push (RFC 6121 §2.1.6): acknowledged; the bot keeps no roster copy.
             None
         } else {
-            let error = StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable, "en", "not offered by this bot");
+            let error = StanzaError::new(
+                ErrorType::Cancel,
+                DefinedCondition::ServiceUnavailable,
+                "en",
+                "not offered by this bot",
+            );
             if let Some(to) = from {
                 self.xmpp.post(Iq::from_error(id, error).with_to(to)).await;
             }
@@ -378,13 +395,14 @@ impl Bot {
             return;
         }
         if let Some((Lang(lang), _)) = message.get_best_body(vec![])
-            && !lang.is_empty() {
-                let mut contacts = lock(&self.contacts);
-                if contacts.languages.len() > 10_000 {
-                    contacts.languages.clear();
-                }
-                contacts.languages.insert(bare, lang.clone());
+            && !lang.is_empty()
+        {
+            let mut contacts = lock(&self.contacts);
+            if contacts.languages.len() > 10_000 {
+                contacts.languages.clear();
             }
+            contacts.languages.insert(bare, lang.clone());
+        }
         self.metrics().xmpp_commands.inc();
         if self.commands.try_send((from.clone(), message)).is_err() {
             tracing::warn!("commands arrive faster than they are answered; one was dropped");
@@ -394,9 +412,10 @@ impl Bot {
     /// The language for a user: the wiki's, else the one they write in, else the configured one.
     pub(crate) async fn language(&self, jid: &BareJid) -> &'static str {
         if let Some(wiki) = &self.wiki
-            && let Some(language) = wiki.language(jid.as_str()).await {
-                return i18n::language(&language);
-            }
+            && let Some(language) = wiki.language(jid.as_str()).await
+        {
+            return i18n::language(&language);
+        }
         let written = lock(&self.contacts).languages.get(jid).cloned();
         i18n::language(written.as_deref().unwrap_or(&self.config.language))
     }
@@ -422,27 +441,44 @@ impl Bot {
             .iter()
             .find(|payload| payload.is("x", render::NS_DATA_FORMS))
             .and_then(|payload| DataForm::try_from(payload.clone()).ok())
-            && form.type_ == DataFormType::Submit && form.form_type() == Some(render::SEARCH_FORM) {
-                let value = |var: &str| {
-                    form.fields.iter().find(|field| field.var.as_deref() == Some(var)).and_then(|field| field.values.first().cloned()).unwrap_or_default()
-                };
-                let flag = |var: &str| matches!(value(var).as_str(), "1" | "true");
-                let query = value("query");
-                if query.trim().is_empty() {
-                    return render::chat(from.clone(), &i18n::fill(lang, "usage", &[("usage", i18n::text(lang, "help.search"))]));
-                }
-                let request = Request::Search { query, title: value("type") == "title", case: flag("case"), regexp: flag("regexp") };
-                return render::chat(from.clone(), &self.wiki_reply(from, &request, lang).await);
+            && form.type_ == DataFormType::Submit
+            && form.form_type() == Some(render::SEARCH_FORM)
+        {
+            let value = |var: &str| {
+                form.fields
+                    .iter()
+                    .find(|field| field.var.as_deref() == Some(var))
+                    .and_then(|field| field.values.first().cloned())
+                    .unwrap_or_default()
+            };
+            let flag = |var: &str| matches!(value(var).as_str(), "1" | "true");
+            let query = value("query");
+            if query.trim().is_empty() {
+                return render::chat(
+                    from.clone(),
+                    &i18n::fill(lang, "usage", &[("usage", i18n::text(lang, "help.search"))]),
+                );
             }
+            let request = Request::Search {
+                query,
+                title: value("type") == "title",
+                case: flag("case"),
+                regexp: flag("regexp"),
+            };
+            return render::chat(from.clone(), &self.wiki_reply(from, &request, lang).await);
+        }
         let body = message.get_best_body(vec![lang]).map(|(_, body)| body.clone()).unwrap_or_default();
         let text = match commands::parse(&body) {
             Ok(Command::Help(topic)) => self.help(topic.as_deref(), lang),
             Ok(Command::Ping) => i18n::text(lang, "pong").to_owned(),
             Ok(Command::SearchForm) => return render::search_form(from.clone(), lang),
             Ok(Command::Wiki(request)) => self.wiki_reply(from, &request, lang).await,
-            Ok(Command::Subscribe { wiki, pages }) => self.subscribe(&from.to_bare(), &wiki, pages, lang).await,
+            Ok(Command::Subscribe { wiki, pages }) => {
+                self.subscribe(&from.to_bare(), &wiki, pages, lang).await
+            }
             Ok(Command::Unsubscribe { wiki, pages }) => {
-                match self.state.unsubscribe(from.to_bare().as_str(), wiki.as_deref(), pages.as_deref()).await {
+                match self.state.unsubscribe(from.to_bare().as_str(), wiki.as_deref(), pages.as_deref()).await
+                {
                     Ok(count) => {
                         self.load_subscriptions().await;
                         i18n::fill(lang, "unsubscribed", &[("count", &count.to_string())])
@@ -453,7 +489,8 @@ impl Bot {
                     }
                 }
             }
-            Ok(Command::Subscriptions) => match self.state.subscriptions(Some(from.to_bare().as_str())).await {
+            Ok(Command::Subscriptions) => match self.state.subscriptions(Some(from.to_bare().as_str())).await
+            {
                 Ok(list) if list.is_empty() => i18n::text(lang, "no_subscriptions").to_owned(),
                 Ok(list) => {
                     let mut text = i18n::text(lang, "subscriptions").to_owned();
@@ -472,7 +509,9 @@ impl Bot {
                     i18n::text(lang, "state_error").to_owned()
                 }
             },
-            Err(ParseError::Unknown(command)) => i18n::fill(lang, "unknown_command", &[("command", &command)]),
+            Err(ParseError::Unknown(command)) => {
+                i18n::fill(lang, "unknown_command", &[("command", &command)])
+            }
             Err(ParseError::Usage(command)) => {
                 i18n::fill(lang, "usage", &[("usage", i18n::text(lang, &format!("help.{command}")))])
             }
@@ -482,9 +521,10 @@ impl Bot {
 
     fn help(&self, topic: Option<&str>, lang: &str) -> String {
         if let Some(topic) = topic
-            && commands::COMMANDS.contains(&topic) {
-                return i18n::text(lang, &format!("help.{topic}")).to_owned();
-            }
+            && commands::COMMANDS.contains(&topic)
+        {
+            return i18n::text(lang, &format!("help.{topic}")).to_owned();
+        }
         let name = self.wiki.as_ref().map_or(self.hub.public_url(), |wiki| wiki.url());
         let mut text = i18n::fill(lang, "help.intro", &[("wiki", name)]);
         for command in commands::COMMANDS {
@@ -509,7 +549,9 @@ impl Bot {
         let answer = match wiki.request(from.to_bare().as_str(), request).await {
             Ok(answer) => answer,
             Err(WikiError::Fault(fault)) => return i18n::fill(lang, "wiki_error", &[("error", &fault)]),
-            Err(WikiError::NotSupported) => return i18n::fill(lang, "not_supported", &[("command", command)]),
+            Err(WikiError::NotSupported) => {
+                return i18n::fill(lang, "not_supported", &[("command", command)]);
+            }
             Err(error) => return i18n::fill(lang, "wiki_unreachable", &[("error", &error.to_string())]),
         };
         let text = match (answer, request) {
@@ -525,13 +567,22 @@ impl Bot {
             (Answer::Info(info), _) => i18n::fill(
                 lang,
                 "page_info",
-                &[("page", &info.name), ("version", &info.version), ("author", &info.author), ("date", &info.modified)],
+                &[
+                    ("page", &info.name),
+                    ("version", &info.version),
+                    ("author", &info.author),
+                    ("date", &info.modified),
+                ],
             ),
             (Answer::Hits(hits), Request::Search { query, .. }) if hits.is_empty() => {
                 i18n::fill(lang, "search_nothing", &[("query", query)])
             }
             (Answer::Hits(hits), Request::Search { query, .. }) => {
-                let mut text = i18n::fill(lang, "search_results", &[("count", &hits.len().to_string()), ("query", query)]);
+                let mut text = i18n::fill(
+                    lang,
+                    "search_results",
+                    &[("count", &hits.len().to_string()), ("query", query)],
+                );
                 for hit in hits {
                     text.push_str("\n• ");
                     text.push_str(&hit.page);
@@ -560,17 +611,20 @@ impl Bot {
 
     async fn subscribe(&self, jid: &BareJid, wiki: &str, pages: Option<String>, lang: &str) -> String {
         let publishers = self.hub.publishers();
-        let Some(description) = publishers.wikis().iter().find(|known| known.name.eq_ignore_ascii_case(wiki)) else {
+        let Some(description) = publishers.wikis().iter().find(|known| known.name.eq_ignore_ascii_case(wiki))
+        else {
             let names: Vec<&str> = publishers.wikis().iter().map(|known| known.name.as_str()).collect();
             return i18n::fill(lang, "no_such_wiki", &[("wiki", wiki), ("wikis", &names.join(", "))]);
         };
         let pattern = pages.unwrap_or_default();
         if !pattern.is_empty()
-            && let Err(error) = Filter::from_pairs([("page", pattern.as_str())]) {
-                return i18n::fill(lang, "bad_pattern", &[("pattern", &pattern), ("error", &error.to_string())]);
-            }
+            && let Err(error) = Filter::from_pairs([("page", pattern.as_str())])
+        {
+            return i18n::fill(lang, "bad_pattern", &[("pattern", &pattern), ("error", &error.to_string())]);
+        }
         let shown = if pattern.is_empty() { String::new() } else { format!(" ({pattern})") };
-        let subscription = Subscription { jid: jid.to_string(), wiki: description.name.clone(), pages: pattern };
+        let subscription =
+            Subscription { jid: jid.to_string(), wiki: description.name.clone(), pages: pattern };
         match self.state.subscribe(subscription).await {
             Ok(added) => {
                 self.load_subscriptions().await;
@@ -713,7 +767,9 @@ impl Bot {
     async fn delivered(&self, id: i64) {
         match self.state.done(id).await {
             Ok(()) => self.metrics().xmpp_delivered.inc(),
-            Err(error) => tracing::error!(%error, id, "cannot mark an outbox item done; it may be sent twice"),
+            Err(error) => {
+                tracing::error!(%error, id, "cannot mark an outbox item done; it may be sent twice")
+            }
         }
     }
 

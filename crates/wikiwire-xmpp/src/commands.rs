@@ -10,9 +10,15 @@ pub enum Command {
     Ping,
     Wiki(Request),
     SearchForm,
-    Subscribe { wiki: String, pages: Option<String> },
+    Subscribe {
+        wiki: String,
+        pages: Option<String>,
+    },
     /// `wiki: None` removes every subscription.
-    Unsubscribe { wiki: Option<String>, pages: Option<String> },
+    Unsubscribe {
+        wiki: Option<String>,
+        pages: Option<String>,
+    },
     Subscriptions,
 }
 
@@ -177,7 +183,12 @@ mod tests {
         );
         assert_eq!(
             parse("search regexp \"^Help\""),
-            Ok(Command::Wiki(Request::Search { query: "^Help".into(), title: false, case: false, regexp: true }))
+            Ok(Command::Wiki(Request::Search {
+                query: "^Help".into(),
+                title: false,
+                case: false,
+                regexp: true
+            }))
         );
         assert_eq!(parse("search title"), Err(ParseError::Usage("search")));
         assert_eq!(

@@ -48,7 +48,8 @@ pub async fn start(hub: Arc<Hub>, config: &Config, tracker: &TaskTracker) -> Res
     let Some(xmpp) = config.xmpp.clone() else {
         return Ok(None);
     };
-    let state = state::State::open(&config.data_dir.join("xmpp.sqlite")).map_err(|error| error.to_string())?;
+    let state =
+        state::State::open(&config.data_dir.join("xmpp.sqlite")).map_err(|error| error.to_string())?;
     let jid = Jid::new(&xmpp.jid).map_err(|error| format!("xmpp.jid: {error}"))?;
     let server = xmpp.server.clone().unwrap_or_else(|| jid.domain().to_string());
     let connector = connector::Connector::new(&server, xmpp.port, xmpp.ca_file.as_deref())?;
@@ -64,7 +65,12 @@ pub async fn start(hub: Arc<Hub>, config: &Config, tracker: &TaskTracker) -> Res
                 .map_err(|error| format!("cannot listen for XML-RPC on {}: {error}", api.listen))?;
             let address = listener.local_addr().map_err(|error| error.to_string())?;
             let router = xmlrpc::router(
-                xmlrpc::Api::new(api.secret.clone(), state.clone(), Arc::clone(&wake), Arc::clone(hub.metrics())),
+                xmlrpc::Api::new(
+                    api.secret.clone(),
+                    state.clone(),
+                    Arc::clone(&wake),
+                    Arc::clone(hub.metrics()),
+                ),
                 api.max_body,
             );
             let shutdown = hub.shutdown().clone();

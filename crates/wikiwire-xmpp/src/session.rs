@@ -32,7 +32,10 @@ const INCOMING: usize = 1024;
 pub enum Incoming {
     /// A new stream (first, or after a reconnection that could not resume): presence, rooms and
     /// everything not acknowledged must be sent again.
-    Online { jid: Jid, stream_management: bool },
+    Online {
+        jid: Jid,
+        stream_management: bool,
+    },
     Suspended,
     Resumed,
     Stanza(Box<Stanza>),
@@ -49,8 +52,16 @@ pub enum IqError {
 }
 
 enum Request {
-    Send { stanza: Box<Stanza>, reply: Option<oneshot::Sender<StanzaToken>> },
-    Iq { to: Option<Jid>, set: bool, payload: Element, reply: oneshot::Sender<Result<Option<Element>, IqError>> },
+    Send {
+        stanza: Box<Stanza>,
+        reply: Option<oneshot::Sender<StanzaToken>>,
+    },
+    Iq {
+        to: Option<Jid>,
+        set: bool,
+        payload: Element,
+        reply: oneshot::Sender<Result<Option<Element>, IqError>>,
+    },
 }
 
 /// A handle on the session, cheap to clone.
@@ -63,7 +74,10 @@ impl Xmpp {
     /// Sends a stanza; the token tells when the server has acknowledged it.
     pub async fn send(&self, stanza: impl Into<Stanza>) -> Option<StanzaToken> {
         let (reply, token) = oneshot::channel();
-        self.requests.send(Request::Send { stanza: Box::new(stanza.into()), reply: Some(reply) }).await.ok()?;
+        self.requests
+            .send(Request::Send { stanza: Box::new(stanza.into()), reply: Some(reply) })
+            .await
+            .ok()?;
         token.await.ok()
     }
 
@@ -72,11 +86,19 @@ impl Xmpp {
         let _ = self.requests.send(Request::Send { stanza: Box::new(stanza.into()), reply: None }).await;
     }
 
-    pub async fn get(&self, to: Option<Jid>, payload: impl Into<Element>) -> Result<Option<Element>, IqError> {
+    pub async fn get(
+        &self,
+        to: Option<Jid>,
+        payload: impl Into<Element>,
+    ) -> Result<Option<Element>, IqError> {
         self.iq(to, false, payload.into()).await
     }
 
-    pub async fn set(&self, to: Option<Jid>, payload: impl Into<Element>) -> Result<Option<Element>, IqError> {
+    pub async fn set(
+        &self,
+        to: Option<Jid>,
+        payload: impl Into<Element>,
+    ) -> Result<Option<Element>, IqError> {
         self.iq(to, true, payload.into()).await
     }
 

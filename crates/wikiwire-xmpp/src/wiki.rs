@@ -176,11 +176,15 @@ impl Wiki {
     async fn wikirpc2(&self, request: &Request) -> Result<Answer, WikiError> {
         let string = |text: &str| Value::String(text.to_owned());
         match request {
-            Request::Page(page) => Ok(Answer::Text(text(&self.call("wiki.getPage", vec![string(page)]).await?)?)),
+            Request::Page(page) => {
+                Ok(Answer::Text(text(&self.call("wiki.getPage", vec![string(page)]).await?)?))
+            }
             Request::PageHtml(page) => {
                 Ok(Answer::Text(text(&self.call("wiki.getPageHTML", vec![string(page)]).await?)?))
             }
-            Request::AllPages => Ok(Answer::Pages(page_names(&self.call("wiki.getAllPages", vec![]).await?)?)),
+            Request::AllPages => {
+                Ok(Answer::Pages(page_names(&self.call("wiki.getAllPages", vec![]).await?)?))
+            }
             Request::PageInfo(page) => {
                 Ok(Answer::Info(page_info(&self.call("wiki.getPageInfo", vec![string(page)]).await?)?))
             }
@@ -203,9 +207,8 @@ impl Wiki {
                 Ok(Answer::Hits(hits))
             }
             Request::Revert { page, revision } => {
-                let old = self
-                    .call("wiki.getPageVersion", vec![string(page), Value::Long(*revision)])
-                    .await?;
+                let old =
+                    self.call("wiki.getPageVersion", vec![string(page), Value::Long(*revision)]).await?;
                 let old = text(&old)?;
                 if old.is_empty() {
                     return Err(WikiError::Fault(format!("{page} has no revision {revision}")));
@@ -213,7 +216,8 @@ impl Wiki {
                 let mut options = HashMap::new();
                 options.insert("sum".to_owned(), string(&format!("reverted to revision {revision}")));
                 options.insert("minor".to_owned(), Value::Boolean(false));
-                let options = options.try_to_value().map_err(|error| WikiError::Malformed(error.to_string()))?;
+                let options =
+                    options.try_to_value().map_err(|error| WikiError::Malformed(error.to_string()))?;
                 let saved = self.call("wiki.putPage", vec![string(page), string(&old), options]).await?;
                 Ok(Answer::Reverted(truthy(&saved)))
             }
@@ -256,7 +260,10 @@ impl Wiki {
                 None => {
                     let secret = self.secret.clone().unwrap_or_default();
                     let answer = self
-                        .call("getJabberAuthToken", vec![Value::String(jid.to_owned()), Value::String(secret)])
+                        .call(
+                            "getJabberAuthToken",
+                            vec![Value::String(jid.to_owned()), Value::String(secret)],
+                        )
                         .await?;
                     let token = String::try_from_value(&answer).unwrap_or_default();
                     if token.is_empty() {
@@ -274,7 +281,10 @@ impl Wiki {
             let answer = self.call("system.multicall", vec![calls]).await?;
             let mut results = multicall_results(&answer)?;
             if results.len() != 2 {
-                return Err(WikiError::Malformed(format!("system.multicall gave {} answers for 2 calls", results.len())));
+                return Err(WikiError::Malformed(format!(
+                    "system.multicall gave {} answers for 2 calls",
+                    results.len()
+                )));
             }
             let result = results.pop().expect("two results");
             if let Err(refusal) = results.pop().expect("two results") {
@@ -318,7 +328,8 @@ impl Wiki {
             request = request.basic_auth(user, Some(password));
         }
         // reqwest's error text names the URL, never the body: safe to show.
-        let mut response = request.send().await.map_err(|error| WikiError::Unreachable(error.without_url().to_string()))?;
+        let mut response =
+            request.send().await.map_err(|error| WikiError::Unreachable(error.without_url().to_string()))?;
         if !response.status().is_success() {
             return Err(WikiError::Unreachable(format!("HTTP {}", response.status())));
         }
@@ -342,7 +353,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Reads a method response or a fault. Faults whose code is not an integer (MoinMoin sends
 /// `"INVALID"`) are read too.
 pub fn parse_answer(body: &[u8], method: &str) -> Result<Value, WikiError> {
-    let text = std::str::from_utf8(body).map_err(|_| WikiError::Malformed("the answer is not UTF-8".into()))?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| WikiError::Malformed("the answer is not UTF-8".into()))?;
     if crate::xmlrpc::has_doctype(text) {
         return Err(WikiError::Malformed("the answer has a document type declaration".into()));
     }
@@ -364,7 +376,8 @@ pub fn parse_answer(body: &[u8], method: &str) -> Result<Value, WikiError> {
 /// The text of a fault struct: `faultString`, with a non-numeric code in front.
 fn fault_of(value: &Value) -> String {
     let members = HashMap::<String, Value>::try_from_value(value).unwrap_or_default();
-    let reason = members.get("faultString").and_then(|value| String::try_from_value(value).ok()).unwrap_or_default();
+    let reason =
+        members.get("faultString").and_then(|value| String::try_from_value(value).ok()).unwrap_or_default();
     match members.get("faultCode") {
         Some(Value::Integer(code)) => format!("{code}: {reason}"),
         Some(Value::String(code)) => format!("{code}: {reason}"),
@@ -425,14 +438,18 @@ fn truthy(value: &Value) -> bool {
 
 /// Page names: strings (MoinMoin, JSPWiki) or structs with `id` or `name` (DokuWiki).
 fn page_names(value: &Value) -> Result<Vec<String>, WikiError> {
-    let items = Vec::<Value>::try_from_value(value).map_err(|_| WikiError::Malformed("expected a list of pages".into()))?;
+    let items = Vec::<Value>::try_from_value(value)
+        .map_err(|_| WikiError::Malformed("expected a list of pages".into()))?;
     Ok(items
         .iter()
         .filter_map(|item| match item {
             Value::String(name) => Some(name.clone()),
             _ => {
                 let members = HashMap::<String, Value>::try_from_value(item).ok()?;
-                members.get("id").or_else(|| members.get("name")).and_then(|name| String::try_from_value(name).ok())
+                members
+                    .get("id")
+                    .or_else(|| members.get("name"))
+                    .and_then(|name| String::try_from_value(name).ok())
             }
         })
         .collect())
@@ -469,7 +486,8 @@ fn page_info(value: &Value) -> Result<PageInfo, WikiError> {
 
 /// MoinMoin's `searchPagesEx`: a list of `[name, context, url]`.
 fn moin_hits(value: &Value) -> Result<Vec<Hit>, WikiError> {
-    let items = Vec::<Value>::try_from_value(value).map_err(|_| WikiError::Malformed("expected search results".into()))?;
+    let items = Vec::<Value>::try_from_value(value)
+        .map_err(|_| WikiError::Malformed("expected search results".into()))?;
     Ok(items
         .iter()
         .filter_map(|item| {
@@ -482,7 +500,8 @@ fn moin_hits(value: &Value) -> Result<Vec<Hit>, WikiError> {
 
 /// DokuWiki's `dokuwiki.search`: structs with `id` and `snippet`.
 fn dokuwiki_hits(value: &Value) -> Result<Vec<Hit>, WikiError> {
-    let items = Vec::<Value>::try_from_value(value).map_err(|_| WikiError::Malformed("expected search results".into()))?;
+    let items = Vec::<Value>::try_from_value(value)
+        .map_err(|_| WikiError::Malformed("expected search results".into()))?;
     Ok(items
         .iter()
         .filter_map(|item| {

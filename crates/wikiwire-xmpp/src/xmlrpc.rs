@@ -38,7 +38,12 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(secret: String, state: State, wake: Arc<Notify>, metrics: Arc<wikiwire_hub::Metrics>) -> Arc<Api> {
+    pub fn new(
+        secret: String,
+        state: State,
+        wake: Arc<Notify>,
+        metrics: Arc<wikiwire_hub::Metrics>,
+    ) -> Arc<Api> {
         Arc::new(Api { secret, state, wake, metrics })
     }
 }
@@ -75,13 +80,15 @@ async fn handle(AxumState(api): AxumState<Arc<Api>>, body: Bytes) -> Response {
 }
 
 fn parse(body: &[u8]) -> Result<MethodCall<'static>, Fault> {
-    let text = std::str::from_utf8(body).map_err(|_| Fault::new(-32700, "parse error: the body is not UTF-8".into()))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Fault::new(-32700, "parse error: the body is not UTF-8".into()))?;
     // No DTD means no entity can be declared, so none can be expanded (billion laughs, XXE).
     if has_doctype(text) {
         return Err(Fault::new(-32700, "parse error: document type declarations are refused".into()));
     }
     // dxr's error quotes the whole input (the secret included): say only that it failed.
-    let call = MethodCall::from_xml(text).map_err(|_| Fault::new(-32700, "parse error: not an XML-RPC method call".into()))?;
+    let call = MethodCall::from_xml(text)
+        .map_err(|_| Fault::new(-32700, "parse error: not an XML-RPC method call".into()))?;
     Ok(MethodCall { name: call.name.into_owned().into(), params: call.params })
 }
 
@@ -98,14 +105,17 @@ async fn dispatch(api: &Api, name: &str, params: Vec<Value>) -> Result<Value, Fa
     if name != "system.multicall" {
         return call(api, name, params).await;
     }
-    let calls = from_multicall_params(params).map_err(|_| Fault::new(-32602, "system.multicall takes one array of {methodName, params}".into()))?;
+    let calls = from_multicall_params(params)
+        .map_err(|_| Fault::new(-32602, "system.multicall takes one array of {methodName, params}".into()))?;
     if calls.len() > MAX_CALLS {
         return Err(Fault::new(-32602, format!("system.multicall: at most {MAX_CALLS} calls")));
     }
     let mut results = Vec::with_capacity(calls.len());
     for entry in calls {
         results.push(match entry {
-            Ok((name, _)) if name == "system.multicall" => Err(Fault::new(-32600, "system.multicall cannot be nested".into())),
+            Ok((name, _)) if name == "system.multicall" => {
+                Err(Fault::new(-32600, "system.multicall cannot be nested".into()))
+            }
             Ok((name, params)) => call(api, &name, params).await,
             Err(_) => Err(Fault::new(-32602, "each call is a struct {methodName, params}".into())),
         });
@@ -122,7 +132,13 @@ async fn call(api: &Api, name: &str, params: Vec<Value>) -> Result<Value, Fault>
         _ => return Err(Fault::new(-32601, format!("unknown method {name:?}"))),
     };
     if name == "system.listMethods" {
-        let names = ["send_notification", "addJIDToRoster", "removeJIDFromRoster", "system.multicall", "system.listMethods"];
+        let names = [
+            "send_notification",
+            "addJIDToRoster",
+            "removeJIDFromRoster",
+            "system.multicall",
+            "system.listMethods",
+        ];
         return dxr::TryToValue::try_to_value(&names.map(str::to_owned).to_vec()).map_err(internal);
     }
     if params.len() != expected {
@@ -131,11 +147,13 @@ async fn call(api: &Api, name: &str, params: Vec<Value>) -> Result<Value, Fault>
     authorize(api, &params[0])?;
     let item_result = match name {
         "send_notification" => {
-            let jids = Vec::<String>::try_from_value(&params[1]).map_err(|_| Fault::new(-32602, "jids: an array of bare JIDs".into()))?;
+            let jids = Vec::<String>::try_from_value(&params[1])
+                .map_err(|_| Fault::new(-32602, "jids: an array of bare JIDs".into()))?;
             if jids.len() > MAX_JIDS {
                 return Err(Fault::new(-32602, format!("jids: at most {MAX_JIDS}")));
             }
-            let notification = Notification::from_value(&params[2]).map_err(|reason| Fault::new(-32602, reason))?;
+            let notification =
+                Notification::from_value(&params[2]).map_err(|reason| Fault::new(-32602, reason))?;
             let mut items = Vec::with_capacity(jids.len());
             for jid in jids {
                 let to = bare(&jid)?;
@@ -144,12 +162,18 @@ async fn call(api: &Api, name: &str, params: Vec<Value>) -> Result<Value, Fault>
             api.state.enqueue(items).await
         }
         "addJIDToRoster" => {
-            let jid = bare(&String::try_from_value(&params[1]).map_err(|_| Fault::new(-32602, "jid: a string".into()))?)?;
+            let jid = bare(
+                &String::try_from_value(&params[1])
+                    .map_err(|_| Fault::new(-32602, "jid: a string".into()))?,
+            )?;
             api.state.remember(&jid).await.map_err(internal)?;
             api.state.enqueue(vec![Item::RosterAdd { jid }]).await
         }
         _ => {
-            let jid = bare(&String::try_from_value(&params[1]).map_err(|_| Fault::new(-32602, "jid: a string".into()))?)?;
+            let jid = bare(
+                &String::try_from_value(&params[1])
+                    .map_err(|_| Fault::new(-32602, "jid: a string".into()))?,
+            )?;
             api.state.forget(&jid).await.map_err(internal)?;
             api.state.enqueue(vec![Item::RosterRemove { jid }]).await
         }
@@ -183,4 +207,3 @@ fn internal(error: impl std::fmt::Display) -> Fault {
     tracing::error!(%error, "XML-RPC call failed inside the bot");
     Fault::new(-32603, "internal error: the call was not stored; try again".into())
 }
-
