@@ -159,3 +159,24 @@ def test_hub_subscriptions_and_commands_in_chat(tmp_path, prosody):
         hub.stop()
     log = (tmp_path / "hub" / "hub.log").read_text()
     assert SECRET not in log and "bot-password-Xq7" not in log
+
+
+def test_roster_add_and_remove_really_change_the_subscription(tmp_path, prosody):
+    alice = prosody.register("alice", "alice-pw")
+    (tmp_path / "hub").mkdir()
+    hub = Hub(tmp_path / "hub", extra=prosody.hub_config())
+    user = Jabber(prosody, alice, "alice-pw")
+    try:
+        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
+
+        def subscription():
+            item = user.roster_items().get(BOT)
+            return None if item is None or item["removed"] else item["subscription"]
+
+        assert rpc.addJIDToRoster(SECRET, alice) is True
+        wait_for(lambda: subscription() == "both", 30, "a mutual subscription with the bot")
+        assert rpc.removeJIDFromRoster(SECRET, alice) is True
+        wait_for(lambda: subscription() in (None, "none"), 30, "the subscription removed")
+    finally:
+        user.close()
+        hub.stop()

@@ -194,7 +194,9 @@ class Jabber:
     def roster_items(self):
         async def fetch():
             await self.client.get_roster()
-            return {str(jid): dict(item) for jid, item in self.client.client_roster._jids.items()}
+            roster = self.client.client_roster
+            return {str(jid): {"subscription": roster[jid]["subscription"], "removed": roster[jid]["removed"]}
+                    for jid in roster.keys()}
         return self.call(fetch())
 
     def close(self):
