@@ -180,3 +180,32 @@ def test_roster_add_and_remove_really_change_the_subscription(tmp_path, prosody)
     finally:
         user.close()
         hub.stop()
+
+
+def test_moin_dialect_commands_with_the_auth_token_flow_and_the_users_language(tmp_path, prosody):
+    from moin_fixture import MoinWiki
+
+    alice = prosody.register("alice", "alice-pw")
+    wiki = MoinWiki("wiki-secret-Q2", {"Front Page": "= Welcome =\nHello there", "Other": "x"}, {alice: "de"})
+    (tmp_path / "hub").mkdir()
+    extra = prosody.hub_config() + f'\n[wiki]\nurl = "{wiki.url}"\ndialect = "moin"\nsecret = "wiki-secret-Q2"\n'
+    hub = Hub(tmp_path / "hub", extra=extra)
+    user = Jabber(prosody, alice, "alice-pw", forms=False)
+    try:
+        assert "Hello there" in user.reply_to('getpage "Front Page"')["body"]
+        assert "Other" in user.reply_to("getpagelist")["body"]
+        # The token is reused: one getJabberAuthToken for two commands.
+        assert wiki.calls.count("getJabberAuthToken") == 1, wiki.calls
+        assert wiki.calls.count("applyAuthToken") == 2, wiki.calls
+        # A token the wiki forgot fails once, and the bot fetches a new one.
+        wiki.forget_tokens()
+        assert "Hello there" in user.reply_to('getpage "Front Page"')["body"]
+        assert wiki.calls.count("getJabberAuthToken") == 2, wiki.calls
+        # German from getUserLanguageByJID: the help text is the German one.
+        assert "Seitenmuster" in user.reply_to("help")["body"]
+    finally:
+        user.close()
+        hub.stop()
+        wiki.close()
+    assert "wiki-secret-Q2" not in (tmp_path / "hub" / "hub.log").read_text()
+    assert "token-1" not in (tmp_path / "hub" / "hub.log").read_text()
