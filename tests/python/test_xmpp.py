@@ -18,6 +18,12 @@ def prosody(tmp_path):
     server.stop()
 
 
+def bot_hub(tmp_path, prosody, extra=""):
+    """A hub whose bot logs in to `prosody`, with the XML-RPC API for wikis."""
+    (tmp_path / "hub").mkdir()
+    return Hub(tmp_path / "hub", extra=prosody.hub_config() + extra)
+
+
 def notification(page="FrontPage", action="page_changed", **more):
     body = {
         "action": action,
@@ -36,8 +42,7 @@ def notification(page="FrontPage", action="page_changed", **more):
 def test_send_notification_reaches_a_form_client_and_a_plain_client(tmp_path, prosody):
     alice = prosody.register("alice", "alice-pw")
     bob = prosody.register("bob", "bob-pw")
-    (tmp_path / "hub").mkdir()
-    hub = Hub(tmp_path / "hub", extra=prosody.hub_config())
+    hub = bot_hub(tmp_path, prosody)
     try:
         rpc = xmlrpc.client.ServerProxy(hub.xmlrpc, allow_none=True)
         assert rpc.addJIDToRoster(SECRET, alice) is True
@@ -66,8 +71,7 @@ def test_send_notification_reaches_a_form_client_and_a_plain_client(tmp_path, pr
 
 
 def test_wrong_secret_and_entity_expansion_are_refused(tmp_path, prosody):
-    (tmp_path / "hub").mkdir()
-    hub = Hub(tmp_path / "hub", extra=prosody.hub_config())
+    hub = bot_hub(tmp_path, prosody)
     try:
         rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
         with pytest.raises(xmlrpc.client.Fault) as fault:
@@ -98,8 +102,7 @@ def test_wrong_secret_and_entity_expansion_are_refused(tmp_path, prosody):
 
 def test_notifications_wait_in_the_outbox_through_a_server_outage_and_a_bot_restart(tmp_path, prosody):
     alice = prosody.register("alice", "alice-pw")
-    (tmp_path / "hub").mkdir()
-    hub = Hub(tmp_path / "hub", extra=prosody.hub_config())
+    hub = bot_hub(tmp_path, prosody)
     try:
         rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
         assert rpc.addJIDToRoster(SECRET, alice) is True
@@ -128,8 +131,7 @@ def test_notifications_wait_in_the_outbox_through_a_server_outage_and_a_bot_rest
 
 def test_hub_subscriptions_and_commands_in_chat(tmp_path, prosody):
     alice = prosody.register("alice", "alice-pw")
-    (tmp_path / "hub").mkdir()
-    hub = Hub(tmp_path / "hub", extra=prosody.hub_config())
+    hub = bot_hub(tmp_path, prosody)
     try:
         rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
         assert rpc.addJIDToRoster(SECRET, alice) is True
@@ -163,8 +165,7 @@ def test_hub_subscriptions_and_commands_in_chat(tmp_path, prosody):
 
 def test_roster_add_and_remove_really_change_the_subscription(tmp_path, prosody):
     alice = prosody.register("alice", "alice-pw")
-    (tmp_path / "hub").mkdir()
-    hub = Hub(tmp_path / "hub", extra=prosody.hub_config())
+    hub = bot_hub(tmp_path, prosody)
     user = Jabber(prosody, alice, "alice-pw")
     try:
         rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
@@ -187,9 +188,7 @@ def test_moin_dialect_commands_with_the_auth_token_flow_and_the_users_language(t
 
     alice = prosody.register("alice", "alice-pw")
     wiki = MoinWiki("wiki-secret-Q2", {"Front Page": "= Welcome =\nHello there", "Other": "x"}, {alice: "de"})
-    (tmp_path / "hub").mkdir()
-    extra = prosody.hub_config() + f'\n[wiki]\nurl = "{wiki.url}"\ndialect = "moin"\nsecret = "wiki-secret-Q2"\n'
-    hub = Hub(tmp_path / "hub", extra=extra)
+    hub = bot_hub(tmp_path, prosody, f'\n[wiki]\nurl = "{wiki.url}"\ndialect = "moin"\nsecret = "wiki-secret-Q2"\n')
     user = Jabber(prosody, alice, "alice-pw", forms=False)
     try:
         assert "Hello there" in user.reply_to('getpage "Front Page"')["body"]
