@@ -174,6 +174,20 @@ class Hub:
         raise AssertionError(f"no metric {name}")
 
 
+def wait_for_port(process, port, timeout, name, read_log):
+    """Waits until a server we started accepts connections on `port`; fails with its log if it
+    exits or does not listen within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert process.poll() is None, read_log()
+            assert time.monotonic() < deadline, f"{name} did not start:\n" + read_log()
+            time.sleep(0.05)
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -386,15 +400,7 @@ class NgIrcd:
     def start(self):
         self.log = open(self.directory / "ngircd.log", "a")
         self.process = subprocess.Popen(["ngircd", "--nodaemon", "--config", str(self.config)], stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                assert self.process.poll() is None, (self.directory / "ngircd.log").read_text()
-                assert time.monotonic() < deadline, "ngIRCd did not start"
-                time.sleep(0.05)
+        wait_for_port(self.process, self.port, 15, "ngIRCd", lambda: (self.directory / "ngircd.log").read_text())
 
     def stop(self):
         if self.process and self.process.poll() is None:

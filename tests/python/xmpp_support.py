@@ -5,7 +5,6 @@ readiness."""
 
 import asyncio
 import pathlib
-import socket
 import subprocess
 import threading
 import time
@@ -13,7 +12,7 @@ import time
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
 
-from conftest import free_port, make_certificates
+from conftest import free_port, make_certificates, wait_for_port
 
 DOMAIN = "wikiwire.test"
 ROOMS = "conference." + DOMAIN
@@ -72,15 +71,7 @@ Component "{ROOMS}" "muc"
         self.process = subprocess.Popen(
             ["prosody", "--config", str(self.config), "-F"], stdout=self.log, stderr=self.log
         )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                assert self.process.poll() is None, self.read_log()
-                assert time.monotonic() < deadline, "Prosody did not start:\n" + self.read_log()
-                time.sleep(0.05)
+        wait_for_port(self.process, self.port, 20, "Prosody", self.read_log)
 
     def read_log(self):
         path = self.directory / "prosody.log"
