@@ -7,7 +7,7 @@ import xmlrpc.client
 import pytest
 
 from conftest import Hub
-from xmpp_support import BOT, SECRET, Jabber, Prosody, form_fields, oob_urls, wait_for
+from xmpp_support import BOT, ROOMS, SECRET, Jabber, Prosody, form_fields, oob_urls, wait_for
 
 
 @pytest.fixture
@@ -18,10 +18,11 @@ def prosody(tmp_path):
     server.stop()
 
 
-def bot_hub(tmp_path, prosody, extra=""):
-    """A hub whose bot logs in to `prosody`, with the XML-RPC API for wikis."""
+def bot_hub(tmp_path, prosody, extra="", xmpp=""):
+    """A hub whose bot logs in to `prosody`, with the XML-RPC API for wikis; `xmpp` goes into the
+    `[xmpp]` section, `extra` after it."""
     (tmp_path / "hub").mkdir()
-    return Hub(tmp_path / "hub", extra=prosody.hub_config() + extra)
+    return Hub(tmp_path / "hub", extra=prosody.hub_config(extra=xmpp) + extra)
 
 
 def notification(page="FrontPage", action="page_changed", **more):
@@ -208,3 +209,206 @@ def test_moin_dialect_commands_with_the_auth_token_flow_and_the_users_language(t
         wiki.close()
     assert "wiki-secret-Q2" not in (tmp_path / "hub" / "hub.log").read_text()
     assert "token-1" not in (tmp_path / "hub" / "hub.log").read_text()
+
+
+def test_moin_dialect_page_commands_search_form_and_revert(tmp_path, prosody):
+    from moin_fixture import MoinWiki
+
+    alice = prosody.register("alice", "alice-pw")
+    wiki = MoinWiki("wiki-secret-Q2", {
+        "Front Page": "= Welcome =\nHello there",
+        "Help/Editing Pages": "How to edit: press the Edit link.",
+    })
+    wiki.edit("Front Page", "vandalised <b>")
+    hub = bot_hub(tmp_path, prosody, f'\n[wiki]\nurl = "{wiki.url}"\ndialect = "moin"\nsecret = "wiki-secret-Q2"\n')
+    user = Jabber(prosody, alice, "alice-pw", forms=True)
+    try:
+        assert "<p>vandalised &lt;b&gt;</p>" in user.reply_to('getpagehtml "Front Page"')["body"]
+        info = user.reply_to("getpageinfo Front Page")["body"]
+        assert info == "Front Page: revision 2 by Alice, 2026-11-22 21:00:05 UTC", info
+        hits = user.reply_to("search press the edit")["body"]
+        assert "Help/Editing Pages" in hits and "Front Page" not in hits, hits
+        assert wiki.arguments[-1] == ("searchPagesEx", "press the edit", "text", 80, False, 0, False)
+        titles = user.reply_to('search title "help/"')["body"]
+        assert "Help/Editing Pages" in titles and "Front Page" not in titles, titles
+        assert "Nothing found" in user.reply_to("search case regexp ^how")["body"]
+        assert "Help/Editing Pages" in user.reply_to("search case regexp ^How")["body"]
+        assert "Page does not exist" in user.reply_to('getpage "No Such Page"')["body"]
+
+        # A revert is made as the user (the token applied first) and names the revision.
+        reverted = user.reply_to('revertpage "Front Page" 1')["body"]
+        assert reverted == "Reverted Front Page to revision 1.", reverted
+        assert wiki.pages["Front Page"] == "= Welcome =\nHello there"
+        assert wiki.arguments[-1] == ("revertPage", "Front Page", 1)
+        assert "Usage" in user.reply_to("revertpage Front Page")["body"]
+
+        # The search form, filled in and sent back.
+        form = user.reply_to("searchform")
+        assert form_fields(form) is not None and {"query", "type", "case", "regexp"} <= set(form_fields(form)), form.xml
+        start = len(user.messages)
+        user.submit_form(BOT, {"query": "edit", "type": "title", "case": "0", "regexp": "0"}, "urn:wikiwire:search")
+        answer = user.wait_message(lambda m: str(m["from"]).startswith(BOT) and m["type"] == "chat", 20, start)
+        assert "Help/Editing Pages" in answer["body"] and "Front Page" not in answer["body"], answer["body"]
+        assert wiki.arguments[-1][:3] == ("searchPagesEx", "edit", "title")
+    finally:
+        user.close()
+        hub.stop()
+        wiki.close()
+
+
+def test_a_client_with_oob_but_no_forms_gets_the_links_as_oob(tmp_path, prosody):
+    carol = prosody.register("carol", "carol-pw")
+    hub = bot_hub(tmp_path, prosody)
+    try:
+        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc, allow_none=True)
+        assert rpc.addJIDToRoster(SECRET, carol) is True
+        user = Jabber(prosody, carol, "carol-pw", forms=False, oob=True)
+        try:
+            wait_for(lambda: user.roster_items().get(BOT, {}).get("subscription") == "both", 30, "subscription")
+            # The bot learns the client's features from its presence (disco#info); a notification
+            # sent after that is rendered for them.
+            wait_for(lambda: hub.metric("wikiwire_xmpp_resources") >= 1, 30, "the bot to see the client")
+            for action, extra in [
+                ("page_deleted", {}),
+                ("page_renamed", {"old_name": "Old Name"}),
+                ("file_attached", {"attach_name": "plan.pdf", "attach_size": "12345"}),
+                ("user_created", {"page_name": ""}),
+            ]:
+                assert rpc.send_notification(SECRET, [carol], notification("Some Page", action, **extra)) is True
+            wait_for(lambda: len(user.notifications()) >= 4, 60, "four notifications")
+            for message in user.notifications():
+                assert oob_urls(message) == ["http://wiki.example/Some Page?action=diff"], message.xml
+                assert form_fields(message) is None
+                assert "http://" not in message["body"], message["body"]
+        finally:
+            user.close()
+    finally:
+        hub.stop()
+
+
+def test_configured_rooms_receive_the_text_lines_of_their_filter(tmp_path, prosody):
+    alice = prosody.register("alice", "alice-pw")
+    room = f"changes@{ROOMS}"
+    hub = bot_hub(tmp_path, prosody, f'\n[[xmpp.rooms]]\njid = "{room}"\nnick = "RecentChanges"\nfilter = "wiki=MoinMaster"\n')
+    user = Jabber(prosody, alice, "alice-pw", muc=True)
+    try:
+        # The bot made the room (an instant room: Prosody locks a new room until configured).
+        wait_for(lambda: hub.metric("wikiwire_xmpp_connected") == 1, 30, "the bot online")
+        user.join_room(room, "alice")
+        wait_for(lambda: "RecentChanges" in user.room_occupants(room), 30, "the bot in the room")
+        hub.publish(
+            {"wiki": "MoinMaster", "action": "SAVE", "page": "Front Page", "user": "Bob", "comment": "typo"},
+            {"wiki": "HelpWiki", "action": "SAVE", "page": "Not In The Room", "user": "Bob"},
+            {"wiki": "MoinMaster", "action": "SAVE/RENAME", "page": "New Name", "old_name": "Old Name", "user": "Eve"},
+        )
+        in_room = lambda m: m["type"] == "groupchat" and str(m["from"]) == f"{room}/RecentChanges"
+        user.wait_message(lambda m: in_room(m) and "New Name" in m["body"], 30)
+        lines = [m["body"] for m in user.messages if in_room(m)]
+        assert len(lines) == 2, lines
+        assert "[[Front Page]]" in lines[0] and "Bob" in lines[0] and "typo" in lines[0], lines
+        assert not any("Not In The Room" in line for line in lines)
+    finally:
+        user.close()
+        hub.stop()
+
+
+def test_presence_subscription_requests_follow_the_known_policy(tmp_path, prosody):
+    alice = prosody.register("alice", "alice-pw")
+    carol = prosody.register("carol", "carol-pw")
+    hub = bot_hub(tmp_path, prosody, xmpp='subscription_policy = "known"')
+    stranger = Jabber(prosody, carol, "carol-pw", forms=False)
+    member = Jabber(prosody, alice, "alice-pw", forms=False)
+    try:
+        wait_for(lambda: hub.metric("wikiwire_xmpp_connected") == 1, 30, "the bot online")
+        from_bot = lambda kind: lambda p: str(p["from"]).startswith(BOT) and p["type"] == kind
+        stranger.do(stranger.client.send_presence, pto=BOT, ptype="subscribe")
+        wait_for(lambda: any(map(from_bot("unsubscribed"), stranger.presences)), 30, "a refusal")
+        assert not any(map(from_bot("subscribed"), stranger.presences))
+        # Someone who subscribed to a wiki here is known: the bot accepts and asks back.
+        assert "MoinMaster" in member.reply_to("subscribe MoinMaster")["body"]
+        member.do(member.client.send_presence, pto=BOT, ptype="subscribe")
+        wait_for(lambda: any(map(from_bot("subscribed"), member.presences)), 30, "an acceptance")
+        wait_for(lambda: any(map(from_bot("subscribe"), member.presences)), 30, "the bot asking back")
+    finally:
+        stranger.close()
+        member.close()
+        hub.stop()
+
+
+def test_wikirpc2_dialect_against_a_real_dokuwiki(tmp_path, prosody):
+    """DokuWiki from Debian under `php -S`, its remote API on for the bot's account."""
+    from dokuwiki_fixture import DokuWiki
+
+    alice = prosody.register("alice", "alice-pw")
+    wiki = DokuWiki(tmp_path / "doku")
+    hub = None
+    user = None
+    try:
+        wiki.rpc.wiki.putPage("Front Page", "Hello there, the first version.", {"sum": "created"})
+        wiki.rpc.wiki.putPage("Help Editing", "How to edit: press the Edit button.", {"sum": "help"})
+        time.sleep(1.1)  # DokuWiki's revisions are seconds
+        wiki.rpc.wiki.putPage("Front Page", "vandalised", {"sum": "spam"})
+        versions = wiki.rpc.wiki.getPageVersions("Front Page", 0)
+        current, first = versions[0]["version"], versions[-1]["version"]
+        hub = bot_hub(tmp_path, prosody, f'\n[wiki]\nurl = "{wiki.url}"\ndialect = "wikirpc2"\n'
+                                         f'user = "{wiki.user}"\npassword = "{wiki.password}"\n')
+        user = Jabber(prosody, alice, "alice-pw", forms=False)
+        assert user.reply_to('getpage "Front Page"')["body"].strip() == "vandalised"
+        html = user.reply_to("getpagehtml Front Page")["body"]
+        assert "<p>" in html and "vandalised" in html, html
+        pages = user.reply_to("getpagelist")["body"]
+        assert "front_page" in pages and "help_editing" in pages, pages
+        info = user.reply_to('getpageinfo "Front Page"')["body"]
+        assert info.startswith(f"front_page: revision {current} by {wiki.user}, "), info
+        hits = user.reply_to("search press")["body"]
+        assert "help_editing" in hits and "press the Edit" in hits and "<strong" not in hits, hits
+        assert "front_page" in user.reply_to("search title front")["body"]
+        assert "No Such Page is empty or does not exist." == user.reply_to('getpage "No Such Page"')["body"]
+
+        reverted = user.reply_to(f'revertpage "Front Page" {first}')["body"]
+        assert reverted == f"Reverted Front Page to revision {first}.", reverted
+        assert wiki.rpc.wiki.getPage("Front Page").strip() == "Hello there, the first version."
+        assert wiki.rpc.wiki.getPageVersions("Front Page", 0)[0]["sum"].startswith("reverted to revision")
+    finally:
+        if user:
+            user.close()
+        if hub:
+            hub.stop()
+        wiki.close()
+    assert wiki.password not in (tmp_path / "hub" / "hub.log").read_text()
+
+
+def test_a_bot_killed_mid_batch_sends_the_rest_after_a_restart(tmp_path, prosody):
+    """kill -9 of the hub while the outbox drains, Prosody staying up: after a restart every
+    notification arrives. One the server took just before the kill, but the bot had not yet
+    crossed off, may come again — with the same stanza id, so a client can tell."""
+    import signal
+
+    alice = prosody.register("alice", "alice-pw")
+    hub = bot_hub(tmp_path, prosody)
+    user = Jabber(prosody, alice, "alice-pw", forms=False)
+    try:
+        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
+        assert rpc.addJIDToRoster(SECRET, alice) is True
+        wait_for(lambda: user.roster_items().get(BOT, {}).get("subscription") == "both", 30, "subscription")
+        pages = [f"Batch Page {n}" for n in range(60)]
+        calls = xmlrpc.client.MultiCall(rpc)
+        for page in pages:
+            calls.send_notification(SECRET, [alice], notification(page))
+        assert list(calls()) == [True] * len(pages)
+        hub.stop(signal.SIGKILL)
+        before = len(user.notifications())
+        hub.start()
+        wait_for(lambda: {m["subject"] for m in user.notifications()} >= {f"[Wiki] Update of {p}" for p in pages},
+                 60, "every notification")
+        time.sleep(2)
+        by_subject = {}
+        for message in user.notifications():
+            by_subject.setdefault(message["subject"], []).append(message["id"])
+        repeated = {subject: ids for subject, ids in by_subject.items() if len(ids) > 1}
+        print(f"{before} of {len(pages)} delivered before the kill; repeated after it: {len(repeated)}")
+        assert all(len(set(ids)) == 1 for ids in repeated.values()), repeated
+        wait_for(lambda: hub.metric("wikiwire_xmpp_outbox") == 0, 30, "an empty outbox")
+    finally:
+        user.close()
+        hub.stop()

@@ -105,10 +105,10 @@ keepalive = "5s"
 
 
 class Jabber:
-    """A slixmpp user. `forms=False` leaves out Data Forms (XEP-0004) and OOB (XEP-0066), as a
-    plain client would."""
+    """A slixmpp user. `forms=False` leaves out Data Forms (XEP-0004) and, unless `oob=True`,
+    OOB (XEP-0066), as a plain client would; `muc=True` can join rooms (XEP-0045)."""
 
-    def __init__(self, prosody, jid, password, forms=True, resource="test"):
+    def __init__(self, prosody, jid, password, forms=True, resource="test", oob=None, muc=False):
         self.jid = jid
         self.messages = []
         self.presences = []
@@ -124,8 +124,11 @@ class Jabber:
             client.ca_certs = pathlib.Path(prosody.ca)
             client.register_plugin("xep_0030")
             client.register_plugin("xep_0199")
+            if muc:  # slixmpp's MUC plugin brings Data Forms with it
+                client.register_plugin("xep_0045")
             if forms:
                 client.register_plugin("xep_0004")
+            if forms if oob is None else oob:
                 client.register_plugin("xep_0066")
             client.add_event_handler("session_start", self._session_start)
             client.add_event_handler("message", lambda message: self.messages.append(message))
@@ -161,6 +164,25 @@ class Jabber:
 
     def send_raw(self, xml):
         self.do(self.client.send_raw, xml)
+
+    def join_room(self, room, nick):
+        """Joins a multi-user chat room (XEP-0045) and returns once in it."""
+        self.call(self.client["xep_0045"].join_muc_wait(room, nick, maxstanzas=0), timeout=30)
+
+    def room_occupants(self, room):
+        return self.do(self.client["xep_0045"].get_roster, room)
+
+    def submit_form(self, to, fields, form_type):
+        """Sends a filled-in Data Form (type `submit`) in a chat message."""
+        async def run():
+            message = self.client.make_message(mto=to, mtype="chat")
+            form = self.client["xep_0004"].make_form(ftype="submit")
+            form.add_field(var="FORM_TYPE", ftype="hidden", value=form_type)
+            for var, value in fields.items():
+                form.add_field(var=var, value=value)
+            message.append(form)
+            message.send()
+        self.call(run())
 
     def wait_message(self, predicate=lambda message: True, timeout=20, start=0):
         deadline = time.monotonic() + timeout

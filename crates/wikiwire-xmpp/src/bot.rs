@@ -28,6 +28,7 @@ use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::message::{Id, Lang, Message, MessageType};
 use tokio_xmpp::parsers::muc::Muc;
 use tokio_xmpp::parsers::muc::muc::History;
+use tokio_xmpp::parsers::muc::user::{MucUser, Status as MucStatus};
 use tokio_xmpp::parsers::ns;
 use tokio_xmpp::parsers::ping::Ping;
 use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
@@ -98,6 +99,10 @@ impl Contacts {
     }
 }
 
+/// XEP-0045 §10.1.2: the owner takes the room's default configuration.
+const INSTANT_ROOM: &str =
+    "<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query>";
+
 /// A command as it arrived: who sent it, and the message.
 pub type CommandQueue = mpsc::Receiver<(Jid, Message)>;
 
@@ -109,6 +114,8 @@ pub struct Bot {
     wiki: Option<Arc<Wiki>>,
     me: BareJid,
     rooms: HashSet<BareJid>,
+    /// Rooms the bot is in on the current stream; lines for the others wait in the outbox.
+    joined: Mutex<HashSet<BareJid>>,
     contacts: Mutex<Contacts>,
     pub(crate) wake: Arc<Notify>,
     session: watch::Sender<Option<Session>>,
@@ -141,6 +148,7 @@ impl Bot {
             wiki,
             me,
             rooms,
+            joined: Mutex::new(HashSet::new()),
             contacts: Mutex::new(Contacts::default()),
             wake,
             session: watch::channel(None).0,
@@ -169,6 +177,8 @@ impl Bot {
                         contacts.online.clear();
                         self.metrics().xmpp_resources.set(0);
                     }
+                    // A new stream is in no room until the room says so.
+                    lock(&self.joined).clear();
                     if !stream_management {
                         tracing::warn!(
                             "the XMPP server offers no stream management (XEP-0198): pings stand in for acknowledgements"
@@ -219,9 +229,7 @@ impl Bot {
             return;
         }
         if self.rooms.contains(&bare) {
-            if presence.type_ == PresenceType::Error {
-                tracing::warn!(room = %bare, "the room refused the bot; its lines wait in the outbox until it can join");
-            }
+            self.room_presence(bare, &presence).await;
             return;
         }
         match presence.type_ {
@@ -263,6 +271,42 @@ impl Bot {
                     }
                 }
                 self.metrics().xmpp_resources.set(contacts.known_resources());
+            }
+            _ => {}
+        }
+    }
+
+    /// The room's answer to the bot's join (XEP-0045 §7.2): its own presence (status 110) means
+    /// it is in; a room it has just made (201) is locked until configured, so the bot accepts
+    /// the default configuration (an instant room, §10.1.2).
+    async fn room_presence(&self, room: BareJid, presence: &Presence) {
+        let statuses: Vec<MucStatus> = presence
+            .payloads
+            .iter()
+            .filter(|payload| payload.is("x", ns::MUC_USER))
+            .filter_map(|payload| MucUser::try_from(payload.clone()).ok())
+            .flat_map(|user| user.status)
+            .collect();
+        let mine = statuses.contains(&MucStatus::SelfPresence);
+        match presence.type_ {
+            PresenceType::Error => {
+                tracing::warn!(room = %room, "the room refused the bot; its lines wait in the outbox until it can join");
+                lock(&self.joined).remove(&room);
+            }
+            PresenceType::Unavailable if mine => {
+                tracing::warn!(room = %room, "the bot left the room; its lines wait in the outbox");
+                lock(&self.joined).remove(&room);
+            }
+            PresenceType::None if mine => {
+                if statuses.contains(&MucStatus::RoomHasBeenCreated) {
+                    let query: Element = INSTANT_ROOM.parse().expect("a well-formed constant");
+                    if let Err(error) = self.xmpp.set(Some(Jid::from(room.clone())), query).await {
+                        tracing::warn!(room = %room, %error, "the new room did not take its default configuration");
+                    }
+                }
+                tracing::info!(room = %room, "joined the room");
+                lock(&self.joined).insert(room);
+                self.wake.notify_one();
             }
             _ => {}
         }
@@ -555,6 +599,10 @@ impl Bot {
             Err(error) => return i18n::fill(lang, "wiki_unreachable", &[("error", &error.to_string())]),
         };
         let text = match (answer, request) {
+            // DokuWiki answers a page that does not exist with an empty text.
+            (Answer::Text(text), Request::Page(page) | Request::PageHtml(page)) if text.trim().is_empty() => {
+                i18n::fill(lang, "empty_page", &[("page", page)])
+            }
             (Answer::Text(text), _) => text,
             (Answer::Pages(pages), _) => {
                 let mut text = i18n::fill(lang, "page_list", &[("count", &pages.len().to_string())]);
@@ -701,7 +749,15 @@ impl Bot {
             if lock(&self.in_flight).len() >= IN_FLIGHT {
                 return Ok(());
             }
-            let pending = self.state.pending(BATCH + IN_FLIGHT).await?;
+            let waiting: Vec<String> = {
+                let joined = lock(&self.joined);
+                self.rooms
+                    .iter()
+                    .filter(|room| !joined.contains(*room))
+                    .map(|room| room.to_string())
+                    .collect()
+            };
+            let pending = self.state.pending(BATCH + IN_FLIGHT, waiting).await?;
             let fresh: Vec<(i64, Item)> = {
                 let in_flight = lock(&self.in_flight);
                 pending.into_iter().filter(|(id, _)| !in_flight.contains(id)).take(BATCH).collect()

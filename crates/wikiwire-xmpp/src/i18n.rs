@@ -82,6 +82,7 @@ const TEXTS: &[(&str, [&str; 2])] = &[
         ],
     ),
     ("usage", ["Usage: {usage}", "Aufruf: {usage}"]),
+    ("empty_page", ["{page} is empty or does not exist.", "{page} ist leer oder existiert nicht."]),
     ("no_wiki", ["This bot is not connected to a wiki.", "Dieser Bot ist mit keinem Wiki verbunden."]),
     (
         "no_account",

@@ -121,17 +121,21 @@ impl State {
         .await
     }
 
-    /// Items still to deliver, oldest first.
-    pub async fn pending(&self, limit: usize) -> Result<Vec<(i64, Item)>, StateError> {
+    /// Items still to deliver, oldest first, at most `limit`; lines for the rooms in `waiting`
+    /// (not joined yet) stay where they are and do not hold up the rest.
+    pub async fn pending(&self, limit: usize, waiting: Vec<String>) -> Result<Vec<(i64, Item)>, StateError> {
         self.with(move |connection| {
-            let mut statement =
-                connection.prepare_cached("SELECT id, item FROM outbox ORDER BY id LIMIT ?1")?;
-            let rows = statement
-                .query_map([limit as i64], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?;
+            let mut statement = connection.prepare_cached("SELECT id, item FROM outbox ORDER BY id")?;
+            let rows =
+                statement.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?;
             let mut items = Vec::new();
             for row in rows {
+                if items.len() >= limit {
+                    break;
+                }
                 let (id, text) = row?;
                 match serde_json::from_str(&text) {
+                    Ok(Item::Room { room, .. }) if waiting.contains(&room) => {}
                     Ok(item) => items.push((id, item)),
                     // An unreadable row (from a future version?) must not block the rest.
                     Err(error) => tracing::error!(id, %error, "skipping an unreadable outbox item"),
@@ -277,9 +281,15 @@ mod tests {
         state.enqueue_at(vec![Item::RosterRemove { jid: "b@x.test".into() }], "events", 7).await.unwrap();
         drop(state);
         let state = State::open(&path).unwrap();
-        let pending = state.pending(10).await.unwrap();
+        let pending = state.pending(10, vec![]).await.unwrap();
         assert_eq!(pending.len(), 3);
         assert_eq!(pending[0].1, Item::RosterAdd { jid: "a@x.test".into() });
+        // Lines for a room not joined wait without holding up what comes after them.
+        let without_room = state.pending(2, vec!["r@c.x.test".into()]).await.unwrap();
+        assert_eq!(
+            without_room.iter().map(|(_, item)| item.clone()).collect::<Vec<_>>(),
+            vec![Item::RosterAdd { jid: "a@x.test".into() }, Item::RosterRemove { jid: "b@x.test".into() }]
+        );
         assert_eq!(state.cursor("events").await.unwrap(), Some(7));
         state.done(pending[0].0).await.unwrap();
         assert_eq!(state.outbox_len().await.unwrap(), 2);

@@ -207,8 +207,9 @@ impl Wiki {
                 Ok(Answer::Hits(hits))
             }
             Request::Revert { page, revision } => {
-                let old =
-                    self.call("wiki.getPageVersion", vec![string(page), Value::Long(*revision)]).await?;
+                // DokuWiki's revisions are Unix times; its parser knows `<int>` better than `<i8>`.
+                let revision_value = i32::try_from(*revision).map_or(Value::Long(*revision), Value::Integer);
+                let old = self.call("wiki.getPageVersion", vec![string(page), revision_value]).await?;
                 let old = text(&old)?;
                 if old.is_empty() {
                     return Err(WikiError::Fault(format!("{page} has no revision {revision}")));
@@ -367,10 +368,86 @@ pub fn parse_answer(body: &[u8], method: &str) -> Result<Value, WikiError> {
         let fault = value.as_ref().map(fault_of).unwrap_or_else(|| "a fault without text".into());
         return Err(classify(fault));
     }
-    match MethodResponse::from_xml(text) {
+    let text = normalise_datetimes(text);
+    match MethodResponse::from_xml(&text) {
         Ok(response) => Ok(response.value),
         Err(_) => Err(WikiError::Malformed(format!("{method}: not an XML-RPC answer"))),
     }
+}
+
+/// Rewrites every `dateTime.iso8601` value into the one form XML-RPC's specification shows
+/// (`20261122T21:00:05`), which is all dxr reads. Wikis write others: DokuWiki sends
+/// `2026-11-22T21:00:05+00:00`, others a `Z` or fractions. Zoned times are turned into UTC; a
+/// value that cannot be read is left as it is (and the answer is then refused as malformed).
+fn normalise_datetimes(text: &str) -> std::borrow::Cow<'_, str> {
+    const OPEN: &str = "<dateTime.iso8601>";
+    const CLOSE: &str = "</dateTime.iso8601>";
+    if !text.contains(OPEN) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(OPEN) {
+        let value_start = start + OPEN.len();
+        let Some(length) = rest[value_start..].find(CLOSE) else { break };
+        out.push_str(&rest[..value_start]);
+        let value = &rest[value_start..value_start + length];
+        match lenient_datetime(value.trim()) {
+            Some(utc) => out.push_str(&utc),
+            None => out.push_str(value),
+        }
+        out.push_str(CLOSE);
+        rest = &rest[value_start + length + CLOSE.len()..];
+    }
+    out.push_str(rest);
+    out.into()
+}
+
+/// `YYYY[-]MM[-]DDThh[:]mm[:]ss[.fff][Z|±hh[:]mm]` → `YYYYMMDDThh:mm:ss` in UTC.
+fn lenient_datetime(value: &str) -> Option<String> {
+    let (date, time) = value.split_once(['T', 't'])?;
+    let date: String = date.chars().filter(|c| *c != '-').collect();
+    let zone_at = time.find(['Z', 'z', '+', '-']).unwrap_or(time.len());
+    let (clock, zone) = time.split_at(zone_at);
+    let clock = clock.split('.').next()?;
+    let clock: String = clock.chars().filter(|c| *c != ':').collect();
+    if date.len() != 8 || clock.len() != 6 || !date.chars().chain(clock.chars()).all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let number = |digits: &str| digits.parse::<u32>().ok();
+    let month = time::Month::try_from(u8::try_from(number(&date[4..6])?).ok()?).ok()?;
+    let day = time::Date::from_calendar_date(
+        i32::try_from(number(&date[..4])?).ok()?,
+        month,
+        number(&date[6..])? as u8,
+    )
+    .ok()?;
+    let clock = time::Time::from_hms(
+        number(&clock[..2])? as u8,
+        number(&clock[2..4])? as u8,
+        number(&clock[4..])? as u8,
+    )
+    .ok()?;
+    let mut moment = time::PrimitiveDateTime::new(day, clock);
+    if let Some(sign @ ('+' | '-')) = zone.chars().next() {
+        let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
+        if digits.len() != 4 && digits.len() != 2 {
+            return None;
+        }
+        let hours = i64::from(number(&digits[..2])?);
+        let minutes = if digits.len() == 4 { i64::from(number(&digits[2..])?) } else { 0 };
+        let offset = time::Duration::minutes(hours * 60 + minutes);
+        moment = if sign == '+' { moment.checked_sub(offset)? } else { moment.checked_add(offset)? };
+    }
+    Some(format!(
+        "{:04}{:02}{:02}T{:02}:{:02}:{:02}",
+        moment.year(),
+        u8::from(moment.month()),
+        moment.day(),
+        moment.hour(),
+        moment.minute(),
+        moment.second()
+    ))
 }
 
 /// The text of a fault struct: `faultString`, with a non-numeric code in front.
@@ -507,9 +584,29 @@ fn dokuwiki_hits(value: &Value) -> Result<Vec<Hit>, WikiError> {
         .filter_map(|item| {
             let members = HashMap::<String, Value>::try_from_value(item).ok()?;
             let field = |name: &str| members.get(name).and_then(|value| String::try_from_value(value).ok());
-            Some(Hit { page: field("id")?, context: field("snippet").unwrap_or_default(), url: None })
+            let context = strip_markup(&field("snippet").unwrap_or_default());
+            Some(Hit { page: field("id")?, context, url: None })
         })
         .collect())
+}
+
+/// DokuWiki's search snippets are HTML (`<strong class="search_hit">`): the text of it.
+fn strip_markup(html: &str) -> String {
+    let mut text = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for character in html.chars() {
+        match character {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            _ if !in_tag => text.push(character),
+            _ => {}
+        }
+    }
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#039;", "'")
+        .replace("&amp;", "&")
 }
 
 #[cfg(test)]
@@ -538,6 +635,46 @@ mod tests {
         assert_eq!(results[1], Ok(Value::String("page text".into())));
         let doctype = br#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><methodResponse/>"#;
         assert!(matches!(parse_answer(doctype, "x"), Err(WikiError::Malformed(_))));
+    }
+
+    #[test]
+    fn datetimes_in_the_forms_wikis_write() {
+        for (given, read) in [
+            ("20261122T21:00:05", "20261122T21:00:05"),
+            ("2026-11-22T21:00:05+00:00", "20261122T21:00:05"),
+            ("2026-11-22T23:30:05+02:30", "20261122T21:00:05"),
+            ("2026-11-22T16:00:05-05:00", "20261122T21:00:05"),
+            ("2026-11-22T21:00:05.123Z", "20261122T21:00:05"),
+            ("20261122T210005Z", "20261122T21:00:05"),
+            ("2026-01-01T00:30:00+01:00", "20251231T23:30:00"),
+        ] {
+            assert_eq!(lenient_datetime(given).as_deref(), Some(read), "{given}");
+        }
+        for bad in [
+            "",
+            "2026-11-22",
+            "2026-13-01T00:00:00",
+            "2026-11-22T25:00:00",
+            "x-y-zTa:b:c",
+            "2026-11-22T21:00:05+1",
+        ] {
+            assert_eq!(lenient_datetime(bad), None, "{bad}");
+        }
+        let answer = br#"<methodResponse><params><param><value><struct>
+            <member><name>lastModified</name><value><dateTime.iso8601>2026-11-22T21:00:05+00:00</dateTime.iso8601></value></member>
+            <member><name>name</name><value><string>front_page</string></value></member>
+            </struct></value></param></params></methodResponse>"#;
+        let info = page_info(&parse_answer(answer, "wiki.getPageInfo").unwrap()).unwrap();
+        assert_eq!(info.modified, "2026-11-22 21:00:05 UTC");
+    }
+
+    #[test]
+    fn search_snippets_lose_their_markup() {
+        assert_eq!(
+            strip_markup(r#"press the <strong class="search_hit">Edit</strong> &amp; &lt;save&gt;"#),
+            "press the Edit & <save>"
+        );
+        assert_eq!(strip_markup("a > b"), "a > b");
     }
 
     #[test]

@@ -79,7 +79,8 @@ async fn handle(AxumState(api): AxumState<Arc<Api>>, body: Bytes) -> Response {
     }
 }
 
-fn parse(body: &[u8]) -> Result<MethodCall<'static>, Fault> {
+/// Reads a method call from a request body, or says why not as a fault (never quoting the body).
+pub fn parse(body: &[u8]) -> Result<MethodCall<'static>, Fault> {
     let text = std::str::from_utf8(body)
         .map_err(|_| Fault::new(-32700, "parse error: the body is not UTF-8".into()))?;
     // No DTD means no entity can be declared, so none can be expanded (billion laughs, XXE).
@@ -206,4 +207,117 @@ fn bare(text: &str) -> Result<String, Fault> {
 fn internal(error: impl std::fmt::Display) -> Fault {
     tracing::error!(%error, "XML-RPC call failed inside the bot");
     Fault::new(-32603, "internal error: the call was not stored; try again".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use dxr::TryToValue;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::notification::Link;
+
+    /// Text as wikis send it: any Unicode XML can carry, with markup characters and spaces.
+    fn text() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9 <>&'\"/=;:%+\u{5d0}-\u{5ea}\u{4e00}-\u{4e10}\u{1f600}-\u{1f610}]{0,40}"
+    }
+
+    fn optional() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(text().prop_filter("empty means absent", |text| !text.is_empty()))
+    }
+
+    prop_compose! {
+        fn notification()(
+            action in "[a-z_]{1,20}",
+            subject in text(),
+            body in text().prop_filter("required", |text| !text.is_empty()),
+            links in proptest::collection::vec((text().prop_filter("a url", |url| !url.is_empty()), text()), 0..4),
+            editor in optional(), comment in optional(), old_name in optional(), page_name in optional(),
+            revision in optional(), diff in optional(), attach_name in optional(), attach_size in optional(),
+        ) -> Notification {
+            Notification {
+                action, subject, text: body,
+                url_list: links.into_iter().map(|(url, description)| Link { url, description }).collect(),
+                editor, comment, old_name, page_name, revision, diff, attach_name, attach_size,
+            }
+        }
+    }
+
+    /// The struct MoinMoin sends for a notification.
+    fn as_value(notification: &Notification) -> Value {
+        let mut members: HashMap<String, Value> = HashMap::new();
+        let mut put = |name: &str, value: &Option<String>| {
+            if let Some(value) = value {
+                members.insert(name.to_owned(), Value::String(value.clone()));
+            }
+        };
+        put("action", &Some(notification.action.clone()));
+        put("subject", &Some(notification.subject.clone()));
+        put("text", &Some(notification.text.clone()));
+        put("editor", &notification.editor);
+        put("comment", &notification.comment);
+        put("old_name", &notification.old_name);
+        put("page_name", &notification.page_name);
+        put("revision", &notification.revision);
+        put("diff", &notification.diff);
+        put("attach_name", &notification.attach_name);
+        put("attach_size", &notification.attach_size);
+        let links: Vec<Value> = notification
+            .url_list
+            .iter()
+            .map(|link| {
+                let mut fields = HashMap::new();
+                fields.insert("url".to_owned(), Value::String(link.url.clone()));
+                fields.insert("description".to_owned(), Value::String(link.description.clone()));
+                fields.try_to_value().unwrap()
+            })
+            .collect();
+        members.insert("url_list".to_owned(), links.try_to_value().unwrap());
+        members.try_to_value().unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// A call written by an XML-RPC library reads back to the same notification.
+        #[test]
+        fn send_notification_round_trips(notification in notification(), jids in proptest::collection::vec("[a-z]{1,8}@[a-z]{1,8}\\.test", 0..5)) {
+            let params = vec![
+                Value::String("secret".into()),
+                jids.clone().try_to_value().unwrap(),
+                as_value(&notification),
+            ];
+            let xml = MethodCall { name: "send_notification".into(), params }.to_xml().unwrap();
+            let call = parse(xml.as_bytes()).unwrap();
+            prop_assert_eq!(call.name.as_ref(), "send_notification");
+            prop_assert_eq!(Vec::<String>::try_from_value(&call.params[1]).unwrap(), jids);
+            prop_assert_eq!(Notification::from_value(&call.params[2]).unwrap(), notification);
+        }
+
+        /// A document type declaration anywhere is refused before parsing, in any spelling.
+        #[test]
+        fn any_doctype_is_refused(before in "[ -~]{0,30}", upper in any::<bool>(), entity in any::<bool>()) {
+            let declaration = match (entity, upper) {
+                (false, false) => "<!doctype m>",
+                (false, true) => "<!DOCTYPE m>",
+                (true, false) => "<!entity a \"b\">",
+                (true, true) => "<!ENTITY a \"b\">",
+            };
+            let body = format!("<?xml version=\"1.0\"?>{before}{declaration}<methodCall><methodName>x</methodName></methodCall>");
+            let fault = parse(body.as_bytes()).unwrap_err();
+            prop_assert_eq!(fault.code(), -32700);
+        }
+
+        /// Arbitrary bytes never panic, and a fault never quotes the body.
+        #[test]
+        fn arbitrary_bodies_are_faults_not_panics(body in proptest::collection::vec(any::<u8>(), 0..300), secret in "[a-z]{12}") {
+            let mut body = body;
+            body.extend_from_slice(secret.as_bytes());
+            if let Err(fault) = parse(&body) {
+                prop_assert!(!fault.string().contains(&secret));
+            }
+        }
+    }
 }
