@@ -22,6 +22,12 @@ struct HistoryPage<'a> {
     next: Option<u64>,
 }
 
+#[derive(Serialize)]
+struct LinkedPage {
+    events: Vec<serde_json::Value>,
+    next: Option<u64>,
+}
+
 struct History {
     events: Vec<Event>,
     next: Option<u64>,
@@ -50,7 +56,13 @@ fn xml_page(history: &History) -> Response {
 }
 
 pub async fn events(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let history = read(&state, Params::parse(raw.as_deref())?).await?;
+    let mut params = Params::parse(raw.as_deref())?;
+    let links = params.take_flag("links")?;
+    let history = read(&state, params).await?;
+    if links {
+        let events = history.events.iter().map(|event| crate::event_json(&state, event, true)).collect();
+        return Ok(Json(LinkedPage { events, next: history.next }).into_response());
+    }
     Ok(json_page(&history))
 }
 

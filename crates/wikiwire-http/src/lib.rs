@@ -9,7 +9,7 @@
 //! | [`history`] | `GET /api/v1/events[/{id}]`, `GET /changes`, `GET /?action=changes` |
 //! | [`stream`] | `GET /api/v1/stream` (Server-Sent Events) |
 //! | [`wikis`] | description blocks, the channel directory, Atom feeds |
-//! | [`ops`] | `/metrics`, `/healthz`, `/` |
+//! | [`ops`] | `/metrics`, `/healthz`, `/` (the live page, `page.html`) |
 //!
 //! Handlers never render an event themselves: JSON, XML and Atom come from `wikiwire-event`.
 
@@ -40,6 +40,24 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub max_body: usize,
     pub heartbeat: Duration,
+}
+
+/// An event's canonical JSON; with `links`, also the links to the change: the publisher's own
+/// `urls`, then those the wiki's description block gives (for clients, like the live page, that
+/// do not expand link templates themselves).
+pub fn event_json(state: &AppState, event: &wikiwire_event::Event, links: bool) -> serde_json::Value {
+    let mut value: serde_json::Value = serde_json::from_str(&event.to_json()).expect("our JSON reads back");
+    if links {
+        let described = state.hub.publishers().wiki(&event.wiki).map(|wiki| wiki.links_for(event));
+        let all: Vec<serde_json::Value> = event
+            .urls
+            .iter()
+            .chain(described.iter().flatten())
+            .map(|link| serde_json::json!({ "url": link.url, "description": link.description }))
+            .collect();
+        value["links"] = serde_json::Value::Array(all);
+    }
+    value
 }
 
 pub fn router(state: AppState) -> Router {

@@ -1,10 +1,9 @@
-//! Operations: `/metrics`, `/healthz`, and `/` (the index, or seed 1's `?action=changes`).
+//! Operations: `/metrics`, `/healthz`, and `/` (the live page, or seed 1's `?action=changes`).
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use wikiwire_event::xml::escape;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -34,23 +33,9 @@ pub async fn root(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Res
     if raw.as_deref().is_some_and(|query| query.split('&').any(|pair| pair == "action=changes")) {
         return history::changes(&state, params).await;
     }
-    Ok(Html(index(&state)).into_response())
+    Ok(([(header::CACHE_CONTROL, "no-cache")], Html(PAGE)).into_response())
 }
 
-fn index(state: &AppState) -> String {
-    let mut wikis = String::new();
-    for wiki in state.hub.publishers().wikis() {
-        let name = escape(&wiki.name);
-        wikis.push_str(&format!(
-            "<li>{name}: <a href=\"/api/v1/wikis/{name}\">description</a>, \
-             <a href=\"/api/v1/events?wiki={name}\">history</a>, <a href=\"/feeds/{name}.atom\">Atom</a></li>\n"
-        ));
-    }
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>wikiwire</title></head>\n<body>\n\
-         <h1>wikiwire</h1>\n<p>Events of the wikis on this hub:</p>\n<ul>\n{wikis}</ul>\n\
-         <p>All wikis: <a href=\"/api/v1/events\">history (JSON)</a>, <a href=\"/changes\">history (XML)</a>, \
-         <a href=\"/api/v1/stream\">live stream (SSE)</a>, <a href=\"/feeds/all.atom\">Atom</a>, \
-         <a href=\"/metrics\">metrics</a>.</p>\n</body></html>\n"
-    )
-}
+/// The live recent-changes page: one file, no build step, no external resource. It reads the
+/// description blocks (`/api/v1/wikis`), recent history and then the SSE stream with `links=true`.
+const PAGE: &str = include_str!("page.html");

@@ -76,6 +76,15 @@ impl Params {
             .transpose()
     }
 
+    /// A yes/no parameter: `true`/`1` or `false`/`0`; absent is no.
+    pub fn take_flag(&mut self, name: &str) -> Result<bool, ApiError> {
+        match self.take(name)?.as_deref() {
+            None | Some("false" | "0") => Ok(false),
+            Some("true" | "1" | "") => Ok(true),
+            Some(_) => Err(ApiError::bad_field(name, format!("{name}: true or false"))),
+        }
+    }
+
     pub fn take_limit(&mut self, default: usize, max: usize) -> Result<usize, ApiError> {
         match self.take("limit")? {
             None => Ok(default),

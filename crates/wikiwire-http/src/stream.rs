@@ -27,6 +27,7 @@ pub async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let mut params = Params::parse(raw.as_deref())?;
     let since = params.take_id("since")?;
+    let links = params.take_flag("links")?.then(|| state.clone());
     let resume =
         match headers.get("last-event-id") {
             None => None,
@@ -42,16 +43,26 @@ pub async fn stream(
     let open = SseOpen::new(Arc::clone(state.hub.metrics()));
     // A first comment sends the headers and tells the client the stream is live.
     let hello = stream::once(async { Ok(SseEvent::default().retry(RETRY).comment("wikiwire stream")) });
-    let events = stream::unfold((follower, open), next_event);
+    let events = stream::unfold((follower, open, links), next_event);
     let body = hello.chain(events).take_until(state.hub.shutdown().clone().cancelled_owned());
     Ok(Sse::new(body).keep_alive(KeepAlive::new().interval(state.heartbeat).text("heartbeat")))
 }
 
+/// What a stream carries along: its follower, its place in the metrics, and, when links were
+/// asked for, the state that knows the wikis' description blocks.
+type Streaming = (Follower, SseOpen, Option<AppState>);
+
 async fn next_event(
-    (mut follower, open): (Follower, SseOpen),
-) -> Option<(Result<SseEvent, Infallible>, (Follower, SseOpen))> {
+    (mut follower, open, links): Streaming,
+) -> Option<(Result<SseEvent, Infallible>, Streaming)> {
     let event = match follower.next().await {
-        Ok(Item::Event(event)) => SseEvent::default().id(event.id.to_string()).data(event.to_json()),
+        Ok(Item::Event(event)) => {
+            let data = match &links {
+                Some(state) => crate::event_json(state, &event, true).to_string(),
+                None => event.to_json(),
+            };
+            SseEvent::default().id(event.id.to_string()).data(data)
+        }
         Ok(Item::Gap { from, to }) => SseEvent::default()
             .event("gap")
             .id(to.to_string())
@@ -61,7 +72,7 @@ async fn next_event(
             return None;
         }
     };
-    Some((Ok(event), (follower, open)))
+    Some((Ok(event), (follower, open, links)))
 }
 
 /// Counts an open stream for as long as it lives.

@@ -347,5 +347,33 @@ async fn operations_endpoints_and_unknown_routes() {
     assert_eq!(delete.status(), 405);
     let index = hub.get("/").await;
     assert_eq!(index.headers()["access-control-allow-origin"], "*");
-    assert!(index.text().await.unwrap().contains("/feeds/MoinMaster.atom"));
+    let page = index.text().await.unwrap();
+    assert!(page.contains("new EventSource(\"/api/v1/stream?\"") && page.contains("/feeds/all.atom"));
+    assert!(!page.contains("http://") && !page.contains("https://"), "the page loads nothing from elsewhere");
+}
+
+#[tokio::test]
+async fn links_from_the_description_block_on_request() {
+    let hub = start(Options::default()).await;
+    hub.publish(edit("Front Page")).await;
+    let (_, plain) = hub.get_json("/api/v1/events").await;
+    assert!(plain["events"][0].get("links").is_none(), "canonical JSON unless asked");
+    let (status, linked) = hub.get_json("/api/v1/events?links=true").await;
+    assert_eq!(status, 200);
+    let links: Vec<(&str, &str)> = linked["events"][0]["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|link| (link["description"].as_str().unwrap(), link["url"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        links,
+        vec![
+            ("diff", "https://master.example/Front%20Page?action=diff&rev1=1&rev2=2"),
+            ("page", "https://master.example/Front%20Page"),
+            ("history", "https://master.example/Front%20Page?action=info"),
+        ]
+    );
+    let (status, body) = hub.get_json("/api/v1/events?links=maybe").await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("links")));
 }
