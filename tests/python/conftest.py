@@ -92,6 +92,7 @@ class Hub:
         self.xmlrpc = None
         self.irc_port = None
         self.ircs_port = None
+        self.rcfeeds = []
         deadline = time.monotonic() + self.started_timeout
         descriptor = self.process.stdout.fileno()
         pending = b""
@@ -118,6 +119,8 @@ class Hub:
                 self.ircs_port = int(words[1].rstrip("/").rsplit(":", 1)[1])
             elif words[:1] == ["XMLRPC"]:
                 self.xmlrpc = words[1]
+            elif words[:1] == ["RCFEED"]:
+                self.rcfeeds.append(int(words[1].rsplit(":", 1)[1]))
         # Keep reading stdout so the hub never blocks on a full pipe.
         threading.Thread(target=lambda: [None for _ in iter(lambda: os.read(descriptor, 4096), b"")], daemon=True).start()
 

@@ -23,6 +23,7 @@ pub mod fields;
 pub mod filter;
 pub mod json;
 pub mod line;
+pub mod mediawiki;
 pub mod packed;
 pub mod text;
 pub mod time;

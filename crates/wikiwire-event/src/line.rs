@@ -19,6 +19,8 @@ pub enum Format {
     Colour,
     /// The packed query string, for programs (SPEC §2.3).
     Packed,
+    /// MediaWiki's IRC colour line (`IRCColourfulRCFeedFormatter`), for RC-feed bots.
+    Mediawiki,
 }
 
 impl Format {
@@ -27,6 +29,7 @@ impl Format {
             Format::Text => "text",
             Format::Colour => "colour",
             Format::Packed => "packed",
+            Format::Mediawiki => "mediawiki",
         }
     }
 }
@@ -46,5 +49,9 @@ pub fn render(
             text::render(event, wiki, TextOptions { style: TextStyle::Colour, show_wiki }, budget)
         }
         Format::Packed => packed::encode_within(event, budget).text,
+        Format::Mediawiki => {
+            let line = crate::mediawiki::irc_line(event, wiki);
+            if line.len() <= budget { line } else { text::cut_at_boundary(&line, budget).to_owned() }
+        }
     }
 }

@@ -31,6 +31,9 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     #[serde(default, rename = "relay")]
     pub relays: Vec<RelayConfig>,
+    /// MediaWiki RCFeed listeners (UDP, `JSONRCFeedFormatter`).
+    #[serde(default, rename = "rcfeed")]
+    pub rcfeeds: Vec<RcFeedConfig>,
     /// The Jabber notification bot (SPEC §5); absent: no bot.
     pub xmpp: Option<XmppConfig>,
     /// The bot's XML-RPC API for wikis (MoinMoin's `notification_bot_uri`).
@@ -85,6 +88,24 @@ pub struct RoomConfig {
     pub password: Option<String>,
     #[serde(default)]
     pub filter: String,
+}
+
+/// A UDP listener for MediaWiki's `$wgRCFeeds` (SPEC §7 `[[rcfeed]]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RcFeedConfig {
+    /// The UDP address, e.g. `127.0.0.1:9390`.
+    pub listen: SocketAddr,
+    /// Whose events these are: the datagram's `wiki` (or `server_name`, or the host of a wiki's
+    /// `base_url`) must name one of this publisher's wikis.
+    pub publisher: String,
+    /// Source addresses (IPs) whose datagrams are taken; default loopback only.
+    #[serde(default = "default_rcfeed_allow")]
+    pub allow: Vec<std::net::IpAddr>,
+}
+
+fn default_rcfeed_allow() -> Vec<std::net::IpAddr> {
+    vec![std::net::Ipv4Addr::LOCALHOST.into(), std::net::Ipv6Addr::LOCALHOST.into()]
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -439,6 +460,7 @@ impl Default for Config {
             irc: IrcConfig::default(),
             channels: Vec::new(),
             relays: Vec::new(),
+            rcfeeds: Vec::new(),
             xmpp: None,
             xmlrpc: None,
             wiki: None,
@@ -537,6 +559,7 @@ impl Config {
         }
         self.check_irc(&wikis, &mut problems);
         self.check_relays(&mut problems);
+        self.check_rcfeeds(&mut problems);
         self.check_xmpp(&mut problems);
         problems
     }
@@ -588,6 +611,23 @@ impl Config {
                     problems.push("wiki: give both user and password, or neither".into())
                 }
                 _ => {}
+            }
+        }
+    }
+
+    fn check_rcfeeds(&self, problems: &mut Vec<String>) {
+        for (index, feed) in self.rcfeeds.iter().enumerate() {
+            let at = format!("rcfeed[{index}] ({})", feed.listen);
+            if !self.publishers.is_empty()
+                && !self
+                    .publishers
+                    .iter()
+                    .any(|publisher| publisher.name.eq_ignore_ascii_case(&feed.publisher))
+            {
+                problems.push(format!("{at}: publisher: no [[publisher]] named {:?}", feed.publisher));
+            }
+            if self.rcfeeds[..index].iter().any(|other| other.listen == feed.listen) {
+                problems.push(format!("{at}: listen: another rcfeed listens there"));
             }
         }
     }

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub relay_connected: Gauge,
     pub relay_lines: Counter,
     pub relay_failures: Counter,
+    pub rcfeed_accepted: Counter,
+    pub rcfeed_refused: Counter,
     pub xmlrpc_calls: Counter,
     pub xmlrpc_faults: Counter,
     pub xmpp_connected: Gauge,
@@ -207,6 +209,18 @@ impl Metrics {
                 "",
                 "Relay sessions that ended in an error.",
                 Value::Counter(&self.relay_failures),
+            ),
+            (
+                "wikiwire_rcfeed_datagrams_total",
+                "result=\"accepted\"",
+                "MediaWiki RCFeed datagrams, by result.",
+                Value::Counter(&self.rcfeed_accepted),
+            ),
+            (
+                "wikiwire_rcfeed_datagrams_total",
+                "result=\"refused\"",
+                "MediaWiki RCFeed datagrams, by result.",
+                Value::Counter(&self.rcfeed_refused),
             ),
             (
                 "wikiwire_xmlrpc_calls_total",

@@ -40,6 +40,9 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     if let Some(xmlrpc) = running.xmlrpc {
         println!("  XMLRPC http://{xmlrpc}/");
     }
+    for rcfeed in &running.rcfeeds {
+        println!("  RCFEED udp://{rcfeed}");
+    }
     println!("Stop it with Ctrl-C.");
     wait_for_signal(&running.shutdown).await;
     running.stop().await;
@@ -56,6 +59,8 @@ pub struct Running {
     pub xmpp: Option<String>,
     /// The XML-RPC API for wikis, when `[xmlrpc]` is configured.
     pub xmlrpc: Option<SocketAddr>,
+    /// The MediaWiki RCFeed listeners (UDP).
+    pub rcfeeds: Vec<SocketAddr>,
     pub shutdown: CancellationToken,
     tracker: TaskTracker,
     store: Arc<dyn Store>,
@@ -114,12 +119,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             wikiwire_relay::Relay::new(Arc::clone(&hub), relay.clone()).map_err(anyhow::Error::msg)?;
         tracker.spawn(relay.run());
     }
+    let mut rcfeeds = Vec::new();
+    for feed in &config.rcfeeds {
+        let socket = tokio::net::UdpSocket::bind(feed.listen)
+            .await
+            .with_context(|| format!("cannot listen for MediaWiki's RCFeed on udp {}", feed.listen))?;
+        rcfeeds.push(socket.local_addr()?);
+        tracker.spawn(crate::rcfeed::run(Arc::clone(&hub), feed.clone(), socket));
+    }
     let bot = wikiwire_xmpp::start(Arc::clone(&hub), &config, &tracker).await.map_err(anyhow::Error::msg)?;
     let (xmpp, xmlrpc) = match bot {
         Some(bot) => (Some(bot.jid), bot.xmlrpc),
         None => (None, None),
     };
-    Ok(Running { http, irc, ircs, xmpp, xmlrpc, shutdown, tracker, store })
+    Ok(Running { http, irc, ircs, xmpp, xmlrpc, rcfeeds, shutdown, tracker, store })
 }
 
 /// The IRC server: its fan-out, the plain listener and, with a certificate, the TLS listener.
