@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 log() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests start or drive (servers no one here wrote).
-apt_packages=(ngircd prosody lua-sec dokuwiki php-cli chromium chromium-driver)
+apt_packages=(ngircd prosody lua-sec dokuwiki php-cli chromium chromium-driver mediawiki php-sqlite3 php-intl php-mbstring)
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

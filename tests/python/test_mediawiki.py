@@ -95,7 +95,7 @@ def test_mediawiki_datagrams_become_events_and_mediawiki_irc_lines(tmp_path):
                             "?diff=42&oldid=41\x03 \x035*\x03 \x0303Alice\x03 \x035*\x03 (-2) \x0310fix typo\x03")
         assert lines[1] == ("\x0314[[\x0307Talk:Hello \u05e9\u05dc\u05d5\u05dd\x0314]]\x034 !N\x0310 \x0302"
                             "https://wiki.example/w/index.php?oldid=50&rcid=77\x03 \x035*\x03 \x0303192.0.2.4\x03"
-                            " \x035*\x03  \x0310new section\x03")
+                            " \x035*\x03 (+900) \x0310new section\x03")
         assert lines[2] == ("\x0314[[\x0307Special:Log/delete\x0314]]\x034 delete\x0310 \x0302\x03 \x035*\x03 "
                             "\x0303Admin\x03 \x035*\x03  \x0310deleted \"[[\x0302Spam Page\x0310]]\": spam\x03")
 
@@ -128,5 +128,54 @@ def test_mediawiki_datagrams_become_events_and_mediawiki_irc_lines(tmp_path):
         assert hub.metric('wikiwire_rcfeed_datagrams_total{result="accepted"}') == 4
         log = hub.read_log()
         assert "is not one of publisher mw's wikis" in log and "not in `allow`" in log
+    finally:
+        hub.stop()
+
+
+def test_a_real_mediawiki_from_debian_sends_its_changes_and_our_line_is_its_line(tmp_path):
+    """MediaWiki 1.39 from Debian (SQLite), unchanged but for `$wgRCFeeds`: one feed with
+    JSONRCFeedFormatter to the hub, one with IRCColourfulRCFeedFormatter to a socket of the test.
+    Every line the hub's `mediawiki` channel shows is the line MediaWiki itself wrote."""
+    import subprocess
+
+    mediawiki = "/usr/share/mediawiki"
+    hub = Hub(tmp_path, publishers=PUBLISHERS.replace('base_url = "https://wiki.example/w/"',
+                                                      'base_url = "http://wiki.example/w/"'))
+    try:
+        raw = listener(hub, "#examplewiki.rc")
+        own = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        own.bind(("127.0.0.1", 0))
+        own.settimeout(30)
+        site = tmp_path / "mediawiki"
+        (site / "db").mkdir(parents=True)
+        subprocess.run(
+            ["php", "maintenance/install.php", "--dbtype", "sqlite", "--dbpath", str(site / "db"),
+             "--dbname", "examplewiki", "--server", "http://wiki.example", "--scriptpath", "/w",
+             "--pass", "Admin-password-123", "--confpath", str(site), "Example Wiki", "Admin"],
+            cwd=mediawiki, check=True, capture_output=True, timeout=120)
+        settings = site / "LocalSettings.php"
+        settings.write_text(settings.read_text() + f"""
+$wgUseRCPatrol = true;
+$wgRCFeeds['wikiwire'] = [ 'formatter' => 'JSONRCFeedFormatter', 'uri' => 'udp://127.0.0.1:{hub.rcfeeds[0]}/#examplewiki.rc' ];
+$wgRCFeeds['irc'] = [ 'formatter' => 'IRCColourfulRCFeedFormatter', 'uri' => 'udp://127.0.0.1:{own.getsockname()[1]}', 'add_interwiki_prefix' => false ];
+""")
+
+        def maintenance(script, *arguments, text=None):
+            subprocess.run(["php", f"maintenance/{script}", "--conf", str(settings), *arguments],
+                           cwd=mediawiki, check=True, capture_output=True, input=text, timeout=120)
+
+        maintenance("edit.php", "--user", "Admin", "--summary", "a new page", "Hello World", text=b"Hello there")
+        maintenance("edit.php", "--user", "Admin", "--summary", "fix <typo> & more", "--minor", "Hello World",
+                    text=b"Hello there, world")
+        batch = tmp_path / "delete.txt"
+        batch.write_text("Hello World\n")
+        maintenance("deleteBatch.php", "-u", "Admin", "-r", "spam", str(batch))
+        theirs = [own.recv(65536).decode().rstrip("\n") for _ in range(3)]
+        ours = privmsgs(raw, 3, timeout=30)
+        assert ours == theirs, (ours, theirs)
+        events = hub.get("/api/v1/events")["events"]
+        assert [(e["action"], e["page"]) for e in events] == [
+            ("page_created", "Hello World"), ("page_changed", "Hello World"), ("page_deleted", "Hello World")]
+        assert events[1]["minor"] is True and events[1]["comment"] == "fix <typo> & more"
     finally:
         hub.stop()

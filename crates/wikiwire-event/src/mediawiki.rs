@@ -250,10 +250,9 @@ pub fn irc_line(event: &Event, wiki: Option<&WikiDescription>) -> String {
         };
         (irc_clean(&title), flag, irc_clean(&url), irc_clean(event.comment.as_deref().unwrap_or("")))
     };
-    let size = match (
-        extra("length_old").and_then(|n| n.parse::<i64>().ok()),
-        extra("length_new").and_then(|n| n.parse::<i64>().ok()),
-    ) {
+    // A creation has no old length in the datagram; MediaWiki's own line counts from 0.
+    let old_length = extra("length_old").and_then(|n| n.parse::<i64>().ok()).or((kind == "new").then_some(0));
+    let size = match (old_length, extra("length_new").and_then(|n| n.parse::<i64>().ok())) {
         (Some(old), Some(new)) => {
             let difference = new - old;
             if difference < -500 {
@@ -314,7 +313,7 @@ mod tests {
     const EDIT_LINE: &str = "\x0314[[\x0307Main Page\x0314]]\x034 M\x0310 \x0302https://wiki.example/w/index.php?diff=42&oldid=41\x03 \x035*\x03 \x0303Alice\x03 \x035*\x03 (-2) \x0310fix typo\x03";
 
     const NEW_PATROLLED: &str = r#"{"id":77,"type":"new","namespace":1,"title":"Talk:Hello","comment":"new section","timestamp":1764000100,"user":"192.0.2.4","bot":false,"minor":false,"patrolled":false,"length":{"old":null,"new":900},"revision":{"old":null,"new":50},"server_url":"https://wiki.example","server_name":"wiki.example","server_script_path":"/w","wiki":"examplewiki"}"#;
-    const NEW_PATROLLED_LINE: &str = "\x0314[[\x0307Talk:Hello\x0314]]\x034 !N\x0310 \x0302https://wiki.example/w/index.php?oldid=50&rcid=77\x03 \x035*\x03 \x0303192.0.2.4\x03 \x035*\x03  \x0310new section\x03";
+    const NEW_PATROLLED_LINE: &str = "\x0314[[\x0307Talk:Hello\x0314]]\x034 !N\x0310 \x0302https://wiki.example/w/index.php?oldid=50&rcid=77\x03 \x035*\x03 \x0303192.0.2.4\x03 \x035*\x03 (+900) \x0310new section\x03";
 
     const DELETE: &str = r#"{"id":90,"type":"log","namespace":0,"title":"Spam Page","comment":"spam","timestamp":1764000200,"user":"Admin","bot":false,"log_id":12,"log_type":"delete","log_action":"delete","log_params":[],"log_action_comment":"deleted &quot;[[Spam Page]]&quot;: spam","server_url":"https://wiki.example","server_name":"wiki.example","server_script_path":"/w","wiki":"examplewiki"}"#;
 
