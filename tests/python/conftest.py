@@ -62,7 +62,7 @@ filter = "wiki=MoinMaster,DokuWiki&action=antispam_updated"
 class Hub:
     """A running hub process."""
 
-    def __init__(self, directory, irc="", extra="", started_timeout=30, ports=None, publishers=None):
+    def __init__(self, directory, irc="", extra="", started_timeout=30, ports=None, publishers=None, command="serve"):
         """`ports=(http, irc)` fixes the ports, so a restarted hub is found where it was.
         `publishers` replaces the standard publishers and channels (moin, doku, #antispam)."""
         self.directory = pathlib.Path(directory)
@@ -78,12 +78,13 @@ class Hub:
             text = text.replace('[irc]\nlisten = "127.0.0.1:0"', f'[irc]\nlisten = "127.0.0.1:{ports[1]}"')
         self.config.write_text(text)
         self.started_timeout = started_timeout
+        self.command = command
         self.start()
 
     def start(self):
         self.log = open(self.directory / "hub.log", "a")
         self.process = subprocess.Popen(
-            [str(BINARY), "serve", "--config", str(self.config)],
+            [str(BINARY), self.command, "--config", str(self.config)],
             stdout=subprocess.PIPE,
             stderr=self.log,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},

@@ -18,6 +18,13 @@ pub enum Command {
         after_help = "Examples:\n  wikiwire serve\n  wikiwire serve --config /etc/wikiwire/wikiwire.toml"
     )]
     Serve(ConfigArgs),
+    /// Run the hub with a simulated wiki farm editing pages, to see events flow at once.
+    #[command(
+        after_help = "Examples:\n  wikiwire demo                      # two demo wikis, data in ./wikiwire-demo-data\n  \
+                            wikiwire demo --config wikiwire.toml   # simulated edits on every configured wiki\n\n\
+                      Then open the printed HTTP address in a browser, or join #MoinDemo on the printed IRC address."
+    )]
+    Demo(ConfigArgs),
     /// Announce an event (over HTTP, as a publisher).
     #[command(
         after_help = "Examples:\n  wikiwire publish --wiki local --action page_changed --page 'Front Page' --user Alice --comment 'typo'\n  \

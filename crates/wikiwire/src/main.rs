@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             cli::Command::Serve(args) => cmd::serve::run(args.config.as_deref()).await,
+            cli::Command::Demo(args) => cmd::demo::run(args.config.as_deref()).await,
             cli::Command::Publish(args) => cmd::publish::run(*args).await,
             cli::Command::Listen(args) => cmd::listen::run(*args).await,
             cli::Command::Token(args) => cmd::token::run(&args),

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod check;
+pub mod demo;
 pub mod listen;
 pub mod publish;
 pub mod serve;

@@ -26,6 +26,14 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
         None => Config::default(),
     };
     let running = start(config).await?;
+    announce(&running);
+    println!("Stop it with Ctrl-C.");
+    run_until_signal(running).await;
+    Ok(())
+}
+
+/// Prints where everything listens (harnesses read these lines up to "Stop it with").
+pub fn announce(running: &Running) {
     println!("wikiwire is running:");
     println!("  HTTP  http://{}/", running.http);
     if let Some(irc) = running.irc {
@@ -43,11 +51,13 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     for rcfeed in &running.rcfeeds {
         println!("  RCFEED udp://{rcfeed}");
     }
-    println!("Stop it with Ctrl-C.");
+}
+
+/// Runs until SIGTERM or SIGINT, then stops in order.
+pub async fn run_until_signal(running: Running) {
     wait_for_signal(&running.shutdown).await;
     running.stop().await;
     println!("wikiwire stopped");
-    Ok(())
 }
 
 /// A started hub: its addresses, and what `stop` needs.
@@ -62,6 +72,8 @@ pub struct Running {
     /// The MediaWiki RCFeed listeners (UDP).
     pub rcfeeds: Vec<SocketAddr>,
     pub shutdown: CancellationToken,
+    /// The hub itself, for in-process publishers (`wikiwire demo`).
+    pub hub: Arc<Hub>,
     tracker: TaskTracker,
     store: Arc<dyn Store>,
 }
@@ -132,7 +144,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(bot) => (Some(bot.jid), bot.xmlrpc),
         None => (None, None),
     };
-    Ok(Running { http, irc, ircs, xmpp, xmlrpc, rcfeeds, shutdown, tracker, store })
+    Ok(Running { http, irc, ircs, xmpp, xmlrpc, rcfeeds, shutdown, hub, tracker, store })
 }
 
 /// The IRC server: its fan-out, the plain listener and, with a certificate, the TLS listener.
