@@ -122,8 +122,14 @@ class Hub:
                 self.xmlrpc = words[1]
             elif words[:1] == ["RCFEED"]:
                 self.rcfeeds.append(int(words[1].rsplit(":", 1)[1]))
-        # Keep reading stdout so the hub never blocks on a full pipe.
-        threading.Thread(target=lambda: [None for _ in iter(lambda: os.read(descriptor, 4096), b"")], daemon=True).start()
+        # Keep reading stdout so the hub never blocks on a full pipe (until it is closed).
+        def drain():
+            try:
+                while os.read(descriptor, 4096):
+                    pass
+            except OSError:
+                pass
+        threading.Thread(target=drain, daemon=True).start()
 
     def read_log(self):
         self.log.flush()

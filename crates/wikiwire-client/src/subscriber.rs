@@ -106,6 +106,8 @@ pub struct Subscriber {
     started: bool,
     ready: VecDeque<Event>,
     catching_up: bool,
+    /// The log's last id when this catch-up began (for progress reports).
+    target: u64,
     http: reqwest::Client,
     base: Option<String>,
     query: Filter,
@@ -129,6 +131,7 @@ impl Subscriber {
             started: start.is_some(),
             ready: VecDeque::new(),
             catching_up: true,
+            target: 0,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -155,6 +158,12 @@ impl Subscriber {
     /// Whether history is being read (as opposed to following live).
     pub fn catching_up(&self) -> bool {
         self.catching_up || !self.ready.is_empty()
+    }
+
+    /// While history is read: how far (the id reached) of how far to go (the log's last id
+    /// when catching up began). `None` when following live.
+    pub fn progress(&self) -> Option<(u64, u64)> {
+        (self.catching_up && self.target > 0).then_some((self.horizon.min(self.target), self.target))
     }
 
     /// The next event, in id order, each once. Reconnects and catches up by itself; returns an
@@ -293,9 +302,10 @@ impl Subscriber {
             }
         }
         let trust = Trust::new(&self.options.trust, &joined, connection.has_cap("account-tag"));
+        let health = self.get_json(&format!("{base}/healthz")).await?.unwrap_or_default();
+        self.target = health["last_id"].as_u64().unwrap_or(0);
         if !self.started {
-            let health = self.get_json(&format!("{base}/healthz")).await?.unwrap_or_default();
-            self.horizon = health["last_id"].as_u64().unwrap_or(0);
+            self.horizon = self.target;
             self.started = true;
         }
         let (sender, receiver) = mpsc::unbounded_channel();

@@ -45,6 +45,14 @@ pub enum Command {
     /// Check a configuration file and report every mistake.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  wikiwire completions bash > /etc/bash_completion.d/wikiwire\n  \
+                            wikiwire completions zsh > \"${fpath[1]}/_wikiwire\"\n  \
+                            wikiwire completions fish > ~/.config/fish/completions/wikiwire.fish")]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args)]

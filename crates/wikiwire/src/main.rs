@@ -30,6 +30,11 @@ fn main() -> ExitCode {
             cli::Command::Listen(args) => cmd::listen::run(*args).await,
             cli::Command::Token(args) => cmd::token::run(&args),
             cli::Command::Config(cli::ConfigCommand::Check(args)) => cmd::check::run(args.config.as_deref()),
+            cli::Command::Completions { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(shell, &mut cli::Cli::command(), "wikiwire", &mut std::io::stdout());
+                Ok(())
+            }
         }
     });
     match result {
