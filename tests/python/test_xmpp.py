@@ -2,11 +2,13 @@
 users and by Python's xmlrpc.client the way MoinMoin calls `notification_bot_uri`."""
 
 import time
+import urllib.error
+import urllib.request
 import xmlrpc.client
 
 import pytest
 
-from conftest import Hub
+from conftest import MOIN_TOKEN, Hub, Raw
 from xmpp_support import BOT, ROOMS, SECRET, Jabber, Prosody, form_fields, oob_urls, wait_for
 
 
@@ -85,7 +87,6 @@ def test_wrong_secret_and_entity_expansion_are_refused(tmp_path, prosody):
             f"<param><value><string>{SECRET}</string></value></param>"
             "<param><value><string>&b;</string></value></param></params></methodCall>"
         )
-        import urllib.request, urllib.error
         request = urllib.request.Request(hub.xmlrpc, bomb.encode(), {"Content-Type": "text/xml"})
         try:
             answer = urllib.request.urlopen(request, timeout=10).read().decode()
@@ -93,6 +94,28 @@ def test_wrong_secret_and_entity_expansion_are_refused(tmp_path, prosody):
         except urllib.error.HTTPError as error:
             assert error.code in (400, 413), error
         assert rpc.system.multicall  # the proxy still works after the refusal
+        # Malformed calls: each a fault with the interoperability code, nothing stored.
+        for call, code in [
+            (lambda: rpc.send_notification(SECRET, ["alice@wikiwire.test"]), -32602),
+            (lambda: rpc.send_notification(SECRET, "not a list", notification()), -32602),
+            (lambda: rpc.send_notification(SECRET, ["not a jid"], notification()), -32602),
+            (lambda: rpc.send_notification(SECRET, ["a@wikiwire.test"], {"subject": "no action"}), -32602),
+            (lambda: rpc.addJIDToRoster(SECRET, 42), -32602),
+            (lambda: rpc.no_such_method(SECRET), -32601),
+        ]:
+            with pytest.raises(xmlrpc.client.Fault) as fault:
+                call()
+            assert fault.value.faultCode == code, fault.value
+        request = urllib.request.Request(hub.xmlrpc, b"<methodCall><methodName>x", {"Content-Type": "text/xml"})
+        assert "-32700" in urllib.request.urlopen(request, timeout=10).read().decode()
+        # A body over the limit (1 MiB by default) is refused before it is read whole.
+        huge = ("<?xml version='1.0'?><methodCall><methodName>send_notification</methodName><params>"
+                + "<param><value><string>" + "x" * (2 * 1024 * 1024) + "</string></value></param></params></methodCall>")
+        request = urllib.request.Request(hub.xmlrpc, huge.encode(), {"Content-Type": "text/xml"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 413
+        assert hub.metric("wikiwire_xmpp_outbox") == 0
         multi = xmlrpc.client.MultiCall(rpc)
         multi.addJIDToRoster(SECRET, "carol@wikiwire.test")
         multi.removeJIDFromRoster(SECRET, "carol@wikiwire.test")
@@ -148,9 +171,16 @@ def test_hub_subscriptions_and_commands_in_chat(tmp_path, prosody):
             )
             got = user.wait_message(lambda m: m["type"] == "normal" and "Help/Editing Pages" in m["body"], 60)
             assert "Bob" in got["body"]
+            # Published on IRC by the wiki's publisher: the same way to the user.
+            publisher = Raw(hub)
+            publisher.send(f"PASS moin:{MOIN_TOKEN}", "NICK moin", "USER moin 0 * :moin")
+            publisher.expect(r" 001 ")
+            publisher.send("PRIVMSG #MoinMaster.events :wiki=MoinMaster&action=SAVE&page=Help%2FFrom+IRC&user=Carol")
+            user.wait_message(lambda m: m["type"] == "normal" and "Help/From IRC" in m["body"], 60)
             time.sleep(1)
             assert not [m for m in user.notifications() if "Front Page" in m["body"]]
             assert len([m for m in user.notifications() if "Help/Editing Pages" in m["body"]]) == 1
+            assert len([m for m in user.notifications() if "Help/From IRC" in m["body"]]) == 1
             user.reply_to("unsubscribe all")
             assert "Help/*" not in user.reply_to("subscriptions")["body"]
             # A malformed stanza from a client does not stop the bot.

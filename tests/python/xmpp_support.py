@@ -4,6 +4,7 @@ event loop, recording every message they get. Waits have deadlines; nothing slee
 readiness."""
 
 import asyncio
+import gc
 import pathlib
 import subprocess
 import threading
@@ -224,6 +225,21 @@ class Jabber:
             time.sleep(0.02)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        if self.thread.is_alive():
+            return
+
+        # slixmpp's tasks and objects are finished while their loop is still open, so nothing
+        # of theirs runs on a closed loop later.
+        async def cancel_all():
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.loop.run_until_complete(cancel_all())
+        self.client = None
+        gc.collect()
+        self.loop.close()
 
 
 def wait_for(predicate, timeout=20, message="condition"):
