@@ -99,6 +99,9 @@ impl Contacts {
     }
 }
 
+/// How long the bot waits before it tries a room that refused it (or put it out) again.
+const ROOM_RETRY: Duration = Duration::from_secs(60);
+
 /// XEP-0045 §10.1.2: the owner takes the room's default configuration.
 const INSTANT_ROOM: &str =
     "<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query>";
@@ -202,16 +205,43 @@ impl Bot {
     async fn announce(&self) {
         self.xmpp.post(Presence::available()).await;
         for room in &self.config.rooms {
-            let Ok(to) = Jid::new(&format!("{}/{}", room.jid, room.nick)) else {
-                tracing::error!(room = %room.jid, nick = %room.nick, "cannot join: not a valid room JID with this nick");
-                continue;
-            };
-            let mut muc = Muc::new().with_history(History::new().with_maxstanzas(0));
-            if let Some(password) = &room.password {
-                muc = muc.with_password(password.clone());
-            }
-            self.xmpp.post(Presence::available().with_to(to).with_payload(muc)).await;
+            self.join(room).await;
         }
+    }
+
+    async fn join(&self, room: &wikiwire_hub::config::RoomConfig) {
+        let Ok(to) = Jid::new(&format!("{}/{}", room.jid, room.nick)) else {
+            tracing::error!(room = %room.jid, nick = %room.nick, "cannot join: not a valid room JID with this nick");
+            return;
+        };
+        let mut muc = Muc::new().with_history(History::new().with_maxstanzas(0));
+        if let Some(password) = &room.password {
+            muc = muc.with_password(password.clone());
+        }
+        self.xmpp.post(Presence::available().with_to(to).with_payload(muc)).await;
+    }
+
+    /// Tries a room again after a while, on the same stream, unless the bot got in meanwhile.
+    fn rejoin_later(self: &Arc<Self>, room: BareJid) {
+        let bot = Arc::clone(self);
+        let generation = self.session.borrow().map(|session| session.generation);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = bot.hub.shutdown().cancelled() => return,
+                _ = tokio::time::sleep(ROOM_RETRY) => {}
+            }
+            let same_stream = bot.session.borrow().map(|session| session.generation) == generation;
+            if same_stream
+                && !lock(&bot.joined).contains(&room)
+                && let Some(config) = bot
+                    .config
+                    .rooms
+                    .iter()
+                    .find(|config| BareJid::new(&config.jid).ok() == Some(room.clone()))
+            {
+                bot.join(config).await;
+            }
+        });
     }
 
     async fn handle(self: &Arc<Self>, stanza: Stanza) {
@@ -279,7 +309,7 @@ impl Bot {
     /// The room's answer to the bot's join (XEP-0045 §7.2): its own presence (status 110) means
     /// it is in; a room it has just made (201) is locked until configured, so the bot accepts
     /// the default configuration (an instant room, §10.1.2).
-    async fn room_presence(&self, room: BareJid, presence: &Presence) {
+    async fn room_presence(self: &Arc<Self>, room: BareJid, presence: &Presence) {
         let statuses: Vec<MucStatus> = presence
             .payloads
             .iter()
@@ -290,12 +320,14 @@ impl Bot {
         let mine = statuses.contains(&MucStatus::SelfPresence);
         match presence.type_ {
             PresenceType::Error => {
-                tracing::warn!(room = %room, "the room refused the bot; its lines wait in the outbox until it can join");
+                tracing::warn!(room = %room, retry_in = ?ROOM_RETRY, "the room refused the bot; its lines wait in the outbox");
                 lock(&self.joined).remove(&room);
+                self.rejoin_later(room);
             }
             PresenceType::Unavailable if mine => {
-                tracing::warn!(room = %room, "the bot left the room; its lines wait in the outbox");
+                tracing::warn!(room = %room, retry_in = ?ROOM_RETRY, "the bot is out of the room; its lines wait in the outbox");
                 lock(&self.joined).remove(&room);
+                self.rejoin_later(room);
             }
             PresenceType::None if mine => {
                 if statuses.contains(&MucStatus::RoomHasBeenCreated) {
