@@ -9,7 +9,8 @@ sends COUNT notifications through the XML-RPC API the way MoinMoin does (`system
 
 * accepted: notifications per second stored in the outbox (XML-RPC `true`);
 * to the server: notifications per second acknowledged by Prosody (stream management), with
-  the recipient offline, so Prosody keeps them (mod_offline);
+  the recipient offline, so Prosody keeps them (mod_offline) — while they are being sent, and
+  from a full outbox (sent while Prosody was down), which is the bot's own pace;
 * to a client: the same with a slixmpp client online, until the client has every message.
 """
 
@@ -74,10 +75,23 @@ def main():
             print(f"  accepted (stored in the outbox): {count / accepted:,.0f}/s")
             print(f"  acknowledged by Prosody:         {count / elapsed:,.0f}/s ({elapsed:.2f} s in all)")
 
+            # The bot's own pace: a full outbox, filled while Prosody was down.
+            prosody.stop()
+            wait_for(lambda: hub.metric("wikiwire_xmpp_connected") == 0, 60, "the bot to notice")
+            base = hub.metric("wikiwire_xmpp_delivered_total")
+            send(rpc, alice, count, "backlog")
+            prosody.start()
+            wait_for(lambda: hub.metric("wikiwire_xmpp_connected") == 1, 120, "the bot back online")
+            started = time.monotonic()
+            wait_for(lambda: hub.metric("wikiwire_xmpp_delivered_total") >= base + count, 600, "delivery")
+            elapsed = time.monotonic() - started
+            print(f"{count} notifications waiting in the outbox when Prosody came back:")
+            print(f"  acknowledged by Prosody:         {count / elapsed:,.0f}/s ({elapsed:.2f} s in all)")
+
             user = Jabber(prosody, alice, "alice-pw", forms=False)
             try:
                 # The offline messages arrive first; wait for them before measuring.
-                wait_for(lambda: len(user.messages) >= count, 600, "offline messages")
+                wait_for(lambda: len(user.messages) >= 2 * count, 600, "offline messages")
                 user.messages.clear()
                 base = hub.metric("wikiwire_xmpp_delivered_total")
                 started = time.monotonic()
