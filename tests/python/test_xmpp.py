@@ -53,17 +53,20 @@ def test_send_notification_reaches_a_form_client_and_a_plain_client(tmp_path, pr
         forms = Jabber(prosody, alice, "alice-pw", forms=True)
         plain = Jabber(prosody, bob, "bob-pw", forms=False)
         try:
-            assert rpc.send_notification(SECRET, [alice, bob], notification("Front Page")) is True
+            diff = "@@ -1 +1 @@\n-Helo world\n+Hello world"
+            assert rpc.send_notification(SECRET, [alice, bob], notification("Front Page", diff=diff)) is True
             got = forms.wait_message(lambda m: str(m["from"]).startswith(BOT) and m["type"] == "normal", 60)
             assert "Front Page" in got["subject"]
             fields = form_fields(got)
             assert fields is not None, got.xml
+            diff_field = got.xml.find("{jabber:x:data}x/{jabber:x:data}field[@var='diff']")
+            assert [v.text for v in diff_field.findall("{jabber:x:data}value")] == diff.split("\n")
             # The form carries the links as fields; OOB is only for clients without forms.
             assert "http://wiki.example/Front Page?action=diff" in fields.values()
             assert oob_urls(got) == []
             assert "http://" not in got["body"].split("\n")[0]
             text = plain.wait_message(lambda m: str(m["from"]).startswith(BOT) and m["type"] == "normal", 60)
-            assert "has been changed by Alice" in text["body"]
+            assert "has been changed by Alice" in text["body"] and "+Hello world" in text["body"]
             assert "http://wiki.example/Front Page?action=diff" in text["body"]
         finally:
             forms.close()

@@ -21,6 +21,7 @@ const TEXTS: &[(&str, [&str; 2])] = &[
     ("field.page", ["Page", "Seite"]),
     ("field.editor", ["Editor", "Bearbeiter"]),
     ("field.comment", ["Comment", "Kommentar"]),
+    ("field.diff", ["Changes", "Änderungen"]),
     ("field.revision", ["Revision", "Revision"]),
     ("field.old_name", ["Old name", "Alter Name"]),
     ("field.file", ["File", "Datei"]),

@@ -45,6 +45,14 @@ pub fn notification(
     // An action seed 2 does not name is shown as it came: plain text.
     let known = notification.is_known_action();
     let mut body = notification.text.clone();
+    // MoinMoin sends the diff of a change beside the text: shown after it, unless already in it.
+    if let Some(diff) = &notification.diff
+        && !(known && features.forms)
+        && !body.contains(diff.as_str())
+    {
+        body.push_str("\n\n");
+        body.push_str(diff);
+    }
     if known && features.forms {
         message.payloads.push(Element::from(form(notification, &subject, lang)));
     } else if known && features.oob {
@@ -89,6 +97,12 @@ fn form(notification: &Notification, subject: &str, lang: &str) -> DataForm {
             field.label = Some(i18n::text(lang, label).to_owned());
             fields.push(field);
         }
+    }
+    if let Some(diff) = &notification.diff {
+        let mut field = Field::new("diff", FieldType::TextMulti);
+        field.values = diff.lines().map(str::to_owned).collect();
+        field.label = Some(i18n::text(lang, "field.diff").to_owned());
+        fields.push(field);
     }
     for (index, link) in notification.url_list.iter().enumerate() {
         let mut field = Field::new(&format!("url{index}"), FieldType::TextSingle).with_value(&link.url);
