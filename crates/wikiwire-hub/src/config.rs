@@ -893,6 +893,43 @@ mod tests {
     }
 
     #[test]
+    fn rcfeeds_are_checked() {
+        let config = Config::parse(
+            r##"
+            [[publisher]]
+            name = "mediawiki"
+            token = "wwt_a-token-long-enough-for-the-check"
+            wikis = ["enwiki"]
+            [[rcfeed]]
+            listen = "127.0.0.1:9390"
+            publisher = "mediawiki"
+            [[rcfeed]]
+            listen = "127.0.0.1:9390"
+            publisher = "nobody"
+            allow = ["192.0.2.7"]
+            "##,
+        )
+        .unwrap();
+        assert_eq!(
+            config.rcfeeds[0].allow,
+            vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+            ],
+            "loopback only unless told"
+        );
+        let problems = config.check();
+        assert_eq!(
+            problems,
+            vec![
+                "rcfeed[1] (127.0.0.1:9390): publisher: no [[publisher]] named \"nobody\"".to_owned(),
+                "rcfeed[1] (127.0.0.1:9390): listen: another rcfeed listens there".to_owned(),
+            ]
+        );
+        assert!(Config::parse("[[rcfeed]]\nlisten = \"not an address\"\npublisher = \"x\"").is_err());
+    }
+
+    #[test]
     fn relays_are_checked() {
         let config = Config::parse(
             r##"
