@@ -168,16 +168,16 @@ class Jabber:
 
     def join_room(self, room, nick):
         """Joins a multi-user chat room (XEP-0045) and returns once in it."""
-        self.call(self.client["xep_0045"].join_muc_wait(room, nick, maxstanzas=0), timeout=30)
+        self.call(self.client.plugin["xep_0045"].join_muc_wait(room, nick, maxstanzas=0), timeout=30)
 
     def room_occupants(self, room):
-        return self.do(self.client["xep_0045"].get_roster, room)
+        return self.do(self.client.plugin["xep_0045"].get_roster, room)
 
     def submit_form(self, to, fields, form_type):
         """Sends a filled-in Data Form (type `submit`) in a chat message."""
         async def run():
             message = self.client.make_message(mto=to, mtype="chat")
-            form = self.client["xep_0004"].make_form(ftype="submit")
+            form = self.client.plugin["xep_0004"].make_form(ftype="submit")
             form.add_field(var="FORM_TYPE", ftype="hidden", value=form_type)
             for var, value in fields.items():
                 form.add_field(var=var, value=value)
