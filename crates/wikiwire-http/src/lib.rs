@@ -46,7 +46,7 @@ pub struct AppState {
 /// `urls`, then those the wiki's description block gives (for clients, like the live page, that
 /// do not expand link templates themselves).
 pub fn event_json(state: &AppState, event: &wikiwire_event::Event, links: bool) -> serde_json::Value {
-    let mut value: serde_json::Value = serde_json::from_str(&event.to_json()).expect("our JSON reads back");
+    let mut value = serde_json::to_value(event).expect("an event is always JSON");
     if links {
         let described = state.hub.publishers().wiki(&event.wiki).map(|wiki| wiki.links_for(event));
         let all: Vec<serde_json::Value> = event
