@@ -345,6 +345,30 @@ def test_configured_rooms_receive_the_text_lines_of_their_filter(tmp_path, proso
         hub.stop()
 
 
+def test_lines_for_a_room_that_refuses_the_bot_wait_until_it_lets_the_bot_in(tmp_path, prosody):
+    alice = prosody.register("alice", "alice-pw")
+    room = f"closed@{ROOMS}"
+    owner = Jabber(prosody, alice, "alice-pw", muc=True)
+    hub = None
+    try:
+        owner.make_members_only_room(room, "alice")
+        hub = bot_hub(tmp_path, prosody, f'\n[[xmpp.rooms]]\njid = "{room}"\nnick = "RecentChanges"\n'
+                                         'filter = "wiki=MoinMaster"\n', xmpp='room_retry = "1s"')
+        wait_for(lambda: "the room refused the bot" in hub.read_log(), 30, "the refusal")
+        hub.publish({"wiki": "MoinMaster", "action": "SAVE", "page": "While Outside", "user": "Bob"})
+        time.sleep(2)
+        assert not [m for m in owner.messages if m["type"] == "groupchat" and "While Outside" in m["body"]]
+        assert hub.metric("wikiwire_xmpp_outbox") == 1, "the line waits"
+        owner.make_member(room, BOT)
+        line = owner.wait_message(lambda m: m["type"] == "groupchat" and "While Outside" in m["body"], 30)
+        assert str(line["from"]) == f"{room}/RecentChanges"
+        wait_for(lambda: hub.metric("wikiwire_xmpp_outbox") == 0, 30, "an empty outbox")
+    finally:
+        owner.close()
+        if hub:
+            hub.stop()
+
+
 def test_presence_subscription_requests_follow_the_known_policy(tmp_path, prosody):
     alice = prosody.register("alice", "alice-pw")
     carol = prosody.register("carol", "carol-pw")

@@ -170,6 +170,20 @@ class Jabber:
         """Joins a multi-user chat room (XEP-0045) and returns once in it."""
         self.call(self.client.plugin["xep_0045"].join_muc_wait(room, nick, maxstanzas=0), timeout=30)
 
+    def make_members_only_room(self, room, nick):
+        """Creates `room` as its owner and makes it members-only."""
+        async def run():
+            muc = self.client.plugin["xep_0045"]
+            await muc.join_muc_wait(room, nick, maxstanzas=0)
+            form = await muc.get_room_config(room)
+            form["type"] = "submit"
+            form.field["muc#roomconfig_membersonly"]["value"] = True
+            await muc.set_room_config(room, form)
+        self.call(run(), timeout=30)
+
+    def make_member(self, room, jid):
+        self.call(self.client.plugin["xep_0045"].set_affiliation(room, "member", jid=jid), timeout=30)
+
     def room_occupants(self, room):
         return self.do(self.client.plugin["xep_0045"].get_roster, room)
 

@@ -67,6 +67,13 @@ pub struct XmppConfig {
     /// Multi-user chat rooms (XEP-0045) that receive the text lines of a filter.
     #[serde(default)]
     pub rooms: Vec<RoomConfig>,
+    /// How long the bot waits before it tries a room that refused it (or put it out) again.
+    #[serde(default = "default_room_retry", deserialize_with = "duration")]
+    pub room_retry: Duration,
+}
+
+fn default_room_retry() -> Duration {
+    Duration::from_secs(60)
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -99,9 +99,6 @@ impl Contacts {
     }
 }
 
-/// How long the bot waits before it tries a room that refused it (or put it out) again.
-const ROOM_RETRY: Duration = Duration::from_secs(60);
-
 /// XEP-0045 §10.1.2: the owner takes the room's default configuration.
 const INSTANT_ROOM: &str =
     "<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query>";
@@ -228,7 +225,7 @@ impl Bot {
         tokio::spawn(async move {
             tokio::select! {
                 _ = bot.hub.shutdown().cancelled() => return,
-                _ = tokio::time::sleep(ROOM_RETRY) => {}
+                _ = tokio::time::sleep(bot.config.room_retry) => {}
             }
             let same_stream = bot.session.borrow().map(|session| session.generation) == generation;
             if same_stream
@@ -320,12 +317,12 @@ impl Bot {
         let mine = statuses.contains(&MucStatus::SelfPresence);
         match presence.type_ {
             PresenceType::Error => {
-                tracing::warn!(room = %room, retry_in = ?ROOM_RETRY, "the room refused the bot; its lines wait in the outbox");
+                tracing::warn!(room = %room, retry_in = ?self.config.room_retry, "the room refused the bot; its lines wait in the outbox");
                 lock(&self.joined).remove(&room);
                 self.rejoin_later(room);
             }
             PresenceType::Unavailable if mine => {
-                tracing::warn!(room = %room, retry_in = ?ROOM_RETRY, "the bot is out of the room; its lines wait in the outbox");
+                tracing::warn!(room = %room, retry_in = ?self.config.room_retry, "the bot is out of the room; its lines wait in the outbox");
                 lock(&self.joined).remove(&room);
                 self.rejoin_later(room);
             }
