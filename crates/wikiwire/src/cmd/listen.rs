@@ -223,20 +223,6 @@ async fn run_command(command: &str, event: &Event) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn irc_colours_become_terminal_colours() {
-        assert_eq!(
-            mirc_to_ansi("\x0314[[\x0307Page\x0314]]\x03 x"),
-            "\x1b[90m[[\x1b[33mPage\x1b[90m]]\x1b[39m x\x1b[0m"
-        );
-        assert_eq!(mirc_to_ansi("\x02-500\x02"), "\x1b[1m-500\x1b[22m\x1b[0m");
-    }
-}
-
 fn random_nick() -> String {
     let mut bytes = [0u8; 3];
     let _ = getrandom::fill(&mut bytes);
@@ -262,5 +248,19 @@ fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         Ok(async {
             let _ = tokio::signal::ctrl_c().await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn irc_colours_become_terminal_colours() {
+        assert_eq!(
+            mirc_to_ansi("\x0314[[\x0307Page\x0314]]\x03 x"),
+            "\x1b[90m[[\x1b[33mPage\x1b[90m]]\x1b[39m x\x1b[0m"
+        );
+        assert_eq!(mirc_to_ansi("\x02-500\x02"), "\x1b[1m-500\x1b[22m\x1b[0m");
     }
 }
