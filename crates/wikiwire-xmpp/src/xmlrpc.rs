@@ -162,21 +162,19 @@ async fn call(api: &Api, name: &str, params: Vec<Value>) -> Result<Value, Fault>
             }
             api.state.enqueue(items).await
         }
-        "addJIDToRoster" => {
+        // addJIDToRoster / removeJIDFromRoster: the `known` list first, then the roster change.
+        add => {
             let jid = bare(
                 &String::try_from_value(&params[1])
                     .map_err(|_| Fault::new(-32602, "jid: a string".into()))?,
             )?;
-            api.state.remember(&jid).await.map_err(internal)?;
-            api.state.enqueue(vec![Item::RosterAdd { jid }]).await
-        }
-        _ => {
-            let jid = bare(
-                &String::try_from_value(&params[1])
-                    .map_err(|_| Fault::new(-32602, "jid: a string".into()))?,
-            )?;
-            api.state.forget(&jid).await.map_err(internal)?;
-            api.state.enqueue(vec![Item::RosterRemove { jid }]).await
+            if add == "addJIDToRoster" {
+                api.state.remember(&jid).await.map_err(internal)?;
+                api.state.enqueue(vec![Item::RosterAdd { jid }]).await
+            } else {
+                api.state.forget(&jid).await.map_err(internal)?;
+                api.state.enqueue(vec![Item::RosterRemove { jid }]).await
+            }
         }
     };
     item_result.map_err(internal)?;
