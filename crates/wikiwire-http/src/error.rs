@@ -13,7 +13,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub error: String,
     pub field: Option<String>,
-    /// Seconds, for 429.
+    /// Seconds, for 429 and 503.
     pub retry_after: Option<u64>,
 }
 
@@ -39,8 +39,24 @@ impl From<FieldError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
-        tracing::error!(%error, "store failure answering a request");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the event store is unavailable; try again")
+        match &error {
+            // The cluster's log is out of reach for now (a failover, NATS down): say so, and
+            // when to try again.
+            StoreError::Unavailable(reason) => {
+                tracing::warn!(%reason, "event log unavailable answering a request");
+                ApiError {
+                    retry_after: Some(2),
+                    ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{error}; try again"))
+                }
+            }
+            _ => {
+                tracing::error!(%error, "store failure answering a request");
+                ApiError {
+                    retry_after: Some(5),
+                    ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the event store is unavailable; try again")
+                }
+            }
+        }
     }
 }
 

@@ -15,8 +15,21 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
-/// Ready when the store answers.
+/// Ready when the store answers and, in a cluster, when this node follows the stream closely.
 pub async fn healthz(State(state): State<AppState>) -> Response {
+    let cluster = state.hub.store().cluster_status();
+    if let Some(cluster) = &cluster {
+        let body = serde_json::json!({
+            "status": if cluster.unready.is_some() { "unavailable" } else { "ok" },
+            "node": cluster.node,
+            "connected": cluster.connected,
+            "last_id": cluster.applied_id,
+            "stream_last_id": cluster.stream_last_id,
+            "error": cluster.unready,
+        });
+        let status = if cluster.unready.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+        return (status, Json(body)).into_response();
+    }
     match state.hub.store().bounds().await {
         Ok(bounds) => Json(serde_json::json!({ "status": "ok", "last_id": bounds.last_id })).into_response(),
         Err(error) => (

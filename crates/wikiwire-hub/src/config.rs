@@ -12,6 +12,9 @@ use wikiwire_event::{Engine, Filter, Format, LinkTemplates};
 
 use crate::token;
 
+mod cluster;
+pub use cluster::ClusterConfig;
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -40,6 +43,8 @@ pub struct Config {
     pub xmlrpc: Option<XmlRpcConfig>,
     /// The wiki the bot's commands talk to.
     pub wiki: Option<WikiConfig>,
+    /// Present: the log lives in NATS JetStream, shared with other hub nodes.
+    pub cluster: Option<ClusterConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -471,6 +476,7 @@ impl Default for Config {
             xmpp: None,
             xmlrpc: None,
             wiki: None,
+            cluster: None,
         }
     }
 }
@@ -568,6 +574,9 @@ impl Config {
         self.check_relays(&mut problems);
         self.check_rcfeeds(&mut problems);
         self.check_xmpp(&mut problems);
+        if let Some(cluster) = &self.cluster {
+            cluster.check(&mut problems);
+        }
         problems
     }
 

@@ -5,11 +5,13 @@
 //! | this file | the [`Store`] trait and the types every implementation shares |
 //! | [`bus`] | the in-process broadcast of committed events, in id order |
 //! | [`sqlite`] | the embedded store: one SQLite file in WAL mode, one writer with group commit |
+//! | [`jetstream`] | the cluster store: one NATS JetStream stream shared by every hub node, read through a local SQLite replica |
 //!
 //! A store never renders, filters for output, or knows a protocol; it must never announce an event
 //! before its transaction committed, and must announce committed events in id order.
 
 pub mod bus;
+pub mod jetstream;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -19,7 +21,8 @@ use async_trait::async_trait;
 use wikiwire_event::{Draft, Event, Filter, Timestamp};
 
 pub use bus::Bus;
-pub use sqlite::{SqliteOptions, SqliteStore};
+pub use jetstream::{JetStreamOptions, JetStreamStore};
+pub use sqlite::{Applied, SqliteOptions, SqliteStore};
 
 /// Most events one history page may hold.
 pub const MAX_PAGE: usize = 1000;
@@ -97,10 +100,53 @@ pub enum StoreError {
     NewerSchema { found: i64, supported: i64 },
     #[error("stored event {id} cannot be read: {reason}")]
     Corrupt { id: u64, reason: String },
+    /// The log cannot be reached or refuses to serve for now; nothing was stored by this call
+    /// (or, for an append that timed out, its outcome is unknown). Worth retrying later.
+    #[error("the event log is unavailable: {0}")]
+    Unavailable(String),
 }
 
-/// The log's contract. Implementations: [`SqliteStore`]; a JetStream store fits the same shape
-/// (the stream sequence is the id, a KV bucket holds the cursors).
+/// How a clustered store is doing, for `/healthz` and the metrics page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// This node's name.
+    pub node: String,
+    /// Connected to a NATS server.
+    pub connected: bool,
+    /// The stream's last sequence when last asked (0 before the first answer).
+    pub stream_last_id: u64,
+    /// The newest id this node's replica has applied and announced.
+    pub applied_id: u64,
+    /// Why the node is not ready; `None` when ready.
+    pub unready: Option<String>,
+    /// Appends retried after a timeout or a lost connection.
+    pub publish_retries: u64,
+    /// Appends whose outcome was resolved from the stream (acknowledgement lost, key held).
+    pub publish_resolved: u64,
+    /// Appends answered before this node's replica applied them (the wait was bounded).
+    pub apply_wait_timeouts: u64,
+}
+
+/// The log's contract, kept by every backend ([`SqliteStore`], [`JetStreamStore`]) and checked by
+/// one conformance suite (`tests/conformance.rs`) against both:
+///
+/// * **Ids** are assigned by the log, strictly increasing, never reused; between two retained
+///   events there is no hole (only retention removes events, always the oldest).
+/// * **Appends are atomic and ordered**: the drafts of one call are stored all or none, with
+///   increasing ids in the order given (SQLite: one transaction; JetStream: one atomic batch, so
+///   the ids of one call are also contiguous there).
+/// * **Acknowledged means durable**: `append` returns only after the commit (SQLite: fsync with
+///   `synchronous=full`; JetStream: the stream's quorum stored it).
+/// * **Announced before acknowledged, on this process's bus**: when `append` returns, the events
+///   are on this process's [`Bus`] (JetStream: this node's replica applied them; other nodes
+///   announce them when their replicas catch up). Every event is announced once, in id order.
+/// * **Keys**: a second draft with a `(wiki, key)` already in the log (wiki without ASCII case)
+///   is not stored; the first event is returned with `duplicate: true`, also within one call.
+///   A key is remembered exactly as long as its first event is retained.
+/// * **No duplicate from inside**: a backend that retries (JetStream after a lost
+///   acknowledgement) resolves the retry to the ids it committed, never storing a draft twice.
+/// * **Bounds** name only what a reader of this process can read: `last_id` is the newest event
+///   on this process's bus, never an id the process has not applied yet.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Appends in order, all or nothing, and returns only after the commit. Committed events are
@@ -126,4 +172,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Finishes pending writes and closes; later calls get `StoreError::Closed`.
     async fn close(&self);
+
+    /// The cluster's view of this node; `None` for a store that is not clustered.
+    fn cluster_status(&self) -> Option<ClusterStatus> {
+        None
+    }
 }

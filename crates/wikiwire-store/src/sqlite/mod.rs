@@ -49,6 +49,14 @@ impl SqliteOptions {
     }
 }
 
+/// Events numbered by another log (JetStream), for a replica: stored with their ids, in order,
+/// after `pruned_through` (when given) removed everything up to it.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub events: Vec<Arc<Event>>,
+    pub pruned_through: Option<u64>,
+}
+
 /// Counters for metrics and tests.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -121,6 +129,28 @@ impl SqliteStore {
 
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
+    }
+
+    /// Stores events numbered elsewhere and announces them on the bus (a replica's only way in;
+    /// never mixed with [`Store::append`] on one file).
+    pub async fn apply(&self, applied: Applied) -> Result<(), StoreError> {
+        self.command(|reply| Command::Apply { applied, reply }).await
+    }
+
+    /// A number kept beside the events (the replica keeps its stream's identity here).
+    pub async fn state(&self, name: &'static str) -> Result<Option<i64>, StoreError> {
+        self.readers
+            .with(move |connection| {
+                connection
+                    .query_row("SELECT value FROM state WHERE name = ?1", [name], |row| row.get::<_, i64>(0))
+                    .optional()
+                    .map_err(backend)
+            })
+            .await
+    }
+
+    pub async fn set_state(&self, name: &'static str, value: i64) -> Result<(), StoreError> {
+        self.command(|reply| Command::SetState { name, value, reply }).await
     }
 
     fn sender(&self) -> Result<mpsc::Sender<Command>, StoreError> {

@@ -23,6 +23,9 @@ pub enum Command {
     Append { drafts: Vec<Draft>, reply: oneshot::Sender<Result<Vec<Appended>, StoreError>> },
     SetCursor { name: String, id: u64, reply: oneshot::Sender<Result<(), StoreError>> },
     Prune { retention: Retention, reply: oneshot::Sender<Result<u64, StoreError>> },
+    /// A replica's path: events numbered elsewhere, stored with their ids (see [`super::Applied`]).
+    Apply { applied: super::Applied, reply: oneshot::Sender<Result<(), StoreError>> },
+    SetState { name: &'static str, value: i64, reply: oneshot::Sender<Result<(), StoreError>> },
 }
 
 type Request = (Vec<Draft>, oneshot::Sender<Result<Vec<Appended>, StoreError>>);
@@ -72,6 +75,21 @@ impl Writer {
                 }
                 Command::Prune { retention, reply } => {
                     let _ = reply.send(self.prune(retention));
+                }
+                Command::Apply { applied, reply } => {
+                    let _ = reply.send(self.apply(applied));
+                }
+                Command::SetState { name, value, reply } => {
+                    let result = self
+                        .connection
+                        .execute(
+                            "INSERT INTO state (name, value) VALUES (?1, ?2)
+                             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                            params![name, value],
+                        )
+                        .map(drop)
+                        .map_err(backend);
+                    let _ = reply.send(result);
                 }
             }
         }
@@ -175,6 +193,68 @@ impl Writer {
         }
         transaction.commit().map_err(backend)?;
         Ok((results, new_events))
+    }
+
+    /// Stores events that another log numbered, with their ids, then announces them. Keys are not
+    /// looked up or kept in the key column: the log that numbered the events enforced them, and
+    /// may accept a key again once its first event expired there before it is pruned here.
+    fn apply(&mut self, applied: super::Applied) -> Result<(), StoreError> {
+        let super::Applied { events, pruned_through } = applied;
+        let last_id = self.shared.last_id.load(Ordering::Acquire);
+        let transaction = self.connection.transaction().map_err(backend)?;
+        if let Some(through) = pruned_through.filter(|&through| through > self.shared.pruned_through.load(Ordering::Acquire)) {
+            transaction.execute("DELETE FROM events WHERE id <= ?1", [to_sql_id(through)]).map_err(backend)?;
+            transaction
+                .execute("UPDATE state SET value = ?1 WHERE name = 'pruned_through'", [to_sql_id(through)])
+                .map_err(backend)?;
+        }
+        let received = Timestamp::now().millis();
+        {
+            let mut insert = transaction
+                .prepare_cached(
+                    "INSERT INTO events (id, time, received, wiki, action, key, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
+                )
+                .map_err(backend)?;
+            let mut previous = last_id;
+            for event in &events {
+                if event.id <= previous {
+                    return Err(StoreError::Backend(format!(
+                        "replica asked to apply event {} after {previous}: ids must grow",
+                        event.id
+                    )));
+                }
+                previous = event.id;
+                insert
+                    .execute(params![
+                        to_sql_id(event.id),
+                        event.time.millis(),
+                        received,
+                        event.wiki,
+                        event.action.as_str(),
+                        event.to_json(),
+                    ])
+                    .map_err(backend)?;
+            }
+        }
+        let new_last = events.last().map_or(last_id, |event| event.id).max(pruned_through.unwrap_or(0));
+        if new_last != last_id {
+            transaction
+                .execute("UPDATE state SET value = ?1 WHERE name = 'last_id'", [to_sql_id(new_last)])
+                .map_err(backend)?;
+        }
+        transaction.commit().map_err(backend)?;
+        if let Some(through) = pruned_through {
+            self.shared.pruned_through.fetch_max(through, Ordering::AcqRel);
+        }
+        let stats = &self.shared.stats;
+        stats.transactions.fetch_add(1, Ordering::Relaxed);
+        stats.appended.fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.shared.last_id.store(new_last, Ordering::Release);
+        for event in events {
+            self.shared.bus.announce(event);
+        }
+        Ok(())
     }
 
     /// Removes one chunk of events past retention. Returns 0 only when nothing is left to remove.

@@ -10,9 +10,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use wikiwire_hub::config::{Config, PublisherConfig, Synchronous};
+use wikiwire_hub::config::{ClusterConfig, Config, PublisherConfig, Synchronous};
 use wikiwire_hub::{Hub, Publishers, token};
-use wikiwire_store::{Retention, SqliteOptions, SqliteStore, Store};
+use wikiwire_store::{JetStreamOptions, JetStreamStore, Retention, SqliteOptions, SqliteStore, Store};
 
 /// How long tasks get to finish after shutdown starts.
 const GRACE: Duration = Duration::from_secs(10);
@@ -91,12 +91,7 @@ impl Running {
 
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let publishers = publishers(&config)?;
-    let mut options = SqliteOptions::new(config.data_dir.join("events.sqlite"));
-    options.synchronous_full = config.store.synchronous == Synchronous::Full;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(options)
-            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
-    );
+    let store = open_store(&config).await?;
     let http_listener = TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
@@ -145,6 +140,38 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => (None, None),
     };
     Ok(Running { http, irc, ircs, xmpp, xmlrpc, rcfeeds, shutdown, hub, tracker, store })
+}
+
+/// The log: SQLite in the data directory, or with `[cluster]` the JetStream stream shared by the
+/// hub nodes (read through a replica in the data directory).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let retention = Retention { max_age: config.store.max_age, max_events: config.store.max_events };
+    match &config.cluster {
+        None => {
+            let mut options = SqliteOptions::new(config.data_dir.join("events.sqlite"));
+            options.synchronous_full = config.store.synchronous == Synchronous::Full;
+            let store = SqliteStore::open(options)
+                .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+            Ok(Arc::new(store))
+        }
+        Some(cluster) => {
+            let options = jetstream_options(config, cluster, retention);
+            let store = JetStreamStore::open(options)
+                .await
+                .with_context(|| format!("cannot open the cluster store (node {:?})", cluster.node))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+pub fn jetstream_options(config: &Config, cluster: &ClusterConfig, retention: Retention) -> JetStreamOptions {
+    let mut options =
+        JetStreamOptions::new(&cluster.node, cluster.nats.clone(), config.data_dir.join("replica.sqlite"));
+    options.replicas = cluster.replicas;
+    options.credentials.clone_from(&cluster.credentials);
+    options.ca_file.clone_from(&cluster.ca_file);
+    options.retention = retention;
+    options
 }
 
 /// The IRC server: its fan-out, the plain listener and, with a certificate, the TLS listener.

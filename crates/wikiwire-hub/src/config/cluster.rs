@@ -1,0 +1,108 @@
+//! `[cluster]`: present, the node keeps its log in a NATS JetStream stream shared with the other
+//! hub nodes; absent, in SQLite on this machine.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Copies of the stream when the configuration does not say.
+pub const DEFAULT_REPLICAS: usize = 3;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's unique, stable name: it appears in message ids and logs.
+    pub node: String,
+    /// `nats://host:port` (or `tls://host:port`) of the NATS servers; one is enough to find the
+    /// rest, all of them survive the loss of one.
+    pub nats: Vec<String>,
+    /// Copies of the stream: 3 (survives the loss of a NATS server) or 1 (a single server).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// A NATS credentials file (`.creds`: user JWT and nkey seed).
+    pub credentials: Option<PathBuf>,
+    /// CA certificates (PEM) for NATS over TLS; set, TLS is required.
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_replicas() -> usize {
+    DEFAULT_REPLICAS
+}
+
+impl ClusterConfig {
+    /// Every problem, each as one sentence starting with the key.
+    pub fn check(&self, problems: &mut Vec<String>) {
+        let node_ok = !self.node.is_empty()
+            && self.node.len() <= 32
+            && self.node.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+        if !node_ok {
+            problems.push(format!(
+                "cluster.node: {:?}: 1 to 32 letters, digits, '-' or '_', unique among the hub nodes",
+                self.node
+            ));
+        }
+        if self.nats.is_empty() {
+            problems.push("cluster.nats: name at least one NATS server, e.g. \"nats://127.0.0.1:4222\"".into());
+        }
+        for url in &self.nats {
+            if let Err(reason) = check_nats_url(url) {
+                problems.push(format!("cluster.nats: {url:?}: {reason}"));
+            }
+        }
+        if !matches!(self.replicas, 1 | 3) {
+            problems.push(format!(
+                "cluster.replicas: {}: 1 (one NATS server) or 3 (survives the loss of one)",
+                self.replicas
+            ));
+        }
+        for (key, path) in [("credentials", &self.credentials), ("ca_file", &self.ca_file)] {
+            if let Some(path) = path
+                && let Err(error) = std::fs::metadata(path)
+            {
+                problems.push(format!("cluster.{key}: {}: {error}", path.display()));
+            }
+        }
+    }
+}
+
+fn check_nats_url(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("expected nats://host:port".into());
+    };
+    if !matches!(scheme, "nats" | "tls") {
+        return Err(format!("scheme {scheme:?}: nats or tls"));
+    }
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, host_port)| host_port);
+    match host_port.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port > 0) => Ok(()),
+        None if !host_port.is_empty() && !host_port.contains('/') => Ok(()),
+        _ => Err("expected nats://host:port".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        let config: ClusterConfig = toml::from_str(text).expect("parses");
+        let mut problems = Vec::new();
+        config.check(&mut problems);
+        problems
+    }
+
+    #[test]
+    fn a_good_section_has_no_problem() {
+        assert!(problems("node = \"hub-a\"\nnats = [\"nats://10.0.0.1:4222\", \"tls://n2:4222\"]").is_empty());
+    }
+
+    #[test]
+    fn every_mistake_is_named() {
+        let found = problems("node = \"hub a\"\nnats = [\"http://x:1\", \"nats://x:0\"]\nreplicas = 2\nca_file = \"/nonexistent/ca.pem\"");
+        let text = found.join("\n");
+        for key in ["cluster.node", "scheme \"http\"", "nats://x:0", "cluster.replicas", "cluster.ca_file"] {
+            assert!(text.contains(key), "{key} not in {text}");
+        }
+        assert!(problems("node = \"a\"\nnats = []").iter().any(|problem| problem.contains("at least one")));
+    }
+}

@@ -1,0 +1,467 @@
+//! The cluster store: one NATS JetStream stream is the log of every hub node; its sequence is the
+//! event id. Each node reads through a local SQLite replica that one ordered consumer fills in
+//! stream order ([`apply`]), so history, followers and the bus work exactly as on one machine.
+//!
+//! | module | owns |
+//! |---|---|
+//! | this file | connecting, creating or checking the stream, the [`Store`] methods |
+//! | [`append`] | the node's one writer: group commit as JetStream atomic batches, retries and their resolution |
+//! | [`apply`] | stream → replica → bus, gaps after retention, the stream's identity, readiness |
+//! | [`subjects`] | subject names (one per key), headers, error codes |
+//!
+//! Nodes never talk to each other; NATS is the only thing they share. This module must never
+//! announce an event that the stream has not stored, and never serve ids from a stream that is not
+//! the one its replica follows (a stream deleted and made again would hand out old ids anew).
+
+mod append;
+mod apply;
+pub mod subjects;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv, stream};
+use async_trait::async_trait;
+use tokio::sync::{mpsc, watch};
+use wikiwire_event::{Draft, Event};
+
+use crate::{
+    Appended, Applied, Bounds, Bus, ClusterStatus, Page, Query, Retention, SqliteOptions, SqliteStore, Store,
+    StoreError,
+};
+
+/// The replica state row that records which stream it follows (the stream's creation time, µs).
+const STREAM_CREATED: &str = "stream_created";
+
+#[derive(Clone, Debug)]
+pub struct JetStreamOptions {
+    /// This node's unique name (`[cluster] node`).
+    pub node: String,
+    /// `nats://host:port` URLs of the NATS servers.
+    pub servers: Vec<String>,
+    /// Copies of the stream and the cursor bucket: 1 or 3.
+    pub replicas: usize,
+    /// A NATS credentials file (JWT + nkey seed).
+    pub credentials: Option<PathBuf>,
+    /// A CA file for NATS over TLS; set, TLS is required.
+    pub ca_file: Option<PathBuf>,
+    /// The local replica's SQLite file.
+    pub replica: PathBuf,
+    /// The stream's name; its subjects are `<subject_prefix>.>`.
+    pub stream: String,
+    pub subject_prefix: String,
+    /// Becomes the stream's limits (the server removes the oldest events).
+    pub retention: Retention,
+    /// How long one append may retry before it answers `Unavailable`.
+    pub publish_timeout: Duration,
+    /// How long `open` waits for NATS and the stream.
+    pub connect_timeout: Duration,
+    /// For `wikiwire migrate`: the first id of a stream made by this open.
+    pub first_sequence: Option<u64>,
+}
+
+impl JetStreamOptions {
+    pub fn new(node: impl Into<String>, servers: Vec<String>, replica: impl Into<PathBuf>) -> JetStreamOptions {
+        JetStreamOptions {
+            node: node.into(),
+            servers,
+            replicas: 3,
+            credentials: None,
+            ca_file: None,
+            replica: replica.into(),
+            stream: "WIKIWIRE".into(),
+            subject_prefix: "wikiwire.events".into(),
+            retention: Retention::default(),
+            publish_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(30),
+            first_sequence: None,
+        }
+    }
+
+    /// The key uniqueness check works only while the stream still holds the first event, and a
+    /// retry is harmless only inside the duplicate window: the window stays within `max_age`
+    /// (the server refuses a longer one) and above the publish timeout.
+    fn duplicate_window(&self) -> Duration {
+        let window = Duration::from_secs(120);
+        match self.retention.max_age {
+            Some(age) if !age.is_zero() => window.min(age),
+            _ => window,
+        }
+    }
+
+    fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.stream.clone(),
+            subjects: vec![format!("{}.>", self.subject_prefix)],
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::Old,
+            storage: stream::StorageType::File,
+            num_replicas: self.replicas,
+            max_age: self.retention.max_age.unwrap_or_default(),
+            max_messages: self.retention.max_events.map_or(-1, |events| i64::try_from(events).unwrap_or(i64::MAX)),
+            max_bytes: -1,
+            max_messages_per_subject: -1,
+            max_message_size: 2 * 1024 * 1024,
+            duplicate_window: self.duplicate_window(),
+            allow_direct: true,
+            allow_atomic_publish: true,
+            deny_delete: true,
+            deny_purge: true,
+            first_sequence: self.first_sequence,
+            description: Some("wikiwire: the event log; the sequence is the event id".into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// What every task of the store shares.
+pub(crate) struct Inner {
+    options: JetStreamOptions,
+    client: async_nats::Client,
+    stream: stream::Stream,
+    cursors: kv::Store,
+    replica: SqliteStore,
+    /// The newest id the replica applied and announced.
+    applied: watch::Sender<u64>,
+    /// The stream's first and last sequence when last asked, and when that was.
+    stream_first: AtomicU64,
+    stream_last: AtomicU64,
+    last_poll: Mutex<Option<Instant>>,
+    /// The stream's last sequence at start: the node is not ready before its replica has it.
+    rebuild_target: u64,
+    /// Set when serving would be wrong (the stream was made again, the log went backwards);
+    /// appends are refused and the node reports unready until restarted.
+    fatal: Mutex<Option<String>>,
+    closed: AtomicBool,
+    stop: tokio_util::sync::CancellationToken,
+    retries: AtomicU64,
+    resolved: AtomicU64,
+    apply_wait_timeouts: AtomicU64,
+}
+
+impl Inner {
+    fn fatal(&self) -> Option<String> {
+        self.fatal.lock().ok().and_then(|fatal| fatal.clone())
+    }
+
+    fn set_fatal(&self, reason: String) {
+        tracing::error!(%reason, "the cluster store stops serving");
+        if let Ok(mut fatal) = self.fatal.lock() {
+            fatal.get_or_insert(reason);
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+pub struct JetStreamStore {
+    inner: Arc<Inner>,
+    writer: Mutex<Option<mpsc::Sender<append::Request>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl JetStreamStore {
+    /// Connects, creates the stream (or checks the one there), opens the replica and starts the
+    /// writer and the applier. Fails when NATS cannot be reached within `connect_timeout`, or when
+    /// the stream is not the one this node's replica follows.
+    pub async fn open(options: JetStreamOptions) -> Result<JetStreamStore, StoreError> {
+        let deadline = Instant::now() + options.connect_timeout;
+        let client = connect(&options).await?;
+        let mut context = jetstream::new(client.clone());
+        context.set_timeout(Duration::from_secs(5));
+        let stream = retry_until(deadline, "the stream", || ensure_stream(&context, &options)).await?;
+        let cursors = retry_until(deadline, "the cursor bucket", || {
+            let config = kv::Config {
+                bucket: format!("{}_state", options.stream),
+                description: "wikiwire: named cursors (relays)".into(),
+                history: 1,
+                num_replicas: options.replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            };
+            let context = context.clone();
+            async move { context.create_or_update_key_value(config).await.map_err(|error| error.to_string()) }
+        })
+        .await?;
+        let mut replica_options = SqliteOptions::new(&options.replica);
+        // The replica is a cache of the stream: a node that loses it rebuilds it from there.
+        replica_options.synchronous_full = false;
+        let replica = SqliteStore::open(replica_options)?;
+        let info = stream.cached_info().clone();
+        let created = info.created.unix_timestamp_nanos() / 1000;
+        let created = i64::try_from(created).unwrap_or(i64::MAX);
+        let applied_id = replica.bounds().await?.last_id;
+        match replica.state(STREAM_CREATED).await? {
+            Some(known) if known != created => {
+                return Err(StoreError::Unavailable(format!(
+                    "stream {} is not the one this node's replica ({}) follows: it was made again at {} \
+                     (ids would be handed out a second time); delete the replica only if the old log is \
+                     really gone, or restore the stream",
+                    options.stream,
+                    options.replica.display(),
+                    info.created
+                )));
+            }
+            Some(_) => {}
+            None => replica.set_state(STREAM_CREATED, created).await?,
+        }
+        if info.state.last_sequence < applied_id {
+            return Err(StoreError::Unavailable(format!(
+                "stream {} ends at {} but this node's replica already has {applied_id}: refusing to reuse ids",
+                options.stream, info.state.last_sequence
+            )));
+        }
+        tracing::info!(
+            node = %options.node,
+            stream = %options.stream,
+            first = info.state.first_sequence,
+            last = info.state.last_sequence,
+            applied = applied_id,
+            "cluster store open"
+        );
+        let inner = Arc::new(Inner {
+            rebuild_target: info.state.last_sequence,
+            stream_first: AtomicU64::new(info.state.first_sequence),
+            stream_last: AtomicU64::new(info.state.last_sequence),
+            last_poll: Mutex::new(Some(Instant::now())),
+            applied: watch::Sender::new(applied_id),
+            options,
+            client,
+            stream,
+            cursors,
+            replica,
+            fatal: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            stop: tokio_util::sync::CancellationToken::new(),
+            retries: AtomicU64::new(0),
+            resolved: AtomicU64::new(0),
+            apply_wait_timeouts: AtomicU64::new(0),
+        });
+        let (sender, receiver) = mpsc::channel(append::QUEUE);
+        let tasks = vec![
+            tokio::spawn(append::run(Arc::clone(&inner), receiver)),
+            tokio::spawn(apply::run(Arc::clone(&inner))),
+            tokio::spawn(apply::watch_stream(Arc::clone(&inner))),
+        ];
+        Ok(JetStreamStore { inner, writer: Mutex::new(Some(sender)), tasks: Mutex::new(tasks) })
+    }
+
+    /// Waits until this node's replica has applied `id` (or `timeout` passes).
+    pub async fn wait_applied(&self, id: u64, timeout: Duration) -> bool {
+        let mut applied = self.inner.applied.subscribe();
+        tokio::time::timeout(timeout, applied.wait_for(|&applied| applied >= id)).await.is_ok_and(|done| done.is_ok())
+    }
+
+    /// The stream's current first and last sequence, asked of the server.
+    pub async fn stream_bounds(&self) -> Result<(u64, u64), StoreError> {
+        let info = self.inner.stream.get_info().await.map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        Ok((info.state.first_sequence, info.state.last_sequence))
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<append::Request>, StoreError> {
+        self.writer.lock().ok().and_then(|slot| slot.clone()).ok_or(StoreError::Closed)
+    }
+}
+
+#[async_trait]
+impl Store for JetStreamStore {
+    async fn append(&self, drafts: Vec<Draft>) -> Result<Vec<Appended>, StoreError> {
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if drafts.len() > append::MAX_BATCH {
+            return Err(StoreError::Backend(format!(
+                "{} events in one append; the stream takes at most {} at once",
+                drafts.len(),
+                append::MAX_BATCH
+            )));
+        }
+        if let Some(reason) = self.inner.fatal() {
+            return Err(StoreError::Unavailable(reason));
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.sender()?.send(append::Request { drafts, reply }).await.map_err(|_| StoreError::Closed)?;
+        let appended = answer.await.map_err(|_| StoreError::Closed)??;
+        // Announced before acknowledged: every output of this node has the events when the
+        // publisher holds its answer. Bounded, since the events are stored whatever happens here.
+        if let Some(last) = appended.iter().filter(|appended| !appended.duplicate).map(|appended| appended.event.id).max()
+            && !self.wait_applied(last, append::APPLY_WAIT).await
+        {
+            self.inner.apply_wait_timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(id = last, "answered an append before this node's replica applied it");
+        }
+        Ok(appended)
+    }
+
+    async fn get(&self, id: u64) -> Result<Option<Event>, StoreError> {
+        if let Some(event) = self.inner.replica.get(id).await? {
+            return Ok(Some(event));
+        }
+        // Stored but not applied here yet: ask the stream.
+        if id > *self.inner.applied.borrow() && id <= self.inner.stream_last.load(Ordering::Acquire) {
+            return match self.inner.stream.direct_get(id).await {
+                Ok(message) => apply::event_from_message(&message.payload, id).map(Some),
+                Err(_) => Ok(None),
+            };
+        }
+        Ok(None)
+    }
+
+    async fn query(&self, query: Query) -> Result<Page, StoreError> {
+        self.inner.replica.query(query).await
+    }
+
+    async fn bounds(&self) -> Result<Bounds, StoreError> {
+        let replica = self.inner.replica.bounds().await?;
+        let stream_first = self.inner.stream_first.load(Ordering::Acquire);
+        Ok(Bounds {
+            last_id: replica.last_id,
+            pruned_through: replica.pruned_through.max(stream_first.saturating_sub(1).min(replica.last_id)),
+        })
+    }
+
+    fn bus(&self) -> &Bus {
+        self.inner.replica.bus()
+    }
+
+    async fn cursor(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let entry = self
+            .inner
+            .cursors
+            .get(subjects::cursor_key(name))
+            .await
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        entry
+            .map(|value| {
+                std::str::from_utf8(&value).ok().and_then(|text| text.parse::<u64>().ok()).ok_or_else(|| {
+                    StoreError::Backend(format!("cursor {name:?} holds something that is not an id"))
+                })
+            })
+            .transpose()
+    }
+
+    async fn set_cursor(&self, name: &str, id: u64) -> Result<(), StoreError> {
+        self.inner
+            .cursors
+            .put(subjects::cursor_key(name), id.to_string().into())
+            .await
+            .map(drop)
+            .map_err(|error| StoreError::Unavailable(error.to_string()))
+    }
+
+    /// The server applies retention to the stream; the applier prunes the replica to match.
+    async fn prune(&self, _retention: Retention) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    async fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        if let Ok(mut slot) = self.writer.lock() {
+            slot.take();
+        }
+        self.inner.stop.cancel();
+        let tasks = self.tasks.lock().map(|mut tasks| std::mem::take(&mut *tasks)).unwrap_or_default();
+        for task in tasks {
+            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                tracing::warn!("a cluster store task did not stop in time");
+            }
+        }
+        self.inner.replica.close().await;
+        let _ = self.inner.client.flush().await;
+    }
+
+    fn cluster_status(&self) -> Option<ClusterStatus> {
+        Some(apply::status(&self.inner))
+    }
+}
+
+async fn connect(options: &JetStreamOptions) -> Result<async_nats::Client, StoreError> {
+    let mut connect = async_nats::ConnectOptions::new()
+        .name(format!("wikiwire {}", options.node))
+        .ping_interval(Duration::from_secs(5))
+        .connection_timeout(Duration::from_secs(2))
+        .request_timeout(Some(Duration::from_secs(5)))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        // Reconnect quickly at first, then every two seconds: a failover is over in seconds.
+        .reconnect_delay_callback(|attempts| Duration::from_millis((100 * attempts as u64).min(2000)));
+    if let Some(path) = &options.credentials {
+        connect = connect.credentials_file(path).await.map_err(|error| {
+            StoreError::Unavailable(format!("cannot read the NATS credentials {}: {error}", path.display()))
+        })?;
+    }
+    if let Some(path) = &options.ca_file {
+        connect = connect.add_root_certificates(path.clone()).require_tls(true);
+    }
+    connect
+        .connect(options.servers.as_slice())
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("cannot connect to NATS {:?}: {error}", options.servers)))
+}
+
+/// Creates the stream, or checks that the one there is ours and brings its limits in line with
+/// the configuration.
+async fn ensure_stream(context: &jetstream::Context, options: &JetStreamOptions) -> Result<stream::Stream, String> {
+    let wanted = options.stream_config();
+    match context.get_stream(&options.stream).await {
+        Ok(mut existing) => {
+            let config = existing.info().await.map_err(|error| error.to_string())?.config.clone();
+            if config.subjects != wanted.subjects || !config.allow_atomic_publish || !config.allow_direct {
+                return Err(format!(
+                    "stream {} exists with subjects {:?} (atomic publish {}, direct get {}); wikiwire needs {:?} \
+                     with both",
+                    options.stream, config.subjects, config.allow_atomic_publish, config.allow_direct, wanted.subjects
+                ));
+            }
+            let changed = config.max_age != wanted.max_age
+                || config.max_messages != wanted.max_messages
+                || config.duplicate_window != wanted.duplicate_window
+                || config.num_replicas != wanted.num_replicas;
+            if changed {
+                tracing::info!(stream = %options.stream, "stream limits changed in the configuration: updating");
+                let updated = stream::Config { first_sequence: None, ..wanted };
+                context.update_stream(updated).await.map_err(|error| error.to_string())?;
+                return context.get_stream(&options.stream).await.map_err(|error| error.to_string());
+            }
+            Ok(existing)
+        }
+        Err(error) if error.to_string().contains("not found") =>
+        {
+            tracing::info!(stream = %options.stream, replicas = options.replicas, "creating the stream");
+            context.create_stream(wanted).await.map_err(|error| error.to_string())
+        }
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+async fn retry_until<T, F, Fut>(deadline: Instant, what: &str, mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            // A refusal that names the stream's own shape will not change by waiting.
+            Err(error) if error.contains("wikiwire needs") => return Err(StoreError::Unavailable(error)),
+            Err(error) if Instant::now() + delay >= deadline => {
+                return Err(StoreError::Unavailable(format!("cannot set up {what} in NATS: {error}")));
+            }
+            Err(error) => {
+                tracing::debug!(%error, "waiting for NATS to set up {what}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// For the replica path of `Applied` used by the applier.
+pub(crate) fn applied(events: Vec<Arc<Event>>, pruned_through: Option<u64>) -> Applied {
+    Applied { events, pruned_through }
+}
