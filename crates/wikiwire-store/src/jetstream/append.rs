@@ -101,6 +101,8 @@ struct Writer {
     /// Message ids: this node, this process, a counter; unique across the cluster and restarts.
     boot: String,
     counter: u64,
+    /// Answers still to throw away (`JetStreamOptions::lose_answers`).
+    lose: u32,
 }
 
 impl Writer {
@@ -113,7 +115,8 @@ impl Writer {
             nonce.copy_from_slice(&now.as_micros().to_le_bytes()[..6]);
         }
         let boot = format!("{}.{}", inner.options.node, hex::encode(nonce));
-        Writer { inner, boot, counter: 0 }
+        let lose = inner.options.lose_answers;
+        Writer { inner, boot, counter: 0, lose }
     }
 
     fn next_id(&mut self) -> String {
@@ -200,9 +203,13 @@ impl Writer {
                 return Err(StoreError::Closed);
             }
             batch_number += 1;
-            let attempt = self.attempt(outgoing, batch_number).await;
+            let mut attempt = self.attempt(outgoing, batch_number).await;
+            if self.lose > 0 && matches!(attempt, Attempt::Stored { .. }) {
+                self.lose -= 1;
+                attempt = Attempt::Unknown("answer thrown away (fault injection)".into());
+            }
             let retry_reason = match attempt {
-                Attempt::Stored { last, count } => {
+                Attempt::Stored { last, count, duplicate } => {
                     if count != outgoing.len() as u64 {
                         return Err(StoreError::Backend(format!(
                             "the stream stored {count} events of a batch of {}",
@@ -213,7 +220,9 @@ impl Writer {
                     for (offset, (index, _)) in outgoing.iter().enumerate() {
                         outcomes[*index] = Outcome::Stored(first + offset as u64);
                     }
-                    self.check_ids(first, last)?;
+                    if !duplicate {
+                        self.check_ids(first, last)?;
+                    }
                     outgoing.clear();
                     return Ok(());
                 }
@@ -358,7 +367,8 @@ impl Writer {
 }
 
 enum Attempt {
-    Stored { last: u64, count: u64 },
+    /// `duplicate`: an earlier attempt of this one draft stored it (its Msg-Id was known).
+    Stored { last: u64, count: u64, duplicate: bool },
     BatchSeenBefore,
     KeyHeld,
     /// The server said no for a reason that waiting will not change.
@@ -371,6 +381,8 @@ enum Attempt {
 struct Reply {
     #[serde(default)]
     seq: Option<u64>,
+    #[serde(default)]
+    duplicate: bool,
     #[serde(default)]
     count: Option<u64>,
     #[serde(default)]
@@ -415,7 +427,7 @@ fn answer(reply: Result<async_nats::Message, async_nats::RequestError>) -> Attem
         };
     }
     match reply.seq {
-        Some(last) => Attempt::Stored { last, count: reply.count.unwrap_or(1) },
+        Some(last) => Attempt::Stored { last, count: reply.count.unwrap_or(1), duplicate: reply.duplicate },
         None => Attempt::Unknown(String::new()),
     }
 }

@@ -60,6 +60,10 @@ pub struct JetStreamOptions {
     pub connect_timeout: Duration,
     /// For `wikiwire migrate`: the first id of a stream made by this open.
     pub first_sequence: Option<u64>,
+    /// Fault injection for tests: the writer throws away this many answers of the stream after
+    /// the stream stored the events, as if the connection had dropped them.
+    #[doc(hidden)]
+    pub lose_answers: u32,
 }
 
 impl JetStreamOptions {
@@ -77,6 +81,7 @@ impl JetStreamOptions {
             publish_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(30),
             first_sequence: None,
+            lose_answers: 0,
         }
     }
 
