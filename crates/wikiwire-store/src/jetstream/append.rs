@@ -221,7 +221,7 @@ impl Writer {
                         outcomes[*index] = Outcome::Stored(first + offset as u64);
                     }
                     if !duplicate {
-                        self.check_ids(first, last)?;
+                        self.check_ids(first, last).await?;
                     }
                     outgoing.clear();
                     return Ok(());
@@ -261,18 +261,29 @@ impl Writer {
         Ok(())
     }
 
-    /// A stream that hands out ids this node has already seen is not the stream it follows.
-    fn check_ids(&self, first: u64, last: u64) -> Result<(), StoreError> {
+    /// A stream that hands out an id this node has already applied is either answering a retry
+    /// whose first attempt was stored and applied meanwhile (a new leader does not always say
+    /// `duplicate`), or is not the stream the node follows. The stream's creation time tells.
+    async fn check_ids(&self, first: u64, last: u64) -> Result<(), StoreError> {
         let applied = *self.inner.applied.borrow();
-        if first <= applied {
-            let reason = format!(
-                "the stream stored events as {first}..={last}, but this node has already applied {applied}: \
-                 the stream was made again behind the hub's back"
-            );
-            self.inner.set_fatal(reason.clone());
-            return Err(StoreError::Unavailable(reason));
+        if first > applied {
+            return Ok(());
         }
-        Ok(())
+        let info = self
+            .inner
+            .stream
+            .get_info()
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("cannot ask the stream who it is: {error}")))?;
+        if super::created_micros(&info) == self.inner.created {
+            return Ok(());
+        }
+        let reason = format!(
+            "the stream stored events as {first}..={last}, but this node has already applied {applied}: \
+             the stream was made again behind the hub's back"
+        );
+        self.inner.set_fatal(reason.clone());
+        Err(StoreError::Unavailable(reason))
     }
 
     async fn attempt(&self, outgoing: &[(usize, Outgoing)], batch_number: u64) -> Attempt {

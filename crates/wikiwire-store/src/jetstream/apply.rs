@@ -18,7 +18,7 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures_util::{FutureExt, StreamExt};
 use wikiwire_event::Event;
 
-use super::{Inner, STREAM_CREATED, applied};
+use super::{Inner, applied};
 use crate::{ClusterStatus, Store as _, StoreError};
 
 /// Events stored in the replica per transaction at most.
@@ -223,13 +223,11 @@ pub async fn watch_stream(inner: Arc<Inner>) {
         if let Ok(mut last_poll) = inner.last_poll.lock() {
             *last_poll = Some(Instant::now());
         }
-        let created = i64::try_from(info.created.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX);
-        match inner.replica.state(STREAM_CREATED).await {
-            Ok(Some(known)) if known != created => inner.set_fatal(format!(
+        if super::created_micros(&info) != inner.created {
+            inner.set_fatal(format!(
                 "stream {} was deleted and made again (created {}): serving it would hand out ids twice",
                 inner.options.stream, info.created
-            )),
-            _ => {}
+            ));
         }
         let applied = *inner.applied.borrow();
         if info.state.last_sequence < applied {

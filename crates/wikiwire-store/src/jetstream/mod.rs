@@ -136,6 +136,8 @@ pub(crate) struct Inner {
     last_poll: Mutex<Option<Instant>>,
     /// The stream's last sequence at start: the node is not ready before its replica has it.
     rebuild_target: u64,
+    /// The creation time (µs) of the stream this node follows: its identity.
+    created: i64,
     /// Set when serving would be wrong (the stream was made again, the log went backwards);
     /// appends are refused and the node reports unready until restarted.
     fatal: Mutex<Option<String>>,
@@ -197,8 +199,7 @@ impl JetStreamStore {
         replica_options.synchronous_full = false;
         let replica = SqliteStore::open(replica_options)?;
         let info = stream.cached_info().clone();
-        let created = info.created.unix_timestamp_nanos() / 1000;
-        let created = i64::try_from(created).unwrap_or(i64::MAX);
+        let created = created_micros(&info);
         let applied_id = replica.bounds().await?.last_id;
         match replica.state(STREAM_CREATED).await? {
             Some(known) if known != created => {
@@ -230,6 +231,7 @@ impl JetStreamStore {
         );
         let inner = Arc::new(Inner {
             rebuild_target: info.state.last_sequence,
+            created,
             stream_first: AtomicU64::new(info.state.first_sequence),
             stream_last: AtomicU64::new(info.state.last_sequence),
             last_poll: Mutex::new(Some(Instant::now())),
@@ -321,12 +323,9 @@ impl Store for JetStreamStore {
     }
 
     async fn bounds(&self) -> Result<Bounds, StoreError> {
-        let replica = self.inner.replica.bounds().await?;
-        let stream_first = self.inner.stream_first.load(Ordering::Acquire);
-        Ok(Bounds {
-            last_id: replica.last_id,
-            pruned_through: replica.pruned_through.max(stream_first.saturating_sub(1).min(replica.last_id)),
-        })
+        // Both from the replica, so that bounds and queries agree: what retention removed from the
+        // stream leaves the replica within a second (the applier's tick).
+        self.inner.replica.bounds().await
     }
 
     fn bus(&self) -> &Bus {
@@ -464,6 +463,11 @@ where
             }
         }
     }
+}
+
+/// A stream's identity: its creation time in microseconds (a stream made again has another).
+pub(crate) fn created_micros(info: &stream::Info) -> i64 {
+    i64::try_from(info.created.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
 /// For the replica path of `Applied` used by the applier.

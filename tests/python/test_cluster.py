@@ -1,0 +1,509 @@
+"""wikiwire as a cluster (SPEC §1, §8): hub nodes sharing one log in a real three-node NATS
+JetStream cluster, while NATS servers and hub nodes are killed by their PIDs. What clients saw is
+checked: every acknowledged event exactly once with its body, in id order, on every node's SSE
+and IRC channel; refusals only as 503 with Retry-After, never a hang.
+
+Failover times are written to target/test-artifacts/cluster-failover.txt (figures, not
+assertions: the only bounds asserted are "never hangs" and "recovers")."""
+
+import http.client
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import BINARY, MOIN_TOKEN, ROOT, Hub, Raw, free_port
+from nats_cluster import NatsCluster, wait_until
+
+ARTIFACTS = ROOT / "target" / "test-artifacts"
+# A publish may retry inside the hub for its publish timeout (10 s) plus one attempt (3 s).
+NEVER_HANGS = 20
+
+
+def report(line):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with open(ARTIFACTS / "cluster-failover.txt", "a") as out:
+        out.write(line + "\n")
+    print(line)
+
+
+@pytest.fixture
+def nats(tmp_path):
+    cluster = NatsCluster(tmp_path / "nats")
+    yield cluster
+    cluster.close()
+
+
+def start_hub(tmp_path, cluster, node, extra="", ports=None):
+    directory = tmp_path / node
+    directory.mkdir(exist_ok=True)
+    return Hub(directory, extra=cluster.toml_section(node) + extra, ports=ports)
+
+
+def post(hub_http, events, timeout=30):
+    """(status, body, headers, seconds) of one publish."""
+    request = urllib.request.Request(
+        hub_http + "/api/v1/events", data=json.dumps(events).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {MOIN_TOKEN}"},
+    )
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read()), dict(response.headers), time.monotonic() - started
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}"), dict(error.headers), time.monotonic() - started
+
+
+class Publisher(threading.Thread):
+    """Publishes one event per request, as a wiki does; every other event has a key. A keyed
+    event refused with 503 is sent again until acknowledged (that is what keys are for); a keyless
+    one is not (its page name then appears at most once)."""
+
+    def __init__(self, hub, name, pause=0.02):
+        super().__init__(daemon=True)
+        self.hub_http, self.name, self.pause = hub.http, name, pause
+        self.acked = {}  # page -> id
+        self.ack_times = []
+        self.refused = 0
+        self.unexpected = []
+        self.slowest = 0.0
+        self.stopping = threading.Event()
+
+    def run(self):
+        number = 0
+        while not self.stopping.is_set():
+            page = f"{self.name}-{number}"
+            event = {"wiki": "MoinMaster", "action": "SAVE", "page": page, "user": self.name}
+            if number % 2 == 0:
+                event["key"] = page
+            try:
+                status, body, headers, seconds = post(self.hub_http, [event])
+            except (OSError, http.client.HTTPException) as error:
+                self.unexpected.append(("no answer", repr(error)))
+                number += 1
+                continue
+            self.slowest = max(self.slowest, seconds)
+            if status == 201:
+                self.acked[page] = body["ids"][0]
+                self.ack_times.append(time.monotonic())
+                number += 1
+            elif status == 503 and "Retry-After" in headers:
+                self.refused += 1
+                if "key" not in event:
+                    number += 1
+                time.sleep(0.2)
+            else:
+                self.unexpected.append((status, body))
+                number += 1
+            time.sleep(self.pause)
+
+    def stop(self):
+        self.stopping.set()
+        self.join(NEVER_HANGS + 10)
+
+    def longest_pause(self, after):
+        times = [moment for moment in self.ack_times if moment >= after]
+        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+
+
+class SseFollower(threading.Thread):
+    """An SSE client that resumes with Last-Event-ID, on the first of `bases` that answers."""
+
+    def __init__(self, bases, since=0):
+        super().__init__(daemon=True)
+        self.bases = list(bases)
+        self.since = since
+        self.ids = []
+        self.gaps = []
+        self.reconnects = 0
+        self.stopping = threading.Event()
+        self.start()
+
+    def run(self):
+        base_index = 0
+        last = None
+        while not self.stopping.is_set():
+            base = self.bases[base_index % len(self.bases)]
+            host, port = base.split("://", 1)[1].split(":")
+            try:
+                connection = http.client.HTTPConnection(host, int(port), timeout=5)
+                headers = {"Accept": "text/event-stream"}
+                if last is not None:
+                    headers["Last-Event-ID"] = str(last)
+                connection.request("GET", f"/api/v1/stream?since={self.since}", headers=headers)
+                response = connection.getresponse()
+                if response.status != 200:
+                    raise OSError(f"status {response.status}")
+                kind, event_id = "message", None
+                while not self.stopping.is_set():
+                    line = response.fp.readline()
+                    if not line:
+                        raise OSError("stream ended")
+                    line = line.decode().rstrip("\n")
+                    if line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("id:"):
+                        event_id = int(line[3:].strip())
+                    elif line.startswith("data:") and kind == "gap":
+                        self.gaps.append(json.loads(line[5:]))
+                    elif line == "":
+                        if event_id is not None:
+                            if kind != "gap":
+                                self.ids.append(event_id)
+                            last = event_id
+                        kind, event_id = "message", None
+            except (OSError, http.client.HTTPException, ValueError):
+                if self.stopping.is_set():
+                    return
+                self.reconnects += 1
+                base_index += 1
+                time.sleep(0.2)
+
+    def wait_for(self, last_id, timeout=60):
+        wait_until(lambda: self.ids and self.ids[-1] >= last_id, timeout, f"SSE up to {last_id} (have {self.ids[-3:]})")
+
+    def stop(self):
+        self.stopping.set()
+
+
+class IrcFollower(threading.Thread):
+    """A listener in a node's `#MoinMaster.events`, collecting the ids of the packed lines."""
+
+    def __init__(self, hub):
+        super().__init__(daemon=True)
+        self.client = Raw(hub).register(f"watch{free_port() % 10000}")
+        self.client.send("JOIN #MoinMaster.events")
+        self.client.expect(r" 366 ")
+        self.ids = []
+        self.stopping = threading.Event()
+        self.start()
+
+    def run(self):
+        while not self.stopping.is_set():
+            line = self.client.read_line(0.5)
+            if line is None:
+                if self.client.closed:
+                    return
+                continue
+            if " PRIVMSG #MoinMaster.events :id=" in line:
+                self.ids.append(int(line.split(" :id=", 1)[1].split("&", 1)[0]))
+
+    def wait_for(self, last_id, timeout=60):
+        wait_until(lambda: self.ids and self.ids[-1] >= last_id, timeout, f"IRC up to {last_id}")
+
+    def stop(self):
+        self.stopping.set()
+        self.join(5)
+        self.client.close()
+
+
+def history(hub_http):
+    """Every event a node serves, oldest first."""
+    events, since = [], 0
+    while True:
+        with urllib.request.urlopen(f"{hub_http}/api/v1/events?since={since}&limit=1000", timeout=10) as response:
+            page = json.loads(response.read())
+        events.extend(page["events"])
+        if page.get("next") is None:
+            return events
+        since = page["next"]
+
+
+def health(hub):
+    try:
+        with urllib.request.urlopen(hub.http + "/healthz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+    except OSError as error:
+        return None, {"error": repr(error)}
+
+
+def check_log(hubs, publishers, followers):
+    """Every acknowledged event exactly once with its body; ids contiguous; the same history on
+    every node; every follower saw every id once, in order."""
+    last = max(history(hubs[0].http)[-1]["id"], 0)
+    for hub in hubs:
+        wait_until(lambda: health(hub)[1].get("last_id", 0) >= last, 30, f"{hub.http} applied {last}")
+    logs = [history(hub.http) for hub in hubs]
+    for log in logs[1:]:
+        assert log == logs[0], "every node serves the same history"
+    log = logs[0]
+    ids = [event["id"] for event in log]
+    assert ids == list(range(1, len(ids) + 1)), "ids are contiguous from 1"
+    by_page = {}
+    for event in log:
+        by_page.setdefault(event["page"], []).append(event)
+    for publisher in publishers:
+        assert not publisher.unexpected, publisher.unexpected[:5]
+        assert publisher.slowest < NEVER_HANGS, f"a publish took {publisher.slowest:.1f}s"
+        for page, event_id in publisher.acked.items():
+            stored = by_page.get(page, [])
+            assert len(stored) == 1, (page, stored)
+            assert stored[0]["id"] == event_id and stored[0]["user"] == publisher.name
+    for follower in followers:
+        follower.wait_for(ids[-1])
+        assert follower.ids == ids[: len(follower.ids)] and len(follower.ids) == len(ids), (
+            f"{type(follower).__name__}: {len(follower.ids)} ids, expected {len(ids)}"
+        )
+    return log
+
+
+def run_failure(tmp_path, nats, name, failure, recover, during=8.0):
+    """Two hub nodes take publishes; SSE and IRC followers on both; `failure()` while they run,
+    `recover()` after `during` seconds; then everything is checked."""
+    hubs = [start_hub(tmp_path, nats, node) for node in ("a", "b")]
+    followers = [SseFollower([hub.http]) for hub in hubs] + [IrcFollower(hub) for hub in hubs]
+    publishers = [Publisher(hub, f"pub-{node}") for hub, node in zip(hubs, "ab")]
+    try:
+        for publisher in publishers:
+            publisher.start()
+        wait_until(lambda: all(len(p.acked) >= 20 for p in publishers), 30,
+                   f"publishing under way: {[(len(p.acked), p.refused, p.unexpected[:2]) for p in publishers]}")
+        failed_at = time.monotonic()
+        failure()
+        time.sleep(during)
+        recover(hubs)
+        wait_until(lambda: all(p.ack_times and p.ack_times[-1] > time.monotonic() - 1 for p in publishers), 60,
+                   "publishing again on every node")
+        time.sleep(1)
+        for publisher in publishers:
+            publisher.stop()
+        log = check_log(hubs, publishers, followers)
+        outage = max(publisher.longest_pause(failed_at) for publisher in publishers)
+        refused = sum(publisher.refused for publisher in publishers)
+        report(f"{name}: {len(log)} events, longest pause between acknowledgements {outage:.1f}s, "
+               f"{refused} publishes refused with 503")
+        return hubs, log
+    finally:
+        for publisher in publishers:
+            publisher.stopping.set()
+        for follower in followers:
+            follower.stop()
+        for hub in hubs:
+            hub.stop()
+
+
+def test_kill_9_of_the_stream_leader_loses_nothing(tmp_path, nats):
+    leader = {}
+
+    def kill():
+        leader["index"] = wait_until(nats.stream_leader, 10, "a stream leader")
+        nats.kill9(leader["index"])
+
+    run_failure(tmp_path, nats, "kill -9 of the stream leader", kill, lambda hubs: nats.restart(leader["index"]))
+
+
+def test_a_partitioned_nats_node_loses_nothing(tmp_path, nats):
+    leader = {}
+
+    def freeze():
+        leader["index"] = wait_until(nats.stream_leader, 10, "a stream leader")
+        nats.stop(leader["index"])
+
+    run_failure(tmp_path, nats, "SIGSTOP of the stream leader for 20 s", freeze,
+                lambda hubs: nats.cont(leader["index"]), during=20)
+
+
+def test_all_nats_nodes_killed_and_back_hubs_recover_without_restart(tmp_path, nats):
+    def kill_all():
+        for index in range(3):
+            nats.kill9(index)
+
+    def restart_all(hubs):
+        # The hubs stay up, and say they are not ready while NATS is gone.
+        for hub in hubs:
+            status, body = health(hub)
+            assert status == 503, body
+        for index in range(3):
+            nats.start(index)
+        for index in range(3):
+            nats.wait_healthy(index)
+        for hub in hubs:
+            wait_until(lambda: health(hub)[0] == 200, 60, "the node ready again")
+
+    run_failure(tmp_path, nats, "kill -9 of all three NATS servers, back after 5 s", kill_all, restart_all, during=5)
+
+
+class Balancer(threading.Thread):
+    """A TCP load balancer in front of the hub nodes (as an operator runs one): each connection
+    goes to the first backend that accepts it."""
+
+    def __init__(self, backends):
+        super().__init__(daemon=True)
+        self.backends = backends
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.start()
+
+    def run(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            for port in self.backends:
+                try:
+                    upstream = socket.create_connection(("127.0.0.1", port), timeout=2)
+                    upstream.settimeout(None)
+                    break
+                except OSError:
+                    continue
+            else:
+                client.close()
+                continue
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self.pipe, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def pipe(source, target):
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.listener.close()
+
+
+def test_clients_of_a_killed_hub_node_move_to_another_exactly_once(tmp_path, nats):
+    hubs = [start_hub(tmp_path, nats, node) for node in ("a", "b")]
+    irc = Balancer([hub.irc_port for hub in hubs])
+    web = Balancer([int(hub.http.rsplit(":", 1)[1]) for hub in hubs])
+    sse = SseFollower([f"http://127.0.0.1:{web.port}"])
+    listen_dir = tmp_path / "listen"
+    listen_dir.mkdir()
+    output = open(listen_dir / "out", "ab")
+    errors = open(listen_dir / "err", "ab")
+    listener = __import__("subprocess").Popen(
+        [str(BINARY), "listen", "--irc", f"irc://127.0.0.1:{irc.port}/#MoinMaster.events",
+         "--http", f"http://127.0.0.1:{web.port}", "--state", str(listen_dir / "cursor"), "--since", "0",
+         "--format", "json"], stdout=output, stderr=errors)
+    publisher = Publisher(hubs[1], "pub-b")
+    try:
+        publisher.start()
+        wait_until(lambda: len(publisher.acked) >= 30, 30, "publishing under way")
+        wait_until(lambda: len(sse.ids) >= 20, 30, "the SSE client following node a")
+        killed_at = time.monotonic()
+        hubs[0].stop(signal.SIGKILL)
+        wait_until(lambda: len(publisher.acked) >= 100, 60, "more events after the kill")
+        publisher.stop()
+        last = max(publisher.acked.values())
+        sse.wait_for(last)
+        moved = time.monotonic() - killed_at
+
+        def listened():
+            lines = (listen_dir / "out").read_text().splitlines()
+            return [json.loads(line)["id"] for line in lines]
+
+        wait_until(lambda: listened() and listened()[-1] >= last, 60, "wikiwire listen caught up")
+        expected = list(range(1, last + 1))
+        assert sse.ids == expected, "SSE: every event once, in order, across the move"
+        assert listened() == expected, "wikiwire listen: every event once, in order, across the move"
+        assert sse.reconnects >= 1
+        report(f"kill -9 of a hub node: SSE and `wikiwire listen` moved to the other node, {last} events "
+               f"each once; caught up {moved:.1f}s after the kill")
+    finally:
+        publisher.stopping.set()
+        listener.terminate()
+        listener.wait(10)
+        sse.stop()
+        irc.close()
+        web.close()
+        for hub in hubs[1:]:
+            hub.stop()
+
+
+def test_a_node_that_lost_its_replica_rebuilds_before_it_is_ready(tmp_path, nats):
+    hubs = [start_hub(tmp_path, nats, node) for node in ("a", "b")]
+    batch = [{"wiki": "MoinMaster", "action": "SAVE", "page": f"P{n}", "user": "u", "comment": "x" * 200}
+             for n in range(1000)]
+    for round_ in range(20):
+        status, body, _, _ = post(hubs[0].http, batch)
+        assert status == 201, body
+    hubs[1].stop()
+    (tmp_path / "b" / "data" / "replica.sqlite").unlink()
+    for suffix in ("-wal", "-shm"):
+        path = tmp_path / "b" / "data" / f"replica.sqlite{suffix}"
+        if path.exists():
+            path.unlink()
+    started = time.monotonic()
+    hubs[1].start()
+    first_answers = []
+    while True:
+        status, body = health(hubs[1])
+        first_answers.append(status)
+        if status == 200:
+            break
+        assert time.monotonic() - started < 60, body
+        time.sleep(0.01)
+    ready_after = time.monotonic() - started
+    # Ready means rebuilt: at that moment the node already serves the whole history.
+    assert history(hubs[1].http) == history(hubs[0].http)
+    report(f"replica rebuilt from the stream: 20,000 events, ready {ready_after:.2f}s after start "
+           f"({first_answers.count(503)} unready answers before)")
+    for hub in hubs:
+        hub.stop()
+
+
+def js_api(cluster, subject, payload=b""):
+    """One JetStream API request over the NATS protocol on a plain socket (no client library)."""
+    sock = socket.create_connection(("127.0.0.1", cluster.ports[0][0]), timeout=5)
+    reader = sock.makefile("rb")
+    reader.readline()  # INFO
+    inbox = "_INBOX.wikiwiretest"
+    sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n' + f"SUB {inbox} 1\r\n".encode()
+                 + f"PUB {subject} {inbox} {len(payload)}\r\n".encode() + payload + b"\r\nPING\r\n")
+    while True:
+        line = reader.readline()
+        if line.startswith(b"MSG"):
+            size = int(line.split()[-1])
+            body = reader.read(size + 2)[:size]
+            sock.close()
+            return json.loads(body)
+        if not line:
+            raise AssertionError("no answer from NATS")
+
+
+def test_retention_gives_every_node_the_gap_and_a_remade_stream_is_refused(tmp_path, nats):
+    retention = "\n[store]\nmax_events = 10\n"
+    hubs = [start_hub(tmp_path, nats, node, extra=retention) for node in ("a", "b")]
+    for number in range(30):
+        post(hubs[number % 2].http, [{"wiki": "MoinMaster", "action": "SAVE", "page": f"P{number}", "user": "u"}])
+    for hub in hubs:
+        follower = SseFollower([hub.http], since=0)
+        follower.wait_for(30)
+        follower.stop()
+        assert follower.gaps and follower.gaps[0]["from"] == 1 and follower.gaps[0]["to"] == 20, follower.gaps
+        assert follower.ids == list(range(21, 31))
+    status, body, _, _ = post(hubs[0].http, [{"wiki": "MoinMaster", "action": "SAVE", "page": "next", "user": "u"}])
+    assert body["ids"] == [31], "ids are never reused"
+
+    # Behind the hubs' back: the stream deleted and made again (ids would start at 1 once more).
+    config = js_api(nats, "$JS.API.STREAM.INFO.WIKIWIRE")["config"]
+    assert js_api(nats, "$JS.API.STREAM.DELETE.WIKIWIRE").get("success"), "stream deleted"
+    config.pop("first_seq", None)
+    created = js_api(nats, "$JS.API.STREAM.CREATE.WIKIWIRE", json.dumps(config).encode())
+    assert "error" not in created, created
+    for hub in hubs:
+        wait_until(lambda: health(hub)[0] == 503, 15, "the node refusing the remade stream")
+        assert "made again" in health(hub)[1]["error"]
+        status, body, headers, _ = post(hub.http, [{"wiki": "MoinMaster", "action": "SAVE", "page": "no", "user": "u"}])
+        assert status == 503 and "Retry-After" in headers, body
+    for hub in hubs:
+        hub.stop()
