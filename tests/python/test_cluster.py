@@ -512,3 +512,38 @@ def test_retention_gives_every_node_the_gap_and_a_remade_stream_is_refused(tmp_p
         assert status == 503 and "retry-after" in headers, body
     for hub in hubs:
         hub.stop()
+
+
+def test_migrate_moves_a_sqlite_log_into_the_stream_keeping_ids_and_keys(tmp_path, nats):
+    single = tmp_path / "single"
+    single.mkdir()
+    hub = Hub(single)
+    events = [{"wiki": "MoinMaster", "action": "SAVE", "page": f"P{n}", "user": "u", "comment": "ü" * (n % 50)}
+              | ({"key": f"rev-{n}"} if n % 3 == 0 else {}) for n in range(2500)]
+    for start in range(0, len(events), 1000):
+        hub.publish(*events[start:start + 1000])
+    before = history(hub.http)
+    hub.stop()
+
+    config = single / "wikiwire.toml"
+    config.write_text(config.read_text() + "\n" + nats.toml_section("a"))
+    migrate = [str(BINARY), "migrate", "--to-jetstream", "--config", str(config)]
+    done = __import__("subprocess").run(migrate, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "migrated 2500 events" in done.stdout and "next id is 2501" in done.stdout
+    again = __import__("subprocess").run(migrate, capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and "already holds 2500 events" in again.stderr, again.stderr
+
+    hubs = [Hub(single, started_timeout=60)]
+    other = tmp_path / "b"
+    other.mkdir()
+    hubs.append(start_hub(tmp_path, nats, "b"))
+    try:
+        for node in hubs:
+            wait_until(lambda: health(node)[0] == 200, 30, "node ready")
+            assert history(node.http) == before, "every id and body kept, on every node"
+        status, body, _, _ = post(hubs[1].http, [events[3], {"wiki": "MoinMaster", "action": "SAVE", "page": "new", "user": "u"}])
+        assert status == 201 and body == {"ids": [4, 2501], "duplicates": [4]}, body
+    finally:
+        for node in hubs:
+            node.stop()

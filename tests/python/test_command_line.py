@@ -10,7 +10,7 @@ import time
 
 from conftest import BINARY
 
-SUBCOMMANDS = ["serve", "demo", "publish", "listen", "token", "config check", "completions"]
+SUBCOMMANDS = ["serve", "demo", "publish", "listen", "token", "config check", "migrate", "completions"]
 
 
 def test_every_subcommand_has_help_with_examples():

@@ -89,6 +89,12 @@ impl Draft {
         &self.0
     }
 
+    /// A committed event to be stored again under a log that numbers it anew (moving a log from
+    /// one store to another); it was validated when it was first published.
+    pub fn from_committed(event: Event) -> Draft {
+        Draft::new(event)
+    }
+
     pub fn wiki(&self) -> &str {
         &self.0.wiki
     }

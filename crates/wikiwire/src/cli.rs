@@ -45,6 +45,12 @@ pub enum Command {
     /// Check a configuration file and report every mistake.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Move the events of this node's SQLite log into a new JetStream stream, keeping every id
+    /// and key (run once, before the first node starts with `[cluster]`).
+    #[command(after_help = "Examples:\n  wikiwire migrate --to-jetstream --config /etc/wikiwire/wikiwire.toml\n  \
+                            wikiwire migrate --to-jetstream --no-history --config wikiwire.toml   # ids go on, history stays behind\n\n\
+                      The file names the old data_dir and the new [cluster]; the stream must not hold events yet.")]
+    Migrate(MigrateArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  wikiwire completions bash > /etc/bash_completion.d/wikiwire\n  \
                             wikiwire completions zsh > \"${fpath[1]}/_wikiwire\"\n  \
@@ -60,6 +66,19 @@ pub struct ConfigArgs {
     /// The configuration file (TOML); without it, loopback listeners and ./wikiwire-data.
     #[arg(long, short, env = "WIKIWIRE_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct MigrateArgs {
+    /// Into the JetStream stream of the configuration's `[cluster]` (the only target there is).
+    #[arg(long, required = true)]
+    pub to_jetstream: bool,
+    /// Copy no events: the stream only continues the ids after the last one.
+    #[arg(long)]
+    pub no_history: bool,
+    /// The configuration with `data_dir` (the SQLite log) and `[cluster]`.
+    #[arg(long, short, env = "WIKIWIRE_CONFIG")]
+    pub config: PathBuf,
 }
 
 #[derive(Subcommand)]

@@ -264,6 +264,29 @@ fn config_check_reports_every_mistake() {
         assert!(stderr.contains(expected), "missing {expected:?} in {stderr}");
     }
 
+    let cluster = directory.path().join("cluster.toml");
+    std::fs::write(&cluster, "[cluster]\nnode = \"hub a\"\nnats = [\"http://n1:4222\"]\nreplicas = 2\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
+        .args(["config", "check", "--config"])
+        .arg(&cluster)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    for expected in ["cluster.node", "cluster.nats: \"http://n1:4222\"", "cluster.replicas: 2"] {
+        assert!(stderr.contains(expected), "missing {expected:?} in {stderr}");
+    }
+    let mut text = std::fs::read_to_string(&good).unwrap();
+    text.push_str("\n[cluster]\nnode = \"hub-a\"\nnats = [\"nats://10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]\n");
+    std::fs::write(&cluster, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
+        .args(["config", "check", "--config"])
+        .arg(&cluster)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("log in NATS JetStream as node \"hub-a\" (2 servers, 3 replicas)"), "{stdout}");
+
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/wikiwire.example.toml");
     let output = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
         .args(["config", "check", "--config"])

@@ -265,8 +265,14 @@ impl JetStreamStore {
 
     /// The stream's current first and last sequence, asked of the server.
     pub async fn stream_bounds(&self) -> Result<(u64, u64), StoreError> {
+        let (first, last, _) = self.stream_state().await?;
+        Ok((first, last))
+    }
+
+    /// The stream's first and last sequence and how many messages it holds.
+    pub async fn stream_state(&self) -> Result<(u64, u64, u64), StoreError> {
         let info = self.inner.stream.get_info().await.map_err(|error| StoreError::Unavailable(error.to_string()))?;
-        Ok((info.state.first_sequence, info.state.last_sequence))
+        Ok((info.state.first_sequence, info.state.last_sequence, info.state.messages))
     }
 
     fn sender(&self) -> Result<mpsc::Sender<append::Request>, StoreError> {

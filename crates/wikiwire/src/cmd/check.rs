@@ -11,8 +11,17 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
     };
     let config = Config::load(path)?;
     let wikis: usize = config.publishers.iter().map(|publisher| publisher.wikis.len()).sum();
+    let log = match &config.cluster {
+        Some(cluster) => format!(
+            "log in NATS JetStream as node {:?} ({} servers, {} replicas)",
+            cluster.node,
+            cluster.nats.len(),
+            cluster.replicas
+        ),
+        None => "log in SQLite".to_owned(),
+    };
     println!(
-        "{}: ok ({} publishers, {wikis} wikis, HTTP on {}, data in {})",
+        "{}: ok ({} publishers, {wikis} wikis, HTTP on {}, data in {}, {log})",
         path.display(),
         config.publishers.len(),
         config.http.listen,

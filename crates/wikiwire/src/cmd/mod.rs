@@ -3,6 +3,7 @@
 pub mod check;
 pub mod demo;
 pub mod listen;
+pub mod migrate;
 pub mod publish;
 pub mod serve;
 pub mod token;
