@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wikiwire::cmd::serve;
-use wikiwire_hub::config::{Config, PublisherConfig, Synchronous};
+use wikiwire_hub::config::{ClusterConfig, Config, PublisherConfig, Synchronous};
 
 use crate::percentile;
 
@@ -26,6 +26,17 @@ pub struct Args {
     /// Use synchronous=normal (survives a process crash, not power loss).
     #[arg(long)]
     normal: bool,
+    /// The log: `sqlite` (the default store), `r1` (JetStream on one NATS server) or `r3` (three
+    /// NATS servers, three copies); NATS servers are started on loopback for the run.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    store: StoreKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreKind {
+    Sqlite,
+    R1,
+    R3,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -46,11 +57,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         engine: Default::default(),
         links: Default::default(),
     }];
-    let running = serve::start(config).await?;
+    let nats = match args.store {
+        StoreKind::Sqlite => None,
+        StoreKind::R1 | StoreKind::R3 => {
+            let count = if args.store == StoreKind::R1 { 1 } else { 3 };
+            let servers = crate::nats::Servers::start(directory.path(), count)?;
+            config.cluster = Some(ClusterConfig {
+                node: "bench".into(),
+                nats: servers.urls.clone(),
+                replicas: count,
+                credentials: None,
+                ca_file: None,
+            });
+            Some(servers)
+        }
+    };
+    let running = serve::start(config.clone()).await?;
     let url = format!("http://{}", running.http);
+    let store = match args.store {
+        StoreKind::Sqlite => format!("SQLite, synchronous={}", if args.normal { "normal" } else { "full" }),
+        StoreKind::R1 => "JetStream R1 (one NATS server)".to_owned(),
+        StoreKind::R3 => "JetStream R3 (three NATS servers)".to_owned(),
+    };
     println!(
-        "wikiwire HTTP benchmark, synchronous={}, {} connections, {} cores",
-        if args.normal { "normal" } else { "full" },
+        "wikiwire HTTP benchmark, {store}, {} connections, {} cores",
         args.connections,
         std::thread::available_parallelism()?.get()
     );
@@ -85,6 +115,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     running.stop().await;
+    if let (Some(_servers), Some(cluster)) = (&nats, &config.cluster) {
+        // A node that lost its replica (or a new node) rebuilds it from the stream.
+        let rebuild = tempfile::tempdir()?;
+        let mut rebuilt = config.clone();
+        rebuilt.data_dir = rebuild.path().to_owned();
+        let retention = wikiwire_store::Retention::default();
+        let options = serve::jetstream_options(&rebuilt, cluster, retention);
+        let started = Instant::now();
+        let store = wikiwire_store::JetStreamStore::open(options).await?;
+        let (_, last) = store.stream_bounds().await?;
+        store.wait_applied(last, Duration::from_secs(600)).await;
+        let seconds = started.elapsed().as_secs_f64();
+        println!("replica rebuild: {last} events in {seconds:.2} s, {:.0} events/s", last as f64 / seconds);
+        wikiwire_store::Store::close(&store).await;
+    }
     Ok(())
 }
 

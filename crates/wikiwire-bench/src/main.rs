@@ -8,6 +8,7 @@
 mod catchup;
 mod http;
 mod irc;
+mod nats;
 
 use clap::{Parser, Subcommand};
 

@@ -53,7 +53,10 @@ impl From<StoreError> for ApiError {
                 tracing::error!(%error, "store failure answering a request");
                 ApiError {
                     retry_after: Some(5),
-                    ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the event store is unavailable; try again")
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the event store is unavailable; try again",
+                    )
                 }
             }
         }

@@ -150,17 +150,34 @@ impl Hub {
         ];
         if let Some(cluster) = self.store.cluster_status() {
             let gauge = |name, help, value: u64| Sample { name, help, kind: "gauge", value: value as i64 };
-            let counter = |name, help, value: u64| Sample { name, help, kind: "counter", value: value as i64 };
+            let counter =
+                |name, help, value: u64| Sample { name, help, kind: "counter", value: value as i64 };
             samples.extend([
-                gauge("wikiwire_cluster_applied_id", "The newest event this node's replica applied and announced.", cluster.applied_id),
-                gauge("wikiwire_cluster_stream_last_id", "The stream's last event id when last asked.", cluster.stream_last_id),
+                gauge(
+                    "wikiwire_cluster_applied_id",
+                    "The newest event this node's replica applied and announced.",
+                    cluster.applied_id,
+                ),
+                gauge(
+                    "wikiwire_cluster_stream_last_id",
+                    "The stream's last event id when last asked.",
+                    cluster.stream_last_id,
+                ),
                 gauge(
                     "wikiwire_cluster_apply_lag",
                     "Events stored in the stream that this node has not applied yet.",
                     cluster.stream_last_id.saturating_sub(cluster.applied_id),
                 ),
-                gauge("wikiwire_cluster_connected", "1 when connected to a NATS server.", u64::from(cluster.connected)),
-                gauge("wikiwire_cluster_ready", "1 when this node serves (see /healthz for why not).", u64::from(cluster.unready.is_none())),
+                gauge(
+                    "wikiwire_cluster_connected",
+                    "1 when connected to a NATS server.",
+                    u64::from(cluster.connected),
+                ),
+                gauge(
+                    "wikiwire_cluster_ready",
+                    "1 when this node serves (see /healthz for why not).",
+                    u64::from(cluster.unready.is_none()),
+                ),
                 counter(
                     "wikiwire_publish_retries_total",
                     "Appends sent again after a timeout or a lost connection.",

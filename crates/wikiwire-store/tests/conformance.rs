@@ -44,8 +44,9 @@ enum Kind {
 struct Fixture {
     kind: Kind,
     store: Arc<dyn Store>,
-    directory: tempfile::TempDir,
-    nats: Option<NatsServer>,
+    /// Kept for the store's lifetime: its files, and its NATS server (ended on drop).
+    _directory: tempfile::TempDir,
+    _nats: Option<NatsServer>,
 }
 
 impl Fixture {
@@ -53,16 +54,19 @@ impl Fixture {
     async fn open(kind: Kind, retention: Retention) -> Option<Fixture> {
         let directory = tempfile::tempdir().unwrap();
         let (store, nats): (Arc<dyn Store>, _) = match kind {
-            Kind::Sqlite => {
-                (Arc::new(SqliteStore::open(SqliteOptions::new(directory.path().join("events.sqlite"))).unwrap()), None)
-            }
+            Kind::Sqlite => (
+                Arc::new(
+                    SqliteStore::open(SqliteOptions::new(directory.path().join("events.sqlite"))).unwrap(),
+                ),
+                None,
+            ),
             Kind::JetStream => {
                 let nats = NatsServer::start(directory.path())?;
                 let options = jetstream_options(&nats, &directory, retention);
                 (Arc::new(JetStreamStore::open(options).await.expect("cluster store opens")), Some(nats))
             }
         };
-        Some(Fixture { kind, store, directory, nats })
+        Some(Fixture { kind, store, _directory: directory, _nats: nats })
     }
 
     /// Waits until retention removed everything up to `through` (SQLite: prunes now; JetStream:
@@ -81,8 +85,13 @@ impl Fixture {
     }
 }
 
-fn jetstream_options(nats: &NatsServer, directory: &tempfile::TempDir, retention: Retention) -> JetStreamOptions {
-    let mut options = JetStreamOptions::new("test", vec![nats.url()], directory.path().join("replica.sqlite"));
+fn jetstream_options(
+    nats: &NatsServer,
+    directory: &tempfile::TempDir,
+    retention: Retention,
+) -> JetStreamOptions {
+    let mut options =
+        JetStreamOptions::new("test", vec![nats.url()], directory.path().join("replica.sqlite"));
     options.replicas = 1;
     options.retention = retention;
     options.connect_timeout = Duration::from_secs(10);
@@ -150,7 +159,12 @@ async fn a_key_is_stored_once_also_within_one_append(kind: Kind) {
     assert!(!first[0].duplicate);
     // Same key (the wiki in another case) twice in one append, between two new events.
     let again = store
-        .append(vec![edit("Wiki", "New1"), keyed("wiki", "Second", "rev-1"), keyed("WIKI", "Third", "rev-1"), edit("Wiki", "New2")])
+        .append(vec![
+            edit("Wiki", "New1"),
+            keyed("wiki", "Second", "rev-1"),
+            keyed("WIKI", "Third", "rev-1"),
+            edit("Wiki", "New2"),
+        ])
         .await
         .unwrap();
     assert!(!again[0].duplicate && !again[3].duplicate);
@@ -196,7 +210,9 @@ async fn concurrent_appends_get_distinct_contiguous_ids_in_bus_order(kind: Kind)
     let mut live = store.bus().subscribe();
     let tasks = (0..200).map(|index| {
         let store = Arc::clone(&store);
-        tokio::spawn(async move { store.append(vec![edit("A", &format!("P{index}"))]).await.unwrap()[0].event.id })
+        tokio::spawn(
+            async move { store.append(vec![edit("A", &format!("P{index}"))]).await.unwrap()[0].event.id },
+        )
     });
     let mut ids: Vec<u64> = join_all(tasks).await.into_iter().map(Result::unwrap).collect();
     ids.sort_unstable();
@@ -216,7 +232,8 @@ async fn retention_leaves_a_gap_and_ids_are_never_reused(kind: Kind) {
     fixture.retained_after(7, retention).await;
     let bounds = store.bounds().await.unwrap();
     assert_eq!((bounds.last_id, bounds.pruned_through), (12, 7));
-    let left: Vec<u64> = store.query(Query::after(0, 100)).await.unwrap().events.iter().map(|event| event.id).collect();
+    let left: Vec<u64> =
+        store.query(Query::after(0, 100)).await.unwrap().events.iter().map(|event| event.id).collect();
     assert_eq!(left, vec![8, 9, 10, 11, 12]);
     assert_eq!(store.get(3).await.unwrap(), None);
     let next = store.append(vec![edit("A", "After")]).await.unwrap();
@@ -273,8 +290,14 @@ async fn jetstream_a_lost_acknowledgement_resolves_to_the_ids_stored() {
     assert!(keyed_batch.iter().all(|appended| !appended.duplicate));
     let (_, last) = store.stream_bounds().await.unwrap();
     assert_eq!(last, 5, "nothing was stored twice");
-    let pages: Vec<String> =
-        store.query(Query::after(0, 10)).await.unwrap().events.into_iter().filter_map(|event| event.page).collect();
+    let pages: Vec<String> = store
+        .query(Query::after(0, 10))
+        .await
+        .unwrap()
+        .events
+        .into_iter()
+        .filter_map(|event| event.page)
+        .collect();
     assert_eq!(pages, ["One", "Two", "Three", "Four", "Five"]);
     assert!(store.cluster_status().unwrap().publish_retries >= 3);
     store.close().await;
@@ -287,7 +310,10 @@ async fn jetstream_a_deleted_replica_is_rebuilt_and_a_remade_stream_is_refused()
     let options = jetstream_options(&nats, &directory, Retention::default());
     let store = JetStreamStore::open(options.clone()).await.unwrap();
     for index in 0..50 {
-        store.append(vec![edit("A", &format!("P{index}")), keyed("B", "K", &format!("k{index}"))]).await.unwrap();
+        store
+            .append(vec![edit("A", &format!("P{index}")), keyed("B", "K", &format!("k{index}"))])
+            .await
+            .unwrap();
     }
     let before = store.query(Query::after(0, 1000)).await.unwrap();
     store.close().await;

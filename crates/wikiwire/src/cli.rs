@@ -47,9 +47,11 @@ pub enum Command {
     Config(ConfigCommand),
     /// Move the events of this node's SQLite log into a new JetStream stream, keeping every id
     /// and key (run once, before the first node starts with `[cluster]`).
-    #[command(after_help = "Examples:\n  wikiwire migrate --to-jetstream --config /etc/wikiwire/wikiwire.toml\n  \
+    #[command(
+        after_help = "Examples:\n  wikiwire migrate --to-jetstream --config /etc/wikiwire/wikiwire.toml\n  \
                             wikiwire migrate --to-jetstream --no-history --config wikiwire.toml   # ids go on, history stays behind\n\n\
-                      The file names the old data_dir and the new [cluster]; the stream must not hold events yet.")]
+                      The file names the old data_dir and the new [cluster]; the stream must not hold events yet."
+    )]
     Migrate(MigrateArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  wikiwire completions bash > /etc/bash_completion.d/wikiwire\n  \

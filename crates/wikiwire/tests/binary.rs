@@ -265,7 +265,8 @@ fn config_check_reports_every_mistake() {
     }
 
     let cluster = directory.path().join("cluster.toml");
-    std::fs::write(&cluster, "[cluster]\nnode = \"hub a\"\nnats = [\"http://n1:4222\"]\nreplicas = 2\n").unwrap();
+    std::fs::write(&cluster, "[cluster]\nnode = \"hub a\"\nnats = [\"http://n1:4222\"]\nreplicas = 2\n")
+        .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
         .args(["config", "check", "--config"])
         .arg(&cluster)
@@ -277,7 +278,9 @@ fn config_check_reports_every_mistake() {
         assert!(stderr.contains(expected), "missing {expected:?} in {stderr}");
     }
     let mut text = std::fs::read_to_string(&good).unwrap();
-    text.push_str("\n[cluster]\nnode = \"hub-a\"\nnats = [\"nats://10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]\n");
+    text.push_str(
+        "\n[cluster]\nnode = \"hub-a\"\nnats = [\"nats://10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]\n",
+    );
     std::fs::write(&cluster, text).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
         .args(["config", "check", "--config"])

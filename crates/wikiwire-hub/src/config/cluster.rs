@@ -42,7 +42,8 @@ impl ClusterConfig {
             ));
         }
         if self.nats.is_empty() {
-            problems.push("cluster.nats: name at least one NATS server, e.g. \"nats://127.0.0.1:4222\"".into());
+            problems
+                .push("cluster.nats: name at least one NATS server, e.g. \"nats://127.0.0.1:4222\"".into());
         }
         for url in &self.nats {
             if let Err(reason) = check_nats_url(url) {
@@ -93,12 +94,16 @@ mod tests {
 
     #[test]
     fn a_good_section_has_no_problem() {
-        assert!(problems("node = \"hub-a\"\nnats = [\"nats://10.0.0.1:4222\", \"tls://n2:4222\"]").is_empty());
+        assert!(
+            problems("node = \"hub-a\"\nnats = [\"nats://10.0.0.1:4222\", \"tls://n2:4222\"]").is_empty()
+        );
     }
 
     #[test]
     fn every_mistake_is_named() {
-        let found = problems("node = \"hub a\"\nnats = [\"http://x:1\", \"nats://x:0\"]\nreplicas = 2\nca_file = \"/nonexistent/ca.pem\"");
+        let found = problems(
+            "node = \"hub a\"\nnats = [\"http://x:1\", \"nats://x:0\"]\nreplicas = 2\nca_file = \"/nonexistent/ca.pem\"",
+        );
         let text = found.join("\n");
         for key in ["cluster.node", "scheme \"http\"", "nats://x:0", "cluster.replicas", "cluster.ca_file"] {
             assert!(text.contains(key), "{key} not in {text}");

@@ -174,7 +174,9 @@ impl Writer {
                 index = first;
             }
             match &outcomes[index] {
-                Outcome::Stored(id) => Ok(Appended { event: Arc::new(drafts[index].clone().commit(*id)), duplicate: false }),
+                Outcome::Stored(id) => {
+                    Ok(Appended { event: Arc::new(drafts[index].clone().commit(*id)), duplicate: false })
+                }
                 Outcome::Duplicate(event) => Ok(Appended { event: Arc::clone(event), duplicate: true }),
                 Outcome::Pending | Outcome::SameAs(_) => {
                     Err(StoreError::Backend("an append ended without an outcome for every event".into()))
@@ -185,13 +187,21 @@ impl Writer {
             .map(|index| {
                 let appended = resolve(index)?;
                 // A draft that repeats a key of its own group is a duplicate of what that became.
-                Ok(if matches!(outcomes[index], Outcome::SameAs(_)) { Appended { duplicate: true, ..appended } } else { appended })
+                Ok(if matches!(outcomes[index], Outcome::SameAs(_)) {
+                    Appended { duplicate: true, ..appended }
+                } else {
+                    appended
+                })
             })
             .collect()
     }
 
     /// Sends until every outgoing draft has an outcome, or `publish_timeout` runs out.
-    async fn send(&mut self, outgoing: &mut Vec<(usize, Outgoing)>, outcomes: &mut [Outcome]) -> Result<(), StoreError> {
+    async fn send(
+        &mut self,
+        outgoing: &mut Vec<(usize, Outgoing)>,
+        outcomes: &mut [Outcome],
+    ) -> Result<(), StoreError> {
         let deadline = Instant::now() + self.inner.options.publish_timeout;
         let mut delay = Duration::from_millis(50);
         let mut batch_number = 0u64;
@@ -269,12 +279,10 @@ impl Writer {
         if first > applied {
             return Ok(());
         }
-        let info = self
-            .inner
-            .stream
-            .get_info()
-            .await
-            .map_err(|error| StoreError::Unavailable(format!("cannot ask the stream who it is: {error}")))?;
+        let info =
+            self.inner.stream.get_info().await.map_err(|error| {
+                StoreError::Unavailable(format!("cannot ask the stream who it is: {error}"))
+            })?;
         if super::created_micros(&info) == self.inner.created {
             return Ok(());
         }
@@ -315,8 +323,9 @@ impl Writer {
                 }
             } else {
                 let headers = headers(message, batch);
-                if let Err(error) =
-                    client.publish_with_headers(message.subject.clone(), headers, message.payload.clone()).await
+                if let Err(error) = client
+                    .publish_with_headers(message.subject.clone(), headers, message.payload.clone())
+                    .await
                 {
                     return Attempt::Unknown(format!("cannot send: {error}"));
                 }
@@ -340,7 +349,11 @@ impl Writer {
     /// After 10071: reads the newest event of every key subject of the batch. One of ours means
     /// an earlier attempt stored the whole batch; another's means that draft is a duplicate.
     /// Returns true when every draft has an outcome.
-    async fn resolve_keys(&self, outgoing: &mut Vec<(usize, Outgoing)>, outcomes: &mut [Outcome]) -> Result<bool, String> {
+    async fn resolve_keys(
+        &self,
+        outgoing: &mut Vec<(usize, Outgoing)>,
+        outcomes: &mut [Outcome],
+    ) -> Result<bool, String> {
         self.inner.resolved.fetch_add(1, Ordering::Relaxed);
         let mut duplicates = Vec::new();
         for (position, (index, message)) in outgoing.iter().enumerate() {
@@ -352,7 +365,8 @@ impl Writer {
                 Err(error) if error.to_string().contains("not found") => continue,
                 Err(error) => return Err(format!("cannot read a key's event: {error}")),
             };
-            let ours = held.headers.get(subjects::MSG_ID).is_some_and(|value| value.as_str() == message.msg_id);
+            let ours =
+                held.headers.get(subjects::MSG_ID).is_some_and(|value| value.as_str() == message.msg_id);
             if ours {
                 // Atomic batches are contiguous: the whole batch follows from one member.
                 let first = held.sequence - position as u64;
@@ -362,7 +376,8 @@ impl Writer {
                 outgoing.clear();
                 return Ok(true);
             }
-            let event = event_from_message(&held.payload, held.sequence).map_err(|error| error.to_string())?;
+            let event =
+                event_from_message(&held.payload, held.sequence).map_err(|error| error.to_string())?;
             duplicates.push((*index, Arc::new(event)));
         }
         if duplicates.is_empty() {
@@ -379,7 +394,11 @@ impl Writer {
 
 enum Attempt {
     /// `duplicate`: an earlier attempt of this one draft stored it (its Msg-Id was known).
-    Stored { last: u64, count: u64, duplicate: bool },
+    Stored {
+        last: u64,
+        count: u64,
+        duplicate: bool,
+    },
     BatchSeenBefore,
     KeyHeld,
     /// The server said no for a reason that waiting will not change.
@@ -434,7 +453,10 @@ fn answer(reply: Result<async_nats::Message, async_nats::RequestError>) -> Attem
             _ if error.code == 503 || error.code == 408 || error.code >= 500 => {
                 Attempt::Unknown(format!("{} ({})", error.description, error.err_code))
             }
-            _ => Attempt::Refused(format!("the stream refused the events: {} ({})", error.description, error.err_code)),
+            _ => Attempt::Refused(format!(
+                "the stream refused the events: {} ({})",
+                error.description, error.err_code
+            )),
         };
     }
     match reply.seq {

@@ -39,7 +39,8 @@ pub fn event_from_message(payload: &[u8], id: u64) -> Result<Event, StoreError> 
     let mut fields: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(payload).map_err(|error| corrupt(format!("not a JSON object: {error}")))?;
     fields.insert("id".into(), id.into());
-    Event::from_json(&serde_json::Value::Object(fields).to_string()).map_err(|error| corrupt(error.to_string()))
+    Event::from_json(&serde_json::Value::Object(fields).to_string())
+        .map_err(|error| corrupt(error.to_string()))
 }
 
 pub async fn run(inner: Arc<Inner>) {
@@ -179,7 +180,11 @@ async fn check_jump(inner: &Inner, applied: u64, sequence: u64) -> Result<(), St
         inner.set_fatal(reason.clone());
         return Err(reason);
     }
-    tracing::info!(from = applied + 1, to = sequence - 1, "events removed by retention before this node read them");
+    tracing::info!(
+        from = applied + 1,
+        to = sequence - 1,
+        "events removed by retention before this node read them"
+    );
     Ok(())
 }
 

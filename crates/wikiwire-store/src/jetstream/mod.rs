@@ -67,7 +67,11 @@ pub struct JetStreamOptions {
 }
 
 impl JetStreamOptions {
-    pub fn new(node: impl Into<String>, servers: Vec<String>, replica: impl Into<PathBuf>) -> JetStreamOptions {
+    pub fn new(
+        node: impl Into<String>,
+        servers: Vec<String>,
+        replica: impl Into<PathBuf>,
+    ) -> JetStreamOptions {
         JetStreamOptions {
             node: node.into(),
             servers,
@@ -105,7 +109,10 @@ impl JetStreamOptions {
             storage: stream::StorageType::File,
             num_replicas: self.replicas,
             max_age: self.retention.max_age.unwrap_or_default(),
-            max_messages: self.retention.max_events.map_or(-1, |events| i64::try_from(events).unwrap_or(i64::MAX)),
+            max_messages: self
+                .retention
+                .max_events
+                .map_or(-1, |events| i64::try_from(events).unwrap_or(i64::MAX)),
             max_bytes: -1,
             max_messages_per_subject: -1,
             max_message_size: 2 * 1024 * 1024,
@@ -260,7 +267,9 @@ impl JetStreamStore {
     /// Waits until this node's replica has applied `id` (or `timeout` passes).
     pub async fn wait_applied(&self, id: u64, timeout: Duration) -> bool {
         let mut applied = self.inner.applied.subscribe();
-        tokio::time::timeout(timeout, applied.wait_for(|&applied| applied >= id)).await.is_ok_and(|done| done.is_ok())
+        tokio::time::timeout(timeout, applied.wait_for(|&applied| applied >= id))
+            .await
+            .is_ok_and(|done| done.is_ok())
     }
 
     /// The stream's current first and last sequence, asked of the server.
@@ -271,7 +280,8 @@ impl JetStreamStore {
 
     /// The stream's first and last sequence and how many messages it holds.
     pub async fn stream_state(&self) -> Result<(u64, u64, u64), StoreError> {
-        let info = self.inner.stream.get_info().await.map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let info =
+            self.inner.stream.get_info().await.map_err(|error| StoreError::Unavailable(error.to_string()))?;
         Ok((info.state.first_sequence, info.state.last_sequence, info.state.messages))
     }
 
@@ -301,7 +311,8 @@ impl Store for JetStreamStore {
         let appended = answer.await.map_err(|_| StoreError::Closed)??;
         // Announced before acknowledged: every output of this node has the events when the
         // publisher holds its answer. Bounded, since the events are stored whatever happens here.
-        if let Some(last) = appended.iter().filter(|appended| !appended.duplicate).map(|appended| appended.event.id).max()
+        if let Some(last) =
+            appended.iter().filter(|appended| !appended.duplicate).map(|appended| appended.event.id).max()
             && !self.wait_applied(last, append::APPLY_WAIT).await
         {
             self.inner.apply_wait_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -407,15 +418,17 @@ async fn connect(options: &JetStreamOptions) -> Result<async_nats::Client, Store
     if let Some(path) = &options.ca_file {
         connect = connect.add_root_certificates(path.clone()).require_tls(true);
     }
-    connect
-        .connect(options.servers.as_slice())
-        .await
-        .map_err(|error| StoreError::Unavailable(format!("cannot connect to NATS {:?}: {error}", options.servers)))
+    connect.connect(options.servers.as_slice()).await.map_err(|error| {
+        StoreError::Unavailable(format!("cannot connect to NATS {:?}: {error}", options.servers))
+    })
 }
 
 /// Creates the stream, or checks that the one there is ours and brings its limits in line with
 /// the configuration.
-async fn ensure_stream(context: &jetstream::Context, options: &JetStreamOptions) -> Result<stream::Stream, String> {
+async fn ensure_stream(
+    context: &jetstream::Context,
+    options: &JetStreamOptions,
+) -> Result<stream::Stream, String> {
     let wanted = options.stream_config();
     match context.get_stream(&options.stream).await {
         Ok(mut existing) => {
@@ -424,7 +437,11 @@ async fn ensure_stream(context: &jetstream::Context, options: &JetStreamOptions)
                 return Err(format!(
                     "stream {} exists with subjects {:?} (atomic publish {}, direct get {}); wikiwire needs {:?} \
                      with both",
-                    options.stream, config.subjects, config.allow_atomic_publish, config.allow_direct, wanted.subjects
+                    options.stream,
+                    config.subjects,
+                    config.allow_atomic_publish,
+                    config.allow_direct,
+                    wanted.subjects
                 ));
             }
             let changed = config.max_age != wanted.max_age
@@ -439,8 +456,7 @@ async fn ensure_stream(context: &jetstream::Context, options: &JetStreamOptions)
             }
             Ok(existing)
         }
-        Err(error) if error.to_string().contains("not found") =>
-        {
+        Err(error) if error.to_string().contains("not found") => {
             tracing::info!(stream = %options.stream, replicas = options.replicas, "creating the stream");
             context.create_stream(wanted).await.map_err(|error| error.to_string())
         }

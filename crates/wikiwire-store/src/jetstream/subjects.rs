@@ -34,7 +34,8 @@ pub fn event_subject(prefix: &str, wiki: &str, key: Option<&str>) -> String {
 }
 
 fn wiki_token(wiki: &str) -> String {
-    let plain = !wiki.is_empty() && wiki.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+    let plain = !wiki.is_empty()
+        && wiki.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
     if plain { wiki.to_ascii_lowercase() } else { format!("x{}", hex::encode(wiki.to_ascii_lowercase())) }
 }
 
@@ -49,7 +50,10 @@ mod tests {
 
     #[test]
     fn keys_share_a_subject_whatever_the_wiki_case() {
-        assert_eq!(event_subject("e", "MoinMaster", Some("r1")), event_subject("e", "moinmaster", Some("r1")));
+        assert_eq!(
+            event_subject("e", "MoinMaster", Some("r1")),
+            event_subject("e", "moinmaster", Some("r1"))
+        );
         assert_ne!(event_subject("e", "moin", Some("r1")), event_subject("e", "moin", Some("r2")));
         assert_eq!(event_subject("e", "Moin", None), "e.moin.n");
     }

@@ -20,12 +20,29 @@ use crate::{Appended, Retention, StoreError};
 const PRUNE_CHUNK: i64 = 10_000;
 
 pub enum Command {
-    Append { drafts: Vec<Draft>, reply: oneshot::Sender<Result<Vec<Appended>, StoreError>> },
-    SetCursor { name: String, id: u64, reply: oneshot::Sender<Result<(), StoreError>> },
-    Prune { retention: Retention, reply: oneshot::Sender<Result<u64, StoreError>> },
+    Append {
+        drafts: Vec<Draft>,
+        reply: oneshot::Sender<Result<Vec<Appended>, StoreError>>,
+    },
+    SetCursor {
+        name: String,
+        id: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Prune {
+        retention: Retention,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
     /// A replica's path: events numbered elsewhere, stored with their ids (see [`super::Applied`]).
-    Apply { applied: super::Applied, reply: oneshot::Sender<Result<(), StoreError>> },
-    SetState { name: &'static str, value: i64, reply: oneshot::Sender<Result<(), StoreError>> },
+    Apply {
+        applied: super::Applied,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    SetState {
+        name: &'static str,
+        value: i64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 type Request = (Vec<Draft>, oneshot::Sender<Result<Vec<Appended>, StoreError>>);
@@ -202,8 +219,12 @@ impl Writer {
         let super::Applied { events, pruned_through } = applied;
         let last_id = self.shared.last_id.load(Ordering::Acquire);
         let transaction = self.connection.transaction().map_err(backend)?;
-        if let Some(through) = pruned_through.filter(|&through| through > self.shared.pruned_through.load(Ordering::Acquire)) {
-            transaction.execute("DELETE FROM events WHERE id <= ?1", [to_sql_id(through)]).map_err(backend)?;
+        if let Some(through) =
+            pruned_through.filter(|&through| through > self.shared.pruned_through.load(Ordering::Acquire))
+        {
+            transaction
+                .execute("DELETE FROM events WHERE id <= ?1", [to_sql_id(through)])
+                .map_err(backend)?;
             transaction
                 .execute("UPDATE state SET value = ?1 WHERE name = 'pruned_through'", [to_sql_id(through)])
                 .map_err(backend)?;

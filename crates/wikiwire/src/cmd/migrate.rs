@@ -5,7 +5,6 @@
 //! event keeps its id, and keyed events go to their key subjects, so every key stays taken.
 //! Each group's ids are checked against the originals; any difference stops the migration.
 
-
 use anyhow::{Context, bail};
 use wikiwire_event::Draft;
 use wikiwire_hub::Config;
@@ -26,7 +25,8 @@ pub async fn run(args: &MigrateArgs) -> anyhow::Result<()> {
     if !path.exists() {
         bail!("{} does not exist: no SQLite log to migrate", path.display());
     }
-    let source = SqliteStore::open(SqliteOptions::new(&path)).with_context(|| format!("cannot open {}", path.display()))?;
+    let source = SqliteStore::open(SqliteOptions::new(&path))
+        .with_context(|| format!("cannot open {}", path.display()))?;
     let bounds = source.bounds().await?;
     let first_id = if args.no_history { bounds.last_id + 1 } else { bounds.pruned_through + 1 };
     let retention = Retention { max_age: config.store.max_age, max_events: config.store.max_events };
@@ -46,7 +46,13 @@ pub async fn run(args: &MigrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn copy(source: &SqliteStore, target: &JetStreamStore, first_id: u64, last_id: u64, no_history: bool) -> anyhow::Result<u64> {
+async fn copy(
+    source: &SqliteStore,
+    target: &JetStreamStore,
+    first_id: u64,
+    last_id: u64,
+    no_history: bool,
+) -> anyhow::Result<u64> {
     let (_, stream_last, messages) = target.stream_state().await?;
     if messages > 0 {
         bail!("the stream already holds {messages} events (up to {stream_last}): it is migrated, or in use");
@@ -76,7 +82,11 @@ async fn copy(source: &SqliteStore, target: &JetStreamStore, first_id: u64, last
         let appended = target.append(drafts).await?;
         let got: Vec<u64> = appended.iter().map(|appended| appended.event.id).collect();
         if got != expected || appended.iter().any(|appended| appended.duplicate) {
-            bail!("the stream numbered events {:?}.. as {:?}..: stopped", &expected[..1], &got[..1.min(got.len())]);
+            bail!(
+                "the stream numbered events {:?}.. as {:?}..: stopped",
+                &expected[..1],
+                &got[..1.min(got.len())]
+            );
         }
         after = *expected.last().unwrap_or(&after);
         copied += expected.len() as u64;

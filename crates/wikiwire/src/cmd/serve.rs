@@ -155,6 +155,14 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             Ok(Arc::new(store))
         }
         Some(cluster) => {
+            if !config.relays.is_empty() || config.xmpp.is_some() {
+                // Each node runs what its own file configures: a relay or bot on every node would
+                // post every line once per node.
+                tracing::warn!(
+                    node = %cluster.node,
+                    "relays and the Jabber bot run on this node only: configure them on one node of the cluster"
+                );
+            }
             let options = jetstream_options(config, cluster, retention);
             let store = JetStreamStore::open(options)
                 .await
