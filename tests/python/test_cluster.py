@@ -547,3 +547,32 @@ def test_migrate_moves_a_sqlite_log_into_the_stream_keeping_ids_and_keys(tmp_pat
     finally:
         for node in hubs:
             node.stop()
+
+
+def test_one_key_sent_to_two_nodes_at_once_is_stored_once(tmp_path, nats):
+    hubs = [start_hub(tmp_path, nats, node) for node in ("a", "b")]
+    answers = []
+    barrier = threading.Barrier(40)
+
+    def send(hub, number):
+        event = {"wiki": "MoinMaster", "action": "SAVE", "page": f"try {number}", "user": "u", "key": "rev-77"}
+        barrier.wait(10)
+        answers.append(post(hub.http, [event])[:2])
+
+    threads = [threading.Thread(target=send, args=(hubs[number % 2], number)) for number in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(NEVER_HANGS)
+    try:
+        assert len(answers) == 40 and all(status in (200, 201) for status, _ in answers), answers
+        ids = {body["ids"][0] for _, body in answers}
+        assert len(ids) == 1, f"every answer carries the one id: {ids}"
+        stored = [status for status, body in answers if not body["duplicates"]]
+        assert len(stored) == 1, "exactly one answer stored it; every other one says duplicate"
+        for hub in hubs:
+            wait_until(lambda: health(hub)[1].get("last_id") == 1, 10, "both nodes applied it")
+            assert [event["page"] for event in history(hub.http)] == [history(hubs[0].http)[0]["page"]]
+    finally:
+        for hub in hubs:
+            hub.stop()
