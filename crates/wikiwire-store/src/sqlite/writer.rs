@@ -161,12 +161,7 @@ impl Writer {
             let mut find = transaction
                 .prepare_cached("SELECT id, body FROM events WHERE wiki = ?1 AND key = ?2")
                 .map_err(backend)?;
-            let mut insert = transaction
-                .prepare_cached(
-                    "INSERT INTO events (id, time, received, wiki, action, key, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(backend)?;
+            let mut insert = transaction.prepare_cached(INSERT).map_err(backend)?;
             for (drafts, _) in group {
                 let mut request_results = Vec::with_capacity(drafts.len());
                 for draft in drafts {
@@ -184,17 +179,7 @@ impl Writer {
                         }
                     }
                     let event = draft.clone().commit(next_id);
-                    insert
-                        .execute(params![
-                            to_sql_id(event.id),
-                            event.time.millis(),
-                            received,
-                            event.wiki,
-                            event.action.as_str(),
-                            event.key,
-                            event.to_json(),
-                        ])
-                        .map_err(backend)?;
+                    insert_event(&mut insert, &event, received, event.key.as_deref())?;
                     next_id += 1;
                     let event = Arc::new(event);
                     new_events.push(Arc::clone(&event));
@@ -231,12 +216,7 @@ impl Writer {
         }
         let received = Timestamp::now().millis();
         {
-            let mut insert = transaction
-                .prepare_cached(
-                    "INSERT INTO events (id, time, received, wiki, action, key, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
-                )
-                .map_err(backend)?;
+            let mut insert = transaction.prepare_cached(INSERT).map_err(backend)?;
             let mut previous = last_id;
             for event in &events {
                 if event.id <= previous {
@@ -246,16 +226,7 @@ impl Writer {
                     )));
                 }
                 previous = event.id;
-                insert
-                    .execute(params![
-                        to_sql_id(event.id),
-                        event.time.millis(),
-                        received,
-                        event.wiki,
-                        event.action.as_str(),
-                        event.to_json(),
-                    ])
-                    .map_err(backend)?;
+                insert_event(&mut insert, event, received, None)?;
             }
         }
         let new_last = events.last().map_or(last_id, |event| event.id).max(pruned_through.unwrap_or(0));
@@ -317,6 +288,30 @@ impl Writer {
         // existing row, or at the threshold, after which the next call returns 0.
         Ok(removed as u64)
     }
+}
+
+const INSERT: &str = "INSERT INTO events (id, time, received, wiki, action, key, body)
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// One row of `events`; `key` goes into the key column (the unique index), the body keeps it anyway.
+fn insert_event(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    event: &Event,
+    received: i64,
+    key: Option<&str>,
+) -> Result<(), StoreError> {
+    insert
+        .execute(params![
+            to_sql_id(event.id),
+            event.time.millis(),
+            received,
+            event.wiki,
+            event.action.as_str(),
+            key,
+            event.to_json(),
+        ])
+        .map(drop)
+        .map_err(backend)
 }
 
 /// Ids are u64 in the model and i64 in SQLite; ids come from a counter starting at 1, which
