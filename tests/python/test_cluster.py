@@ -576,3 +576,37 @@ def test_one_key_sent_to_two_nodes_at_once_is_stored_once(tmp_path, nats):
     finally:
         for hub in hubs:
             hub.stop()
+
+
+def test_every_ingest_path_publishes_into_the_one_log(tmp_path, nats):
+    """IRC, MediaWiki's RCFeed and HTTP, on different nodes: one numbering, seen alike everywhere."""
+    from test_irc_publish import pack
+    from test_mediawiki import change
+
+    rcfeed = '\n[[rcfeed]]\nlisten = "127.0.0.1:0"\npublisher = "moin"\n'
+    hubs = [start_hub(tmp_path, nats, "a", extra=rcfeed), start_hub(tmp_path, nats, "b")]
+    followers = [IrcFollower(hub) for hub in hubs]
+    publisher = Raw(hubs[0])
+    try:
+        publisher.send("CAP LS 302", f"PASS moin:{MOIN_TOKEN}", "NICK moin", "USER moin 0 * :moin",
+                       "CAP REQ :echo-message message-tags", "CAP END")
+        publisher.expect(r" 001 ")
+        publisher.send("PRIVMSG #MoinMaster.events :" + pack(wiki="MoinMaster", action="SAVE", page="On IRC", user="u"))
+        echo = publisher.expect(r"PRIVMSG #MoinMaster.events :")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.sendto(change(wiki="MoinMaster", title="From MediaWiki"), ("127.0.0.1", hubs[0].rcfeeds[0]))
+        wait_until(lambda: len(history(hubs[1].http)) == 2, 15, "the datagram stored")
+        status, body, _, _ = post(hubs[1].http, [{"wiki": "MoinMaster", "action": "SAVE", "page": "Over HTTP", "user": "u"}])
+        assert status == 201 and body["ids"] == [3], body
+        pages = [event["page"] for event in history(hubs[0].http)]
+        assert pages == ["On IRC", "From MediaWiki", "Over HTTP"]
+        assert "msgid=1" in echo, echo
+        for follower in followers:
+            follower.wait_for(3)
+            assert follower.ids == [1, 2, 3]
+    finally:
+        publisher.close()
+        for follower in followers:
+            follower.stop()
+        for hub in hubs:
+            hub.stop()
