@@ -93,7 +93,34 @@ pub fn parse(fields: Map<String, Value>, mode: Mode) -> Result<Event, FieldError
     }
     let event = builder.finish(mode)?;
     check(&event, !matches!(mode, Mode::Submission { .. }), mode != Mode::Partial)?;
+    if matches!(mode, Mode::Submission { .. }) {
+        check_link_schemes(&event)?;
+    }
     Ok(event)
+}
+
+/// Links become `href`s on the live page and Atom entry links: only web links (or links relative
+/// to the wiki) may come in, never `javascript:`, `data:` and the like. Applied to submissions
+/// only, so events stored before this rule still read back.
+fn check_link_schemes(event: &Event) -> Result<(), FieldError> {
+    for (index, link) in event.urls.iter().enumerate() {
+        // Browsers skip leading spaces in an href, so the scheme is what follows them.
+        let url = link.url.trim_start();
+        let scheme = url.find(':').map(|colon| &url[..colon]).filter(|scheme| {
+            scheme.starts_with(|first: char| first.is_ascii_alphabetic())
+                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+        if let Some(scheme) = scheme
+            && !scheme.eq_ignore_ascii_case("http")
+            && !scheme.eq_ignore_ascii_case("https")
+        {
+            return Err(FieldError::new(
+                format!("urls[{index}].url"),
+                format!("only http and https links (or links relative to the wiki), not {scheme}:"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A publisher's submission, validated and ready for the store.
@@ -106,6 +133,7 @@ impl Draft {
     pub fn validate(mut event: Event) -> Result<Draft, FieldError> {
         normalise(&mut event);
         check(&event, false, true)?;
+        check_link_schemes(&event)?;
         Ok(Draft::new(event))
     }
 }
@@ -481,11 +509,44 @@ mod tests {
                 "more",
             ),
             (json!({"wiki": "W", "action": "SAVE", "page": "x".repeat(513), "user": "u"}), "page"),
+            (
+                json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "urls": ["javascript:alert(1)"]}),
+                "urls[0].url",
+            ),
+            (
+                json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u",
+                       "urls": ["https://ok.example/", {"url": "  JavaScript:alert(1)", "description": "d"}]}),
+                "urls[1].url",
+            ),
+            (
+                json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "urls": ["data:text/html,x"]}),
+                "urls[0].url",
+            ),
         ];
         for (input, field) in cases {
             let error = submit(input.clone()).expect_err(&input.to_string());
             assert_eq!(error.field, field, "{input} gave {error}");
         }
+    }
+
+    #[test]
+    fn web_and_relative_links_are_accepted() {
+        for url in [
+            "https://w.example/P?action=diff",
+            "HTTP://w.example/",
+            "/wiki/P",
+            "P?action=diff&x=a:b",
+            "//w.example/P",
+        ] {
+            let draft =
+                submit(json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "urls": [url]}));
+            assert!(draft.is_ok(), "{url}: {draft:?}");
+        }
+        // Stored before the rule: still reads back.
+        let stored = json!({"id": 1, "time": "2026-01-01T00:00:00.000Z", "wiki": "W", "action": "page_changed",
+                            "page": "P", "user": "u", "urls": [{"url": "javascript:x", "description": ""}]});
+        let serde_json::Value::Object(map) = stored else { unreachable!("an object literal") };
+        assert!(parse(map, Mode::Committed).is_ok());
     }
 
     #[test]

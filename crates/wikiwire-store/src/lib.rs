@@ -22,7 +22,7 @@ use wikiwire_event::{Draft, Event, Filter, Timestamp};
 
 pub use bus::Bus;
 pub use jetstream::{JetStreamOptions, JetStreamStore};
-pub use sqlite::{Applied, SqliteOptions, SqliteStore};
+pub use sqlite::{Applied, SqliteOptions, SqliteStore, create_private_dir};
 
 /// Most events one history page may hold.
 pub const MAX_PAGE: usize = 1000;

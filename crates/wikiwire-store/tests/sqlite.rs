@@ -201,3 +201,17 @@ async fn a_newer_schema_is_refused() {
     let error = SqliteStore::open(SqliteOptions::new(&path)).err().expect("refused");
     assert!(matches!(error, StoreError::NewerSchema { found: 99, .. }), "{error}");
 }
+
+#[cfg(unix)]
+#[test]
+fn the_data_directory_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data").join("deeper");
+    let store = SqliteStore::open(SqliteOptions::new(data.join("events.sqlite"))).unwrap();
+    for path in [&data, &directory.path().join("data")] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", path.display());
+    }
+    drop(store);
+}

@@ -83,7 +83,7 @@ impl SqliteStore {
     /// Opens (creating and migrating if needed) and starts the writer thread.
     pub fn open(options: SqliteOptions) -> Result<SqliteStore, StoreError> {
         if let Some(directory) = options.path.parent().filter(|directory| !directory.as_os_str().is_empty()) {
-            std::fs::create_dir_all(directory).map_err(|error| {
+            create_private_dir(directory).map_err(|error| {
                 StoreError::Backend(format!("cannot create {}: {error}", directory.display()))
             })?;
         }
@@ -236,6 +236,16 @@ impl Store for SqliteStore {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
     }
+}
+
+/// Creates a directory (and its missing parents) that only its owner may enter, whatever the
+/// umask: it holds the log, and beside it tokens and the bot's state.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
 }
 
 /// Reads one page: rows in id order, filtered here for what SQL cannot express (globs,

@@ -229,7 +229,7 @@ fn local_publisher(data_dir: &Path) -> anyhow::Result<PublisherConfig> {
     let token = match std::fs::read_to_string(&path) {
         Ok(text) => text.trim().to_owned(),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir)
+            wikiwire_store::create_private_dir(data_dir)
                 .with_context(|| format!("cannot create {}", data_dir.display()))?;
             let token = token::generate();
             write_private(&path, &format!("{token}\n"))
