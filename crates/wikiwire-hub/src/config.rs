@@ -512,6 +512,26 @@ impl Config {
         toml::from_str(text).map_err(|error| error.to_string().trim_end().to_owned())
     }
 
+    /// What works but should not be left so, each as one readable sentence (printed by
+    /// `config check` and logged at start, never fatal).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (index, publisher) in self.publishers.iter().enumerate() {
+            if let Some(token) = &publisher.token
+                && token.len() >= token::MIN_LENGTH
+                && token.len() < token::STRONG_LENGTH
+            {
+                warnings.push(format!(
+                    "publisher[{index}] ({:?}): token: only {} characters, easy to guess; make a strong one with                      `wikiwire token --name {}` and keep only its token_hash here",
+                    publisher.name,
+                    token.len(),
+                    publisher.name
+                ));
+            }
+        }
+        warnings
+    }
+
     /// Everything wrong with the meaning of the file, each as one readable sentence.
     pub fn check(&self) -> Vec<String> {
         let mut problems = Vec::new();

@@ -9,6 +9,8 @@ use subtle::ConstantTimeEq;
 
 /// Shortest token accepted in a configuration.
 pub const MIN_LENGTH: usize = 16;
+/// Plaintext tokens shorter than this get a warning: `wikiwire token` makes 68 characters.
+pub const STRONG_LENGTH: usize = 32;
 const PREFIX: &str = "wwt_";
 
 /// A new token: `wwt_` and 43 characters of URL-safe base64.

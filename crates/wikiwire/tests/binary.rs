@@ -264,6 +264,18 @@ fn config_check_reports_every_mistake() {
         assert!(stderr.contains(expected), "missing {expected:?} in {stderr}");
     }
 
+    let weak = directory.path().join("weak.toml");
+    std::fs::write(&weak, "[[publisher]]\nname = \"moin\"\ntoken = \"abcdefghijklmnop\"\nwikis = [\"W\"]\n")
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
+        .args(["config", "check", "--config"])
+        .arg(&weak)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "a weak token is a warning, not an error");
+    assert!(stdout.contains("warning: publisher[0] (\"moin\"): token: only 16 characters"), "{stdout}");
+
     let cluster = directory.path().join("cluster.toml");
     std::fs::write(&cluster, "[cluster]\nnode = \"hub a\"\nnats = [\"http://n1:4222\"]\nreplicas = 2\n")
         .unwrap();

@@ -11,6 +11,9 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
     };
     let config = Config::load(path)?;
     let wikis: usize = config.publishers.iter().map(|publisher| publisher.wikis.len()).sum();
+    for warning in config.warnings() {
+        println!("warning: {warning}");
+    }
     let log = match &config.cluster {
         Some(cluster) => format!(
             "log in NATS JetStream as node {:?} ({} servers, {} replicas)",

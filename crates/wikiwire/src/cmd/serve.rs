@@ -90,6 +90,9 @@ impl Running {
 }
 
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    for warning in config.warnings() {
+        tracing::warn!("configuration: {warning}");
+    }
     let publishers = publishers(&config)?;
     let store = open_store(&config).await?;
     let http_listener = TcpListener::bind(config.http.listen)
