@@ -20,6 +20,11 @@ wikis = ["examplewiki", "otherfarmwiki"]
 engine = "mediawiki"
 base_url = "https://wiki.example/w/"
 
+[[publisher]]
+name = "other"
+token = "wwt_another-publisher-token-0123456789"
+wikis = ["theirwiki"]
+
 [[channel]]
 name = "#examplewiki.rc"
 format = "mediawiki"
@@ -111,6 +116,9 @@ def test_mediawiki_datagrams_become_events_and_mediawiki_irc_lines(tmp_path):
         # Refused, each counted, nothing stored: another publisher's wiki, a broken datagram, a
         # source address not allowed. A category change is skipped, as MediaWiki's IRC feed does.
         udp.sendto(change(wiki="enwiki", server_name="en.wikipedia.org"), ("127.0.0.1", port))
+        # A datagram naming another publisher's wiki is not the MediaWiki publisher's, whatever its
+        # server name says.
+        udp.sendto(change(wiki="theirwiki", title="Not Mine"), ("127.0.0.1", port))
         udp.sendto(b'{"type": "edit", "title": ', ("127.0.0.1", port))
         udp.sendto(b"\xff" * 100, ("127.0.0.1", port))
         stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -118,8 +126,8 @@ def test_mediawiki_datagrams_become_events_and_mediawiki_irc_lines(tmp_path):
         stranger.sendto(change(title="From elsewhere"), ("127.0.0.1", port))
         udp.sendto(change(type="categorize", title="Category:X"), ("127.0.0.1", port))
         deadline = time.monotonic() + 10
-        while hub.metric('wikiwire_rcfeed_datagrams_total{result="refused"}') < 4:
-            assert time.monotonic() < deadline, "four refusals"
+        while hub.metric('wikiwire_rcfeed_datagrams_total{result="refused"}') < 5:
+            assert time.monotonic() < deadline, "five refusals"
             time.sleep(0.05)
         udp.sendto(change(title="Last One", id=99), ("127.0.0.1", port))
         assert "[[\x0307Last One\x0314]]" in privmsgs(raw, 1)[0]

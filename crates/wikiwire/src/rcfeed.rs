@@ -113,8 +113,15 @@ fn read(
 }
 
 /// The publisher's wiki a change names: by `wiki` id, by `server_name` as a wiki name, or by
-/// `server_name` as the host of a wiki's `base_url`.
+/// `server_name` as the host of a wiki's `base_url`. A `wiki` id that names another publisher's
+/// wiki names none of this publisher's, whatever the server name says.
 fn wiki_of(hub: &Hub, publisher: &Publisher, change: &RcChange) -> Option<String> {
+    if let Some(id) = change.wiki_id.as_deref()
+        && publisher.canonical_wiki(id).is_none()
+        && hub.publishers().wiki(id).is_some()
+    {
+        return None;
+    }
     let names = [change.wiki_id.as_deref(), change.server_name.as_deref()];
     for name in names.into_iter().flatten() {
         if let Some(wiki) = publisher.canonical_wiki(name) {
