@@ -84,6 +84,14 @@ def test_wrong_secret_and_entity_expansion_are_refused(tmp_path, prosody):
             rpc.send_notification("wrong", ["a@b"], notification())
         assert fault.value.faultCode == 1
         assert fault.value.faultString == "You are not allowed to use this bot!"
+        # A flood of wrong secrets is counted, not written line by line into the log.
+        multicall = xmlrpc.client.MultiCall(rpc)
+        for _ in range(100):
+            multicall.send_notification("wrong", ["a@b"], notification())
+        with pytest.raises(xmlrpc.client.Fault):
+            list(multicall())
+        log = (tmp_path / "hub" / "hub.log").read_text()
+        assert log.count("wrong secret refused") <= 2, log.count("wrong secret refused")
         bomb = (
             '<?xml version="1.0"?><!DOCTYPE m [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
             "<methodCall><methodName>addJIDToRoster</methodName><params>"

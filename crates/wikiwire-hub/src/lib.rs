@@ -9,11 +9,13 @@
 //! | [`hub`] | `Hub`: the one publish path, retention, metrics page |
 //! | [`follow`] | `Follower`: history from a cursor, then live, no gap, no duplicate |
 //! | [`metrics`] | counters and gauges, Prometheus rendering |
+//! | [`log_gate`] | at most one log line per interval for refusals anyone can cause |
 
 pub mod channels;
 pub mod config;
 pub mod follow;
 pub mod hub;
+pub mod log_gate;
 pub mod metrics;
 pub mod publisher;
 pub mod token;
@@ -22,6 +24,7 @@ pub use channels::ChannelSpec;
 pub use config::Config;
 pub use follow::{FollowError, Follower, Item, Lag};
 pub use hub::{Hub, PublishError};
+pub use log_gate::LogGate;
 pub use metrics::Metrics;
 pub use publisher::{Publisher, Publishers};
 

@@ -72,8 +72,13 @@ fn read(
     from: SocketAddr,
 ) -> Option<Draft> {
     let refuse = |reason: &dyn std::fmt::Display| {
+        // An allowed sender with a broken formatter would otherwise log one line per edit.
+        static REFUSED: wikiwire_hub::LogGate =
+            wikiwire_hub::LogGate::new(std::time::Duration::from_secs(10));
         hub.metrics().rcfeed_refused.inc();
-        tracing::warn!(listen = %config.listen, %from, %reason, "rcfeed: datagram refused");
+        if let Some(also) = REFUSED.admit() {
+            tracing::warn!(listen = %config.listen, %from, %reason, also, "rcfeed: datagram refused (also: refused since the last such line)");
+        }
     };
     if !config.allow.contains(&from.ip()) {
         // Anyone can send datagrams: counted, and logged at debug so a flood cannot fill the log.
