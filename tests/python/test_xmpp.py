@@ -1,6 +1,7 @@
 """The Jabber notification bot (SPEC §5, seed 2) against Prosody from Debian, driven by slixmpp
 users and by Python's xmlrpc.client the way MoinMoin calls `notification_bot_uri`."""
 
+import base64
 import time
 import urllib.error
 import urllib.request
@@ -9,7 +10,7 @@ import xmlrpc.client
 import pytest
 
 from conftest import MOIN_TOKEN, Hub, Raw
-from xmpp_support import BOT, ROOMS, SECRET, Jabber, Prosody, form_fields, oob_urls, wait_for
+from xmpp_support import BOT, BOT_PASSWORD, DOMAIN, ROOMS, SECRET, Jabber, Prosody, form_fields, oob_urls, wait_for
 
 
 @pytest.fixture
@@ -477,3 +478,24 @@ def test_a_bot_killed_mid_batch_sends_the_rest_after_a_restart(tmp_path, prosody
     finally:
         user.close()
         hub.stop()
+
+
+def test_no_secret_reaches_the_log_even_at_trace(tmp_path, prosody, monkeypatch):
+    monkeypatch.setenv("RUST_LOG", "trace")
+    hub = bot_hub(tmp_path, prosody)
+    user = None
+    try:
+        prosody.register("trace-user", "trace-password")
+        user = Jabber(prosody, f"trace-user@{DOMAIN}", "trace-password")
+        assert "pong" in user.reply_to("ping")["body"].lower()
+        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
+        assert rpc.send_notification(SECRET, [f"trace-user@{DOMAIN}"], notification())
+        user.wait_message(lambda m: m["type"] == "normal")
+    finally:
+        if user:
+            user.close()
+        hub.stop()
+    log = (tmp_path / "hub" / "hub.log").read_text()
+    plain = base64.b64encode(f"\0bot\0{BOT_PASSWORD}".encode()).decode()
+    for secret in (BOT_PASSWORD, SECRET, plain):
+        assert secret not in log, f"{secret!r} in the log"

@@ -10,7 +10,11 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into())
+                // tokio-xmpp writes every byte it sends at trace, SASL credentials included:
+                // never, whatever RUST_LOG asks for. (A constant directive: it parses.)
+                .add_directive("tokio_xmpp::xmlstream::capture=off".parse().expect("a valid directive")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
