@@ -187,3 +187,29 @@ $wgRCFeeds['irc'] = [ 'formatter' => 'IRCColourfulRCFeedFormatter', 'uri' => 'ud
         assert events[1]["minor"] is True and events[1]["comment"] == "fix <typo> & more"
     finally:
         hub.stop()
+
+
+def test_a_burst_beyond_the_rate_limit_is_stored_whole_or_counted(tmp_path):
+    """MediaWiki cannot send a datagram again: a burst past the publisher's rate waits in a queue
+    instead of being dropped, and whatever is lost anyway (kernel buffer, full queue) is counted."""
+    hub = Hub(tmp_path, publishers=PUBLISHERS, extra="[limits]\npublish_rate = 1000\npublish_burst = 100\n")
+    sent = 3000
+    try:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for number in range(sent):
+            udp.sendto(change(id=10_000 + number, title=f"Burst {number}"), ("127.0.0.1", hub.rcfeeds[0]))
+
+        def metric(result):
+            return hub.metric(f'wikiwire_rcfeed_datagrams_total{{result="{result}"}}')
+
+        deadline = time.monotonic() + 60
+        while metric("accepted") + metric("queue_full") + metric("kernel_dropped") < sent:
+            assert time.monotonic() < deadline, [metric(r) for r in ("accepted", "queue_full", "kernel_dropped", "refused")]
+            time.sleep(0.1)
+        assert metric("refused") == 0, "a valid change is never refused for the rate limit"
+        stored = hub.last_id()
+        assert stored == metric("accepted")
+        print(f"{sent} datagrams: {stored:.0f} stored, {metric('kernel_dropped'):.0f} dropped by the kernel, "
+              f"{metric('queue_full'):.0f} by a full queue")
+    finally:
+        hub.stop()

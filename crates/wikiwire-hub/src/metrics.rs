@@ -76,6 +76,10 @@ pub struct Metrics {
     pub relay_failures: Counter,
     pub rcfeed_accepted: Counter,
     pub rcfeed_refused: Counter,
+    /// Valid datagrams dropped because the queue before the store was full.
+    pub rcfeed_queue_dropped: Counter,
+    /// Datagrams the kernel dropped before wikiwire could read them (`/proc/net/udp`).
+    pub rcfeed_kernel_dropped: Counter,
     pub xmlrpc_calls: Counter,
     pub xmlrpc_faults: Counter,
     pub xmpp_connected: Gauge,
@@ -221,6 +225,18 @@ impl Metrics {
                 "result=\"refused\"",
                 "MediaWiki RCFeed datagrams, by result.",
                 Value::Counter(&self.rcfeed_refused),
+            ),
+            (
+                "wikiwire_rcfeed_datagrams_total",
+                "result=\"queue_full\"",
+                "MediaWiki RCFeed datagrams, by result.",
+                Value::Counter(&self.rcfeed_queue_dropped),
+            ),
+            (
+                "wikiwire_rcfeed_datagrams_total",
+                "result=\"kernel_dropped\"",
+                "MediaWiki RCFeed datagrams, by result.",
+                Value::Counter(&self.rcfeed_kernel_dropped),
             ),
             (
                 "wikiwire_xmlrpc_calls_total",
