@@ -37,6 +37,12 @@ pub fn parse_hash(text: &str) -> Result<[u8; 32], &'static str> {
     Ok(hash)
 }
 
+/// Two secrets compared in constant time, their lengths included: both are hashed first, so the
+/// comparison always runs over 32 bytes (a plain slice comparison stops at a length mismatch).
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    hash(given).ct_eq(&hash(expected)).into()
+}
+
 /// Whether `token` hashes to `expected`, in time independent of where they differ.
 pub fn verify(token: &str, expected: &[u8; 32]) -> bool {
     hash(token).ct_eq(expected).into()
@@ -45,6 +51,13 @@ pub fn verify(token: &str, expected: &[u8; 32]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("xmlrpc-secret", "xmlrpc-secret"));
+        assert!(!same_secret("xmlrpc-secre", "xmlrpc-secret"));
+        assert!(!same_secret("", "xmlrpc-secret"));
+    }
 
     #[test]
     fn generated_tokens_verify_against_their_hash() {
