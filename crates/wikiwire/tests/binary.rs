@@ -228,36 +228,32 @@ async fn with_no_configuration_a_local_publisher_works_at_once() {
     hub.child.wait().unwrap();
 }
 
+fn config_check(path: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wikiwire"))
+        .args(["config", "check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn config_check_reports_every_mistake() {
     let directory = tempfile::tempdir().unwrap();
     let good = write_config(directory.path());
-    let output = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
-        .args(["config", "check", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let output = config_check(&good);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("ok (1 publishers, 1 wikis"));
 
     let typo = directory.path().join("typo.toml");
     std::fs::write(&typo, "[http]\nlisten = \"127.0.0.1:0\"\npublic_ur = \"http://x\"\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
-        .args(["config", "check", "--config"])
-        .arg(&typo)
-        .output()
-        .unwrap();
+    let output = config_check(&typo);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("line 3") && stderr.contains("public_ur"), "{stderr}");
 
     let wrong = directory.path().join("wrong.toml");
     std::fs::write(&wrong, "[[publisher]]\nname = \"a b\"\ntoken = \"short\"\nwikis = [\"x.y\"]\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
-        .args(["config", "check", "--config"])
-        .arg(&wrong)
-        .output()
-        .unwrap();
+    let output = config_check(&wrong);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     for expected in ["name:", "token: at least", "wikis: \"x.y\""] {
@@ -267,11 +263,7 @@ fn config_check_reports_every_mistake() {
     let weak = directory.path().join("weak.toml");
     std::fs::write(&weak, "[[publisher]]\nname = \"moin\"\ntoken = \"abcdefghijklmnop\"\nwikis = [\"W\"]\n")
         .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
-        .args(["config", "check", "--config"])
-        .arg(&weak)
-        .output()
-        .unwrap();
+    let output = config_check(&weak);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "a weak token is a warning, not an error");
     assert!(stdout.contains("warning: publisher[0] (\"moin\"): token: only 16 characters"), "{stdout}");
@@ -279,11 +271,7 @@ fn config_check_reports_every_mistake() {
     let cluster = directory.path().join("cluster.toml");
     std::fs::write(&cluster, "[cluster]\nnode = \"hub a\"\nnats = [\"http://n1:4222\"]\nreplicas = 2\n")
         .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
-        .args(["config", "check", "--config"])
-        .arg(&cluster)
-        .output()
-        .unwrap();
+    let output = config_check(&cluster);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     for expected in ["cluster.node", "cluster.nats: \"http://n1:4222\"", "cluster.replicas: 2"] {
@@ -294,20 +282,12 @@ fn config_check_reports_every_mistake() {
         "\n[cluster]\nnode = \"hub-a\"\nnats = [\"nats://10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]\n",
     );
     std::fs::write(&cluster, text).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
-        .args(["config", "check", "--config"])
-        .arg(&cluster)
-        .output()
-        .unwrap();
+    let output = config_check(&cluster);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("log in NATS JetStream as node \"hub-a\" (2 servers, 3 replicas)"), "{stdout}");
 
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/wikiwire.example.toml");
-    let output = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
-        .args(["config", "check", "--config"])
-        .arg(&example)
-        .output()
-        .unwrap();
+    let output = config_check(&example);
     assert!(
         output.status.success(),
         "the documented example must pass: {}",
