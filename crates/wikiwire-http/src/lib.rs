@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod history;
+mod listener;
 pub mod ops;
 pub mod params;
 pub mod publish;
@@ -34,12 +35,15 @@ use tokio::net::TcpListener;
 use wikiwire_hub::Hub;
 
 use crate::error::ApiError;
+pub use crate::listener::{ConnectionLimits, serve_with};
 
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub max_body: usize,
     pub heartbeat: Duration,
+    /// Time a client has to send a request body (a slow body holds a connection and a buffer).
+    pub body_timeout: Duration,
 }
 
 /// An event's canonical JSON; with `links`, also the links to the change: the publisher's own
@@ -95,7 +99,5 @@ async fn count_and_share(State(state): State<AppState>, request: Request, next: 
 
 /// Serves until the hub's shutdown token fires; open SSE streams end with it.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
-    let shutdown = state.hub.shutdown().clone();
-    tracing::info!(address = %listener.local_addr()?, "HTTP listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    serve_with(listener, state, ConnectionLimits::default()).await
 }

@@ -40,7 +40,16 @@ pub async fn publish(
     if declared.is_some_and(|length| length > state.max_body as u64) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, state.max_body).await.map_err(|_| too_large())?;
+    let bytes =
+        match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, state.max_body)).await {
+            Ok(read) => read.map_err(|_| too_large())?,
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the body did not arrive within {} s", state.body_timeout.as_secs()),
+                ));
+            }
+        };
     let encoding = encoding(&headers, &bytes)?;
     let now = Timestamp::now();
     let parsed = match encoding {

@@ -283,6 +283,37 @@ pub struct HttpConfig {
     /// Seconds between SSE heartbeats.
     #[serde(default = "default_heartbeat", deserialize_with = "duration")]
     pub heartbeat: Duration,
+    /// Open HTTP connections at most, in total and from one address.
+    #[serde(default = "default_http_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_http_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Time a client has to send a request's headers (also the idle time of a kept-alive
+    /// connection before its next request).
+    #[serde(default = "default_http_header_timeout", deserialize_with = "duration")]
+    pub header_timeout: Duration,
+    /// Time a response (an SSE stream too) may wait for a client that reads nothing.
+    #[serde(default = "default_http_write_timeout", deserialize_with = "duration")]
+    pub write_timeout: Duration,
+    /// Time a client has to send a request body.
+    #[serde(default = "default_http_body_timeout", deserialize_with = "duration")]
+    pub body_timeout: Duration,
+}
+
+fn default_http_max_connections() -> usize {
+    10_000
+}
+fn default_http_max_connections_per_ip() -> usize {
+    256
+}
+fn default_http_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_http_write_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_http_body_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -451,6 +482,11 @@ impl Default for HttpConfig {
             public_url: None,
             max_body: default_max_body(),
             heartbeat: default_heartbeat(),
+            max_connections: default_http_max_connections(),
+            max_connections_per_ip: default_http_max_connections_per_ip(),
+            header_timeout: default_http_header_timeout(),
+            write_timeout: default_http_write_timeout(),
+            body_timeout: default_http_body_timeout(),
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct Metrics {
     pub rejected_rate: Counter,
     pub rejected_too_large: Counter,
     pub http_requests: Counter,
+    /// HTTP connections closed at once: too many in total or from one address.
+    pub http_refused: Counter,
     pub sse_clients: Gauge,
     pub followers_lagged: Counter,
     pub irc_connections: Gauge,
@@ -157,6 +159,12 @@ impl Metrics {
                 "",
                 "HTTP requests served.",
                 Value::Counter(&self.http_requests),
+            ),
+            (
+                "wikiwire_http_connections_refused_total",
+                "",
+                "HTTP connections closed at once: too many in total or from one address.",
+                Value::Counter(&self.http_refused),
             ),
             ("wikiwire_sse_clients", "", "Open Server-Sent Events streams.", Value::Gauge(&self.sse_clients)),
             (

@@ -79,6 +79,7 @@ pub async fn start(options: Options) -> TestHub {
         hub: Arc::clone(&hub),
         max_body: options.max_body,
         heartbeat: options.heartbeat,
+        body_timeout: Duration::from_secs(30),
     };
     tokio::spawn(wikiwire_http::serve(listener, state));
     TestHub { url, hub, client: reqwest::Client::new(), _directory: directory }

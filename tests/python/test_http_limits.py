@@ -1,0 +1,139 @@
+"""No single client can take the HTTP side down (issue 15, items 3 and 4): a cap on connections in
+total and per address, header, idle and body timeouts, no cleartext HTTP/2, and an SSE client
+that stops reading is cut off. Raw sockets, as an attacker would use them."""
+
+import json
+import socket
+import time
+
+from conftest import Hub, MOIN_TOKEN
+
+LIMITS = """
+[http]
+listen = "127.0.0.1:0"
+max_connections_per_ip = 5
+header_timeout = "1s"
+write_timeout = "2s"
+body_timeout = "1s"
+heartbeat = "1s"
+"""
+
+
+def limited_hub(tmp_path):
+    hub = Hub(tmp_path)
+    text = hub.config.read_text().replace('[http]\nlisten = "127.0.0.1:0"\n', LIMITS, 1)
+    hub.stop()
+    hub.config.write_text(text)
+    hub.start()
+    return hub
+
+
+def connect(hub, source="127.0.0.1"):
+    host, port = hub.http.split("://")[1].split(":")
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.connect((host, int(port)))
+    sock.settimeout(10)
+    return sock
+
+
+def closed_within(sock, seconds):
+    """True when the server closes the connection (or answers and closes) within `seconds`."""
+    deadline = time.monotonic() + seconds
+    sock.settimeout(0.2)
+    while time.monotonic() < deadline:
+        try:
+            if sock.recv(65536) == b"":
+                return True
+        except socket.timeout:
+            continue
+        except OSError:
+            return True
+    return False
+
+
+def get(hub, path, source="127.0.0.1"):
+    sock = connect(hub, source)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n".encode())
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    return data
+
+
+def test_connections_are_capped_per_address_and_idle_ones_time_out(tmp_path):
+    hub = limited_hub(tmp_path)
+    try:
+        held = [connect(hub) for _ in range(5)]
+        extra = connect(hub)
+        assert closed_within(extra, 3), "the sixth connection from one address is closed at once"
+        # Another address is still served, and the refusal is counted.
+        assert b" 200 " in get(hub, "/healthz", source="127.0.0.2").split(b"\r\n")[0]
+        metrics = get(hub, "/metrics", source="127.0.0.2").decode()
+        assert "wikiwire_http_connections_refused_total 1" in metrics
+        # Connections that never send a request are closed after the header timeout...
+        assert all(closed_within(sock, 5) for sock in held)
+        # ...and so is a slow sender of headers, and a kept-alive connection left idle.
+        slow = connect(hub)
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n")
+        assert closed_within(slow, 5)
+        idle = connect(hub)
+        idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+        assert closed_within(idle, 5)
+        # Once they are gone, the address is served again.
+        assert b" 200 " in get(hub, "/healthz").split(b"\r\n")[0]
+    finally:
+        hub.stop()
+
+
+def test_a_slow_body_times_out_and_http2_is_not_spoken(tmp_path):
+    hub = limited_hub(tmp_path)
+    try:
+        sock = connect(hub)
+        sock.sendall(f"POST /api/v1/events HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {MOIN_TOKEN}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"wiki\"".encode())
+        sock.settimeout(10)
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        sock.close()
+        # Cleartext HTTP/2 with prior knowledge: not served (no SETTINGS frame comes back).
+        h2 = connect(hub)
+        h2.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+        h2.settimeout(5)
+        try:
+            reply = h2.recv(65536)
+        except OSError:
+            reply = b""
+        assert not reply.startswith(bytes([0, 0])), reply[:20]
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 4"), reply[:80]
+        assert json.loads(get(hub, "/healthz").split(b"\r\n\r\n", 1)[1])["status"] == "ok"
+    finally:
+        hub.stop()
+
+
+def test_an_sse_client_that_stops_reading_is_cut_off(tmp_path):
+    hub = limited_hub(tmp_path)
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        host, port = hub.http.split("://")[1].split(":")
+        sock.connect((host, int(port)))
+        sock.sendall(b"GET /api/v1/stream?since=0 HTTP/1.1\r\nHost: hub\r\nAccept: text/event-stream\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while hub.metric("wikiwire_sse_clients") < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        big = "x" * 4000
+        for start in range(0, 1200, 100):
+            hub.publish(*({"wiki": "MoinMaster", "action": "SAVE", "page": f"P{n}", "user": "u", "comment": big}
+                          for n in range(start, start + 100)))
+        # The client reads nothing: within the write timeout (2 s) the stream is cut.
+        deadline = time.monotonic() + 20
+        while hub.metric("wikiwire_sse_clients") > 0:
+            assert time.monotonic() < deadline, "the stalled stream is still open"
+            time.sleep(0.1)
+        sock.close()
+    finally:
+        hub.stop()
