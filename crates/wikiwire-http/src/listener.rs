@@ -63,7 +63,17 @@ pub async fn serve_with(
     let shutdown = state.hub.shutdown().clone();
     let metrics = Arc::clone(state.hub.metrics());
     tracing::info!(address = %listener.local_addr()?, "HTTP listening");
-    let app = router(state);
+    serve_router(listener, router(state), shutdown, metrics, limits).await
+}
+
+/// Serves any router within the limits (the XML-RPC API for wikis uses it too).
+pub async fn serve_router(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: tokio_util::sync::CancellationToken,
+    metrics: Arc<wikiwire_hub::Metrics>,
+    limits: ConnectionLimits,
+) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let tracker = TaskTracker::new();
