@@ -10,6 +10,7 @@ import os
 import pathlib
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -107,21 +108,45 @@ cluster {{
         wait_until(healthy, timeout, f"nats n{index} healthy")
 
     def stream_leader(self, stream="WIKIWIRE"):
-        """The index of the server that leads `stream`, asked of any server that answers."""
+        """The index of the server that leads `stream`, as the JetStream API of any live server says."""
         for index in range(self.size):
             if self.processes[index].poll() is not None:
                 continue
             try:
-                details = self.monitor(index, "/jsz?streams=true")
-            except OSError:
+                info = self.js_api(f"$JS.API.STREAM.INFO.{stream}", server=index)
+            except (OSError, AssertionError, ValueError):
                 continue
-            for account in details.get("account_details", []):
-                for info in account.get("stream_detail", []):
-                    if info.get("name") == stream:
-                        leader = (info.get("cluster") or {}).get("leader")
-                        if leader:
-                            return int(leader[1:])
+            leader = (info.get("cluster") or {}).get("leader")
+            if leader:
+                return int(leader[1:])
         return None
+
+    def wait_stream_leader(self, stream="WIKIWIRE", timeout=30):
+        """The leader's index, waiting for one (index 0 is a leader too, so not `wait_until`)."""
+        deadline = time.monotonic() + timeout
+        while (leader := self.stream_leader(stream)) is None:
+            assert time.monotonic() < deadline, f"no leader for {stream} within {timeout}s"
+            time.sleep(0.05)
+        return leader
+
+    def js_api(self, subject, payload=b"", server=0):
+        """One JetStream API request over the NATS protocol on a plain socket (no client library)."""
+        sock = socket.create_connection(("127.0.0.1", self.ports[server][0]), timeout=5)
+        try:
+            reader = sock.makefile("rb")
+            reader.readline()  # INFO
+            inbox = "_INBOX.wikiwiretest"
+            sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n' + f"SUB {inbox} 1\r\n".encode()
+                         + f"PUB {subject} {inbox} {len(payload)}\r\n".encode() + payload + b"\r\nPING\r\n")
+            while True:
+                line = reader.readline()
+                if line.startswith(b"MSG"):
+                    size = int(line.split()[-1])
+                    return json.loads(reader.read(size + 2)[:size])
+                if not line:
+                    raise AssertionError("no answer from NATS")
+        finally:
+            sock.close()
 
     def kill9(self, index):
         process = self.processes[index]

@@ -299,7 +299,7 @@ def test_kill_9_of_the_stream_leader_loses_nothing(tmp_path, nats):
     leader = {}
 
     def kill():
-        leader["index"] = wait_until(nats.stream_leader, 10, "a stream leader")
+        leader["index"] = nats.wait_stream_leader()
         nats.kill9(leader["index"])
 
     run_failure(tmp_path, nats, "kill -9 of the stream leader", kill, lambda hubs: nats.restart(leader["index"]))
@@ -309,7 +309,7 @@ def test_a_partitioned_nats_node_loses_nothing(tmp_path, nats):
     leader = {}
 
     def freeze():
-        leader["index"] = wait_until(nats.stream_leader, 10, "a stream leader")
+        leader["index"] = nats.wait_stream_leader()
         nats.stop(leader["index"])
 
     run_failure(tmp_path, nats, "SIGSTOP of the stream leader for 20 s", freeze,
@@ -464,25 +464,6 @@ def test_a_node_that_lost_its_replica_rebuilds_before_it_is_ready(tmp_path, nats
         hub.stop()
 
 
-def js_api(cluster, subject, payload=b""):
-    """One JetStream API request over the NATS protocol on a plain socket (no client library)."""
-    sock = socket.create_connection(("127.0.0.1", cluster.ports[0][0]), timeout=5)
-    reader = sock.makefile("rb")
-    reader.readline()  # INFO
-    inbox = "_INBOX.wikiwiretest"
-    sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n' + f"SUB {inbox} 1\r\n".encode()
-                 + f"PUB {subject} {inbox} {len(payload)}\r\n".encode() + payload + b"\r\nPING\r\n")
-    while True:
-        line = reader.readline()
-        if line.startswith(b"MSG"):
-            size = int(line.split()[-1])
-            body = reader.read(size + 2)[:size]
-            sock.close()
-            return json.loads(body)
-        if not line:
-            raise AssertionError("no answer from NATS")
-
-
 def test_retention_gives_every_node_the_gap_and_a_remade_stream_is_refused(tmp_path, nats):
     retention = "\n[store]\nmax_events = 10\n"
     hubs = [start_hub(tmp_path, nats, node, extra=retention) for node in ("a", "b")]
@@ -500,10 +481,10 @@ def test_retention_gives_every_node_the_gap_and_a_remade_stream_is_refused(tmp_p
     assert body["ids"] == [31], "ids are never reused"
 
     # Behind the hubs' back: the stream deleted and made again (ids would start at 1 once more).
-    config = js_api(nats, "$JS.API.STREAM.INFO.WIKIWIRE")["config"]
-    assert js_api(nats, "$JS.API.STREAM.DELETE.WIKIWIRE").get("success"), "stream deleted"
+    config = nats.js_api("$JS.API.STREAM.INFO.WIKIWIRE")["config"]
+    assert nats.js_api("$JS.API.STREAM.DELETE.WIKIWIRE").get("success"), "stream deleted"
     config.pop("first_seq", None)
-    created = js_api(nats, "$JS.API.STREAM.CREATE.WIKIWIRE", json.dumps(config).encode())
+    created = nats.js_api("$JS.API.STREAM.CREATE.WIKIWIRE", json.dumps(config).encode())
     assert "error" not in created, created
     for hub in hubs:
         wait_until(lambda: health(hub)[0] == 503, 15, "the node refusing the remade stream")

@@ -195,6 +195,13 @@ def test_hub_subscriptions_and_commands_in_chat(tmp_path, prosody):
             assert len([m for m in user.notifications() if "Help/From IRC" in m["body"]]) == 1
             user.reply_to("unsubscribe all")
             assert "Help/*" not in user.reply_to("subscriptions")["body"]
+            # Subscriptions are bounded per user (50): the next one is refused with a reason.
+            for number in range(50):
+                assert "MoinMaster" in user.reply_to(f'subscribe MoinMaster "re:^Page{number}/"')["body"]
+            refused = user.reply_to('subscribe MoinMaster "re:^One/More"')["body"]
+            assert "Too many subscriptions (at most 50)" in refused, refused
+            user.reply_to("unsubscribe all")
+            assert "MoinMaster" in user.reply_to('subscribe MoinMaster "Help/*"')["body"]
             # A malformed stanza from a client does not stop the bot.
             user.send_raw(f'<message to="{BOT}" type="chat"><body>ping</body><x xmlns="jabber:x:data" type="bogus"><field/></x></message>')
             assert user.reply_to("ping")["body"]

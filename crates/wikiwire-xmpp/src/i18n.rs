@@ -125,6 +125,13 @@ const TEXTS: &[(&str, [&str; 2])] = &[
         ["You were already subscribed to {wiki}{pages}.", "Du hattest {wiki}{pages} schon abonniert."],
     ),
     ("unsubscribed", ["{count} subscriptions removed.", "{count} Abonnements entfernt."]),
+    (
+        "too_many_subscriptions",
+        [
+            "Too many subscriptions (at most {limit}): remove some with unsubscribe first.",
+            "Zu viele Abonnements (höchstens {limit}): entferne zuerst welche mit unsubscribe.",
+        ],
+    ),
     ("subscriptions", ["Your subscriptions:", "Deine Abonnements:"]),
     ("no_subscriptions", ["You have no subscriptions.", "Du hast keine Abonnements."]),
     (

@@ -110,7 +110,8 @@ pub struct Bot {
     session: watch::Sender<Option<Session>>,
     /// Outbox ids sent and not yet acknowledged.
     in_flight: Mutex<HashSet<i64>>,
-    subscriptions: Mutex<Vec<(String, Filter)>>,
+    /// Each subscription: its JID, its (wiki, pattern), and the filter compiled from them.
+    subscriptions: Mutex<Vec<(String, (String, String), Filter)>>,
     commands: mpsc::Sender<(Jid, Message)>,
 }
 

@@ -2,6 +2,7 @@
 //! (`commands`), ask the wiki (`wiki`) or the bot's state, and answer in the user's language;
 //! search-form submissions; hub subscriptions and who gets an event.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio_xmpp::jid::{BareJid, Jid};
@@ -14,6 +15,10 @@ use crate::commands::{self, Command, ParseError};
 use crate::i18n;
 use crate::render;
 use crate::state::Subscription;
+
+/// Hub subscriptions one Jabber user may hold, and all users together.
+const MAX_SUBSCRIPTIONS_PER_USER: usize = 50;
+const MAX_SUBSCRIPTIONS: usize = 10_000;
 use crate::wiki::{Answer, Request, WikiError};
 
 /// Longest reply text, in bytes.
@@ -226,6 +231,20 @@ impl Bot {
         {
             return i18n::fill(lang, "bad_pattern", &[("pattern", &pattern), ("error", &error.to_string())]);
         }
+        // Every subscription is a compiled filter matched against every event: bounded per user
+        // and in total, so no one user can make every event (and every restart) expensive.
+        let (mine, total) = {
+            let compiled = lock(&self.subscriptions);
+            (compiled.iter().filter(|(owner, _, _)| owner == jid.as_str()).count(), compiled.len())
+        };
+        if mine >= MAX_SUBSCRIPTIONS_PER_USER || total >= MAX_SUBSCRIPTIONS {
+            let limit = if mine >= MAX_SUBSCRIPTIONS_PER_USER {
+                MAX_SUBSCRIPTIONS_PER_USER
+            } else {
+                MAX_SUBSCRIPTIONS
+            };
+            return i18n::fill(lang, "too_many_subscriptions", &[("limit", &limit.to_string())]);
+        }
         let shown = if pattern.is_empty() { String::new() } else { format!(" ({pattern})") };
         let subscription =
             Subscription { jid: jid.to_string(), wiki: description.name.clone(), pages: pattern };
@@ -242,18 +261,30 @@ impl Bot {
         }
     }
 
-    /// Reads every subscription into memory, each as a filter.
+    /// Reads every subscription into memory, each as a filter. A filter already compiled for the
+    /// same wiki and pattern is reused: a pattern is compiled once, not at every change.
     pub(crate) async fn load_subscriptions(&self) {
         match self.state.subscriptions(None).await {
             Ok(list) => {
+                let known: HashMap<(String, String), Filter> = lock(&self.subscriptions)
+                    .iter()
+                    .map(|(_, key, filter)| (key.clone(), filter.clone()))
+                    .collect();
                 let compiled = list
                     .into_iter()
                     .filter_map(|subscription| {
-                        let mut pairs = vec![("wiki", subscription.wiki.as_str())];
-                        if !subscription.pages.is_empty() {
-                            pairs.push(("page", subscription.pages.as_str()));
-                        }
-                        Filter::from_pairs(pairs).ok().map(|filter| (subscription.jid.clone(), filter))
+                        let key = (subscription.wiki.clone(), subscription.pages.clone());
+                        let filter = match known.get(&key) {
+                            Some(filter) => filter.clone(),
+                            None => {
+                                let mut pairs = vec![("wiki", subscription.wiki.as_str())];
+                                if !subscription.pages.is_empty() {
+                                    pairs.push(("page", subscription.pages.as_str()));
+                                }
+                                Filter::from_pairs(pairs).ok()?
+                            }
+                        };
+                        Some((subscription.jid, key, filter))
                     })
                     .collect();
                 *lock(&self.subscriptions) = compiled;
@@ -266,8 +297,8 @@ impl Bot {
     pub(crate) fn subscribers(&self, event: &Event) -> Vec<String> {
         let mut jids: Vec<String> = lock(&self.subscriptions)
             .iter()
-            .filter(|(_, filter)| filter.matches(event))
-            .map(|(jid, _)| jid.clone())
+            .filter(|(_, _, filter)| filter.matches(event))
+            .map(|(jid, _, _)| jid.clone())
             .collect();
         jids.sort_unstable();
         jids.dedup();
