@@ -95,6 +95,9 @@ const INSTANT_ROOM: &str =
 /// A command as it arrived: who sent it, and the message.
 pub type CommandQueue = mpsc::Receiver<(Jid, Message)>;
 
+/// A subscription in memory: its JID, its (wiki, pattern), and the filter compiled from them.
+pub(crate) type Compiled = (String, (String, String), Filter);
+
 pub struct Bot {
     pub(crate) hub: Arc<Hub>,
     config: XmppConfig,
@@ -110,8 +113,7 @@ pub struct Bot {
     session: watch::Sender<Option<Session>>,
     /// Outbox ids sent and not yet acknowledged.
     in_flight: Mutex<HashSet<i64>>,
-    /// Each subscription: its JID, its (wiki, pattern), and the filter compiled from them.
-    subscriptions: Mutex<Vec<(String, (String, String), Filter)>>,
+    subscriptions: Mutex<Vec<Compiled>>,
     commands: mpsc::Sender<(Jid, Message)>,
 }
 
