@@ -154,6 +154,15 @@ impl Filter {
         Some(self.wikis.iter().map(|glob| glob.pattern.as_str()).collect())
     }
 
+    /// The users this filter names, when it names them all exactly (no glob): a store may look
+    /// them up (users compare exactly, with case).
+    pub fn exact_users(&self) -> Option<Vec<&str>> {
+        if self.users.is_empty() || self.users.iter().any(Glob::is_pattern) {
+            return None;
+        }
+        Some(self.users.iter().map(|glob| glob.pattern.as_str()).collect())
+    }
+
     /// Whether events of `wiki` can pass the wiki condition (the other conditions aside).
     pub fn allows_wiki(&self, wiki: &str) -> bool {
         self.wikis.is_empty() || self.wikis.iter().any(|glob| glob.matches(wiki))

