@@ -42,14 +42,21 @@ pub struct ConnectionLimits {
     pub write_timeout: Duration,
 }
 
+impl From<&wikiwire_hub::config::HttpConfig> for ConnectionLimits {
+    fn from(http: &wikiwire_hub::config::HttpConfig) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: http.max_connections,
+            max_connections_per_ip: http.max_connections_per_ip,
+            header_timeout: http.header_timeout,
+            write_timeout: http.write_timeout,
+        }
+    }
+}
+
+/// The configuration's defaults, written once there.
 impl Default for ConnectionLimits {
     fn default() -> ConnectionLimits {
-        ConnectionLimits {
-            max_connections: 10_000,
-            max_connections_per_ip: 256,
-            header_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(30),
-        }
+        ConnectionLimits::from(&wikiwire_hub::config::HttpConfig::default())
     }
 }
 
@@ -209,19 +216,31 @@ impl AsyncRead for Stalled {
     }
 }
 
-impl AsyncWrite for Stalled {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
+impl Stalled {
+    /// A write's result: any progress disarms the deadline, no progress arms it.
+    fn progress<T>(
+        &mut self,
         context: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write(context, data) {
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        match poll {
             Poll::Pending => self.pending(context),
             ready => {
                 self.deadline = None;
                 ready
             }
         }
+    }
+}
+
+impl AsyncWrite for Stalled {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write(context, data);
+        self.progress(context, poll)
     }
 
     fn poll_write_vectored(
@@ -229,13 +248,8 @@ impl AsyncWrite for Stalled {
         context: &mut Context<'_>,
         buffers: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write_vectored(context, buffers) {
-            Poll::Pending => self.pending(context),
-            ready => {
-                self.deadline = None;
-                ready
-            }
-        }
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(context, buffers);
+        self.progress(context, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -243,13 +257,8 @@ impl AsyncWrite for Stalled {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match Pin::new(&mut self.stream).poll_flush(context) {
-            Poll::Pending => self.pending(context),
-            ready => {
-                self.deadline = None;
-                ready
-            }
-        }
+        let poll = Pin::new(&mut self.stream).poll_flush(context);
+        self.progress(context, poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -271,6 +271,13 @@ async fn cursors_are_kept(kind: Kind) {
     store.close().await;
 }
 
+/// Deletes the stream behind the store's back, as an operator with the `nats` tool could.
+async fn delete_stream(nats: &NatsServer) -> async_nats::jetstream::Context {
+    let context = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    context.delete_stream("WIKIWIRE").await.unwrap();
+    context
+}
+
 // What only the cluster store has: a replica, a stream behind it, answers that get lost.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,9 +333,7 @@ async fn jetstream_a_deleted_replica_is_rebuilt_and_a_remade_stream_is_refused()
     store.close().await;
 
     // The stream deleted and made again behind the node's back: ids would start at 1 again.
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let context = async_nats::jetstream::new(client);
-    context.delete_stream("WIKIWIRE").await.unwrap();
+    delete_stream(&nats).await;
     let refused = JetStreamStore::open(options.clone()).await.err().expect("a remade stream is refused");
     assert!(refused.to_string().contains("made again"), "{refused}");
 }
@@ -342,9 +347,7 @@ async fn jetstream_a_stream_remade_while_running_stops_the_node_serving() {
     for index in 0..5 {
         store.append(vec![edit("A", &format!("P{index}"))]).await.unwrap();
     }
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let context = async_nats::jetstream::new(client);
-    context.delete_stream("WIKIWIRE").await.unwrap();
+    let context = delete_stream(&nats).await;
     context
         .create_stream(async_nats::jetstream::stream::Config {
             name: "WIKIWIRE".into(),

@@ -75,12 +75,7 @@ pub async fn start(hub: Arc<Hub>, config: &Config, tracker: &TaskTracker) -> Res
             );
             let shutdown = hub.shutdown().clone();
             let metrics = Arc::clone(hub.metrics());
-            let limits = wikiwire_http::ConnectionLimits {
-                max_connections: config.http.max_connections,
-                max_connections_per_ip: config.http.max_connections_per_ip,
-                header_timeout: config.http.header_timeout,
-                write_timeout: config.http.write_timeout,
-            };
+            let limits = wikiwire_http::ConnectionLimits::from(&config.http);
             tracker.spawn(async move {
                 // The same listener as the HTTP API: the same caps and timeouts ([http]).
                 let serve = wikiwire_http::serve_router(listener, router, shutdown, metrics, limits);

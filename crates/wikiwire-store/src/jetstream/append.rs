@@ -47,6 +47,7 @@ pub struct Request {
 }
 
 /// One draft on its way: where it goes and how it is known.
+#[derive(Clone)]
 struct Outgoing {
     subject: String,
     msg_id: String,
@@ -227,23 +228,16 @@ impl Writer {
                         )));
                     }
                     let first = last + 1 - count;
-                    for (offset, (index, _)) in outgoing.iter().enumerate() {
-                        outcomes[*index] = Outcome::Stored(first + offset as u64);
-                    }
                     if !duplicate {
                         self.check_ids(first, last).await?;
                     }
-                    outgoing.clear();
+                    stored_from(first, outgoing, outcomes);
                     return Ok(());
                 }
                 Attempt::BatchSeenBefore => match self.resend_last_alone(outgoing).await {
                     Ok(last) => {
                         self.inner.resolved.fetch_add(1, Ordering::Relaxed);
-                        let first = last + 1 - outgoing.len() as u64;
-                        for (offset, (index, _)) in outgoing.iter().enumerate() {
-                            outcomes[*index] = Outcome::Stored(first + offset as u64);
-                        }
-                        outgoing.clear();
+                        stored_from(last + 1 - outgoing.len() as u64, outgoing, outcomes);
                         return Ok(());
                     }
                     Err(reason) => reason,
@@ -338,7 +332,7 @@ impl Writer {
     /// Msg-Id, is answered `duplicate` with its sequence.
     async fn resend_last_alone(&self, outgoing: &[(usize, Outgoing)]) -> Result<u64, String> {
         let (_, last) = outgoing.last().ok_or("empty batch")?;
-        let plain = Outgoing { keyed: false, ..clone_outgoing(last) };
+        let plain = Outgoing { keyed: false, ..last.clone() };
         match answer(self.inner.client.send_request(plain.subject.clone(), request(&plain, None)).await) {
             Attempt::Stored { last: sequence, .. } => Ok(sequence),
             Attempt::KeyHeld | Attempt::BatchSeenBefore => Err("unexpected answer to a lone re-send".into()),
@@ -369,11 +363,7 @@ impl Writer {
                 held.headers.get(subjects::MSG_ID).is_some_and(|value| value.as_str() == message.msg_id);
             if ours {
                 // Atomic batches are contiguous: the whole batch follows from one member.
-                let first = held.sequence - position as u64;
-                for (offset, (index, _)) in outgoing.iter().enumerate() {
-                    outcomes[*index] = Outcome::Stored(first + offset as u64);
-                }
-                outgoing.clear();
+                stored_from(held.sequence - position as u64, outgoing, outcomes);
                 return Ok(true);
             }
             let event =
@@ -389,6 +379,13 @@ impl Writer {
             outgoing.retain(|(candidate, _)| *candidate != index);
         }
         Ok(outgoing.is_empty())
+    }
+}
+
+/// The whole batch is in the stream from `first` on (atomic batches are contiguous, in order).
+fn stored_from(first: u64, outgoing: &mut Vec<(usize, Outgoing)>, outcomes: &mut [Outcome]) {
+    for (offset, (index, _)) in outgoing.drain(..).enumerate() {
+        outcomes[index] = Outcome::Stored(first + offset as u64);
     }
 }
 
@@ -486,15 +483,6 @@ fn request(message: &Outgoing, batch: Option<(&str, usize, bool)>) -> async_nats
         .headers(headers(message, batch))
         .payload(message.payload.clone())
         .timeout(Some(ATTEMPT_TIMEOUT))
-}
-
-fn clone_outgoing(message: &Outgoing) -> Outgoing {
-    Outgoing {
-        subject: message.subject.clone(),
-        msg_id: message.msg_id.clone(),
-        keyed: message.keyed,
-        payload: message.payload.clone(),
-    }
 }
 
 /// `StoreError` is not `Clone` (it may hold anything); every request of a failed group gets the

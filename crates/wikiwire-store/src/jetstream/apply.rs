@@ -18,8 +18,8 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures_util::{FutureExt, StreamExt};
 use wikiwire_event::Event;
 
-use super::{Inner, applied};
-use crate::{ClusterStatus, Store as _, StoreError};
+use super::Inner;
+use crate::{Applied, ClusterStatus, Store as _, StoreError};
 
 /// Events stored in the replica per transaction at most.
 const APPLY_GROUP: usize = 2000;
@@ -154,17 +154,14 @@ async fn follow(inner: &Arc<Inner>) -> Result<(), String> {
     }
 }
 
+/// Stores in the replica (which announces on the bus). Moving the `applied` watch is the
+/// caller's: only `follow` knows how far it has read.
 async fn store(inner: &Inner, events: Vec<Arc<Event>>, pruned_through: Option<u64>) -> Result<(), String> {
-    let last = events.last().map(|event| event.id).or(pruned_through);
-    inner.replica.apply(applied(events, pruned_through)).await.map_err(|error| {
+    inner.replica.apply(Applied { events, pruned_through }).await.map_err(|error| {
         let reason = format!("the local replica cannot store events: {error}");
         inner.set_fatal(reason.clone());
         reason
-    })?;
-    if let Some(last) = last {
-        inner.applied.send_replace(last);
-    }
-    Ok(())
+    })
 }
 
 /// The ids between `applied` and `sequence` must be ones retention removed.

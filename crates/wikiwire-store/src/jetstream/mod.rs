@@ -18,7 +18,7 @@ mod apply;
 pub mod subjects;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use wikiwire_event::{Draft, Event};
 
 use crate::{
-    Appended, Applied, Bounds, Bus, ClusterStatus, Page, Query, Retention, SqliteOptions, SqliteStore, Store,
+    Appended, Bounds, Bus, ClusterStatus, Page, Query, Retention, SqliteOptions, SqliteStore, Store,
     StoreError,
 };
 
@@ -148,7 +148,6 @@ pub(crate) struct Inner {
     /// Set when serving would be wrong (the stream was made again, the log went backwards);
     /// appends are refused and the node reports unready until restarted.
     fatal: Mutex<Option<String>>,
-    closed: AtomicBool,
     stop: tokio_util::sync::CancellationToken,
     retries: AtomicU64,
     resolved: AtomicU64,
@@ -168,7 +167,7 @@ impl Inner {
     }
 
     fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.stop.is_cancelled()
     }
 }
 
@@ -249,7 +248,6 @@ impl JetStreamStore {
             cursors,
             replica,
             fatal: Mutex::new(None),
-            closed: AtomicBool::new(false),
             stop: tokio_util::sync::CancellationToken::new(),
             retries: AtomicU64::new(0),
             resolved: AtomicU64::new(0),
@@ -380,7 +378,6 @@ impl Store for JetStreamStore {
     }
 
     async fn close(&self) {
-        self.inner.closed.store(true, Ordering::Release);
         if let Ok(mut slot) = self.writer.lock() {
             slot.take();
         }
@@ -490,9 +487,4 @@ where
 /// A stream's identity: its creation time in microseconds (a stream made again has another).
 pub(crate) fn created_micros(info: &stream::Info) -> i64 {
     i64::try_from(info.created.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
-}
-
-/// For the replica path of `Applied` used by the applier.
-pub(crate) fn applied(events: Vec<Arc<Event>>, pruned_through: Option<u64>) -> Applied {
-    Applied { events, pruned_through }
 }

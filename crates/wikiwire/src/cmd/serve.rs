@@ -116,12 +116,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         heartbeat: config.http.heartbeat,
         body_timeout: config.http.body_timeout,
     };
-    let limits = wikiwire_http::ConnectionLimits {
-        max_connections: config.http.max_connections,
-        max_connections_per_ip: config.http.max_connections_per_ip,
-        header_timeout: config.http.header_timeout,
-        write_timeout: config.http.write_timeout,
-    };
+    let limits = wikiwire_http::ConnectionLimits::from(&config.http);
     tracker.spawn(async move {
         if let Err(error) = wikiwire_http::serve_with(http_listener, state, limits).await {
             tracing::error!(%error, "HTTP server failed");
