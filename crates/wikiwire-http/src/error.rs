@@ -49,7 +49,16 @@ impl From<StoreError> for ApiError {
                     ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{error}; try again"))
                 }
             }
-            _ => {
+            // Retrying will not help: say what is wrong, and whose move it is.
+            StoreError::Damaged(_) | StoreError::Corrupt { .. } => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{error}; the hub's operator must repair the store"),
+            ),
+            StoreError::Closed => ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the hub is shutting down; try again")
+            },
+            StoreError::Backend(_) | StoreError::NewerSchema { .. } => {
                 tracing::error!(%error, "store failure answering a request");
                 ApiError {
                     retry_after: Some(5),

@@ -20,17 +20,24 @@ struct HistoryPage<'a> {
     events: &'a [Event],
     /// Pass as `since` for the next page; `null` when the log has nothing more.
     next: Option<u64>,
+    /// Ids in this page's range whose stored event cannot be read (a damaged store); only when
+    /// there are some.
+    #[serde(skip_serializing_if = "<[u64]>::is_empty")]
+    unreadable: &'a [u64],
 }
 
 #[derive(Serialize)]
-struct LinkedPage {
+struct LinkedPage<'a> {
     events: Vec<serde_json::Value>,
     next: Option<u64>,
+    #[serde(skip_serializing_if = "<[u64]>::is_empty")]
+    unreadable: &'a [u64],
 }
 
 struct History {
     events: Vec<Event>,
     next: Option<u64>,
+    unreadable: Vec<u64>,
     from: Option<Timestamp>,
     to: Option<Timestamp>,
 }
@@ -43,11 +50,12 @@ async fn read(state: &AppState, mut params: Params) -> Result<History, ApiError>
     let filter = params.into_filter()?;
     let query = Query { from, to, filter, ..Query::after(since, limit) };
     let page = state.hub.store().query(query).await?;
-    Ok(History { events: page.events, next: page.next, from, to })
+    Ok(History { events: page.events, next: page.next, unreadable: page.unreadable, from, to })
 }
 
 fn json_page(history: &History) -> Response {
-    Json(HistoryPage { events: &history.events, next: history.next }).into_response()
+    Json(HistoryPage { events: &history.events, next: history.next, unreadable: &history.unreadable })
+        .into_response()
 }
 
 fn xml_page(history: &History) -> Response {
@@ -61,7 +69,8 @@ pub async fn events(State(state): State<AppState>, RawQuery(raw): RawQuery) -> R
     let history = read(&state, params).await?;
     if links {
         let events = history.events.iter().map(|event| crate::event_json(&state, event, true)).collect();
-        return Ok(Json(LinkedPage { events, next: history.next }).into_response());
+        let page = LinkedPage { events, next: history.next, unreadable: &history.unreadable };
+        return Ok(Json(page).into_response());
     }
     Ok(json_page(&history))
 }

@@ -15,8 +15,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
-/// Ready when the store answers and, in a cluster, when this node follows the stream closely.
+/// Ready when the store answers and was not found damaged and, in a cluster, when this node
+/// follows the stream closely.
 pub async fn healthz(State(state): State<AppState>) -> Response {
+    if let Some(fault) = state.hub.store().fault() {
+        let body = serde_json::json!({ "status": "damaged", "error": format!("the event store is damaged: {fault}") });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     let cluster = state.hub.store().cluster_status();
     if let Some(cluster) = &cluster {
         let body = serde_json::json!({

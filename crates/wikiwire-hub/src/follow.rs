@@ -4,7 +4,8 @@
 //! read is on the bus; events already read are skipped by id. A follower that lags behind the
 //! bus either resumes from the store (internal outputs) or ends (network clients, which resume
 //! themselves with their cursor), as its `Lag` policy says. When the cursor is older than
-//! retention, a `Gap` comes first, naming the ids that are gone.
+//! retention, a `Gap` comes first, naming the ids that are gone; a stored event that cannot be
+//! read (a damaged file) is a `Gap` of its own id, in its place, so that followers go on.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,7 +23,8 @@ const CATCH_UP_PAGE: usize = 500;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Item {
     Event(Arc<Event>),
-    /// Ids `from..=to` were removed by retention before this follower read them.
+    /// Ids `from..=to` cannot be delivered: removed by retention before this follower read them,
+    /// or (one id) unreadable in a damaged store, which the store logged.
     Gap {
         from: u64,
         to: u64,
@@ -56,7 +58,7 @@ pub struct Follower {
     /// filter. Consumers keep their own cursor: the id of the last event they handled.
     scanned: u64,
     live: broadcast::Receiver<Arc<Event>>,
-    backlog: VecDeque<Event>,
+    backlog: VecDeque<Item>,
     catching_up: bool,
     lag: Lag,
 }
@@ -80,8 +82,8 @@ impl Follower {
 
     pub async fn next(&mut self) -> Result<Item, FollowError> {
         loop {
-            if let Some(event) = self.backlog.pop_front() {
-                return Ok(Item::Event(Arc::new(event)));
+            if let Some(item) = self.backlog.pop_front() {
+                return Ok(item);
             }
             if self.catching_up {
                 if let Some(gap) = self.catch_up().await? {
@@ -134,7 +136,18 @@ impl Follower {
             // The store had nothing more when read; all later events are on the bus.
             None => self.catching_up = false,
         }
-        self.backlog.extend(page.events);
+        // Events and unreadable ids, both in id order, merged.
+        let mut unreadable = page.unreadable.into_iter().peekable();
+        for event in page.events {
+            while let Some(id) = unreadable.next_if(|&id| id < event.id) {
+                self.backlog.push_back(Item::Gap { from: id, to: id });
+            }
+            self.backlog.push_back(Item::Event(Arc::new(event)));
+        }
+        self.backlog.extend(unreadable.map(|id| Item::Gap { from: id, to: id }));
+        if let Some(Item::Gap { to, .. }) = self.backlog.back() {
+            self.scanned = self.scanned.max(*to);
+        }
         Ok(None)
     }
 }

@@ -22,7 +22,7 @@ use wikiwire_event::{Draft, Event, Filter, Timestamp};
 
 pub use bus::Bus;
 pub use jetstream::{JetStreamOptions, JetStreamStore};
-pub use sqlite::{Applied, SqliteOptions, SqliteStore, create_private_dir};
+pub use sqlite::{Applied, Salvage, SqliteOptions, SqliteStore, create_private_dir, salvage, verify};
 
 /// Most events one history page may hold.
 pub const MAX_PAGE: usize = 1000;
@@ -72,6 +72,9 @@ pub struct Page {
     /// hold more; `None` at the end. It can be past the last event returned: rows the filter
     /// refused were read too.
     pub next: Option<u64>,
+    /// Ids in the page's range whose stored row cannot be read (a damaged file), in the query's
+    /// order: passed over so that one bad row does not stop every reader, and reported.
+    pub unreadable: Vec<u64>,
 }
 
 /// Where the log starts and ends.
@@ -100,6 +103,9 @@ pub enum StoreError {
     NewerSchema { found: i64, supported: i64 },
     #[error("stored event {id} cannot be read: {reason}")]
     Corrupt { id: u64, reason: String },
+    /// The store's files are damaged: retrying will not help, the operator must repair them.
+    #[error("the event store is damaged: {0}")]
+    Damaged(String),
     /// The log cannot be reached or refuses to serve for now; nothing was stored by this call
     /// (or, for an append that timed out, its outcome is unknown). Worth retrying later.
     #[error("the event log is unavailable: {0}")]
@@ -172,6 +178,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Finishes pending writes and closes; later calls get `StoreError::Closed`.
     async fn close(&self);
+
+    /// Damage found in the store's files since it opened (the first report); it does not heal by
+    /// retrying, so `/healthz` reports it until the operator repaired the store and restarted.
+    fn fault(&self) -> Option<String> {
+        None
+    }
 
     /// The cluster's view of this node; `None` for a store that is not clustered.
     fn cluster_status(&self) -> Option<ClusterStatus> {

@@ -311,7 +311,7 @@ async fn jetstream_a_lost_acknowledgement_resolves_to_the_ids_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jetstream_a_deleted_replica_is_rebuilt_and_a_remade_stream_is_refused() {
+async fn jetstream_a_deleted_or_damaged_replica_is_rebuilt_and_a_remade_stream_is_refused() {
     let directory = tempfile::tempdir().unwrap();
     let Some(nats) = NatsServer::start(directory.path()) else { return };
     let options = jetstream_options(&nats, &directory, Retention::default());
@@ -330,6 +330,19 @@ async fn jetstream_a_deleted_replica_is_rebuilt_and_a_remade_stream_is_refused()
     assert!(store.wait_applied(100, Duration::from_secs(10)).await, "rebuilt from the stream");
     assert_eq!(store.query(Query::after(0, 1000)).await.unwrap(), before, "identical history");
     assert_eq!(store.append(vec![edit("A", "next")]).await.unwrap()[0].event.id, 101);
+    store.close().await;
+
+    // A damaged replica is set aside and rebuilt the same way.
+    std::fs::write(&options.replica, b"not a database: the disk ate it".repeat(200)).unwrap();
+    let store = JetStreamStore::open(options.clone()).await.unwrap();
+    assert!(store.wait_applied(101, Duration::from_secs(10)).await, "rebuilt from the stream");
+    assert_eq!(
+        store.query(Query::after(0, 1000)).await.unwrap().events[..100],
+        before.events[..],
+        "identical history"
+    );
+    assert_eq!(store.fault(), None);
+    assert!(directory.path().join("replica.sqlite.damaged").exists(), "the damaged file is kept aside");
     store.close().await;
 
     // The stream deleted and made again behind the node's back: ids would start at 1 again.

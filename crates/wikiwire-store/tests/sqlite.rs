@@ -233,7 +233,7 @@ async fn a_user_filter_is_answered_by_the_index_and_old_files_get_the_column() {
         |user: &str| Query { filter: Filter::parse(&format!("user={user}")).unwrap(), ..Query::after(0, 10) };
     // Nobody: the whole log is answered at once, not a page that stops at the scan bound.
     let nobody = store.query(by("Nobody")).await.unwrap();
-    assert_eq!(nobody, wikiwire_store::Page { events: Vec::new(), next: None });
+    assert_eq!(nobody, wikiwire_store::Page::default());
     let rare = store.query(by("Zo%C3%AB")).await.unwrap();
     assert_eq!(rare.events.len(), 1);
     assert_eq!(rare.events[0].id, 25_001);
@@ -251,5 +251,78 @@ async fn a_user_filter_is_answered_by_the_index_and_old_files_get_the_column() {
     let rare = store.query(by("Zo%C3%AB")).await.unwrap();
     assert_eq!(rare.events.iter().map(|event| event.id).collect::<Vec<_>>(), vec![25_001]);
     assert_eq!(store.query(by("Alice")).await.unwrap().events.len(), 10);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_row_is_passed_over_and_named_in_both_directions() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(&directory);
+    for n in 1..=10 {
+        store.append(vec![edit("A", &format!("P{n}"))]).await.unwrap();
+    }
+    // Rot in two rows: one body no longer JSON, one naming another id.
+    let raw = rusqlite::Connection::open(directory.path().join("events.sqlite")).unwrap();
+    raw.execute("UPDATE events SET body = '{\"id\":4,' WHERE id = 4", []).unwrap();
+    raw.execute("UPDATE events SET body = replace(body, '\"id\":7', '\"id\":8') WHERE id = 7", []).unwrap();
+
+    let page = store.query(Query::after(0, 100)).await.unwrap();
+    assert_eq!(page.events.iter().map(|event| event.id).collect::<Vec<_>>(), vec![1, 2, 3, 5, 6, 8, 9, 10]);
+    assert_eq!(page.unreadable, vec![4, 7]);
+    let newest = store.query(Query::latest(None, 100)).await.unwrap();
+    assert_eq!(newest.unreadable, vec![7, 4]);
+    assert!(matches!(store.get(4).await, Err(StoreError::Corrupt { id: 4, .. })));
+    // Rot in a row is not damage of the file: the store stays healthy and writable.
+    assert_eq!(store.fault(), None);
+    assert_eq!(store.append(vec![edit("A", "P11")]).await.unwrap()[0].event.id, 11);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_file_that_lost_its_end_is_refused_at_open() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(&directory);
+    for n in 1..=5 {
+        store.append(vec![edit("A", &format!("P{n}"))]).await.unwrap();
+    }
+    store.close().await;
+    // The newest acknowledged events gone while the state still names them.
+    let raw = rusqlite::Connection::open(directory.path().join("events.sqlite")).unwrap();
+    raw.execute("DELETE FROM events WHERE id > 3", []).unwrap();
+    drop(raw);
+    let refused = SqliteStore::open(SqliteOptions::new(directory.path().join("events.sqlite")));
+    let Err(StoreError::Damaged(reason)) = refused else { panic!("a file that lost its end opened") };
+    assert!(reason.contains("the last acknowledged event 5 is missing"), "{reason}");
+}
+
+#[tokio::test]
+async fn salvage_copies_what_reads_and_reserves_the_ids_of_what_does_not() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(&directory);
+    for n in 1..=20 {
+        store.append(vec![edit("A", &format!("P{n}"))]).await.unwrap();
+    }
+    store.set_cursor("relay:x", 12).await.unwrap();
+    store.close().await;
+    let damaged = directory.path().join("events.sqlite");
+    let raw = rusqlite::Connection::open(&damaged).unwrap();
+    raw.execute("UPDATE events SET body = 'rot' WHERE id IN (5, 6, 9)", []).unwrap();
+    raw.execute("DELETE FROM events WHERE id > 18", []).unwrap();
+    drop(raw);
+    assert!(wikiwire_store::verify(&damaged).is_err(), "the lost end is found");
+
+    let repaired = directory.path().join("repaired.sqlite");
+    let report = wikiwire_store::salvage(&damaged, &repaired).unwrap();
+    assert_eq!(report.recovered, 15);
+    assert_eq!(report.lost, vec![(5, 6), (9, 9), (19, 20)]);
+    assert_eq!((report.last_id, report.cursors), (20, 1));
+    wikiwire_store::verify(&repaired).unwrap();
+
+    let store = SqliteStore::open(SqliteOptions::new(&repaired)).unwrap();
+    let page = store.query(Query::after(0, 100)).await.unwrap();
+    assert_eq!(page.unreadable, vec![5, 6, 9, 19, 20]);
+    assert_eq!(page.events.len(), 15);
+    assert_eq!(store.cursor("relay:x").await.unwrap(), Some(12));
+    assert_eq!(store.append(vec![edit("A", "next")]).await.unwrap()[0].event.id, 21);
     store.close().await;
 }

@@ -53,6 +53,13 @@ pub enum Command {
                       The file names the old data_dir and the new [cluster]; the stream must not hold events yet."
     )]
     Migrate(MigrateArgs),
+    /// Repair a damaged SQLite log with the hub stopped: copy every readable event into a new file,
+    /// keep the damaged one beside it, and reserve the ids of what was lost.
+    #[command(after_help = "Examples:\n  wikiwire repair --config /etc/wikiwire/wikiwire.toml\n  \
+                            wikiwire repair                    # ./wikiwire-data/events.sqlite\n\n\
+                      Stop the hub first. Events that cannot be recovered stay as gaps at their ids: readers are told, \
+                      no id is handed out twice. A cluster node needs no repair: it rebuilds a damaged replica at start.")]
+    Repair(ConfigArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  wikiwire completions bash > /etc/bash_completion.d/wikiwire\n  \
                             wikiwire completions zsh > \"${fpath[1]}/_wikiwire\"\n  \

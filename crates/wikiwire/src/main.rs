@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             cli::Command::Publish(args) => cmd::publish::run(*args).await,
             cli::Command::Listen(args) => cmd::listen::run(*args).await,
             cli::Command::Token(args) => cmd::token::run(&args),
+            cli::Command::Repair(args) => cmd::repair::run(args.config.as_deref()),
             cli::Command::Migrate(args) => cmd::migrate::run(&args).await,
             cli::Command::Config(cli::ConfigCommand::Check(args)) => cmd::check::run(args.config.as_deref()),
             cli::Command::Completions { shell } => {

@@ -248,6 +248,10 @@ pub fn status(inner: &Inner) -> ClusterStatus {
     let fresh = inner.last_poll.lock().ok().and_then(|last| *last).is_some_and(|last| last.elapsed() < STALE);
     let unready = if let Some(reason) = inner.fatal() {
         Some(reason)
+    } else if let Some(fault) = inner.replica.fault() {
+        Some(format!(
+            "the local replica is damaged ({fault}): restart this node, it sets the replica aside and rebuilds it"
+        ))
     } else if !connected {
         Some("not connected to NATS".to_owned())
     } else if !fresh {

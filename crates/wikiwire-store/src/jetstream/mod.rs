@@ -203,7 +203,13 @@ impl JetStreamStore {
         let mut replica_options = SqliteOptions::new(&options.replica);
         // The replica is a cache of the stream: a node that loses it rebuilds it from there.
         replica_options.synchronous_full = false;
-        let replica = SqliteStore::open(replica_options)?;
+        let replica = match SqliteStore::open(replica_options.clone()) {
+            Err(StoreError::Damaged(reason)) => {
+                set_aside(&options.replica, &reason)?;
+                SqliteStore::open(replica_options)?
+            }
+            other => other?,
+        };
         let info = stream.cached_info().clone();
         let created = created_micros(&info);
         let applied_id = replica.bounds().await?.last_id;
@@ -392,9 +398,34 @@ impl Store for JetStreamStore {
         let _ = self.inner.client.flush().await;
     }
 
+    fn fault(&self) -> Option<String> {
+        self.inner.replica.fault()
+    }
+
     fn cluster_status(&self) -> Option<ClusterStatus> {
         Some(apply::status(&self.inner))
     }
+}
+
+/// Moves a damaged replica (and its journal) out of the way, so that the node rebuilds it from
+/// the stream; the damaged file stays beside it for whoever wants to look at it.
+fn set_aside(replica: &std::path::Path, reason: &str) -> Result<(), StoreError> {
+    tracing::warn!(%reason, "the local replica is damaged: setting it aside and rebuilding it from the stream");
+    for suffix in ["", "-wal", "-shm"] {
+        let from = std::path::PathBuf::from(format!("{}{suffix}", replica.display()));
+        let to = std::path::PathBuf::from(format!("{}.damaged{suffix}", replica.display()));
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(StoreError::Backend(format!(
+                    "cannot move the damaged replica {} aside: {error}",
+                    from.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn connect(options: &JetStreamOptions) -> Result<async_nats::Client, StoreError> {

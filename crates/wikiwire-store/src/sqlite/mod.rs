@@ -1,12 +1,15 @@
 //! The embedded store: one SQLite file in the data directory, WAL journal, one writer thread with
 //! group commit ([`writer`]), and a small pool of read connections that never block the writer.
 
+mod integrity;
+mod salvage;
 mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
@@ -15,6 +18,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use wikiwire_event::{Draft, Event};
 
 use crate::{Appended, Bounds, Bus, MAX_PAGE, Page, Query, Retention, Store, StoreError};
+pub use salvage::{Salvage, salvage};
 use schema::backend;
 use writer::{Command, Writer, from_sql_id, to_sql_id};
 
@@ -35,6 +39,9 @@ pub struct SqliteOptions {
     pub synchronous_full: bool,
     pub readers: usize,
     pub bus_capacity: usize,
+    /// How long the integrity check at open may walk the file before it stops (the end of the
+    /// log is checked whatever this says).
+    pub integrity_budget: Duration,
 }
 
 impl SqliteOptions {
@@ -45,6 +52,7 @@ impl SqliteOptions {
             synchronous_full: true,
             readers: 4,
             bus_capacity: crate::bus::DEFAULT_CAPACITY,
+            integrity_budget: Duration::from_secs(20),
         }
     }
 }
@@ -62,6 +70,8 @@ pub struct Applied {
 pub struct Stats {
     pub transactions: AtomicU64,
     pub appended: AtomicU64,
+    /// Rows passed over by readers because they cannot be read.
+    pub unreadable: AtomicU64,
 }
 
 /// State the writer publishes and everyone reads without a database round trip.
@@ -70,7 +80,45 @@ pub struct Shared {
     pub pruned_through: AtomicU64,
     pub bus: Bus,
     pub stats: Stats,
+    /// The first damage found while running (see [`Store::fault`]).
+    pub fault: Mutex<Option<String>>,
+    /// Unreadable rows already logged, so a page read again does not log them again.
+    pub unreadable: Mutex<std::collections::HashSet<u64>>,
 }
+
+impl Shared {
+    /// Passes a result on, remembering the first damage it reports.
+    fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Damaged(reason)) = &result
+            && let Ok(mut fault) = self.fault.lock()
+            && fault.is_none()
+        {
+            tracing::error!(
+                %reason,
+                "the event store is damaged: stop the hub and repair the file (operator guide, \"Repairing a damaged store\")"
+            );
+            *fault = Some(reason.clone());
+        }
+        result
+    }
+
+    /// Logs a row readers pass over, once per row (at most `LOGGED_UNREADABLE` rows).
+    fn note_unreadable(&self, id: u64, error: &StoreError) {
+        let Ok(mut seen) = self.unreadable.lock() else { return };
+        if seen.len() < LOGGED_UNREADABLE && seen.insert(id) {
+            self.stats.unreadable.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                id,
+                %error,
+                "a stored event cannot be read: readers pass over it (a gap at this id); repair the file \
+                 (operator guide, \"Repairing a damaged store\")"
+            );
+        }
+    }
+}
+
+/// Distinct unreadable rows logged; past this the log stays quiet (the file needs repair anyway).
+const LOGGED_UNREADABLE: usize = 10_000;
 
 pub struct SqliteStore {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
@@ -87,14 +135,29 @@ impl SqliteStore {
                 StoreError::Backend(format!("cannot create {}: {error}", directory.display()))
             })?;
         }
-        let mut connection = Connection::open(&options.path).map_err(backend)?;
+        let path = options.path.display();
+        let damaged = |details: String| {
+            StoreError::Damaged(format!(
+                "{path}: {details}. The hub will not serve from a damaged log: stop it, then repair the file \
+                 (sqlite3 .recover) or restore a backup, as the operator guide says under \"Repairing a damaged store\""
+            ))
+        };
+        let refuse_damage = |error: StoreError| match error {
+            StoreError::Damaged(details) => damaged(details),
+            other => other,
+        };
+        let mut connection = Connection::open(&options.path).map_err(backend).map_err(refuse_damage)?;
         let synchronous = if options.synchronous_full { "FULL" } else { "NORMAL" };
         connection
             .execute_batch(&format!(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;"
             ))
-            .map_err(backend)?;
-        schema::migrate(&mut connection)?;
+            .map_err(backend)
+            .map_err(refuse_damage)?;
+        // Before the migrations write into it, and after them (the end check reads their tables).
+        integrity::walk_pages(&connection, options.integrity_budget).map_err(damaged)?;
+        schema::migrate(&mut connection).map_err(refuse_damage)?;
+        integrity::check_end(&connection).map_err(damaged)?;
         let state = |name: &str| -> Result<u64, StoreError> {
             connection
                 .query_row("SELECT value FROM state WHERE name = ?1", [name], |row| row.get::<_, i64>(0))
@@ -106,6 +169,8 @@ impl SqliteStore {
             pruned_through: AtomicU64::new(state("pruned_through")?),
             bus: Bus::new(options.bus_capacity),
             stats: Stats::default(),
+            fault: Mutex::new(None),
+            unreadable: Mutex::new(std::collections::HashSet::new()),
         });
         let (sender, receiver) = mpsc::channel(QUEUE);
         let writer = Writer {
@@ -139,14 +204,13 @@ impl SqliteStore {
 
     /// A number kept beside the events (the replica keeps its stream's identity here).
     pub async fn state(&self, name: &'static str) -> Result<Option<i64>, StoreError> {
-        self.readers
-            .with(move |connection| {
-                connection
-                    .query_row("SELECT value FROM state WHERE name = ?1", [name], |row| row.get::<_, i64>(0))
-                    .optional()
-                    .map_err(backend)
-            })
-            .await
+        self.read(move |connection| {
+            connection
+                .query_row("SELECT value FROM state WHERE name = ?1", [name], |row| row.get::<_, i64>(0))
+                .optional()
+                .map_err(backend)
+        })
+        .await
     }
 
     pub async fn set_state(&self, name: &'static str, value: i64) -> Result<(), StoreError> {
@@ -164,7 +228,15 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.sender()?.send(make(reply)).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.shared.observe(answer.await.map_err(|_| StoreError::Closed)?)
+    }
+
+    /// Work on a read connection; damage it finds is remembered.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.shared.observe(self.readers.with(work).await)
     }
 }
 
@@ -178,19 +250,19 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, id: u64) -> Result<Option<Event>, StoreError> {
-        self.readers
-            .with(move |connection| {
-                let body: Option<String> = connection
-                    .query_row("SELECT body FROM events WHERE id = ?1", [to_sql_id(id)], |row| row.get(0))
-                    .optional()
-                    .map_err(backend)?;
-                body.map(|body| row_event(to_sql_id(id), &body)).transpose()
-            })
-            .await
+        self.read(move |connection| {
+            let body: Option<String> = connection
+                .query_row("SELECT body FROM events WHERE id = ?1", [to_sql_id(id)], |row| row.get(0))
+                .optional()
+                .map_err(backend)?;
+            body.map(|body| row_event(to_sql_id(id), &body)).transpose()
+        })
+        .await
     }
 
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
-        self.readers.with(move |connection| read_page(connection, &query)).await
+        let shared = Arc::clone(&self.shared);
+        self.read(move |connection| read_page(connection, &query, &shared)).await
     }
 
     async fn bounds(&self) -> Result<Bounds, StoreError> {
@@ -204,17 +276,20 @@ impl Store for SqliteStore {
         &self.shared.bus
     }
 
+    fn fault(&self) -> Option<String> {
+        self.shared.fault.lock().ok().and_then(|fault| fault.clone())
+    }
+
     async fn cursor(&self, name: &str) -> Result<Option<u64>, StoreError> {
         let name = name.to_owned();
-        self.readers
-            .with(move |connection| {
-                connection
-                    .query_row("SELECT id FROM cursors WHERE name = ?1", [name], |row| row.get::<_, i64>(0))
-                    .optional()
-                    .map(|id| id.map(from_sql_id))
-                    .map_err(backend)
-            })
-            .await
+        self.read(move |connection| {
+            connection
+                .query_row("SELECT id FROM cursors WHERE name = ?1", [name], |row| row.get::<_, i64>(0))
+                .optional()
+                .map(|id| id.map(from_sql_id))
+                .map_err(backend)
+        })
+        .await
     }
 
     async fn set_cursor(&self, name: &str, id: u64) -> Result<(), StoreError> {
@@ -238,6 +313,15 @@ impl Store for SqliteStore {
     }
 }
 
+/// Checks a store file with no time limit (for `wikiwire repair`, with the hub stopped): `Err`
+/// says what is damaged.
+pub fn verify(path: &Path) -> Result<(), String> {
+    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(|error| error.to_string())?;
+    integrity::walk_pages(&connection, Duration::from_secs(365 * 24 * 3600))?;
+    integrity::check_end(&connection)
+}
+
 /// Creates a directory (and its missing parents) that only its owner may enter, whatever the
 /// umask: it holds the log, and beside it tokens and the bot's state.
 pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
@@ -249,8 +333,9 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
 }
 
 /// Reads one page: rows in id order, filtered here for what SQL cannot express (globs,
-/// patterns), bounded by `MAX_SCAN` rows read.
-fn read_page(connection: &Connection, query: &Query) -> Result<Page, StoreError> {
+/// patterns), bounded by `MAX_SCAN` rows read. A row that cannot be read is passed over and
+/// named in `unreadable`.
+fn read_page(connection: &Connection, query: &Query, shared: &Shared) -> Result<Page, StoreError> {
     let limit = query.limit.clamp(1, MAX_PAGE);
     let chunk = (limit * 2).clamp(64, 4096);
     let mut sql = String::from("SELECT id, body FROM events WHERE id > ? AND id < ?");
@@ -281,7 +366,7 @@ fn read_page(connection: &Connection, query: &Query) -> Result<Page, StoreError>
     // The window (lower, upper) shrinks from the side the query reads from.
     let mut lower = to_sql_id(query.after);
     let mut upper = query.before.map_or(i64::MAX, to_sql_id);
-    let mut events = Vec::new();
+    let mut page = Page::default();
     let mut scanned = 0;
     loop {
         let mut values = Vec::with_capacity(parameters.len() + 3);
@@ -294,20 +379,29 @@ fn read_page(connection: &Connection, query: &Query) -> Result<Page, StoreError>
         let mut cursor = 0;
         while let Some(row) = rows.next().map_err(backend)? {
             let id: i64 = row.get(0).map_err(backend)?;
-            let body: String = row.get(1).map_err(backend)?;
             read += 1;
             cursor = id;
-            let event = row_event(id, &body)?;
-            if query.filter.matches(&event) {
-                events.push(event);
-                if events.len() == limit {
-                    return Ok(Page { events, next: Some(from_sql_id(cursor)) });
+            let body = row.get::<_, String>(1).map_err(backend);
+            match body.and_then(|body| row_event(id, &body)) {
+                Ok(event) => {
+                    if query.filter.matches(&event) {
+                        page.events.push(event);
+                        if page.events.len() == limit {
+                            page.next = Some(from_sql_id(cursor));
+                            return Ok(page);
+                        }
+                    }
+                }
+                Err(StoreError::Damaged(reason)) => return Err(StoreError::Damaged(reason)),
+                Err(error) => {
+                    shared.note_unreadable(from_sql_id(id), &error);
+                    page.unreadable.push(from_sql_id(id));
                 }
             }
         }
         scanned += read;
         if read < chunk {
-            return Ok(Page { events, next: None });
+            return Ok(page);
         }
         if query.descending {
             upper = cursor;
@@ -315,15 +409,24 @@ fn read_page(connection: &Connection, query: &Query) -> Result<Page, StoreError>
             lower = cursor;
         }
         if scanned >= MAX_SCAN {
-            return Ok(Page { events, next: Some(from_sql_id(cursor)) });
+            page.next = Some(from_sql_id(cursor));
+            return Ok(page);
         }
     }
 }
 
-/// A stored row back into an event; a row that does not parse is reported, never skipped.
+/// A stored row back into an event; a row that does not parse, or names another id, is
+/// reported, never skipped here.
 pub(crate) fn row_event(id: i64, body: &str) -> Result<Event, StoreError> {
-    Event::from_json(body)
-        .map_err(|error| StoreError::Corrupt { id: from_sql_id(id), reason: error.to_string() })
+    let corrupt = |reason: String| StoreError::Corrupt { id: from_sql_id(id), reason };
+    if body == salvage::LOST_BODY {
+        return Err(corrupt("it was lost when the damaged store was repaired".to_owned()));
+    }
+    let event = Event::from_json(body).map_err(|error| corrupt(error.to_string()))?;
+    if event.id != from_sql_id(id) {
+        return Err(corrupt(format!("the stored body names event {}", event.id)));
+    }
+    Ok(event)
 }
 
 /// Read connections, opened on demand up to a bound, reused.

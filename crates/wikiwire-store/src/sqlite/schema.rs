@@ -49,6 +49,13 @@ pub fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A SQLite error as the store reports it: a damaged file is said plainly (it will not heal by
+/// retrying); anything else is a storage failure.
 pub fn backend(error: rusqlite::Error) -> StoreError {
-    StoreError::Backend(error.to_string())
+    match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            StoreError::Damaged(error.to_string())
+        }
+        _ => StoreError::Backend(error.to_string()),
+    }
 }

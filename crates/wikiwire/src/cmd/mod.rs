@@ -5,5 +5,6 @@ pub mod demo;
 pub mod listen;
 pub mod migrate;
 pub mod publish;
+pub mod repair;
 pub mod serve;
 pub mod token;
