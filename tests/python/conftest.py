@@ -3,6 +3,7 @@ drive it — the `irc` library (a client this project did not write) and raw soc
 nasty cases. Every wait has a deadline; nothing sleeps to wait for readiness."""
 
 import base64
+import http.client
 import json
 import os
 import pathlib
@@ -147,8 +148,20 @@ class Hub:
         self.log.close()
         return self.process.returncode
 
-    def request(self, method, path, body=None, token=None, content_type="application/json"):
+    def request(self, method, path, body=None, token=None, content_type="application/json", source=None, headers=False):
+        """`source`: the loopback address to connect from; `headers=True` adds the answer's headers."""
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        if source:
+            host, port = self.http.split("://")[1].split(":")
+            connection = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
+            request_headers = {"Content-Type": content_type} if data is not None else {}
+            if token:
+                request_headers["Authorization"] = f"Bearer {token}"
+            connection.request(method, path, body=data, headers=request_headers)
+            response = connection.getresponse()
+            answer = (response.status, response.read())
+            connection.close()
+            return answer + ({name.lower(): value for name, value in response.getheaders()},) if headers else answer
         request = urllib.request.Request(self.http + path, data=data, method=method)
         if data is not None:
             request.add_header("Content-Type", content_type)
@@ -156,9 +169,10 @@ class Hub:
             request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.read()
+                answer = (response.status, response.read(), {name.lower(): value for name, value in response.headers.items()})
         except urllib.error.HTTPError as error:
-            return error.code, error.read()
+            answer = (error.code, error.read(), {name.lower(): value for name, value in error.headers.items()})
+        return answer if headers else answer[:2]
 
     def get(self, path):
         status, body = self.request("GET", path)
@@ -242,11 +256,13 @@ def parse(line):
 class Raw:
     """A line-based client on a plain socket, for exact bytes and abuse."""
 
-    def __init__(self, hub_or_port, tls=None, receive_buffer=None):
+    def __init__(self, hub_or_port, tls=None, receive_buffer=None, source="127.0.0.1"):
+        """`source`: the loopback address to connect from (the hub sees another client address)."""
         port = hub_or_port if isinstance(hub_or_port, int) else hub_or_port.irc_port
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if receive_buffer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.bind((source, 0))
         sock.connect(("127.0.0.1", port))
         if tls:
             sock = tls.wrap_socket(sock, server_hostname="irc.test.example")

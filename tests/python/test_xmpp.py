@@ -77,6 +77,19 @@ def test_send_notification_reaches_a_form_client_and_a_plain_client(tmp_path, pr
     assert SECRET not in (tmp_path / "hub" / "hub.log").read_text()
 
 
+class FromAddress(xmlrpc.client.Transport):
+    """Calls from another loopback address (the hub sees another client)."""
+
+    def __init__(self, source):
+        super().__init__()
+        self.source = source
+
+    def make_connection(self, host):
+        connection = super().make_connection(host)
+        connection.source_address = (self.source, 0)
+        return connection
+
+
 def test_wrong_secret_and_entity_expansion_are_refused(tmp_path, prosody):
     hub = bot_hub(tmp_path, prosody)
     try:
@@ -93,6 +106,14 @@ def test_wrong_secret_and_entity_expansion_are_refused(tmp_path, prosody):
             list(multicall())
         log = (tmp_path / "hub" / "hub.log").read_text()
         assert log.count("wrong secret refused") <= 2, log.count("wrong secret refused")
+        # After five wrong secrets the address waits: even the right one is refused unseen.
+        with pytest.raises(xmlrpc.client.Fault) as fault:
+            rpc.addJIDToRoster(SECRET, "carol@wikiwire.test")
+        assert fault.value.faultCode == 1 and "too many failed logins" in fault.value.faultString
+        assert hub.metric("wikiwire_login_failures_total") == 5
+        assert hub.metric("wikiwire_login_refused_total") == 97
+        # The rest comes from another address, which is not slowed.
+        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc, transport=FromAddress("127.0.0.2"))
         bomb = (
             '<?xml version="1.0"?><!DOCTYPE m [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
             "<methodCall><methodName>addJIDToRoster</methodName><params>"

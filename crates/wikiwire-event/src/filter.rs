@@ -163,6 +163,16 @@ impl Filter {
         Some(self.users.iter().map(|glob| glob.pattern.as_str()).collect())
     }
 
+    /// Whether some condition is left once a store looked up exact wikis, exact users and actions
+    /// by index: then every row of the range must be read and matched, which costs CPU per row.
+    pub fn needs_row_scan(&self) -> bool {
+        !self.pages.is_empty()
+            || self.bot.is_some()
+            || self.minor.is_some()
+            || self.wikis.iter().any(Glob::is_pattern)
+            || self.users.iter().any(Glob::is_pattern)
+    }
+
     /// Whether events of `wiki` can pass the wiki condition (the other conditions aside).
     pub fn allows_wiki(&self, wiki: &str) -> bool {
         self.wikis.is_empty() || self.wikis.iter().any(|glob| glob.matches(wiki))

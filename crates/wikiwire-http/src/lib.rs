@@ -35,7 +35,7 @@ use tokio::net::TcpListener;
 use wikiwire_hub::Hub;
 
 use crate::error::ApiError;
-pub use crate::listener::{ConnectionLimits, serve_router, serve_with};
+pub use crate::listener::{ConnectionLimits, Peer, serve_router, serve_with};
 
 #[derive(Clone)]
 pub struct AppState {

@@ -73,6 +73,10 @@ pub async fn serve_with(
     serve_router(listener, router(state), shutdown, metrics, limits).await
 }
 
+/// The address a request came from, put on every request by [`serve_router`].
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub IpAddr);
+
 /// Serves any router within the limits (the XML-RPC API for wikis uses it too).
 pub async fn serve_router(
     listener: TcpListener,
@@ -122,6 +126,13 @@ pub async fn serve_router(
             let io = TokioIo::new(Stalled::new(stream, limits.write_timeout));
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+            let app = tower::ServiceExt::map_request(
+                app,
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(Peer(peer.ip()));
+                    request
+                },
+            );
             let connection = builder.serve_connection(io, TowerToHyperService::new(app));
             tokio::pin!(connection);
             tokio::select! {

@@ -11,6 +11,7 @@ use wikiwire_store::{Appended, Retention, Store, StoreError};
 
 use crate::channels::ChannelSpec;
 use crate::follow::{Follower, Lag};
+use crate::login_guard::LoginGuard;
 use crate::metrics::{Metrics, Sample};
 use crate::publisher::{Publisher, Publishers};
 
@@ -30,6 +31,7 @@ pub struct Hub {
     publishers: Publishers,
     channels: Vec<ChannelSpec>,
     metrics: Arc<Metrics>,
+    logins: Arc<LoginGuard>,
     public_url: String,
     shutdown: CancellationToken,
 }
@@ -42,11 +44,13 @@ impl Hub {
         public_url: String,
         shutdown: CancellationToken,
     ) -> Arc<Hub> {
+        let metrics = Arc::new(Metrics::default());
         Arc::new(Hub {
             store,
             publishers,
             channels,
-            metrics: Arc::new(Metrics::default()),
+            logins: Arc::new(LoginGuard::new(Arc::clone(&metrics))),
+            metrics,
             public_url,
             shutdown,
         })
@@ -72,6 +76,11 @@ impl Hub {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The failed-login back-off every front end that checks a secret goes through.
+    pub fn logins(&self) -> &Arc<LoginGuard> {
+        &self.logins
     }
 
     /// The hub's public URL, without a trailing slash.

@@ -10,12 +10,14 @@
 //! | [`follow`] | `Follower`: history from a cursor, then live, no gap, no duplicate |
 //! | [`metrics`] | counters and gauges, Prometheus rendering |
 //! | [`log_gate`] | at most one log line per interval for refusals anyone can cause |
+//! | [`login_guard`] | failed logins make their address wait, longer each time |
 
 pub mod channels;
 pub mod config;
 pub mod follow;
 pub mod hub;
 pub mod log_gate;
+pub mod login_guard;
 pub mod metrics;
 pub mod publisher;
 pub mod token;
@@ -25,6 +27,7 @@ pub use config::Config;
 pub use follow::{FollowError, Follower, Item, Lag};
 pub use hub::{Hub, PublishError};
 pub use log_gate::LogGate;
+pub use login_guard::LoginGuard;
 pub use metrics::Metrics;
 pub use publisher::{Publisher, Publishers};
 

@@ -82,6 +82,10 @@ pub struct Metrics {
     pub rcfeed_queue_dropped: Counter,
     /// Datagrams the kernel dropped before wikiwire could read them (`/proc/net/udp`).
     pub rcfeed_kernel_dropped: Counter,
+    /// Wrong secrets (IRC PASS or SASL, HTTP tokens, the XML-RPC secret).
+    pub login_failures: Counter,
+    /// Logins refused unseen because their address must wait after failures.
+    pub login_refused: Counter,
     pub xmlrpc_calls: Counter,
     pub xmlrpc_faults: Counter,
     pub xmpp_connected: Gauge,
@@ -153,6 +157,18 @@ impl Metrics {
                 "reason=\"too_large\"",
                 REJECTED,
                 Value::Counter(&self.rejected_too_large),
+            ),
+            (
+                "wikiwire_login_failures_total",
+                "",
+                "Logins with a wrong secret (IRC PASS or SASL, HTTP publisher tokens, the XML-RPC secret).",
+                Value::Counter(&self.login_failures),
+            ),
+            (
+                "wikiwire_login_refused_total",
+                "",
+                "Logins refused without a look at the secret: their address must wait after repeated failures.",
+                Value::Counter(&self.login_refused),
             ),
             (
                 "wikiwire_http_requests_total",

@@ -326,3 +326,30 @@ async fn salvage_copies_what_reads_and_reserves_the_ids_of_what_does_not() {
     assert_eq!(store.append(vec![edit("A", "next")]).await.unwrap()[0].event.id, 21);
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_by_row_queries_run_a_bounded_number_at_once_and_indexed_ones_do_not_wait() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut options = SqliteOptions::new(directory.path().join("events.sqlite"));
+    options.concurrent_scans = 1;
+    let store = Arc::new(SqliteStore::open(options).unwrap());
+    for _ in 0..20 {
+        store.append((0..1000).map(|n| edit("Busy", &format!("P{n}"))).collect()).await.unwrap();
+    }
+    // Eight clients asking for a page that matches nothing: each reads the scan bound.
+    let sparse = Query { filter: Filter::parse("page=Nowhere*").unwrap(), ..Query::after(0, 10) };
+    let scans: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, query) = (Arc::clone(&store), sparse.clone());
+            tokio::spawn(async move { store.query(query).await.unwrap() })
+        })
+        .collect();
+    // Meanwhile an indexed query (an exact wiki that has nothing) is answered without a permit.
+    let indexed = Query { filter: Filter::parse("wiki=Quiet").unwrap(), ..Query::after(0, 10) };
+    assert_eq!(store.query(indexed).await.unwrap().events.len(), 0);
+    for scan in join_all(scans).await {
+        assert!(scan.unwrap().events.is_empty());
+    }
+    assert_eq!(store.stats().scans_peak.load(std::sync::atomic::Ordering::Acquire), 1);
+    store.close().await;
+}

@@ -70,6 +70,7 @@ pub async fn start(hub: Arc<Hub>, config: &Config, tracker: &TaskTracker) -> Res
                     state.clone(),
                     Arc::clone(&wake),
                     Arc::clone(hub.metrics()),
+                    Arc::clone(hub.logins()),
                 ),
                 api.max_body,
             );

@@ -10,12 +10,12 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State as AxumState};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::{Extension, Router};
 use dxr::multicall::{from_multicall_params, into_multicall_response};
 use dxr::{Fault, FaultResponse, MethodCall, MethodResponse, TryFromValue, Value};
 use tokio::sync::Notify;
@@ -34,6 +34,7 @@ pub struct Api {
     state: State,
     wake: Arc<Notify>,
     metrics: Arc<wikiwire_hub::Metrics>,
+    logins: Arc<wikiwire_hub::LoginGuard>,
 }
 
 impl Api {
@@ -42,8 +43,9 @@ impl Api {
         state: State,
         wake: Arc<Notify>,
         metrics: Arc<wikiwire_hub::Metrics>,
+        logins: Arc<wikiwire_hub::LoginGuard>,
     ) -> Arc<Api> {
-        Arc::new(Api { secret, state, wake, metrics })
+        Arc::new(Api { secret, state, wake, metrics, logins })
     }
 }
 
@@ -55,10 +57,15 @@ pub fn router(api: Arc<Api>, max_body: usize) -> Router {
         .with_state(api)
 }
 
-async fn handle(AxumState(api): AxumState<Arc<Api>>, body: Bytes) -> Response {
+async fn handle(
+    AxumState(api): AxumState<Arc<Api>>,
+    peer: Option<Extension<wikiwire_http::Peer>>,
+    body: Bytes,
+) -> Response {
     api.metrics.xmlrpc_calls.inc();
+    let caller = Caller { api: &api, ip: peer.map(|Extension(wikiwire_http::Peer(ip))| ip) };
     let result = match parse(&body) {
-        Ok(call) => dispatch(&api, &call.name, call.params).await,
+        Ok(call) => dispatch(&caller, &call.name, call.params).await,
         Err(fault) => Err(fault),
     };
     let xml = match result {
@@ -101,9 +108,16 @@ fn contains_ignoring_case(text: &str, needle: &str) -> bool {
     text.as_bytes().windows(needle.len()).any(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
-async fn dispatch(api: &Api, name: &str, params: Vec<Value>) -> Result<Value, Fault> {
+/// The API as one request sees it: with the address it came from (none for a router served
+/// without the listener, in tests).
+struct Caller<'a> {
+    api: &'a Api,
+    ip: Option<std::net::IpAddr>,
+}
+
+async fn dispatch(caller: &Caller<'_>, name: &str, params: Vec<Value>) -> Result<Value, Fault> {
     if name != "system.multicall" {
-        return call(api, name, params).await;
+        return call(caller, name, params).await;
     }
     let calls = from_multicall_params(params)
         .map_err(|_| Fault::new(-32602, "system.multicall takes one array of {methodName, params}".into()))?;
@@ -116,7 +130,7 @@ async fn dispatch(api: &Api, name: &str, params: Vec<Value>) -> Result<Value, Fa
             Ok((name, _)) if name == "system.multicall" => {
                 Err(Fault::new(-32600, "system.multicall cannot be nested".into()))
             }
-            Ok((name, params)) => call(api, &name, params).await,
+            Ok((name, params)) => call(caller, &name, params).await,
             Err(_) => Err(Fault::new(-32602, "each call is a struct {methodName, params}".into())),
         });
     }
@@ -124,7 +138,8 @@ async fn dispatch(api: &Api, name: &str, params: Vec<Value>) -> Result<Value, Fa
 }
 
 /// The methods as a table: name, parameters after the secret, and what they do.
-async fn call(api: &Api, name: &str, params: Vec<Value>) -> Result<Value, Fault> {
+async fn call(caller: &Caller<'_>, name: &str, params: Vec<Value>) -> Result<Value, Fault> {
+    let api = caller.api;
     let expected = match name {
         "send_notification" => 3,
         "addJIDToRoster" | "removeJIDFromRoster" => 2,
@@ -144,7 +159,7 @@ async fn call(api: &Api, name: &str, params: Vec<Value>) -> Result<Value, Fault>
     if params.len() != expected {
         return Err(Fault::new(-32602, format!("{name} takes {expected} parameters, got {}", params.len())));
     }
-    authorize(api, &params[0])?;
+    authorize(caller, &params[0])?;
     let item_result = match name {
         "send_notification" => {
             let jids = Vec::<String>::try_from_value(&params[1])
@@ -181,10 +196,18 @@ async fn call(api: &Api, name: &str, params: Vec<Value>) -> Result<Value, Fault>
     Ok(Value::Boolean(true))
 }
 
-/// The secret, compared in constant time (SPEC §5).
-fn authorize(api: &Api, given: &Value) -> Result<(), Fault> {
+/// The secret, compared in constant time (SPEC §5), under the failed-login back-off.
+fn authorize(caller: &Caller<'_>, given: &Value) -> Result<(), Fault> {
     let given = String::try_from_value(given).unwrap_or_default();
-    if wikiwire_hub::token::same_secret(&given, &api.secret) {
+    let check = || wikiwire_hub::token::same_secret(&given, &caller.api.secret).then_some(());
+    let outcome = match caller.ip {
+        Some(ip) => caller.api.logins.login(ip, check),
+        None => Ok(check()),
+    };
+    if let Err(wait) = outcome {
+        return Err(Fault::new(1, wikiwire_hub::login_guard::refusal(wait)));
+    }
+    if outcome == Ok(Some(())) {
         Ok(())
     } else {
         // Anyone who reaches the listener can send these by the hundred (a multicall): counted

@@ -122,21 +122,29 @@ pub fn authenticate(context: &mut Context<'_>, request: &Request) {
 /// SASL PLAIN (RFC 4616): `authzid \0 authcid \0 password`, base64. The authentication identity
 /// is the publisher's name and the password its token.
 fn verify_plain(context: &mut Context<'_>, payload: &str) {
-    let publisher = base64::engine::general_purpose::STANDARD
-        .decode(payload)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| {
-            let mut parts = text.splitn(3, '\0');
-            let (authzid, authcid, password) = (parts.next()?, parts.next()?, parts.next()?);
-            if !authzid.is_empty() && authzid != authcid {
-                return None;
-            }
-            context.server.hub.publishers().authenticate(authcid, password)
-        });
-    let Some(publisher) = publisher else {
-        tracing::debug!(client = context.client.id, "SASL PLAIN refused");
-        return context.numeric(ERR_SASLFAIL, &[]);
+    let hub = &context.server.hub;
+    let checked = hub.logins().login(context.client.ip, || {
+        let text = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(payload).ok()?).ok()?;
+        let mut parts = text.splitn(3, '\0');
+        let (authzid, authcid, password) = (parts.next()?, parts.next()?, parts.next()?);
+        if !authzid.is_empty() && authzid != authcid {
+            return None;
+        }
+        hub.publishers().authenticate(authcid, password)
+    });
+    let publisher = match checked {
+        Ok(Some(publisher)) => publisher,
+        Ok(None) => {
+            tracing::debug!(client = context.client.id, "SASL PLAIN refused");
+            return context.numeric(ERR_SASLFAIL, &[]);
+        }
+        Err(wait) => {
+            let line = context
+                .from_server(ERR_SASLFAIL.code)
+                .param(context.client.nick())
+                .text(wikiwire_hub::login_guard::refusal(wait));
+            return context.push(line);
+        }
     };
     let name = publisher.name.clone();
     {
@@ -238,11 +246,20 @@ fn try_register(context: &mut Context<'_>) {
     if let (None, Some(password)) = (&account, password) {
         // PASS name:token, or PASS token with the publisher's name as nick.
         let (name, token) = password.split_once(':').unwrap_or((nick.as_str(), password.as_str()));
-        match context.server.hub.publishers().authenticate(name, token) {
-            Some(publisher) => account = Some(publisher),
-            None => {
+        let hub = &context.server.hub;
+        match hub.logins().login(context.client.ip, || hub.publishers().authenticate(name, token)) {
+            Ok(Some(publisher)) => account = Some(publisher),
+            Ok(None) => {
                 context.numeric(ERR_PASSWDMISMATCH, &[]);
                 context.client.close("Password incorrect");
+                return;
+            }
+            Err(wait) => {
+                let refusal = wikiwire_hub::login_guard::refusal(wait);
+                let line =
+                    context.from_server(ERR_PASSWDMISMATCH.code).param(context.client.nick()).text(&refusal);
+                context.push(line);
+                context.client.close(&refusal);
                 return;
             }
         }

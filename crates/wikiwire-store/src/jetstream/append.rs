@@ -444,7 +444,7 @@ fn answer(reply: Result<async_nats::Message, async_nats::RequestError>) -> Attem
     };
     if let Some(error) = reply.error {
         return match error.err_code {
-            codes::WRONG_LAST_SEQUENCE => Attempt::KeyHeld,
+            codes::WRONG_LAST_SEQUENCE | codes::WRONG_LAST_SEQUENCE_CONSTANT => Attempt::KeyHeld,
             codes::BATCH_DUPLICATE_MSG_ID => Attempt::BatchSeenBefore,
             // 503s and the cluster's own hiccups (no quorum, leader change) pass.
             _ if error.code == 503 || error.code == 408 || error.code >= 500 => {

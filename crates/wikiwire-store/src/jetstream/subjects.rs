@@ -18,6 +18,9 @@ pub const BATCH_COMMIT: &str = "Nats-Batch-Commit";
 pub mod codes {
     /// Wrong last sequence: a keyed subject already holds an event.
     pub const WRONG_LAST_SEQUENCE: u64 = 10071;
+    /// The same, without the sequence in its text: what the server answers when the check fails
+    /// while an atomic batch is staged (seen when two nodes publish one key at the same moment).
+    pub const WRONG_LAST_SEQUENCE_CONSTANT: u64 = 10164;
     /// A re-sent atomic batch whose message ids the stream has seen: it committed before.
     pub const BATCH_DUPLICATE_MSG_ID: u64 = 10201;
 }

@@ -39,6 +39,9 @@ pub struct SqliteOptions {
     pub synchronous_full: bool,
     pub readers: usize,
     pub bus_capacity: usize,
+    /// History queries whose filter must read and match row by row (page patterns, globs, flags)
+    /// that may run at once; the others wait, so that such queries cannot take every core.
+    pub concurrent_scans: usize,
     /// How long the integrity check at open may walk the file before it stops (the end of the
     /// log is checked whatever this says).
     pub integrity_budget: Duration,
@@ -53,6 +56,8 @@ impl SqliteOptions {
             readers: 4,
             bus_capacity: crate::bus::DEFAULT_CAPACITY,
             integrity_budget: Duration::from_secs(20),
+            concurrent_scans: std::thread::available_parallelism()
+                .map_or(1, |cores| (cores.get() / 2).max(1)),
         }
     }
 }
@@ -72,6 +77,9 @@ pub struct Stats {
     pub appended: AtomicU64,
     /// Rows passed over by readers because they cannot be read.
     pub unreadable: AtomicU64,
+    /// Row-by-row history queries running now, and the most that ever ran at once.
+    pub scans_running: AtomicU64,
+    pub scans_peak: AtomicU64,
 }
 
 /// State the writer publishes and everyone reads without a database round trip.
@@ -124,6 +132,8 @@ pub struct SqliteStore {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<Readers>,
+    /// Permits for row-by-row queries (see [`SqliteOptions::concurrent_scans`]).
+    scans: Semaphore,
     shared: Arc<Shared>,
 }
 
@@ -188,6 +198,7 @@ impl SqliteStore {
             commands: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
             readers: Arc::new(Readers::new(&options.path, options.readers.max(1))),
+            scans: Semaphore::new(options.concurrent_scans.max(1)),
             shared,
         })
     }
@@ -261,6 +272,10 @@ impl Store for SqliteStore {
     }
 
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
+        let _scan = match query.filter.needs_row_scan() {
+            true => Some(Scan::start(&self.scans, &self.shared.stats).await?),
+            false => None,
+        };
         let shared = Arc::clone(&self.shared);
         self.read(move |connection| read_page(connection, &query, &shared)).await
     }
@@ -427,6 +442,27 @@ pub(crate) fn row_event(id: i64, body: &str) -> Result<Event, StoreError> {
         return Err(corrupt(format!("the stored body names event {}", event.id)));
     }
     Ok(event)
+}
+
+/// A row-by-row query holding its permit, counted while it runs.
+struct Scan<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+    stats: &'a Stats,
+}
+
+impl<'a> Scan<'a> {
+    async fn start(permits: &'a Semaphore, stats: &'a Stats) -> Result<Scan<'a>, StoreError> {
+        let permit = permits.acquire().await.map_err(|_| StoreError::Closed)?;
+        let running = stats.scans_running.fetch_add(1, Ordering::AcqRel) + 1;
+        stats.scans_peak.fetch_max(running, Ordering::AcqRel);
+        Ok(Scan { _permit: permit, stats })
+    }
+}
+
+impl Drop for Scan<'_> {
+    fn drop(&mut self) {
+        self.stats.scans_running.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Read connections, opened on demand up to a bound, reused.
