@@ -68,6 +68,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 replicas: count,
                 credentials: None,
                 ca_file: None,
+                lease_ttl: wikiwire_hub::config::DEFAULT_LEASE_TTL,
             });
             Some(servers)
         }

@@ -58,7 +58,7 @@ impl From<StoreError> for ApiError {
                 retry_after: Some(5),
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the hub is shutting down; try again")
             },
-            StoreError::Backend(_) | StoreError::NewerSchema { .. } => {
+            StoreError::Backend(_) | StoreError::NewerSchema { .. } | StoreError::Conflict(_) => {
                 tracing::error!(%error, "store failure answering a request");
                 ApiError {
                     retry_after: Some(5),

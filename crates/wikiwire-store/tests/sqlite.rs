@@ -183,11 +183,11 @@ async fn cursors_persist() {
     let directory = tempfile::tempdir().unwrap();
     let store = open(&directory);
     assert_eq!(store.cursor("relay:libera").await.unwrap(), None);
-    store.set_cursor("relay:libera", 7).await.unwrap();
-    store.set_cursor("relay:libera", 9).await.unwrap();
+    let revision = store.set_cursor("relay:libera", 7, 0).await.unwrap();
+    let revision = store.set_cursor("relay:libera", 9, revision).await.unwrap();
     store.close().await;
     let store = open(&directory);
-    assert_eq!(store.cursor("relay:libera").await.unwrap(), Some(9));
+    assert_eq!(store.cursor("relay:libera").await.unwrap(), Some(wikiwire_store::Cursor { id: 9, revision }));
     store.close().await;
 }
 
@@ -243,7 +243,8 @@ async fn a_user_filter_is_answered_by_the_index_and_old_files_get_the_column() {
     let connection = rusqlite::Connection::open(&path).unwrap();
     connection
         .execute_batch(
-            "DROP INDEX events_by_user; ALTER TABLE events DROP COLUMN user; PRAGMA user_version = 1;",
+            "DROP INDEX events_by_user; ALTER TABLE events DROP COLUMN user;
+             ALTER TABLE cursors DROP COLUMN revision; PRAGMA user_version = 1;",
         )
         .unwrap();
     drop(connection);
@@ -302,7 +303,7 @@ async fn salvage_copies_what_reads_and_reserves_the_ids_of_what_does_not() {
     for n in 1..=20 {
         store.append(vec![edit("A", &format!("P{n}"))]).await.unwrap();
     }
-    store.set_cursor("relay:x", 12).await.unwrap();
+    store.set_cursor("relay:x", 12, 0).await.unwrap();
     store.close().await;
     let damaged = directory.path().join("events.sqlite");
     let raw = rusqlite::Connection::open(&damaged).unwrap();
@@ -322,7 +323,7 @@ async fn salvage_copies_what_reads_and_reserves_the_ids_of_what_does_not() {
     let page = store.query(Query::after(0, 100)).await.unwrap();
     assert_eq!(page.unreadable, vec![5, 6, 9, 19, 20]);
     assert_eq!(page.events.len(), 15);
-    assert_eq!(store.cursor("relay:x").await.unwrap(), Some(12));
+    assert_eq!(store.cursor("relay:x").await.unwrap().map(|cursor| cursor.id), Some(12));
     assert_eq!(store.append(vec![edit("A", "next")]).await.unwrap()[0].event.id, 21);
     store.close().await;
 }

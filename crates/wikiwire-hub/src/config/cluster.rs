@@ -2,11 +2,14 @@
 //! hub nodes; absent, in SQLite on this machine.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 /// Copies of the stream when the configuration does not say.
 pub const DEFAULT_REPLICAS: usize = 3;
+/// A job's lease lifetime when the configuration does not say.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,10 +26,18 @@ pub struct ClusterConfig {
     pub credentials: Option<PathBuf>,
     /// CA certificates (PEM) for NATS over TLS; set, TLS is required.
     pub ca_file: Option<PathBuf>,
+    /// How long a node may go without renewing the lease of a job it runs (each relay, the bot)
+    /// before another node takes the job over.
+    #[serde(default = "default_lease_ttl", deserialize_with = "super::duration")]
+    pub lease_ttl: Duration,
 }
 
 fn default_replicas() -> usize {
     DEFAULT_REPLICAS
+}
+
+fn default_lease_ttl() -> Duration {
+    DEFAULT_LEASE_TTL
 }
 
 impl ClusterConfig {
@@ -54,6 +65,12 @@ impl ClusterConfig {
             problems.push(format!(
                 "cluster.replicas: {}: 1 (one NATS server) or 3 (survives the loss of one)",
                 self.replicas
+            ));
+        }
+        if self.lease_ttl < Duration::from_secs(2) || self.lease_ttl > Duration::from_secs(300) {
+            problems.push(format!(
+                "cluster.lease_ttl: {:?}: between 2s and 5m (a dead node's jobs move after about this long)",
+                self.lease_ttl
             ));
         }
         for (key, path) in [("credentials", &self.credentials), ("ca_file", &self.ca_file)] {

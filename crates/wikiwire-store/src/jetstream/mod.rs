@@ -8,6 +8,7 @@
 //! | [`append`] | the node's one writer: group commit as JetStream atomic batches, retries and their resolution |
 //! | [`apply`] | stream → replica → bus, gaps after retention, the stream's identity, readiness |
 //! | [`subjects`] | subject names (one per key), headers, error codes |
+//! | [`lease`] | leases for jobs that run once in the cluster (relays, the bot), with fencing |
 //!
 //! Nodes never talk to each other; NATS is the only thing they share. This module must never
 //! announce an event that the stream has not stored, and never serve ids from a stream that is not
@@ -15,6 +16,7 @@
 
 mod append;
 mod apply;
+pub mod lease;
 pub mod subjects;
 
 use std::path::PathBuf;
@@ -28,8 +30,8 @@ use tokio::sync::{mpsc, watch};
 use wikiwire_event::{Draft, Event};
 
 use crate::{
-    Appended, Bounds, Bus, ClusterStatus, Page, Query, Retention, SqliteOptions, SqliteStore, Store,
-    StoreError,
+    Appended, Bounds, Bus, ClusterStatus, Cursor, Leases, Page, Query, Retention, SqliteOptions, SqliteStore,
+    Store, StoreError,
 };
 
 /// The replica state row that records which stream it follows (the stream's creation time, µs).
@@ -58,6 +60,9 @@ pub struct JetStreamOptions {
     pub publish_timeout: Duration,
     /// How long `open` waits for NATS and the stream.
     pub connect_timeout: Duration,
+    /// How long a job's lease lives without renewal: a dead node's relays and bot move to
+    /// another node after about this long.
+    pub lease_ttl: Duration,
     /// For `wikiwire migrate`: the first id of a stream made by this open.
     pub first_sequence: Option<u64>,
     /// Fault injection for tests: the writer throws away this many answers of the stream after
@@ -84,6 +89,7 @@ impl JetStreamOptions {
             retention: Retention::default(),
             publish_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(15),
             first_sequence: None,
             lose_answers: 0,
         }
@@ -134,6 +140,7 @@ pub(crate) struct Inner {
     client: async_nats::Client,
     stream: stream::Stream,
     cursors: kv::Store,
+    leases: Arc<lease::NatsLeases>,
     replica: SqliteStore,
     /// The newest id the replica applied and announced.
     applied: watch::Sender<u64>,
@@ -200,6 +207,27 @@ impl JetStreamStore {
             async move { context.create_or_update_key_value(config).await.map_err(|error| error.to_string()) }
         })
         .await?;
+        let lease_bucket = retry_until(deadline, "the lease bucket", || {
+            let config = kv::Config {
+                bucket: format!("{}_leases", options.stream),
+                description: "wikiwire: which node runs each relay and the bot".into(),
+                history: 1,
+                max_age: options.lease_ttl,
+                num_replicas: options.replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            };
+            let context = context.clone();
+            async move { context.create_or_update_key_value(config).await.map_err(|error| error.to_string()) }
+        })
+        .await?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let leases = Arc::new(lease::NatsLeases::new(
+            lease_bucket,
+            options.node.clone(),
+            options.lease_ttl,
+            stop.clone(),
+        ));
         let mut replica_options = SqliteOptions::new(&options.replica);
         // The replica is a cache of the stream: a node that loses it rebuilds it from there.
         replica_options.synchronous_full = false;
@@ -252,9 +280,10 @@ impl JetStreamStore {
             client,
             stream,
             cursors,
+            leases,
             replica,
             fatal: Mutex::new(None),
-            stop: tokio_util::sync::CancellationToken::new(),
+            stop,
             retries: AtomicU64::new(0),
             resolved: AtomicU64::new(0),
             apply_wait_timeouts: AtomicU64::new(0),
@@ -353,29 +382,45 @@ impl Store for JetStreamStore {
         self.inner.replica.bus()
     }
 
-    async fn cursor(&self, name: &str) -> Result<Option<u64>, StoreError> {
+    async fn cursor(&self, name: &str) -> Result<Option<Cursor>, StoreError> {
         let entry = self
             .inner
             .cursors
-            .get(subjects::cursor_key(name))
+            .entry(subjects::cursor_key(name))
             .await
             .map_err(|error| StoreError::Unavailable(error.to_string()))?;
-        entry
-            .map(|value| {
-                std::str::from_utf8(&value).ok().and_then(|text| text.parse::<u64>().ok()).ok_or_else(|| {
-                    StoreError::Backend(format!("cursor {name:?} holds something that is not an id"))
-                })
-            })
-            .transpose()
+        let Some(entry) = entry.filter(|entry| entry.operation == kv::Operation::Put) else {
+            return Ok(None);
+        };
+        let id =
+            std::str::from_utf8(&entry.value).ok().and_then(|text| text.parse::<u64>().ok()).ok_or_else(
+                || StoreError::Backend(format!("cursor {name:?} holds something that is not an id")),
+            )?;
+        Ok(Some(Cursor { id, revision: entry.revision }))
     }
 
-    async fn set_cursor(&self, name: &str, id: u64) -> Result<(), StoreError> {
-        self.inner
-            .cursors
-            .put(subjects::cursor_key(name), id.to_string().into())
-            .await
-            .map(drop)
-            .map_err(|error| StoreError::Unavailable(error.to_string()))
+    async fn set_cursor(&self, name: &str, id: u64, revision: u64) -> Result<u64, StoreError> {
+        let key = subjects::cursor_key(name);
+        let conflict = || {
+            StoreError::Conflict(format!(
+                "cursor {name:?} was moved by someone else since revision {revision}"
+            ))
+        };
+        let value = id.to_string().into();
+        if revision == 0 {
+            return self.inner.cursors.create(key, value).await.map_err(|error| match error.kind() {
+                kv::CreateErrorKind::AlreadyExists => conflict(),
+                _ => StoreError::Unavailable(error.to_string()),
+            });
+        }
+        self.inner.cursors.update(key, value, revision).await.map_err(|error| match error.kind() {
+            kv::UpdateErrorKind::WrongLastRevision => conflict(),
+            _ => StoreError::Unavailable(error.to_string()),
+        })
+    }
+
+    fn leases(&self) -> Arc<dyn Leases> {
+        Arc::clone(&self.inner.leases) as Arc<dyn Leases>
     }
 
     /// The server applies retention to the stream; the applier prunes the replica to match.

@@ -17,7 +17,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use wikiwire_event::{Draft, Event};
 
-use crate::{Appended, Bounds, Bus, MAX_PAGE, Page, Query, Retention, Store, StoreError};
+use crate::{Appended, Bounds, Bus, Cursor, MAX_PAGE, Page, Query, Retention, Store, StoreError};
 pub use salvage::{Salvage, salvage};
 use schema::backend;
 use writer::{Command, Writer, from_sql_id, to_sql_id};
@@ -295,21 +295,22 @@ impl Store for SqliteStore {
         self.shared.fault.lock().ok().and_then(|fault| fault.clone())
     }
 
-    async fn cursor(&self, name: &str) -> Result<Option<u64>, StoreError> {
+    async fn cursor(&self, name: &str) -> Result<Option<Cursor>, StoreError> {
         let name = name.to_owned();
         self.read(move |connection| {
             connection
-                .query_row("SELECT id FROM cursors WHERE name = ?1", [name], |row| row.get::<_, i64>(0))
+                .query_row("SELECT id, revision FROM cursors WHERE name = ?1", [name], |row| {
+                    Ok(Cursor { id: from_sql_id(row.get(0)?), revision: from_sql_id(row.get(1)?) })
+                })
                 .optional()
-                .map(|id| id.map(from_sql_id))
                 .map_err(backend)
         })
         .await
     }
 
-    async fn set_cursor(&self, name: &str, id: u64) -> Result<(), StoreError> {
+    async fn set_cursor(&self, name: &str, id: u64, revision: u64) -> Result<u64, StoreError> {
         let name = name.to_owned();
-        self.command(|reply| Command::SetCursor { name, id, reply }).await
+        self.command(|reply| Command::SetCursor { name, id, revision, reply }).await
     }
 
     async fn prune(&self, retention: Retention) -> Result<u64, StoreError> {

@@ -30,6 +30,9 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE events ADD COLUMN user TEXT;
      UPDATE events SET user = json_extract(body, '$.user');
      CREATE INDEX events_by_user ON events(user, id);",
+    // 3: cursors with a revision, so that a job's write is fenced (moved only from the revision
+    // that job last wrote).
+    "ALTER TABLE cursors ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;",
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -27,7 +27,8 @@ pub enum Command {
     SetCursor {
         name: String,
         id: u64,
-        reply: oneshot::Sender<Result<(), StoreError>>,
+        revision: u64,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     Prune {
         retention: Retention,
@@ -78,17 +79,8 @@ impl Writer {
                     }
                     self.commit_group(group);
                 }
-                Command::SetCursor { name, id, reply } => {
-                    let result = self
-                        .connection
-                        .execute(
-                            "INSERT INTO cursors (name, id, updated) VALUES (?1, ?2, ?3)
-                             ON CONFLICT(name) DO UPDATE SET id = excluded.id, updated = excluded.updated",
-                            params![name, to_sql_id(id), Timestamp::now().millis()],
-                        )
-                        .map(drop)
-                        .map_err(backend);
-                    let _ = reply.send(result);
+                Command::SetCursor { name, id, revision, reply } => {
+                    let _ = reply.send(self.set_cursor(&name, id, revision));
                 }
                 Command::Prune { retention, reply } => {
                     let _ = reply.send(self.prune(retention));
@@ -114,6 +106,34 @@ impl Writer {
         if let Err(error) = self.connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
             tracing::warn!(%error, "checkpoint at close failed");
         }
+    }
+
+    /// A fenced cursor move: from `revision` (0: a new cursor) to the next one.
+    fn set_cursor(&mut self, name: &str, id: u64, revision: u64) -> Result<u64, StoreError> {
+        let now = Timestamp::now().millis();
+        let changed = if revision == 0 {
+            self.connection
+                .execute(
+                    "INSERT INTO cursors (name, id, updated, revision) VALUES (?1, ?2, ?3, 1)
+                     ON CONFLICT(name) DO NOTHING",
+                    params![name, to_sql_id(id), now],
+                )
+                .map_err(backend)?
+        } else {
+            self.connection
+                .execute(
+                    "UPDATE cursors SET id = ?2, updated = ?3, revision = revision + 1
+                     WHERE name = ?1 AND revision = ?4",
+                    params![name, to_sql_id(id), now, to_sql_id(revision)],
+                )
+                .map_err(backend)?
+        };
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "cursor {name:?} was moved by someone else since revision {revision}"
+            )));
+        }
+        Ok(revision + 1)
     }
 
     fn commit_group(&mut self, group: Vec<Request>) {

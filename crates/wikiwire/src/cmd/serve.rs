@@ -160,12 +160,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             Ok(Arc::new(store))
         }
         Some(cluster) => {
-            if !config.relays.is_empty() || config.xmpp.is_some() {
-                // Each node runs what its own file configures: a relay or bot on every node would
-                // post every line once per node.
+            if config.xmpp.is_some() {
+                // Relays take a lease and run once in the cluster; the bot does not yet: on
+                // every node it would deliver every notification once per node.
                 tracing::warn!(
                     node = %cluster.node,
-                    "relays and the Jabber bot run on this node only: configure them on one node of the cluster"
+                    "the Jabber bot runs on this node only: configure [xmpp] on one node of the cluster"
                 );
             }
             let options = jetstream_options(config, cluster, retention);
@@ -184,6 +184,7 @@ pub fn jetstream_options(config: &Config, cluster: &ClusterConfig, retention: Re
     options.credentials.clone_from(&cluster.credentials);
     options.ca_file.clone_from(&cluster.ca_file);
     options.retention = retention;
+    options.lease_ttl = cluster.lease_ttl;
     options
 }
 

@@ -1,0 +1,200 @@
+"""Jobs that must run once in a cluster (issue 11): a relay configured on every hub node runs on
+exactly one, moves to another node when its node dies or is paused, and its channel on the other
+network (ngIRCd from Debian) gets every event in order, at most the one line in flight twice.
+
+Real three-node NATS cluster, hub processes killed or stopped by their PIDs. Takeover times are
+written to target/test-artifacts/cluster-jobs.txt (figures, not assertions)."""
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from conftest import MOIN_TOKEN, ROOT, Hub, NgIrcd, parse
+from nats_cluster import NatsCluster
+from test_relay import Observer
+
+ARTIFACTS = ROOT / "target" / "test-artifacts"
+TTL = 4
+
+
+def report(line):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with open(ARTIFACTS / "cluster-jobs.txt", "a") as out:
+        out.write(line + "\n")
+    print(line)
+
+
+@pytest.fixture
+def nats(tmp_path):
+    cluster = NatsCluster(tmp_path / "nats")
+    yield cluster
+    cluster.close()
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not reached in {timeout}s"
+        time.sleep(0.05)
+
+
+def relay_node(tmp_path, nats, node, ngircd):
+    directory = tmp_path / node
+    directory.mkdir(exist_ok=True)
+    extra = (
+        nats.toml_section(node) + f'lease_ttl = "{TTL}s"\n\n'
+        f'[[relay]]\nurl = "irc://127.0.0.1:{ngircd.port}/#wiki-feed"\nnick = "wikirelay"\n'
+        'format = "packed"\nfilter = "wiki=MoinMaster"\nrate = 2\n'
+    )
+    return Hub(directory, extra=extra)
+
+
+def relaying(hub):
+    """Whether this node's relay is in the channel; a stopped or dead node is not asked."""
+    try:
+        return hub.metric("wikiwire_relay_connected") == 1
+    except Exception:
+        return False
+
+
+class Publisher(threading.Thread):
+    """One MoinMaster event every `pause` seconds, to whichever node answers."""
+
+    def __init__(self, hubs, pause=0.25):
+        super().__init__(daemon=True)
+        self.hubs, self.pause = hubs, pause
+        self.ids = []
+        self.stopping = threading.Event()
+
+    def run(self):
+        n = 0
+        while not self.stopping.is_set():
+            for hub in list(self.hubs):
+                try:
+                    status, body = hub.request("POST", "/api/v1/events", [
+                        {"wiki": "MoinMaster", "action": "SAVE", "page": f"Relayed {n}", "user": "u"}], token=MOIN_TOKEN)
+                except Exception:
+                    continue
+                if status in (200, 201):
+                    self.ids.extend(json.loads(body)["ids"])
+                    n += 1
+                    break
+            time.sleep(self.pause)
+
+
+class Watcher(threading.Thread):
+    """The observer in the channel, reading all the time (the relay must never wait on it)."""
+
+    def __init__(self, observer):
+        super().__init__(daemon=True)
+        self.observer = observer
+        self.lines = []  # (time, nick, id)
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            line = self.observer.raw.read_line(0.2)
+            if line is None:
+                continue
+            tags, source, verb, params = parse(line)
+            if verb == "PRIVMSG":
+                self.observer.take(line)
+                self.lines.append((time.monotonic(), source.split("!")[0], self.observer.ids[-1]))
+
+
+def check_channel(watcher, published):
+    """Every published event in the channel, in order; at most the one line in flight twice."""
+    ids = [event_id for _, _, event_id in watcher.lines]
+    assert sorted(set(ids)) == sorted(published), (sorted(set(published) - set(ids)), ids)
+    first_seen = list(dict.fromkeys(ids))
+    assert first_seen == sorted(first_seen), ids
+    repeats = len(ids) - len(set(ids))
+    assert repeats <= 1, ids
+    return repeats
+
+
+def start(tmp_path, nats):
+    ngircd = NgIrcd(tmp_path / "ngircd")
+    observer = Observer(ngircd.port, "#wiki-feed")
+    watcher = Watcher(observer)
+    watcher.start()
+    hubs = [relay_node(tmp_path, nats, node, ngircd) for node in ("a", "b")]
+    wait_for(lambda: sum(relaying(hub) for hub in hubs) == 1, 30, "one node relaying")
+    time.sleep(1)
+    assert sum(relaying(hub) for hub in hubs) == 1, "exactly one node runs the relay"
+    holder = next(hub for hub in hubs if relaying(hub))
+    other = next(hub for hub in hubs if hub is not holder)
+    return ngircd, watcher, hubs, holder, other
+
+
+def finish(publisher, watcher, hubs, ngircd, timeout=90):
+    publisher.stopping.set()
+    publisher.join(10)
+    last = max(publisher.ids)
+    wait_for(lambda: last in [event_id for _, _, event_id in watcher.lines], timeout, f"event {last} in the channel")
+    time.sleep(1)
+    watcher.stopping.set()
+    watcher.join(5)
+    for hub in hubs:
+        hub.stop(signal.SIGKILL)
+    ngircd.stop()
+
+
+def test_the_relay_moves_when_its_node_is_killed(tmp_path, nats):
+    ngircd, watcher, hubs, holder, other = start(tmp_path, nats)
+    publisher = Publisher([other])
+    publisher.start()
+    try:
+        wait_for(lambda: len(watcher.lines) >= 8, 60, "lines before the kill")
+        killed_at = time.monotonic()
+        holder.stop(signal.SIGKILL)
+        wait_for(lambda: relaying(other), TTL + 20, "the other node to take the relay")
+        joined = time.monotonic() - killed_at
+        wait_for(lambda: any(at > killed_at + joined for at, _, _ in watcher.lines), 30, "a line after the takeover")
+        first_line = min(at for at, _, _ in watcher.lines if at > killed_at) - killed_at
+        wait_for(lambda: len(publisher.ids) >= 30, 60, "30 events published")
+    finally:
+        finish(publisher, watcher, hubs, ngircd)
+    repeats = check_channel(watcher, publisher.ids)
+    report(f"relay, kill -9 of its node (lease ttl {TTL} s): the other node joined after {joined:.1f} s, "
+           f"first line after {first_line:.1f} s; {len(publisher.ids)} events, {repeats} line(s) repeated")
+
+
+def test_a_paused_holder_sends_nothing_after_it_wakes(tmp_path, nats):
+    ngircd, watcher, hubs, holder, other = start(tmp_path, nats)
+    publisher = Publisher([other])
+    publisher.start()
+    try:
+        wait_for(lambda: len(watcher.lines) >= 5, 60, "lines before the pause")
+        stopped_at = time.monotonic()
+        os.kill(holder.process.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: relaying(other), TTL * 2, "the other node to take the relay while the holder sleeps")
+            taken = time.monotonic() - stopped_at
+            time.sleep(max(0, TTL * 2 - (time.monotonic() - stopped_at)))
+        finally:
+            os.kill(holder.process.pid, signal.SIGCONT)
+        woke_at = time.monotonic()
+        nicks_before = {nick for at, nick, _ in watcher.lines if at < stopped_at}
+        wait_for(lambda: len(publisher.ids) >= 30, 60, "30 events published")
+        wait_for(lambda: not relaying(holder), 15, "the woken node to stop relaying")
+        assert relaying(other), "the new holder keeps the relay"
+    finally:
+        finish(publisher, watcher, hubs, ngircd)
+    check_channel(watcher, publisher.ids)
+    # The old holder's nick spoke only before its pause (the new one joined under another nick,
+    # the old connection still holding "wikirelay" while it slept), and nothing came from it
+    # after it woke: exactly one holder throughout.
+    (old_nick,) = nicks_before
+    late = [(at - woke_at, event_id) for at, nick, event_id in watcher.lines if nick == old_nick and at > stopped_at + 1]
+    assert not late, f"the paused holder spoke after its pause: {late}"
+    log = (holder.directory / "hub.log").read_text()
+    assert "the relay's lease was lost" in log, log[-3000:]
+    assert any(reason in log for reason in (
+        "lease not renewed in time", "lease taken over by another node", "cursor was moved by another node")), log[-3000:]
+    report(f"relay, SIGSTOP of its node for {2 * TTL} s: the other node took over after {taken:.1f} s; "
+           f"the woken node sent nothing more")
