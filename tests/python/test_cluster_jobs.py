@@ -198,3 +198,40 @@ def test_a_paused_holder_sends_nothing_after_it_wakes(tmp_path, nats):
         "lease not renewed in time", "lease taken over by another node", "cursor was moved by another node")), log[-3000:]
     report(f"relay, SIGSTOP of its node for {2 * TTL} s: the other node took over after {taken:.1f} s; "
            f"the woken node sent nothing more")
+
+
+def ready(hub):
+    try:
+        return hub.request("GET", "/healthz")[0] == 200
+    except Exception:
+        return False
+
+
+def test_rolling_restart_of_every_nats_and_hub_node_under_load(tmp_path, nats):
+    ngircd, watcher, hubs, holder, other = start(tmp_path, nats)
+    publisher = Publisher(hubs)
+    publisher.start()
+    steps = []
+    try:
+        wait_for(lambda: len(watcher.lines) >= 3, 60, "lines before the restarts")
+        for index in range(nats.size):
+            began = time.monotonic()
+            nats.processes[index].terminate()
+            nats.processes[index].wait(30)
+            nats.restart(index)
+            steps.append(f"nats n{index} {time.monotonic() - began:.1f} s")
+        for hub in hubs:
+            began = time.monotonic()
+            assert hub.stop() == 0
+            hub.start()
+            wait_for(lambda: ready(hub), 60, "the restarted node ready")
+            steps.append(f"hub {hub.directory.name} {time.monotonic() - began:.1f} s")
+        wait_for(lambda: sum(relaying(hub) for hub in hubs) == 1, 60, "one node relaying after the restarts")
+        published = len(publisher.ids)
+        wait_for(lambda: len(publisher.ids) >= published + 5, 60, "publishing after the restarts")
+    finally:
+        finish(publisher, watcher, hubs, ngircd)
+    repeats = check_channel(watcher, publisher.ids)
+    takeovers = sum((hub.directory / "hub.log").read_text().count("this node runs the relay") for hub in hubs)
+    report(f"relay, rolling restart ({', '.join(steps)}): {len(publisher.ids)} events, "
+           f"the relay started {takeovers} times across the nodes, {repeats} line(s) repeated")

@@ -156,20 +156,13 @@ impl Relay {
         let publishing = connection.is_wikiwire();
         let name = self.config.cursor_name();
         let store = self.hub.store();
-        let fenced = |result: Result<u64, StoreError>| match result {
-            Err(StoreError::Conflict(reason)) => {
-                tracing::warn!(relay = %self.target, %reason, "the relay's cursor was moved by another node");
-                Err(RelayError::LeaseLost)
-            }
-            other => other.map_err(RelayError::from),
-        };
         // Claim the cursor: from here on, a node that ran the relay before cannot move it.
         let (after, mut revision) = match store.cursor(&name).await? {
-            Some(cursor) => (cursor.id, fenced(store.set_cursor(&name, cursor.id, cursor.revision).await)?),
+            Some(cursor) => (cursor.id, self.move_cursor(lease, cursor.id, cursor.revision).await?),
             None => {
                 // A new relay starts at the end of the log; from then on nothing is missed.
                 let last = store.bounds().await?.last_id;
-                (last, fenced(store.set_cursor(&name, last, 0).await)?)
+                (last, self.move_cursor(lease, last, 0).await?)
             }
         };
         let mut follower = self.hub.follow(Some(after), self.filter.clone(), Lag::Resume).await?;
@@ -193,7 +186,7 @@ impl Relay {
                     Item::Event(event) => event,
                     Item::Gap { from, to } => {
                         tracing::warn!(relay = %self.target, from, to, "events removed by retention, or unreadable, before the relay sent them");
-                        revision = fenced(store.set_cursor(&name, to, revision).await)?;
+                        revision = self.move_cursor(lease, to, revision).await?;
                         continue;
                     }
                 },
@@ -211,8 +204,33 @@ impl Relay {
             }
             self.deliver(&mut connection, lease, &event, &channel, budget, publishing).await?;
             next_send = Instant::now() + interval;
-            revision = fenced(store.set_cursor(&name, event.id, revision).await)?;
+            revision = self.move_cursor(lease, event.id, revision).await?;
             self.hub.metrics().relay_lines.inc();
+        }
+    }
+
+    /// Moves the cursor from the revision this holder wrote last. A line already delivered is
+    /// worth waiting for: while the lease holds, a log that is out of reach for a moment (a NATS
+    /// failover) is tried again rather than the session ended, which would send the line twice.
+    /// Another writer means another node runs the relay now: stop.
+    async fn move_cursor(&self, lease: &Lease, id: u64, revision: u64) -> Result<u64, RelayError> {
+        let store = self.hub.store();
+        let name = self.config.cursor_name();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match store.set_cursor(&name, id, revision).await {
+                Ok(revision) => return Ok(revision),
+                Err(StoreError::Conflict(reason)) => {
+                    tracing::warn!(relay = %self.target, %reason, "the relay's cursor was moved by another node");
+                    return Err(RelayError::LeaseLost);
+                }
+                Err(StoreError::Unavailable(reason)) if lease.valid() => {
+                    tracing::debug!(relay = %self.target, %reason, "the cursor cannot be written yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
     }
 
