@@ -190,6 +190,12 @@ pub trait Store: Send + Sync + 'static {
     /// Writing the same id claims the cursor: a holder that was deposed cannot write it after.
     async fn set_cursor(&self, name: &str, id: u64, revision: u64) -> Result<u64, StoreError>;
 
+    /// The Jabber bot's state shared by every node of a cluster; `None` when the store is not
+    /// clustered (the bot keeps its own file then).
+    async fn shared_outbox(&self) -> Result<Option<Arc<jetstream::outbox::SharedOutbox>>, StoreError> {
+        Ok(None)
+    }
+
     /// Who runs the jobs that must run once (a relay, the bot).
     fn leases(&self) -> Arc<dyn Leases> {
         Arc::new(LocalLeases)

@@ -51,7 +51,7 @@ async fn follow(
     filter: Filter,
     items_for: impl Fn(&Bot, &wikiwire_event::Event) -> Vec<Item>,
 ) {
-    let shutdown = bot.hub.shutdown().clone();
+    let shutdown = bot.stop.clone();
     let mut delay = Duration::from_secs(1);
     loop {
         let result = tokio::select! {
@@ -80,7 +80,11 @@ async fn follow_once(
 ) -> Result<(), String> {
     let text = |error: &dyn std::fmt::Display| error.to_string();
     let after = match bot.state.cursor(cursor).await.map_err(|error| text(&error))? {
-        Some(after) => after,
+        Some(after) => {
+            // Claimed: a node that ran the bot before cannot move this position any more.
+            bot.state.enqueue_at(Vec::new(), cursor, after).await.map_err(|error| text(&error))?;
+            after
+        }
         None => {
             let last = bot.hub.store().bounds().await.map_err(|error| text(&error))?.last_id;
             bot.state.enqueue_at(Vec::new(), cursor, last).await.map_err(|error| text(&error))?;

@@ -31,9 +31,87 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_xmpp::jid::Jid;
 use wikiwire_hub::{Config, Hub};
+use wikiwire_store::Lease;
+
+/// Everything one run of the bot needs; a run lasts as long as this node holds the bot's lease.
+struct Run {
+    hub: Arc<Hub>,
+    xmpp: wikiwire_hub::config::XmppConfig,
+    state: state::State,
+    wiki: Option<Arc<wiki::Wiki>>,
+    wake: Arc<Notify>,
+    server: String,
+}
+
+impl Run {
+    /// Takes the bot's lease (at once on one node), runs the bot until the lease is lost or the
+    /// hub stops, and waits for the lease again.
+    async fn forever(self) {
+        let shutdown = self.hub.shutdown().clone();
+        let leases = self.hub.store().leases();
+        loop {
+            let Some(lease) = leases.acquire("xmpp", &shutdown).await else { return };
+            let lease = Arc::new(lease);
+            tracing::info!("this node runs the Jabber bot");
+            let stop = shutdown.child_token();
+            let tasks = TaskTracker::new();
+            if let Err(error) = self.once(&lease, &stop, &tasks) {
+                tracing::error!(%error, "the Jabber bot cannot start");
+                return;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = lease.lost() => tracing::warn!("the bot's lease was lost: this node stopped the Jabber bot"),
+            }
+            stop.cancel();
+            tasks.close();
+            if tokio::time::timeout(std::time::Duration::from_secs(10), tasks.wait()).await.is_err() {
+                tracing::warn!("the Jabber bot's tasks did not stop in time");
+            }
+            self.hub.metrics().xmpp_connected.set(0);
+            if shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    /// Starts the session, dispatcher, command workers and followers of one run.
+    fn once(&self, lease: &Arc<Lease>, stop: &CancellationToken, tasks: &TaskTracker) -> Result<(), String> {
+        let xmpp = &self.xmpp;
+        let jid = Jid::new(&xmpp.jid).map_err(|error| format!("xmpp.jid: {error}"))?;
+        let connector = connector::Connector::new(&self.server, xmpp.port, xmpp.ca_file.as_deref())?;
+        let (session, incoming, session_task) =
+            session::start(connector, jid, xmpp.password.clone(), xmpp.keepalive, stop.clone());
+        let (bot, commands) = bot::Bot::new(
+            Arc::clone(&self.hub),
+            Arc::clone(lease),
+            stop.clone(),
+            xmpp.clone(),
+            self.state.clone(),
+            session,
+            self.wiki.clone(),
+            Arc::clone(&self.wake),
+        )?;
+        tasks.spawn(async move {
+            let _ = session_task.await;
+        });
+        tasks.spawn(Arc::clone(&bot).run_incoming(incoming));
+        tasks.spawn(Arc::clone(&bot).run_dispatch());
+        let commands = Arc::new(tokio::sync::Mutex::new(commands));
+        for _ in 0..bot::COMMAND_WORKERS {
+            tasks.spawn(Arc::clone(&bot).run_commands(Arc::clone(&commands)));
+        }
+        tasks.spawn(feeds::subscriptions(Arc::clone(&bot)));
+        for room in xmpp.rooms.clone() {
+            tasks.spawn(feeds::room(Arc::clone(&bot), room));
+        }
+        Ok(())
+    }
+}
 
 /// What `start` brought up.
 pub struct Started {
@@ -42,22 +120,32 @@ pub struct Started {
     pub jid: String,
 }
 
-/// Starts the bot when `[xmpp]` is configured: its session, dispatcher, command workers,
-/// followers and, with `[xmlrpc]`, the API for wikis. Everything ends with the hub's shutdown.
+/// Starts the bot when `[xmpp]` is configured: with `[xmlrpc]`, the API for wikis (on every
+/// node of a cluster); and, while this node holds the bot's lease, its session, dispatcher,
+/// command workers and followers. Everything ends with the hub's shutdown.
 pub async fn start(hub: Arc<Hub>, config: &Config, tracker: &TaskTracker) -> Result<Option<Started>, String> {
     let Some(xmpp) = config.xmpp.clone() else {
         return Ok(None);
     };
-    let state =
-        state::State::open(&config.data_dir.join("xmpp.sqlite")).map_err(|error| error.to_string())?;
+    // In a cluster the outbox, positions and subscriptions are shared in NATS: any node takes
+    // the wikis' calls, the node holding the bot's lease delivers.
+    let shared = hub.store().shared_outbox().await.map_err(|error| error.to_string())?;
+    let state = match &shared {
+        Some(outbox) => state::State::shared(Arc::clone(outbox)),
+        None => state::State::open(&config.data_dir.join("xmpp.sqlite")).map_err(|error| error.to_string())?,
+    };
     let jid = Jid::new(&xmpp.jid).map_err(|error| format!("xmpp.jid: {error}"))?;
     let server = xmpp.server.clone().unwrap_or_else(|| jid.domain().to_string());
-    let connector = connector::Connector::new(&server, xmpp.port, xmpp.ca_file.as_deref())?;
+    // Checked once here, so that a bad CA file stops the start instead of every run.
+    connector::Connector::new(&server, xmpp.port, xmpp.ca_file.as_deref())?;
     let wiki = match &config.wiki {
         Some(wiki) => Some(Arc::new(wiki::Wiki::new(wiki, Arc::clone(hub.metrics()))?)),
         None => None,
     };
     let wake = Arc::new(Notify::new());
+    if let Some(outbox) = &shared {
+        outbox.notify_on_items(Arc::clone(&wake)).await.map_err(|error| error.to_string())?;
+    }
     let xmlrpc = match &config.xmlrpc {
         Some(api) => {
             let listener = TcpListener::bind(api.listen)
@@ -88,22 +176,7 @@ pub async fn start(hub: Arc<Hub>, config: &Config, tracker: &TaskTracker) -> Res
         }
         None => None,
     };
-    let (session, incoming, session_task) =
-        session::start(connector, jid, xmpp.password.clone(), xmpp.keepalive, hub.shutdown().clone());
-    let rooms = xmpp.rooms.clone();
-    let (bot, commands) = bot::Bot::new(Arc::clone(&hub), xmpp.clone(), state, session, wiki, wake)?;
-    tracker.spawn(async move {
-        let _ = session_task.await;
-    });
-    tracker.spawn(Arc::clone(&bot).run_incoming(incoming));
-    tracker.spawn(Arc::clone(&bot).run_dispatch());
-    let commands = Arc::new(tokio::sync::Mutex::new(commands));
-    for _ in 0..bot::COMMAND_WORKERS {
-        tracker.spawn(Arc::clone(&bot).run_commands(Arc::clone(&commands)));
-    }
-    tracker.spawn(feeds::subscriptions(Arc::clone(&bot)));
-    for room in rooms {
-        tracker.spawn(feeds::room(Arc::clone(&bot), room));
-    }
+    let run = Run { hub: Arc::clone(&hub), xmpp: xmpp.clone(), state, wiki, wake, server };
+    tracker.spawn(run.forever());
     Ok(Some(Started { xmlrpc, jid: xmpp.jid }))
 }

@@ -1,15 +1,22 @@
-//! The bot's own durable state, one SQLite file beside the event log (`xmpp.sqlite`): the outbox
-//! (what must still reach the XMPP server), hub subscriptions, the bot's positions in the log,
-//! and the JIDs the wiki added (for the `known` subscription policy).
+//! The bot's durable state: the outbox (what must still reach the XMPP server), hub
+//! subscriptions, the bot's positions in the log, and the JIDs the wiki added (for the `known`
+//! subscription policy).
+//!
+//! On one node it is one SQLite file beside the event log (`xmpp.sqlite`, [`Local`]); in a
+//! cluster it lives in NATS and every node shares it ([`Shared`], over the store's
+//! `SharedOutbox`): any node takes XML-RPC calls, the node holding the bot's lease delivers.
 //!
 //! An item leaves the outbox only when the server has taken it; enqueueing commits before the
-//! caller answers (an XML-RPC `true` means "stored").
+//! caller answers (an XML-RPC `true` means "stored"). Positions move with the items they produced,
+//! in one transaction (one atomic batch in a cluster, where a deposed node's write fails).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+use wikiwire_store::jetstream::outbox::SharedOutbox;
 
 /// What the outbox holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,7 +65,25 @@ pub struct Subscription {
 
 #[derive(Clone)]
 pub struct State {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Local(Local),
+    Shared(Shared),
+}
+
+/// One node: `xmpp.sqlite`.
+#[derive(Clone)]
+struct Local {
     connection: Arc<Mutex<Connection>>,
+}
+
+/// A cluster: NATS, through the store.
+#[derive(Clone)]
+struct Shared {
+    outbox: Arc<SharedOutbox>,
 }
 
 const SCHEMA: &str = "
@@ -69,14 +94,101 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS known (jid TEXT PRIMARY KEY);
 ";
 
+/// Dispatches each call to the backend.
+macro_rules! both {
+    ($self:ident . $method:ident ( $($argument:expr),* )) => {
+        match &$self.backend {
+            Backend::Local(local) => local.$method($($argument),*).await,
+            Backend::Shared(shared) => shared.$method($($argument),*).await,
+        }
+    };
+}
+
 impl State {
+    /// The bot's own file, on one node.
     pub fn open(path: &Path) -> Result<State, StateError> {
+        Ok(State { backend: Backend::Local(Local::open(path)?) })
+    }
+
+    /// The cluster's shared state.
+    pub fn shared(outbox: Arc<SharedOutbox>) -> State {
+        State { backend: Backend::Shared(Shared { outbox }) }
+    }
+
+    /// Whether other nodes store items too (then the holder learns of them from NATS).
+    pub fn shared_outbox(&self) -> Option<&Arc<SharedOutbox>> {
+        match &self.backend {
+            Backend::Shared(shared) => Some(&shared.outbox),
+            Backend::Local(_) => None,
+        }
+    }
+
+    /// Stores items, all or none, durably.
+    pub async fn enqueue(&self, items: Vec<Item>) -> Result<(), StateError> {
+        both!(self.enqueue(items))
+    }
+
+    /// Stores items and moves a cursor together: a follower of the log that crashes neither
+    /// loses nor repeats, and one that lost the bot's lease cannot move it.
+    pub async fn enqueue_at(&self, items: Vec<Item>, cursor: &str, id: u64) -> Result<(), StateError> {
+        both!(self.enqueue_at(items, cursor, id))
+    }
+
+    /// Items still to deliver, oldest first, at most `limit`; lines for the rooms in `waiting`
+    /// (not joined yet) stay where they are and do not hold up the rest.
+    pub async fn pending(&self, limit: usize, waiting: Vec<String>) -> Result<Vec<(i64, Item)>, StateError> {
+        both!(self.pending(limit, waiting))
+    }
+
+    pub async fn done(&self, id: i64) -> Result<(), StateError> {
+        both!(self.done(id))
+    }
+
+    pub async fn outbox_len(&self) -> Result<u64, StateError> {
+        both!(self.outbox_len())
+    }
+
+    pub async fn cursor(&self, name: &str) -> Result<Option<u64>, StateError> {
+        both!(self.cursor(name))
+    }
+
+    pub async fn subscribe(&self, subscription: Subscription) -> Result<bool, StateError> {
+        both!(self.subscribe(subscription))
+    }
+
+    /// Removes the JID's subscriptions to `wiki` (all of them without `pages`), or every one of
+    /// its subscriptions when `wiki` is `None`. Returns how many went.
+    pub async fn unsubscribe(&self, jid: &str, wiki: Option<&str>, pages: Option<&str>) -> Result<usize, StateError> {
+        both!(self.unsubscribe(jid, wiki, pages))
+    }
+
+    /// Subscriptions of one JID, or of everyone.
+    pub async fn subscriptions(&self, jid: Option<&str>) -> Result<Vec<Subscription>, StateError> {
+        both!(self.subscriptions(jid))
+    }
+
+    pub async fn remember(&self, jid: &str) -> Result<(), StateError> {
+        both!(self.remember(jid))
+    }
+
+    pub async fn forget(&self, jid: &str) -> Result<(), StateError> {
+        both!(self.forget(jid))
+    }
+
+    /// A JID the wiki added, or one with a subscription here.
+    pub async fn is_known(&self, jid: &str) -> Result<bool, StateError> {
+        both!(self.is_known(jid))
+    }
+}
+
+impl Local {
+    fn open(path: &Path) -> Result<Local, StateError> {
         let connection = Connection::open(path)?;
         connection.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
         )?;
         connection.execute_batch(SCHEMA)?;
-        Ok(State { connection: Arc::new(Mutex::new(connection)) })
+        Ok(Local { connection: Arc::new(Mutex::new(connection)) })
     }
 
     /// Runs `work` on the connection off the async threads.
@@ -250,6 +362,162 @@ impl State {
         })
         .await
     }
+}
+
+impl Shared {
+    async fn enqueue(&self, items: Vec<Item>) -> Result<(), StateError> {
+        self.outbox.enqueue(encode(&items)?).await.map_err(shared_error)
+    }
+
+    async fn enqueue_at(&self, items: Vec<Item>, cursor: &str, id: u64) -> Result<(), StateError> {
+        self.outbox.enqueue_at(encode(&items)?, cursor, id).await.map_err(shared_error)
+    }
+
+    async fn pending(&self, limit: usize, waiting: Vec<String>) -> Result<Vec<(i64, Item)>, StateError> {
+        let mut items = Vec::new();
+        for (sequence, payload) in self.outbox.pending(limit).await.map_err(shared_error)? {
+            let id = i64::try_from(sequence).unwrap_or(i64::MAX);
+            match serde_json::from_slice(&payload) {
+                Ok(Item::Room { room, .. }) if waiting.contains(&room) => {}
+                Ok(item) => items.push((id, item)),
+                Err(error) => tracing::error!(id, %error, "skipping an unreadable outbox item"),
+            }
+        }
+        Ok(items)
+    }
+
+    async fn done(&self, id: i64) -> Result<(), StateError> {
+        self.outbox.done(u64::try_from(id).unwrap_or(0)).await.map_err(shared_error)
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StateError> {
+        self.outbox.waiting().await.map_err(shared_error)
+    }
+
+    async fn cursor(&self, name: &str) -> Result<Option<u64>, StateError> {
+        self.outbox.position(name).await.map_err(shared_error)
+    }
+
+    /// A JID's subscriptions: one key, a JSON list of `[wiki, pages]`, changed by compare-and-set.
+    async fn read_subscriptions(&self, jid: &str) -> Result<(Vec<(String, String)>, u64), StateError> {
+        match self.outbox.table_get(&table_key("sub", jid)).await.map_err(shared_error)? {
+            Some((value, revision)) => {
+                let list = serde_json::from_slice(&value).map_err(|error| StateError(error.to_string()))?;
+                Ok((list, revision))
+            }
+            None => Ok((Vec::new(), 0)),
+        }
+    }
+
+    /// Changes a JID's list until no other node changed it meanwhile; returns what `change` said.
+    async fn change_subscriptions<T>(
+        &self,
+        jid: &str,
+        mut change: impl FnMut(&mut Vec<(String, String)>) -> T,
+    ) -> Result<T, StateError> {
+        let key = table_key("sub", jid);
+        loop {
+            let (mut list, revision) = self.read_subscriptions(jid).await?;
+            let before = list.clone();
+            let answer = change(&mut list);
+            if list == before {
+                return Ok(answer);
+            }
+            let written = if list.is_empty() {
+                self.outbox.table_delete(&key).await.map(|()| 0)
+            } else {
+                let value = serde_json::to_vec(&list).map_err(|error| StateError(error.to_string()))?;
+                self.outbox.table_put(&key, value.into(), revision).await
+            };
+            match written {
+                Ok(_) => return Ok(answer),
+                Err(wikiwire_store::StoreError::Conflict(_)) => continue,
+                Err(error) => return Err(shared_error(error)),
+            }
+        }
+    }
+
+    async fn subscribe(&self, subscription: Subscription) -> Result<bool, StateError> {
+        let entry = (subscription.wiki.clone(), subscription.pages.clone());
+        self.change_subscriptions(&subscription.jid, |list| {
+            let new = !list.iter().any(|(wiki, pages)| wiki.eq_ignore_ascii_case(&entry.0) && *pages == entry.1);
+            if new {
+                list.push(entry.clone());
+                list.sort();
+            }
+            new
+        })
+        .await
+    }
+
+    async fn unsubscribe(&self, jid: &str, wiki: Option<&str>, pages: Option<&str>) -> Result<usize, StateError> {
+        self.change_subscriptions(jid, |list| {
+            let before = list.len();
+            list.retain(|(held_wiki, held_pages)| match (wiki, pages) {
+                (None, _) => false,
+                (Some(wiki), None) => !held_wiki.eq_ignore_ascii_case(wiki),
+                (Some(wiki), Some(pages)) => !(held_wiki.eq_ignore_ascii_case(wiki) && held_pages == pages),
+            });
+            before - list.len()
+        })
+        .await
+    }
+
+    async fn subscriptions(&self, jid: Option<&str>) -> Result<Vec<Subscription>, StateError> {
+        let jids = match jid {
+            Some(jid) => vec![jid.to_owned()],
+            None => {
+                let keys = self.outbox.table_keys("sub.").await.map_err(shared_error)?;
+                keys.iter().filter_map(|key| jid_of(key)).collect()
+            }
+        };
+        let mut all = Vec::new();
+        for jid in jids {
+            let (list, _) = self.read_subscriptions(&jid).await?;
+            all.extend(list.into_iter().map(|(wiki, pages)| Subscription { jid: jid.clone(), wiki, pages }));
+        }
+        all.sort_by(|a, b| (&a.jid, &a.wiki, &a.pages).cmp(&(&b.jid, &b.wiki, &b.pages)));
+        Ok(all)
+    }
+
+    async fn remember(&self, jid: &str) -> Result<(), StateError> {
+        match self.outbox.table_put(&table_key("known", jid), Bytes::from_static(b"1"), 0).await {
+            Ok(_) | Err(wikiwire_store::StoreError::Conflict(_)) => Ok(()),
+            Err(error) => Err(shared_error(error)),
+        }
+    }
+
+    async fn forget(&self, jid: &str) -> Result<(), StateError> {
+        self.outbox.table_delete(&table_key("known", jid)).await.map_err(shared_error)
+    }
+
+    async fn is_known(&self, jid: &str) -> Result<bool, StateError> {
+        if self.outbox.table_get(&table_key("known", jid)).await.map_err(shared_error)?.is_some() {
+            return Ok(true);
+        }
+        Ok(!self.read_subscriptions(jid).await?.0.is_empty())
+    }
+}
+
+fn encode(items: &[Item]) -> Result<Vec<Bytes>, StateError> {
+    items
+        .iter()
+        .map(|item| serde_json::to_vec(item).map(Bytes::from).map_err(|error| StateError(error.to_string())))
+        .collect()
+}
+
+fn shared_error(error: wikiwire_store::StoreError) -> StateError {
+    StateError(error.to_string())
+}
+
+/// `<kind>.<hex of the JID>`: KV keys allow few characters.
+fn table_key(kind: &str, jid: &str) -> String {
+    format!("{kind}.{}", hex::encode(jid))
+}
+
+fn jid_of(key: &str) -> Option<String> {
+    let (_, hex) = key.split_once('.')?;
+    String::from_utf8(hex::decode(hex).ok()?).ok()
 }
 
 fn insert(transaction: &rusqlite::Transaction<'_>, items: &[Item]) -> Result<(), StateError> {

@@ -108,14 +108,7 @@ struct Writer {
 
 impl Writer {
     fn new(inner: Arc<Inner>) -> Writer {
-        let mut nonce = [0u8; 6];
-        // Without randomness a restart within the same microsecond could reuse ids; the clock
-        // is the fallback, which only a broken machine shares with its previous life.
-        if getrandom::fill(&mut nonce).is_err() {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            nonce.copy_from_slice(&now.as_micros().to_le_bytes()[..6]);
-        }
-        let boot = format!("{}.{}", inner.options.node, hex::encode(nonce));
+        let boot = format!("{}.{}", inner.options.node, super::nonce());
         let lose = inner.options.lose_answers;
         Writer { inner, boot, counter: 0, lose }
     }

@@ -9,6 +9,7 @@
 //! | [`apply`] | stream → replica → bus, gaps after retention, the stream's identity, readiness |
 //! | [`subjects`] | subject names (one per key), headers, error codes |
 //! | [`lease`] | leases for jobs that run once in the cluster (relays, the bot), with fencing |
+//! | [`outbox`] | the Jabber bot's outbox, positions and table, shared by every node |
 //!
 //! Nodes never talk to each other; NATS is the only thing they share. This module must never
 //! announce an event that the stream has not stored, and never serve ids from a stream that is not
@@ -17,6 +18,7 @@
 mod append;
 mod apply;
 pub mod lease;
+pub mod outbox;
 pub mod subjects;
 
 use std::path::PathBuf;
@@ -141,6 +143,8 @@ pub(crate) struct Inner {
     stream: stream::Stream,
     cursors: kv::Store,
     leases: Arc<lease::NatsLeases>,
+    /// The bot's shared state, made when the bot first asks.
+    outbox: tokio::sync::OnceCell<Arc<outbox::SharedOutbox>>,
     replica: SqliteStore,
     /// The newest id the replica applied and announced.
     applied: watch::Sender<u64>,
@@ -281,6 +285,7 @@ impl JetStreamStore {
             stream,
             cursors,
             leases,
+            outbox: tokio::sync::OnceCell::new(),
             replica,
             fatal: Mutex::new(None),
             stop,
@@ -423,6 +428,27 @@ impl Store for JetStreamStore {
         Arc::clone(&self.inner.leases) as Arc<dyn Leases>
     }
 
+    async fn shared_outbox(&self) -> Result<Option<Arc<outbox::SharedOutbox>>, StoreError> {
+        let inner = &self.inner;
+        let outbox = inner
+            .outbox
+            .get_or_try_init(|| async {
+                let mut context = jetstream::new(inner.client.clone());
+                context.set_timeout(Duration::from_secs(5));
+                let opened = outbox::SharedOutbox::open(
+                    inner.client.clone(),
+                    context,
+                    &inner.options.stream,
+                    inner.options.replicas,
+                    &inner.options.node,
+                )
+                .await?;
+                Ok::<_, StoreError>(Arc::new(opened))
+            })
+            .await?;
+        Ok(Some(Arc::clone(outbox)))
+    }
+
     /// The server applies retention to the stream; the applier prunes the replica to match.
     async fn prune(&self, _retention: Retention) -> Result<u64, StoreError> {
         Ok(0)
@@ -450,6 +476,18 @@ impl Store for JetStreamStore {
     fn cluster_status(&self) -> Option<ClusterStatus> {
         Some(apply::status(&self.inner))
     }
+}
+
+/// Twelve hex digits that make this process's message ids its own. Without randomness a restart
+/// within the same microsecond could reuse ids; the clock is the fallback, which only a broken
+/// machine shares with its previous life.
+fn nonce() -> String {
+    let mut nonce = [0u8; 6];
+    if getrandom::fill(&mut nonce).is_err() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        nonce.copy_from_slice(&now.as_micros().to_le_bytes()[..6]);
+    }
+    hex::encode(nonce)
 }
 
 /// Moves a damaged replica (and its journal) out of the way, so that the node rebuilds it from

@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tokio_xmpp::Stanza;
 use tokio_xmpp::jid::{BareJid, Jid};
 use tokio_xmpp::minidom::Element;
@@ -33,6 +34,7 @@ use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError
 use wikiwire_event::Filter;
 use wikiwire_hub::Hub;
 use wikiwire_hub::config::{SubscriptionPolicy, XmppConfig};
+use wikiwire_store::Lease;
 
 use crate::i18n;
 use crate::render::{self, Features};
@@ -100,6 +102,10 @@ pub(crate) type Compiled = (String, (String, String), Filter);
 
 pub struct Bot {
     pub(crate) hub: Arc<Hub>,
+    /// This node runs the bot while it holds this lease (always, on one node).
+    pub(crate) lease: Arc<Lease>,
+    /// Ends everything of this run of the bot: the hub's shutdown, or the lease lost.
+    pub(crate) stop: CancellationToken,
     config: XmppConfig,
     pub(crate) state: State,
     xmpp: Xmpp,
@@ -118,8 +124,11 @@ pub struct Bot {
 }
 
 impl Bot {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         hub: Arc<Hub>,
+        lease: Arc<Lease>,
+        stop: CancellationToken,
         config: XmppConfig,
         state: State,
         xmpp: Xmpp,
@@ -134,6 +143,8 @@ impl Bot {
         let (commands, queue) = mpsc::channel(COMMAND_QUEUE);
         let bot = Bot {
             hub,
+            lease,
+            stop,
             config,
             state,
             xmpp,
@@ -216,7 +227,7 @@ impl Bot {
         let generation = self.session.borrow().map(|session| session.generation);
         tokio::spawn(async move {
             tokio::select! {
-                _ = bot.hub.shutdown().cancelled() => return,
+                _ = bot.stop.cancelled() => return,
                 _ = tokio::time::sleep(bot.config.room_retry) => {}
             }
             let same_stream = bot.session.borrow().map(|session| session.generation) == generation;

@@ -29,7 +29,7 @@ impl Bot {
     /// Sends the outbox, forever: items in order, each done when the server has taken it.
     pub async fn run_dispatch(self: Arc<Self>) {
         let mut session_changes = self.session.subscribe();
-        let shutdown = self.hub.shutdown().clone();
+        let shutdown = self.stop.clone();
         loop {
             let session = *session_changes.borrow_and_update();
             if let Some(session) = session {
@@ -75,7 +75,8 @@ impl Bot {
             }
             let mut batch = Vec::new();
             for (id, item) in fresh {
-                if *self.session.borrow() != Some(session) {
+                // The last moment to find out that another node runs the bot now.
+                if *self.session.borrow() != Some(session) || !self.lease.valid() {
                     return Ok(());
                 }
                 match item {

@@ -27,7 +27,7 @@ const MAX_REPLY: usize = 32 * 1024;
 impl Bot {
     /// A worker that runs commands from the queue.
     pub async fn run_commands(self: Arc<Self>, queue: Arc<tokio::sync::Mutex<CommandQueue>>) {
-        let shutdown = self.hub.shutdown().clone();
+        let shutdown = self.stop.clone();
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return,

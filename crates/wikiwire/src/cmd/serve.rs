@@ -160,14 +160,6 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             Ok(Arc::new(store))
         }
         Some(cluster) => {
-            if config.xmpp.is_some() {
-                // Relays take a lease and run once in the cluster; the bot does not yet: on
-                // every node it would deliver every notification once per node.
-                tracing::warn!(
-                    node = %cluster.node,
-                    "the Jabber bot runs on this node only: configure [xmpp] on one node of the cluster"
-                );
-            }
             let options = jetstream_options(config, cluster, retention);
             let store = JetStreamStore::open(options)
                 .await
