@@ -235,3 +235,202 @@ def test_rolling_restart_of_every_nats_and_hub_node_under_load(tmp_path, nats):
     takeovers = sum((hub.directory / "hub.log").read_text().count("this node runs the relay") for hub in hubs)
     report(f"relay, rolling restart ({', '.join(steps)}): {len(publisher.ids)} events, "
            f"the relay started {takeovers} times across the nodes, {repeats} line(s) repeated")
+
+
+# The Jabber bot: configured on every node, delivered by the node holding its lease; the wikis'
+# XML-RPC calls are taken by any node and stored in NATS.
+
+@pytest.fixture
+def prosody(tmp_path):
+    from xmpp_support import Prosody
+    server = Prosody(tmp_path / "prosody")
+    server.register("bot", "bot-password-Xq7")
+    server.register("alice", "alice-password-1")
+    yield server
+    server.stop()
+
+
+def bot_node(tmp_path, nats, node, prosody):
+    directory = tmp_path / node
+    directory.mkdir(exist_ok=True)
+    return Hub(directory, extra=nats.toml_section(node) + f'lease_ttl = "{TTL}s"\n' + prosody.hub_config())
+
+
+def bot_connected(hub):
+    try:
+        return hub.metric("wikiwire_xmpp_connected") == 1
+    except Exception:
+        return False
+
+
+class Notifier(threading.Thread):
+    """A wiki calling send_notification for alice, one page at a time, on whichever node answers."""
+
+    def __init__(self, hubs, alice, pause=0.1):
+        super().__init__(daemon=True)
+        self.hubs, self.alice, self.pause = hubs, alice, pause
+        self.acked = []
+        self.stopping = threading.Event()
+
+    def run(self):
+        import xmlrpc.client
+        from xmpp_support import SECRET
+        n = 0
+        while not self.stopping.is_set():
+            for hub in list(self.hubs):
+                try:
+                    rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
+                    body = {"action": "page_changed", "subject": f"[Wiki] Update of N{n}", "text": f"N{n} has been changed.",
+                            "editor": "Alice", "page_name": f"N{n}", "url_list": []}
+                    if rpc.send_notification(SECRET, [self.alice], body) is True:
+                        self.acked.append(n)
+                        n += 1
+                        break
+                except Exception:
+                    continue
+            time.sleep(self.pause)
+
+
+def received(alice):
+    import re
+    pages = []
+    for message in alice.notifications():
+        found = re.search(r"\bN(\d+) has been changed", str(message["body"]))
+        if found:
+            pages.append(int(found.group(1)))
+    return pages
+
+
+def start_bots(tmp_path, nats, prosody):
+    from xmpp_support import DOMAIN, Jabber
+    alice = Jabber(prosody, f"alice@{DOMAIN}", "alice-password-1")
+    hubs = [bot_node(tmp_path, nats, node, prosody) for node in ("a", "b")]
+    wait_for(lambda: sum(bot_connected(hub) for hub in hubs) == 1, 30, "one node running the bot")
+    time.sleep(1)
+    assert sum(bot_connected(hub) for hub in hubs) == 1, "exactly one node runs the bot"
+    holder = next(hub for hub in hubs if bot_connected(hub))
+    other = next(hub for hub in hubs if hub is not holder)
+    return alice, hubs, holder, other
+
+
+def check_notifications(alice, notifier, timeout=60):
+    notifier.stopping.set()
+    notifier.join(10)
+    wait_for(lambda: set(notifier.acked) <= set(received(alice)), timeout, "every acknowledged notification delivered")
+    pages = received(alice)
+    return len(pages) - len(set(pages))
+
+
+def test_the_bot_moves_when_its_node_is_killed(tmp_path, nats, prosody):
+    alice, hubs, holder, other = start_bots(tmp_path, nats, prosody)
+    notifier = Notifier([other, holder], f"alice@{prosody_domain()}")
+    notifier.start()
+    try:
+        wait_for(lambda: len(received(alice)) >= 10, 60, "notifications before the kill")
+        killed_at = time.monotonic()
+        before = len(alice.messages)
+        holder.stop(signal.SIGKILL)
+        wait_for(lambda: bot_connected(other), TTL + 30, "the other node to take the bot")
+        taken = time.monotonic() - killed_at
+        wait_for(lambda: len(alice.messages) > before + 5, 60, "notifications after the takeover")
+        wait_for(lambda: len(notifier.acked) >= 80, 60, "80 notifications acknowledged")
+        duplicates = check_notifications(alice, notifier)
+    finally:
+        notifier.stopping.set()
+        alice.close()
+        for hub in hubs:
+            hub.stop(signal.SIGKILL)
+    report(f"bot, kill -9 of its node (lease ttl {TTL} s): the other node was online after {taken:.1f} s; "
+           f"{len(notifier.acked)} notifications acknowledged, all delivered, {duplicates} delivered twice")
+
+
+def test_a_paused_bot_node_sends_nothing_after_it_wakes(tmp_path, nats, prosody):
+    alice, hubs, holder, other = start_bots(tmp_path, nats, prosody)
+    notifier = Notifier([other], f"alice@{prosody_domain()}")
+    notifier.start()
+    try:
+        wait_for(lambda: len(received(alice)) >= 10, 60, "notifications before the pause")
+        stopped_at = time.monotonic()
+        os.kill(holder.process.pid, signal.SIGSTOP)
+        old_senders = {str(message["from"]) for message in alice.notifications()}
+        try:
+            wait_for(lambda: bot_connected(other), TTL * 2 + 10, "the other node to take the bot")
+            taken = time.monotonic() - stopped_at
+            time.sleep(max(0, TTL * 2 - (time.monotonic() - stopped_at)))
+        finally:
+            os.kill(holder.process.pid, signal.SIGCONT)
+        woke = len(alice.messages)
+        wait_for(lambda: not bot_connected(holder), 20, "the woken node to stop its bot")
+        wait_for(lambda: len(notifier.acked) >= 80, 60, "80 notifications acknowledged")
+        duplicates = check_notifications(alice, notifier)
+        assert bot_connected(other), "the new holder keeps the bot"
+        # Each session has its own resource: nothing came from the paused node's after it woke.
+        late = [str(message["body"])[:40] for message in alice.messages[woke:] if str(message["from"]) in old_senders]
+        assert len(old_senders) == 1 and not late, (old_senders, late)
+    finally:
+        notifier.stopping.set()
+        alice.close()
+        for hub in hubs:
+            hub.stop(signal.SIGKILL)
+    log = (holder.directory / "hub.log").read_text()
+    assert "the bot's lease was lost" in log, log[-3000:]
+    report(f"bot, SIGSTOP of its node for {2 * TTL} s: the other node was online after {taken:.1f} s; "
+           f"{len(notifier.acked)} notifications, all delivered, {duplicates} delivered twice")
+
+
+def prosody_domain():
+    from xmpp_support import DOMAIN
+    return DOMAIN
+
+
+def test_rolling_restart_under_notifications_loses_none(tmp_path, nats, prosody):
+    alice, hubs, holder, other = start_bots(tmp_path, nats, prosody)
+    notifier = Notifier(hubs, f"alice@{prosody_domain()}")
+    notifier.start()
+    steps = []
+    try:
+        wait_for(lambda: len(received(alice)) >= 5, 60, "notifications before the restarts")
+        for index in range(nats.size):
+            began = time.monotonic()
+            nats.processes[index].terminate()
+            nats.processes[index].wait(30)
+            nats.restart(index)
+            steps.append(f"nats n{index} {time.monotonic() - began:.1f} s")
+        for hub in hubs:
+            began = time.monotonic()
+            assert hub.stop() == 0
+            hub.start()
+            wait_for(lambda: ready(hub), 60, "the restarted node ready")
+            steps.append(f"hub {hub.directory.name} {time.monotonic() - began:.1f} s")
+        wait_for(lambda: sum(bot_connected(hub) for hub in hubs) == 1, 60, "one node running the bot after the restarts")
+        acked = len(notifier.acked)
+        wait_for(lambda: len(notifier.acked) >= acked + 10, 60, "notifications after the restarts")
+        duplicates = check_notifications(alice, notifier)
+    finally:
+        notifier.stopping.set()
+        alice.close()
+        for hub in hubs:
+            hub.stop(signal.SIGKILL)
+    runs = sum((hub.directory / "hub.log").read_text().count("this node runs the Jabber bot") for hub in hubs)
+    report(f"bot, rolling restart ({', '.join(steps)}): {len(notifier.acked)} notifications, all delivered, "
+           f"{duplicates} delivered twice; the bot started {runs} times across the nodes")
+
+
+def test_subscriptions_and_the_roster_follow_the_bot_to_another_node(tmp_path, nats, prosody):
+    import xmlrpc.client
+    from xmpp_support import SECRET
+    alice, hubs, holder, other = start_bots(tmp_path, nats, prosody)
+    jid = f"alice@{prosody_domain()}"
+    try:
+        # Taken by the node that does not run the bot, delivered by the one that does.
+        assert xmlrpc.client.ServerProxy(other.xmlrpc).addJIDToRoster(SECRET, jid) is True
+        assert "MoinMaster" in alice.reply_to('subscribe MoinMaster "Help/*"')["body"]
+        holder.stop(signal.SIGKILL)
+        wait_for(lambda: bot_connected(other), TTL + 30, "the other node to take the bot")
+        assert "Help/*" in alice.reply_to("subscriptions", timeout=30)["body"], "the subscription is in NATS"
+        other.publish({"wiki": "MoinMaster", "action": "SAVE", "page": "Help/After Takeover", "user": "Bob"})
+        alice.wait_message(lambda m: m["type"] == "normal" and "Help/After Takeover" in m["body"], 60)
+    finally:
+        alice.close()
+        for hub in hubs:
+            hub.stop(signal.SIGKILL)

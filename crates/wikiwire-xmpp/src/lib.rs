@@ -132,7 +132,9 @@ pub async fn start(hub: Arc<Hub>, config: &Config, tracker: &TaskTracker) -> Res
     let shared = hub.store().shared_outbox().await.map_err(|error| error.to_string())?;
     let state = match &shared {
         Some(outbox) => state::State::shared(Arc::clone(outbox)),
-        None => state::State::open(&config.data_dir.join("xmpp.sqlite")).map_err(|error| error.to_string())?,
+        None => {
+            state::State::open(&config.data_dir.join("xmpp.sqlite")).map_err(|error| error.to_string())?
+        }
     };
     let jid = Jid::new(&xmpp.jid).map_err(|error| format!("xmpp.jid: {error}"))?;
     let server = xmpp.server.clone().unwrap_or_else(|| jid.domain().to_string());

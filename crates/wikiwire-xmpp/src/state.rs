@@ -158,7 +158,12 @@ impl State {
 
     /// Removes the JID's subscriptions to `wiki` (all of them without `pages`), or every one of
     /// its subscriptions when `wiki` is `None`. Returns how many went.
-    pub async fn unsubscribe(&self, jid: &str, wiki: Option<&str>, pages: Option<&str>) -> Result<usize, StateError> {
+    pub async fn unsubscribe(
+        &self,
+        jid: &str,
+        wiki: Option<&str>,
+        pages: Option<&str>,
+    ) -> Result<usize, StateError> {
         both!(self.unsubscribe(jid, wiki, pages))
     }
 
@@ -440,7 +445,8 @@ impl Shared {
     async fn subscribe(&self, subscription: Subscription) -> Result<bool, StateError> {
         let entry = (subscription.wiki.clone(), subscription.pages.clone());
         self.change_subscriptions(&subscription.jid, |list| {
-            let new = !list.iter().any(|(wiki, pages)| wiki.eq_ignore_ascii_case(&entry.0) && *pages == entry.1);
+            let new =
+                !list.iter().any(|(wiki, pages)| wiki.eq_ignore_ascii_case(&entry.0) && *pages == entry.1);
             if new {
                 list.push(entry.clone());
                 list.sort();
@@ -450,7 +456,12 @@ impl Shared {
         .await
     }
 
-    async fn unsubscribe(&self, jid: &str, wiki: Option<&str>, pages: Option<&str>) -> Result<usize, StateError> {
+    async fn unsubscribe(
+        &self,
+        jid: &str,
+        wiki: Option<&str>,
+        pages: Option<&str>,
+    ) -> Result<usize, StateError> {
         self.change_subscriptions(jid, |list| {
             let before = list.len();
             list.retain(|(held_wiki, held_pages)| match (wiki, pages) {

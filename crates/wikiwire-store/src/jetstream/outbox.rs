@@ -113,7 +113,8 @@ impl SharedOutbox {
             self.enqueue(first.to_vec()).await?;
             return Box::pin(self.enqueue_at(rest.to_vec(), name, id)).await;
         }
-        let expected = self.positions.lock().ok().and_then(|positions| positions.get(name).copied()).unwrap_or(0);
+        let expected =
+            self.positions.lock().ok().and_then(|positions| positions.get(name).copied()).unwrap_or(0);
         let mut messages: Vec<_> = items.into_iter().map(|item| self.item_message(item)).collect();
         let mut headers = HeaderMap::new();
         headers.insert(subjects::EXPECTED_LAST_SUBJECT_SEQUENCE, expected.to_string().as_str());
@@ -136,7 +137,8 @@ impl SharedOutbox {
         let (id, sequence) = match found {
             Ok(message) => {
                 let id = std::str::from_utf8(&message.payload).ok().and_then(|text| text.parse::<u64>().ok());
-                let id = id.ok_or_else(|| StoreError::Backend(format!("bot position {name:?} is not an id")))?;
+                let id =
+                    id.ok_or_else(|| StoreError::Backend(format!("bot position {name:?} is not an id")))?;
                 (Some(id), message.sequence)
             }
             Err(error) if error.kind() == stream::DirectGetErrorKind::NotFound => (None, 0),
@@ -224,7 +226,9 @@ impl SharedOutbox {
     /// A value and its revision.
     pub async fn table_get(&self, key: &str) -> Result<Option<(Bytes, u64)>, StoreError> {
         let entry = self.table.entry(key).await.map_err(unavailable)?;
-        Ok(entry.filter(|entry| entry.operation == kv::Operation::Put).map(|entry| (entry.value, entry.revision)))
+        Ok(entry
+            .filter(|entry| entry.operation == kv::Operation::Put)
+            .map(|entry| (entry.value, entry.revision)))
     }
 
     /// Writes `value` if the key is still at `revision` (0: absent); `Conflict` otherwise.
@@ -284,8 +288,10 @@ impl SharedOutbox {
                 }
             }
             if sequence == last || sequence == 1 {
-                let request =
-                    async_nats::Request::new().headers(headers).payload(payload).timeout(Some(ATTEMPT_TIMEOUT));
+                let request = async_nats::Request::new()
+                    .headers(headers)
+                    .payload(payload)
+                    .timeout(Some(ATTEMPT_TIMEOUT));
                 let reply = self.client.send_request(subject, request).await.map_err(unavailable)?;
                 let answer = read_ack(&reply.payload)?;
                 if sequence == last {
@@ -332,7 +338,9 @@ fn read_ack(payload: &[u8]) -> Result<Option<u64>, StoreError> {
     }
     let ack: Ack = serde_json::from_slice(payload).map_err(unavailable)?;
     match ack.error {
-        Some(error) if matches!(error.err_code, codes::WRONG_LAST_SEQUENCE | codes::WRONG_LAST_SEQUENCE_CONSTANT) => {
+        Some(error)
+            if matches!(error.err_code, codes::WRONG_LAST_SEQUENCE | codes::WRONG_LAST_SEQUENCE_CONSTANT) =>
+        {
             Err(StoreError::Conflict(error.description))
         }
         Some(error) => Err(unavailable(format!("{} ({})", error.description, error.err_code))),
