@@ -71,6 +71,8 @@ jetstream {{
   store_dir: "{store}"
   max_memory_store: 64MB
   max_file_store: 2GB
+  # As docs/deploy/nats.conf: every write synced before it is acknowledged.
+  sync_interval: always
 }}
 """
         if self.size > 1:

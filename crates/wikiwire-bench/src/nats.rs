@@ -29,7 +29,7 @@ impl Servers {
                 .map(|(_, (_, route))| format!("nats-route://127.0.0.1:{route}"))
                 .collect();
             let mut text = format!(
-                "server_name: n{index}\nlisten: 127.0.0.1:{client}\njetstream {{ store_dir: \"{}\" }}\n",
+                "server_name: n{index}\nlisten: 127.0.0.1:{client}\njetstream {{ store_dir: \"{}\", sync_interval: always }}\n",
                 directory.join(format!("n{index}")).display()
             );
             if count > 1 {

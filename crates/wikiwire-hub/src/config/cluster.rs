@@ -119,10 +119,10 @@ mod tests {
     #[test]
     fn every_mistake_is_named() {
         let found = problems(
-            "node = \"hub a\"\nnats = [\"http://x:1\", \"nats://x:0\"]\nreplicas = 2\nca_file = \"/nonexistent/ca.pem\"",
+            "node = \"hub a\"\nnats = [\"http://x:1\", \"nats://x:0\"]\nreplicas = 2\nca_file = \"/nonexistent/ca.pem\"\nlease_ttl = \"1s\"",
         );
         let text = found.join("\n");
-        for key in ["cluster.node", "scheme \"http\"", "nats://x:0", "cluster.replicas", "cluster.ca_file"] {
+        for key in ["cluster.node", "scheme \"http\"", "nats://x:0", "cluster.replicas", "cluster.ca_file", "cluster.lease_ttl"] {
             assert!(text.contains(key), "{key} not in {text}");
         }
         assert!(problems("node = \"a\"\nnats = []").iter().any(|problem| problem.contains("at least one")));

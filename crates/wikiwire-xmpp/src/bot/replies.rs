@@ -36,6 +36,10 @@ impl Bot {
             let Some((from, message)) = next else { return };
             let lang = self.language(&from.to_bare()).await;
             let reply = self.answer(&from, &message, lang).await;
+            // Another node may run the bot by now (a command can take a while): it answers.
+            if !self.lease.valid() {
+                return;
+            }
             self.xmpp.post(reply).await;
         }
     }
