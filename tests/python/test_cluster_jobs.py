@@ -434,3 +434,49 @@ def test_subscriptions_and_the_roster_follow_the_bot_to_another_node(tmp_path, n
         alice.close()
         for hub in hubs:
             hub.stop(signal.SIGKILL)
+
+
+def test_kill_9_of_the_node_running_both_the_bot_and_a_relay_while_both_are_busy(tmp_path, nats, prosody):
+    from xmpp_support import DOMAIN, Jabber
+    ngircd = NgIrcd(tmp_path / "ngircd")
+    observer = Observer(ngircd.port, "#wiki-feed")
+    watcher = Watcher(observer)
+    watcher.start()
+    alice = Jabber(prosody, f"alice@{DOMAIN}", "alice-password-1")
+
+    def node(name):
+        directory = tmp_path / name
+        directory.mkdir(exist_ok=True)
+        extra = (
+            nats.toml_section(name) + f'lease_ttl = "{TTL}s"\n\n'
+            f'[[relay]]\nurl = "irc://127.0.0.1:{ngircd.port}/#wiki-feed"\nnick = "wikirelay"\n'
+            'format = "packed"\nfilter = "wiki=MoinMaster"\nrate = 2\n' + prosody.hub_config()
+        )
+        return Hub(directory, extra=extra)
+
+    # The first node takes both jobs before the second exists.
+    first = node("a")
+    wait_for(lambda: relaying(first) and bot_connected(first), 30, "the first node running both jobs")
+    second = node("b")
+    hubs = [first, second]
+    publisher = Publisher([second])
+    notifier = Notifier([second], f"alice@{DOMAIN}")
+    publisher.start()
+    notifier.start()
+    try:
+        wait_for(lambda: len(watcher.lines) >= 5 and len(received(alice)) >= 10, 60, "both jobs busy")
+        assert not relaying(second) and not bot_connected(second), "one holder per job"
+        killed_at = time.monotonic()
+        first.stop(signal.SIGKILL)
+        wait_for(lambda: relaying(second) and bot_connected(second), TTL + 30, "the second node taking both jobs")
+        taken = time.monotonic() - killed_at
+        wait_for(lambda: len(publisher.ids) >= 30 and len(notifier.acked) >= 80, 90, "load after the kill")
+        duplicates = check_notifications(alice, notifier)
+    finally:
+        notifier.stopping.set()
+        alice.close()
+        finish(publisher, watcher, hubs, ngircd)
+    repeats = check_channel(watcher, publisher.ids)
+    report(f"bot and relay on one node, kill -9: the other node ran both after {taken:.1f} s; relay "
+           f"{len(publisher.ids)} events, {repeats} repeated; bot {len(notifier.acked)} notifications, "
+           f"all delivered, {duplicates} twice")
