@@ -15,7 +15,27 @@ import subprocess
 import time
 import urllib.request
 
-from conftest import free_port, wait_for_port
+import pytest
+
+from conftest import ROOT, free_port, wait_for_port
+
+ARTIFACTS = ROOT / "target" / "test-artifacts"
+
+
+def report(line, artifact):
+    """A figure for the notes: printed, and kept in target/test-artifacts/<artifact>."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with open(ARTIFACTS / artifact, "a") as out:
+        out.write(line + "\n")
+    print(line)
+
+
+@pytest.fixture
+def nats(tmp_path):
+    """A fresh three-node cluster per test."""
+    cluster = NatsCluster(tmp_path / "nats")
+    yield cluster
+    cluster.close()
 
 
 def server_binary():
@@ -164,6 +184,18 @@ cluster {{
     def restart(self, index):
         self.start(index)
         self.wait_healthy(index)
+
+    def rolling_restart(self):
+        """Stops (SIGTERM) and starts each server in turn, waiting for it to be healthy; returns
+        how long each took."""
+        steps = []
+        for index in range(self.size):
+            began = time.monotonic()
+            self.processes[index].terminate()
+            self.processes[index].wait(30)
+            self.restart(index)
+            steps.append(f"nats n{index} {time.monotonic() - began:.1f} s")
+        return steps
 
     def close(self):
         for process in self.processes:

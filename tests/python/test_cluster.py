@@ -20,26 +20,16 @@ import urllib.request
 
 import pytest
 
-from conftest import BINARY, MOIN_TOKEN, ROOT, Hub, Raw, free_port
-from nats_cluster import NatsCluster, wait_until
+from conftest import BINARY, MOIN_TOKEN, Hub, Raw, free_port
+import nats_cluster
+from nats_cluster import nats, wait_until  # noqa: F401 (nats is a fixture)
 
-ARTIFACTS = ROOT / "target" / "test-artifacts"
 # A publish may retry inside the hub for its publish timeout (10 s) plus one attempt (3 s).
 NEVER_HANGS = 20
 
 
 def report(line):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with open(ARTIFACTS / "cluster-failover.txt", "a") as out:
-        out.write(line + "\n")
-    print(line)
-
-
-@pytest.fixture
-def nats(tmp_path):
-    cluster = NatsCluster(tmp_path / "nats")
-    yield cluster
-    cluster.close()
+    nats_cluster.report(line, "cluster-failover.txt")
 
 
 def start_hub(tmp_path, cluster, node, extra="", ports=None):

@@ -13,26 +13,16 @@ import time
 
 import pytest
 
-from conftest import MOIN_TOKEN, ROOT, Hub, NgIrcd, parse
-from nats_cluster import NatsCluster
+from conftest import MOIN_TOKEN, Hub, NgIrcd, parse
+import nats_cluster
+from nats_cluster import nats  # noqa: F401 (a fixture)
 from test_relay import Observer
 
-ARTIFACTS = ROOT / "target" / "test-artifacts"
 TTL = 4
 
 
 def report(line):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with open(ARTIFACTS / "cluster-jobs.txt", "a") as out:
-        out.write(line + "\n")
-    print(line)
-
-
-@pytest.fixture
-def nats(tmp_path):
-    cluster = NatsCluster(tmp_path / "nats")
-    yield cluster
-    cluster.close()
+    nats_cluster.report(line, "cluster-jobs.txt")
 
 
 def wait_for(condition, timeout, what):
@@ -42,23 +32,35 @@ def wait_for(condition, timeout, what):
         time.sleep(0.05)
 
 
-def relay_node(tmp_path, nats, node, ngircd):
+def job_node(tmp_path, nats, node, ngircd=None, prosody=None):
+    """A hub node of the cluster with the relay to `ngircd` and the bot on `prosody`, when given."""
     directory = tmp_path / node
     directory.mkdir(exist_ok=True)
-    extra = (
-        nats.toml_section(node) + f'lease_ttl = "{TTL}s"\n\n'
-        f'[[relay]]\nurl = "irc://127.0.0.1:{ngircd.port}/#wiki-feed"\nnick = "wikirelay"\n'
-        'format = "packed"\nfilter = "wiki=MoinMaster"\nrate = 2\n'
-    )
+    extra = nats.toml_section(node) + f'lease_ttl = "{TTL}s"\n\n'
+    if ngircd:
+        extra += (
+            f'[[relay]]\nurl = "irc://127.0.0.1:{ngircd.port}/#wiki-feed"\nnick = "wikirelay"\n'
+            'format = "packed"\nfilter = "wiki=MoinMaster"\nrate = 2\n'
+        )
+    if prosody:
+        extra += prosody.hub_config()
     return Hub(directory, extra=extra)
 
 
-def relaying(hub):
-    """Whether this node's relay is in the channel; a stopped or dead node is not asked."""
+def gauge_is_one(hub, name):
+    """Whether the node's gauge says 1; a stopped or dead node is not asked."""
     try:
-        return hub.metric("wikiwire_relay_connected") == 1
+        return hub.metric(name) == 1
     except Exception:
         return False
+
+
+def relaying(hub):
+    return gauge_is_one(hub, "wikiwire_relay_connected")
+
+
+def bot_connected(hub):
+    return gauge_is_one(hub, "wikiwire_xmpp_connected")
 
 
 class Publisher(threading.Thread):
@@ -122,7 +124,7 @@ def start(tmp_path, nats):
     observer = Observer(ngircd.port, "#wiki-feed")
     watcher = Watcher(observer)
     watcher.start()
-    hubs = [relay_node(tmp_path, nats, node, ngircd) for node in ("a", "b")]
+    hubs = [job_node(tmp_path, nats, node, ngircd=ngircd) for node in ("a", "b")]
     wait_for(lambda: sum(relaying(hub) for hub in hubs) == 1, 30, "one node relaying")
     time.sleep(1)
     assert sum(relaying(hub) for hub in hubs) == 1, "exactly one node runs the relay"
@@ -207,25 +209,25 @@ def ready(hub):
         return False
 
 
+def restart_everything(nats, hubs):
+    """Every NATS server, then every hub node (SIGTERM: it hands its jobs over), one at a time."""
+    steps = nats.rolling_restart()
+    for hub in hubs:
+        began = time.monotonic()
+        assert hub.stop() == 0
+        hub.start()
+        wait_for(lambda: ready(hub), 60, "the restarted node ready")
+        steps.append(f"hub {hub.directory.name} {time.monotonic() - began:.1f} s")
+    return steps
+
+
 def test_rolling_restart_of_every_nats_and_hub_node_under_load(tmp_path, nats):
     ngircd, watcher, hubs, holder, other = start(tmp_path, nats)
     publisher = Publisher(hubs)
     publisher.start()
-    steps = []
     try:
         wait_for(lambda: len(watcher.lines) >= 3, 60, "lines before the restarts")
-        for index in range(nats.size):
-            began = time.monotonic()
-            nats.processes[index].terminate()
-            nats.processes[index].wait(30)
-            nats.restart(index)
-            steps.append(f"nats n{index} {time.monotonic() - began:.1f} s")
-        for hub in hubs:
-            began = time.monotonic()
-            assert hub.stop() == 0
-            hub.start()
-            wait_for(lambda: ready(hub), 60, "the restarted node ready")
-            steps.append(f"hub {hub.directory.name} {time.monotonic() - began:.1f} s")
+        steps = restart_everything(nats, hubs)
         wait_for(lambda: sum(relaying(hub) for hub in hubs) == 1, 60, "one node relaying after the restarts")
         published = len(publisher.ids)
         wait_for(lambda: len(publisher.ids) >= published + 5, 60, "publishing after the restarts")
@@ -248,19 +250,6 @@ def prosody(tmp_path):
     server.register("alice", "alice-password-1")
     yield server
     server.stop()
-
-
-def bot_node(tmp_path, nats, node, prosody):
-    directory = tmp_path / node
-    directory.mkdir(exist_ok=True)
-    return Hub(directory, extra=nats.toml_section(node) + f'lease_ttl = "{TTL}s"\n' + prosody.hub_config())
-
-
-def bot_connected(hub):
-    try:
-        return hub.metric("wikiwire_xmpp_connected") == 1
-    except Exception:
-        return False
 
 
 class Notifier(threading.Thread):
@@ -304,7 +293,7 @@ def received(alice):
 def start_bots(tmp_path, nats, prosody):
     from xmpp_support import DOMAIN, Jabber
     alice = Jabber(prosody, f"alice@{DOMAIN}", "alice-password-1")
-    hubs = [bot_node(tmp_path, nats, node, prosody) for node in ("a", "b")]
+    hubs = [job_node(tmp_path, nats, node, prosody=prosody) for node in ("a", "b")]
     wait_for(lambda: sum(bot_connected(hub) for hub in hubs) == 1, 30, "one node running the bot")
     time.sleep(1)
     assert sum(bot_connected(hub) for hub in hubs) == 1, "exactly one node runs the bot"
@@ -387,21 +376,9 @@ def test_rolling_restart_under_notifications_loses_none(tmp_path, nats, prosody)
     alice, hubs, holder, other = start_bots(tmp_path, nats, prosody)
     notifier = Notifier(hubs, f"alice@{prosody_domain()}")
     notifier.start()
-    steps = []
     try:
         wait_for(lambda: len(received(alice)) >= 5, 60, "notifications before the restarts")
-        for index in range(nats.size):
-            began = time.monotonic()
-            nats.processes[index].terminate()
-            nats.processes[index].wait(30)
-            nats.restart(index)
-            steps.append(f"nats n{index} {time.monotonic() - began:.1f} s")
-        for hub in hubs:
-            began = time.monotonic()
-            assert hub.stop() == 0
-            hub.start()
-            wait_for(lambda: ready(hub), 60, "the restarted node ready")
-            steps.append(f"hub {hub.directory.name} {time.monotonic() - began:.1f} s")
+        steps = restart_everything(nats, hubs)
         wait_for(lambda: sum(bot_connected(hub) for hub in hubs) == 1, 60, "one node running the bot after the restarts")
         acked = len(notifier.acked)
         wait_for(lambda: len(notifier.acked) >= acked + 10, 60, "notifications after the restarts")
@@ -444,20 +421,10 @@ def test_kill_9_of_the_node_running_both_the_bot_and_a_relay_while_both_are_busy
     watcher.start()
     alice = Jabber(prosody, f"alice@{DOMAIN}", "alice-password-1")
 
-    def node(name):
-        directory = tmp_path / name
-        directory.mkdir(exist_ok=True)
-        extra = (
-            nats.toml_section(name) + f'lease_ttl = "{TTL}s"\n\n'
-            f'[[relay]]\nurl = "irc://127.0.0.1:{ngircd.port}/#wiki-feed"\nnick = "wikirelay"\n'
-            'format = "packed"\nfilter = "wiki=MoinMaster"\nrate = 2\n' + prosody.hub_config()
-        )
-        return Hub(directory, extra=extra)
-
     # The first node takes both jobs before the second exists.
-    first = node("a")
+    first = job_node(tmp_path, nats, "a", ngircd, prosody)
     wait_for(lambda: relaying(first) and bot_connected(first), 30, "the first node running both jobs")
-    second = node("b")
+    second = job_node(tmp_path, nats, "b", ngircd, prosody)
     hubs = [first, second]
     publisher = Publisher([second])
     notifier = Notifier([second], f"alice@{DOMAIN}")

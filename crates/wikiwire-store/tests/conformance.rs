@@ -441,7 +441,8 @@ async fn jetstream_the_bots_shared_outbox_keeps_order_and_fences_positions() {
         JetStreamStore::open(options)
     };
     let (a, b) = (open("a").await.unwrap(), open("b").await.unwrap());
-    let (outbox_a, outbox_b) = (a.shared_outbox().await.unwrap().unwrap(), b.shared_outbox().await.unwrap().unwrap());
+    let (outbox_a, outbox_b) =
+        (a.shared_outbox().await.unwrap().unwrap(), b.shared_outbox().await.unwrap().unwrap());
     let item = |text: &str| bytes::Bytes::from(text.to_owned());
 
     // Items from any node, delivered oldest first, gone once done.
@@ -469,7 +470,10 @@ async fn jetstream_the_bots_shared_outbox_keeps_order_and_fences_positions() {
     let revision = outbox_a.table_put("sub.x", item("[1]"), 0).await.unwrap();
     assert!(matches!(outbox_b.table_put("sub.x", item("[2]"), 0).await, Err(StoreError::Conflict(_))));
     outbox_b.table_put("sub.x", item("[1,2]"), revision).await.unwrap();
-    assert!(matches!(outbox_a.table_put("sub.x", item("[1,3]"), revision).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        outbox_a.table_put("sub.x", item("[1,3]"), revision).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(outbox_a.table_get("sub.x").await.unwrap().map(|(value, _)| value), Some(item("[1,2]")));
     assert_eq!(outbox_a.table_keys("sub.").await.unwrap(), vec!["sub.x".to_owned()]);
     a.close().await;

@@ -300,8 +300,6 @@ impl Local {
         .await
     }
 
-    /// Removes the JID's subscriptions to `wiki` (all of them without `pages`), or every one of
-    /// its subscriptions when `wiki` is `None`. Returns how many went.
     pub async fn unsubscribe(
         &self,
         jid: &str,

@@ -122,7 +122,14 @@ mod tests {
             "node = \"hub a\"\nnats = [\"http://x:1\", \"nats://x:0\"]\nreplicas = 2\nca_file = \"/nonexistent/ca.pem\"\nlease_ttl = \"1s\"",
         );
         let text = found.join("\n");
-        for key in ["cluster.node", "scheme \"http\"", "nats://x:0", "cluster.replicas", "cluster.ca_file", "cluster.lease_ttl"] {
+        for key in [
+            "cluster.node",
+            "scheme \"http\"",
+            "nats://x:0",
+            "cluster.replicas",
+            "cluster.ca_file",
+            "cluster.lease_ttl",
+        ] {
             assert!(text.contains(key), "{key} not in {text}");
         }
         assert!(problems("node = \"a\"\nnats = []").iter().any(|problem| problem.contains("at least one")));

@@ -198,33 +198,22 @@ impl JetStreamStore {
         let mut context = jetstream::new(client.clone());
         context.set_timeout(Duration::from_secs(5));
         let stream = retry_until(deadline, "the stream", || ensure_stream(&context, &options)).await?;
-        let cursors = retry_until(deadline, "the cursor bucket", || {
-            let config = kv::Config {
-                bucket: format!("{}_state", options.stream),
-                description: "wikiwire: named cursors (relays)".into(),
-                history: 1,
-                num_replicas: options.replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            };
+        let bucket = |suffix: &'static str, description: &'static str, max_age: Duration| {
+            let config = bucket_config(
+                &format!("{}_{suffix}", options.stream),
+                description,
+                options.replicas,
+                max_age,
+            );
             let context = context.clone();
-            async move { context.create_or_update_key_value(config).await.map_err(|error| error.to_string()) }
-        })
-        .await?;
-        let lease_bucket = retry_until(deadline, "the lease bucket", || {
-            let config = kv::Config {
-                bucket: format!("{}_leases", options.stream),
-                description: "wikiwire: which node runs each relay and the bot".into(),
-                history: 1,
-                max_age: options.lease_ttl,
-                num_replicas: options.replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            };
-            let context = context.clone();
-            async move { context.create_or_update_key_value(config).await.map_err(|error| error.to_string()) }
-        })
-        .await?;
+            retry_until(deadline, description, move || {
+                let (context, config) = (context.clone(), config.clone());
+                async move { context.create_or_update_key_value(config).await.map_err(|error| error.to_string()) }
+            })
+        };
+        let cursors = bucket("state", "wikiwire: named cursors (relays)", Duration::ZERO).await?;
+        let lease_bucket =
+            bucket("leases", "wikiwire: which node runs each relay and the bot", options.lease_ttl).await?;
         let stop = tokio_util::sync::CancellationToken::new();
         let leases = Arc::new(lease::NatsLeases::new(
             lease_bucket,
@@ -475,6 +464,20 @@ impl Store for JetStreamStore {
 
     fn cluster_status(&self) -> Option<ClusterStatus> {
         Some(apply::status(&self.inner))
+    }
+}
+
+/// A key-value bucket of this store: one value per key, as many copies as the stream, entries
+/// expiring after `max_age` (zero: never).
+fn bucket_config(name: &str, description: &str, replicas: usize, max_age: Duration) -> kv::Config {
+    kv::Config {
+        bucket: name.to_owned(),
+        description: description.to_owned(),
+        history: 1,
+        max_age,
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
     }
 }
 

@@ -69,14 +69,12 @@ impl SharedOutbox {
         };
         let stream = context.get_or_create_stream(config).await.map_err(unavailable)?;
         let table = context
-            .create_or_update_key_value(kv::Config {
-                bucket: format!("{stream_name}_bot"),
-                description: "wikiwire: the Jabber bot's subscriptions and known JIDs".into(),
-                history: 1,
-                num_replicas: replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
+            .create_or_update_key_value(super::bucket_config(
+                &format!("{stream_name}_bot"),
+                "wikiwire: the Jabber bot's subscriptions and known JIDs",
+                replicas,
+                Duration::ZERO,
+            ))
             .await
             .map_err(unavailable)?;
         let boot = format!("{node}-{}", super::nonce());
