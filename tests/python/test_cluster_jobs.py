@@ -63,13 +63,14 @@ def bot_connected(hub):
     return gauge_is_one(hub, "wikiwire_xmpp_connected")
 
 
-class Publisher(threading.Thread):
-    """One MoinMaster event every `pause` seconds, to whichever node answers."""
+class Load(threading.Thread):
+    """Sends item after item, every `pause` seconds, to the first node that takes it:
+    `send(hub, n)` returns what the node acknowledged (kept in `acked`), or None."""
 
-    def __init__(self, hubs, pause=0.25):
+    def __init__(self, hubs, send, pause):
         super().__init__(daemon=True)
-        self.hubs, self.pause = hubs, pause
-        self.ids = []
+        self.hubs, self.send, self.pause = hubs, send, pause
+        self.acked = []
         self.stopping = threading.Event()
 
     def run(self):
@@ -77,15 +78,23 @@ class Publisher(threading.Thread):
         while not self.stopping.is_set():
             for hub in list(self.hubs):
                 try:
-                    status, body = hub.request("POST", "/api/v1/events", [
-                        {"wiki": "MoinMaster", "action": "SAVE", "page": f"Relayed {n}", "user": "u"}], token=MOIN_TOKEN)
+                    acked = self.send(hub, n)
                 except Exception:
                     continue
-                if status in (200, 201):
-                    self.ids.extend(json.loads(body)["ids"])
+                if acked is not None:
+                    self.acked.extend(acked)
                     n += 1
                     break
             time.sleep(self.pause)
+
+
+def Publisher(hubs, pause=0.25):
+    """One MoinMaster event per request; `acked` holds the ids."""
+    def send(hub, n):
+        event = {"wiki": "MoinMaster", "action": "SAVE", "page": f"Relayed {n}", "user": "u"}
+        status, body = hub.request("POST", "/api/v1/events", [event], token=MOIN_TOKEN)
+        return json.loads(body)["ids"] if status in (200, 201) else None
+    return Load(hubs, send, pause)
 
 
 class Watcher(threading.Thread):
@@ -136,7 +145,7 @@ def start(tmp_path, nats):
 def finish(publisher, watcher, hubs, ngircd, timeout=90):
     publisher.stopping.set()
     publisher.join(10)
-    last = max(publisher.ids)
+    last = max(publisher.acked)
     wait_for(lambda: last in [event_id for _, _, event_id in watcher.lines], timeout, f"event {last} in the channel")
     time.sleep(1)
     watcher.stopping.set()
@@ -158,12 +167,12 @@ def test_the_relay_moves_when_its_node_is_killed(tmp_path, nats):
         joined = time.monotonic() - killed_at
         wait_for(lambda: any(at > killed_at + joined for at, _, _ in watcher.lines), 30, "a line after the takeover")
         first_line = min(at for at, _, _ in watcher.lines if at > killed_at) - killed_at
-        wait_for(lambda: len(publisher.ids) >= 30, 60, "30 events published")
+        wait_for(lambda: len(publisher.acked) >= 30, 60, "30 events published")
     finally:
         finish(publisher, watcher, hubs, ngircd)
-    repeats = check_channel(watcher, publisher.ids)
+    repeats = check_channel(watcher, publisher.acked)
     report(f"relay, kill -9 of its node (lease ttl {TTL} s): the other node joined after {joined:.1f} s, "
-           f"first line after {first_line:.1f} s; {len(publisher.ids)} events, {repeats} line(s) repeated")
+           f"first line after {first_line:.1f} s; {len(publisher.acked)} events, {repeats} line(s) repeated")
 
 
 def test_a_paused_holder_sends_nothing_after_it_wakes(tmp_path, nats):
@@ -182,12 +191,12 @@ def test_a_paused_holder_sends_nothing_after_it_wakes(tmp_path, nats):
             os.kill(holder.process.pid, signal.SIGCONT)
         woke_at = time.monotonic()
         nicks_before = {nick for at, nick, _ in watcher.lines if at < stopped_at}
-        wait_for(lambda: len(publisher.ids) >= 30, 60, "30 events published")
+        wait_for(lambda: len(publisher.acked) >= 30, 60, "30 events published")
         wait_for(lambda: not relaying(holder), 15, "the woken node to stop relaying")
         assert relaying(other), "the new holder keeps the relay"
     finally:
         finish(publisher, watcher, hubs, ngircd)
-    check_channel(watcher, publisher.ids)
+    check_channel(watcher, publisher.acked)
     # The old holder's nick spoke only before its pause (the new one joined under another nick,
     # the old connection still holding "wikirelay" while it slept), and nothing came from it
     # after it woke: exactly one holder throughout.
@@ -229,13 +238,13 @@ def test_rolling_restart_of_every_nats_and_hub_node_under_load(tmp_path, nats):
         wait_for(lambda: len(watcher.lines) >= 3, 60, "lines before the restarts")
         steps = restart_everything(nats, hubs)
         wait_for(lambda: sum(relaying(hub) for hub in hubs) == 1, 60, "one node relaying after the restarts")
-        published = len(publisher.ids)
-        wait_for(lambda: len(publisher.ids) >= published + 5, 60, "publishing after the restarts")
+        published = len(publisher.acked)
+        wait_for(lambda: len(publisher.acked) >= published + 5, 60, "publishing after the restarts")
     finally:
         finish(publisher, watcher, hubs, ngircd)
-    repeats = check_channel(watcher, publisher.ids)
+    repeats = check_channel(watcher, publisher.acked)
     takeovers = sum((hub.directory / "hub.log").read_text().count("this node runs the relay") for hub in hubs)
-    report(f"relay, rolling restart ({', '.join(steps)}): {len(publisher.ids)} events, "
+    report(f"relay, rolling restart ({', '.join(steps)}): {len(publisher.acked)} events, "
            f"the relay started {takeovers} times across the nodes, {repeats} line(s) repeated")
 
 
@@ -252,32 +261,16 @@ def prosody(tmp_path):
     server.stop()
 
 
-class Notifier(threading.Thread):
-    """A wiki calling send_notification for alice, one page at a time, on whichever node answers."""
+def Notifier(hubs, alice, pause=0.1):
+    """A wiki calling send_notification for alice, one page at a time; `acked` holds the page numbers."""
+    import xmlrpc.client
+    from xmpp_support import SECRET
 
-    def __init__(self, hubs, alice, pause=0.1):
-        super().__init__(daemon=True)
-        self.hubs, self.alice, self.pause = hubs, alice, pause
-        self.acked = []
-        self.stopping = threading.Event()
-
-    def run(self):
-        import xmlrpc.client
-        from xmpp_support import SECRET
-        n = 0
-        while not self.stopping.is_set():
-            for hub in list(self.hubs):
-                try:
-                    rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
-                    body = {"action": "page_changed", "subject": f"[Wiki] Update of N{n}", "text": f"N{n} has been changed.",
-                            "editor": "Alice", "page_name": f"N{n}", "url_list": []}
-                    if rpc.send_notification(SECRET, [self.alice], body) is True:
-                        self.acked.append(n)
-                        n += 1
-                        break
-                except Exception:
-                    continue
-            time.sleep(self.pause)
+    def send(hub, n):
+        body = {"action": "page_changed", "subject": f"[Wiki] Update of N{n}", "text": f"N{n} has been changed.",
+                "editor": "Alice", "page_name": f"N{n}", "url_list": []}
+        return [n] if xmlrpc.client.ServerProxy(hub.xmlrpc).send_notification(SECRET, [alice], body) is True else None
+    return Load(hubs, send, pause)
 
 
 def received(alice):
@@ -437,13 +430,13 @@ def test_kill_9_of_the_node_running_both_the_bot_and_a_relay_while_both_are_busy
         first.stop(signal.SIGKILL)
         wait_for(lambda: relaying(second) and bot_connected(second), TTL + 30, "the second node taking both jobs")
         taken = time.monotonic() - killed_at
-        wait_for(lambda: len(publisher.ids) >= 30 and len(notifier.acked) >= 80, 90, "load after the kill")
+        wait_for(lambda: len(publisher.acked) >= 30 and len(notifier.acked) >= 80, 90, "load after the kill")
         duplicates = check_notifications(alice, notifier)
     finally:
         notifier.stopping.set()
         alice.close()
         finish(publisher, watcher, hubs, ngircd)
-    repeats = check_channel(watcher, publisher.ids)
+    repeats = check_channel(watcher, publisher.acked)
     report(f"bot and relay on one node, kill -9: the other node ran both after {taken:.1f} s; relay "
-           f"{len(publisher.ids)} events, {repeats} repeated; bot {len(notifier.acked)} notifications, "
+           f"{len(publisher.acked)} events, {repeats} repeated; bot {len(notifier.acked)} notifications, "
            f"all delivered, {duplicates} twice")
