@@ -31,10 +31,8 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct SharedOutbox {
     client: async_nats::Client,
-    context: jetstream::Context,
     stream: stream::Stream,
     table: kv::Store,
-    node: String,
     /// The sequence of each position's message as this node last read or wrote it.
     positions: Mutex<HashMap<String, u64>>,
     /// Names batches and message ids: unique per process.
@@ -80,10 +78,8 @@ impl SharedOutbox {
         let boot = format!("{node}-{}", super::nonce());
         Ok(SharedOutbox {
             client,
-            context,
             stream,
             table,
-            node: node.to_owned(),
             positions: Mutex::default(),
             boot,
             counter: std::sync::atomic::AtomicU64::new(0),
@@ -195,19 +191,14 @@ impl SharedOutbox {
 
     /// Items waiting.
     pub async fn waiting(&self) -> Result<u64, StoreError> {
-        let mut stream = self.stream.clone();
-        let info = stream.info().await.map_err(unavailable)?;
-        let positions = self
-            .context
-            .get_stream(&info.config.name)
-            .await
-            .map_err(unavailable)?
-            .info_with_subjects(format!("{PREFIX}.pos.*"))
-            .await
-            .map_err(unavailable)?
-            .count()
-            .await as u64;
-        Ok(info.state.messages.saturating_sub(positions))
+        let mut subjects =
+            self.stream.info_with_subjects(format!("{PREFIX}.pos.*")).await.map_err(unavailable)?;
+        let messages = subjects.info.state.messages;
+        let mut positions = 0;
+        while subjects.next().await.is_some() {
+            positions += 1;
+        }
+        Ok(messages.saturating_sub(positions))
     }
 
     /// Wakes `wake` whenever any node stores an item.
@@ -300,10 +291,6 @@ impl SharedOutbox {
             }
         }
         Err(unavailable("nothing to publish"))
-    }
-
-    pub fn node(&self) -> &str {
-        &self.node
     }
 }
 
