@@ -44,6 +44,10 @@ pub struct Hub {
 }
 
 impl Hub {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     fn rss_kib(&self) -> anyhow::Result<u64> {
         let pid = self.child.id().context("hub exited")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

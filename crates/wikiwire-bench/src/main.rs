@@ -2,6 +2,7 @@
 //!
 //!     cargo run --release -p wikiwire-bench -- http
 //!     cargo build --release -p wikiwire && cargo run --release -p wikiwire-bench -- irc
+//!     cargo build --release -p wikiwire && cargo run --release -p wikiwire-bench -- versus
 //!
 //! Figures are printed, never asserted: timing belongs in notes, not in tests.
 
@@ -9,6 +10,7 @@ mod catchup;
 mod http;
 mod irc;
 mod nats;
+mod versus;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +29,9 @@ enum Bench {
     Irc(irc::Args),
     /// `wikiwire listen` resuming far behind: catch-up events per second.
     Catchup(catchup::Args),
+    /// Side by side with InspIRCd 3 (Debian): one publisher line per event, burst and steady rate,
+    /// N listeners; deliveries per second, latency, memory, and the ratios.
+    Versus(versus::Args),
 }
 
 #[tokio::main]
@@ -35,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Http(args) => http::run(args).await,
         Bench::Irc(args) => irc::run(args).await,
         Bench::Catchup(args) => catchup::run(args).await,
+        Bench::Versus(args) => versus::run(args).await,
     }
 }
 
