@@ -187,3 +187,33 @@ def test_long_and_unusual_events_round_trip_through_the_packed_channel(hub):
             assert fields == as_packed_fields(stored)
     long_event = hub.event(ids[-1])
     assert len(long_event["comment"]) > 1000
+
+
+def test_pipelined_lines_are_committed_and_answered_in_order(hub):
+    """A wiki that writes many lines at once (issue 12): the hub reads on while earlier events are
+    committed (one group commit for what is queued), yet every line is answered in its turn: the
+    echoes carry increasing ids in the order sent, an invalid line's FAIL and a PING's PONG come
+    exactly between their neighbours' answers, and history holds the events in the order sent."""
+    publisher = Raw(hub).register("moin", caps=("echo-message", "message-tags", "labeled-response"), sasl=("moin", MOIN_TOKEN))
+    lines = []
+    for n in range(120):
+        if n == 40:
+            lines.append("@label=bad PRIVMSG #MoinMaster.events :" + pack(wiki="MoinMaster", action="SAVE", user="Alice"))
+        elif n == 80:
+            lines.append("@label=ping PING :between")
+        else:
+            lines.append(f"@label=l{n} PRIVMSG #MoinMaster.events :" + pack(wiki="MoinMaster", action="SAVE", page=f"Piped {n}", user="Alice"))
+    publisher.send(*lines)
+    answers = []
+    while len(answers) < 120:
+        line = publisher.read_line(30)
+        assert line is not None, answers[-5:]
+        tags, source, verb, params = parse(line)
+        if "label" in tags:
+            answers.append((tags["label"], verb, tags.get("msgid")))
+    assert [label for label, _, _ in answers] == ["bad" if n == 40 else "ping" if n == 80 else f"l{n}" for n in range(120)]
+    assert answers[40][1] == "FAIL" and answers[80][1] == "PONG"
+    ids = [int(msgid) for label, verb, msgid in answers if verb == "PRIVMSG"]
+    assert len(ids) == 118 and ids == sorted(ids) and len(set(ids)) == 118, ids
+    stored = [event["page"] for event in hub.get(f"/api/v1/events?since={ids[0] - 1}&limit=200")["events"]]
+    assert stored == [f"Piped {n}" for n in range(120) if n not in (40, 80)]

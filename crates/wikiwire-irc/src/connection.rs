@@ -15,6 +15,7 @@ use crate::client::Client;
 use crate::commands;
 use crate::framing::{Frame, LineReader};
 use crate::numeric::ERR_INPUTTOOLONG;
+use crate::pipeline::Pipeline;
 use crate::respond::Context;
 use crate::server::{Admission, Server};
 
@@ -49,6 +50,7 @@ async fn read_loop<R: AsyncRead + Unpin>(server: &Arc<Server>, client: &Arc<Clie
     let mut last_input = Instant::now();
     let mut ping_sent: Option<Instant> = None;
     let mut flood = Flood::new(limits.flood_burst, limits.flood_rate);
+    let mut pipeline: Option<Pipeline> = None;
     loop {
         let registered = client.state().registered;
         let deadline = match (registered, ping_sent) {
@@ -93,7 +95,13 @@ async fn read_loop<R: AsyncRead + Unpin>(server: &Arc<Server>, client: &Arc<Clie
             }
         }
         match frame {
-            Frame::Line(text) => commands::handle(server, client, &text).await,
+            Frame::Line(text) => {
+                // A publisher's lines are pipelined (made on its first line as a publisher).
+                if pipeline.is_none() && client.account().is_some() {
+                    pipeline = Some(Pipeline::start(Arc::clone(server), Arc::clone(client)));
+                }
+                commands::handle(server, client, pipeline.as_ref(), &text).await
+            }
             Frame::TooLong => {
                 let mut context = Context::new(server, client);
                 context.numeric(ERR_INPUTTOOLONG, &[]);

@@ -24,6 +24,7 @@ pub mod commands;
 pub mod connection;
 pub mod fanout;
 pub mod numeric;
+pub mod pipeline;
 pub mod render;
 pub mod respond;
 pub mod server;

@@ -22,11 +22,20 @@ pub struct Context<'a> {
     pub server: &'a Arc<Server>,
     pub client: &'a Arc<Client>,
     lines: Vec<Line>,
+    /// The line's label, for a reply that comes later (a pipelined event).
+    pub label: Option<String>,
+    /// The reply comes later, from the publisher's pipeline: `finish` sends nothing.
+    deferred: bool,
 }
 
 impl<'a> Context<'a> {
     pub fn new(server: &'a Arc<Server>, client: &'a Arc<Client>) -> Context<'a> {
-        Context { server, client, lines: Vec::new() }
+        Context { server, client, lines: Vec::new(), label: None, deferred: false }
+    }
+
+    /// This line is answered later, in its turn (see [`crate::pipeline`]).
+    pub fn defer(&mut self) {
+        self.deferred = true;
     }
 
     pub fn caps(&self) -> Caps {
@@ -81,6 +90,9 @@ impl<'a> Context<'a> {
 
     /// Queues the replies, labelled as the client asked.
     pub fn finish(self, label: Option<&str>) {
+        if self.deferred {
+            return;
+        }
         let caps = self.client.caps();
         let label = label.filter(|_| caps.has(caps::LABELED_RESPONSE)).map(str::to_owned);
         let mut lines = self.lines;

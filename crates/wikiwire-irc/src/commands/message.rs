@@ -12,12 +12,24 @@ use super::histserv;
 use crate::caps;
 use crate::channels::Channel;
 use crate::numeric::*;
+use crate::pipeline::{Pending, Pipeline};
 use crate::render::{TagSet, event_line};
 use crate::respond::Context;
 use crate::server::HISTSERV;
 use crate::wire::Request;
 
-pub async fn privmsg(context: &mut Context<'_>, request: &Request) {
+pub async fn privmsg(context: &mut Context<'_>, pipeline: Option<&Pipeline>, request: &Request) {
+    // A publisher's valid event is queued and answered in its turn; any other answer waits for
+    // the events queued before this line.
+    if let Some(pipeline) = pipeline {
+        match queued(context, request) {
+            Some(pending) => {
+                pipeline.publish(pending);
+                return context.defer();
+            }
+            None => pipeline.settle().await,
+        }
+    }
     let Some(target) = request.param(0).map(str::to_owned) else {
         return context.numeric(ERR_NORECIPIENT, &[]);
     };
@@ -46,6 +58,17 @@ pub async fn privmsg(context: &mut Context<'_>, request: &Request) {
     } else {
         context.numeric(ERR_NOSUCHNICK, &[&target]);
     }
+}
+
+/// The event this line carries, when it is one the publisher may send here; `None` leaves every
+/// refusal to the checks of `privmsg`, which say why.
+fn queued(context: &Context<'_>, request: &Request) -> Option<Pending> {
+    let (target, text) = (request.param(0)?, request.param(1)?);
+    let channel = context.server.channels.find(target)?.clone();
+    let publisher = context.client.account().filter(|publisher| channel.may_speak(&publisher.name))?;
+    let draft = packed::parse_submission(text, Timestamp::now()).ok()?;
+    channel.filter.matches(draft.event()).then_some(())?;
+    Some(Pending { channel, publisher, draft, label: context.label.clone() })
 }
 
 /// NOTICE never gets an automatic reply (RFC 2812 §3.3.2); nothing here acts on one.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::client::Client;
 use crate::numeric::{ERR_NEEDMOREPARAMS, ERR_NOTREGISTERED, ERR_UNKNOWNCOMMAND};
+use crate::pipeline::Pipeline;
 use crate::respond::Context;
 use crate::server::Server;
 use crate::wire::Request;
@@ -80,19 +81,26 @@ const COMMANDS: &[Spec] = &[
     spec("CHATHISTORY", 0, false, Handler::Chathistory),
 ];
 
-/// Parses and answers one line.
-pub async fn handle(server: &Arc<Server>, client: &Arc<Client>, text: &str) {
+/// Parses and answers one line. A publisher's events may be answered later, in their turn
+/// (`pipeline`); every other line waits until the events before it are answered.
+pub async fn handle(server: &Arc<Server>, client: &Arc<Client>, pipeline: Option<&Pipeline>, text: &str) {
     let mut context = Context::new(server, client);
-    let Some(request) = Request::parse(text) else {
+    let request = Request::parse(text);
+    let publishing = request.as_ref().is_some_and(|request| request.verb == "PRIVMSG");
+    if let (Some(pipeline), false) = (pipeline, publishing) {
+        pipeline.settle().await;
+    }
+    let Some(request) = request else {
         context.fail("*", "INVALID_MESSAGE", &[], "Malformed message");
         return context.finish(None);
     };
-    let label = request.tag("label").map(str::to_owned);
-    dispatch(&mut context, &request).await;
+    context.label = request.tag("label").map(str::to_owned);
+    dispatch(&mut context, pipeline, &request).await;
+    let label = context.label.take();
     context.finish(label.as_deref());
 }
 
-async fn dispatch(context: &mut Context<'_>, request: &Request) {
+async fn dispatch(context: &mut Context<'_>, pipeline: Option<&Pipeline>, request: &Request) {
     let Some(spec) = COMMANDS.iter().find(|spec| spec.verb == request.verb) else {
         return context.numeric(ERR_UNKNOWNCOMMAND, &[&request.verb]);
     };
@@ -121,7 +129,7 @@ async fn dispatch(context: &mut Context<'_>, request: &Request) {
         Handler::Whois => query::whois(context, request),
         Handler::Motd => query::motd(context),
         Handler::Lusers => query::lusers(context),
-        Handler::Privmsg => message::privmsg(context, request).await,
+        Handler::Privmsg => message::privmsg(context, pipeline, request).await,
         Handler::Notice => message::notice(context, request).await,
         Handler::Tagmsg => {}
         Handler::Chathistory => history::chathistory(context, request).await,
