@@ -34,7 +34,7 @@ pub struct Pending {
 }
 
 enum Item {
-    Publish(Pending),
+    Publish(Box<Pending>),
     /// Answered once everything queued before it is.
     Settle(oneshot::Sender<()>),
 }
@@ -55,7 +55,7 @@ impl Pipeline {
     /// Queues an event; its reply comes in its turn.
     pub fn publish(&self, pending: Pending) {
         self.outstanding.fetch_add(1, Ordering::AcqRel);
-        if self.queue.send(Item::Publish(pending)).is_err() {
+        if self.queue.send(Item::Publish(Box::new(pending))).is_err() {
             self.outstanding.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -92,14 +92,14 @@ async fn run(
                 let _ = done.send(());
                 continue;
             }
-            Item::Publish(pending) => pending,
+            Item::Publish(pending) => *pending,
         };
         // Whatever the same publisher queued meanwhile joins this append.
         let mut batch = vec![first];
         while batch.len() < MOST {
             match items.try_recv() {
                 Ok(Item::Publish(pending)) if Arc::ptr_eq(&pending.publisher, &batch[0].publisher) => {
-                    batch.push(pending)
+                    batch.push(*pending)
                 }
                 Ok(other) => {
                     held = Some(other);
