@@ -424,13 +424,19 @@ impl Store for JetStreamStore {
             .get_or_try_init(|| async {
                 let mut context = jetstream::new(inner.client.clone());
                 context.set_timeout(Duration::from_secs(5));
-                let opened = outbox::SharedOutbox::open(
-                    inner.client.clone(),
-                    context,
-                    &inner.options.stream,
-                    inner.options.replicas,
-                    &inner.options.node,
-                )
+                // Right after NATS restarts its streams may still be electing leaders: wait as
+                // opening the store does.
+                let deadline = Instant::now() + inner.options.connect_timeout;
+                let opened = retry_until(deadline, "the bot's stream and bucket", || {
+                    let (client, context) = (inner.client.clone(), context.clone());
+                    async move {
+                        let (stream, replicas, node) =
+                            (&inner.options.stream, inner.options.replicas, &inner.options.node);
+                        outbox::SharedOutbox::open(client, context, stream, replicas, node)
+                            .await
+                            .map_err(|error| error.to_string())
+                    }
+                })
                 .await?;
                 Ok::<_, StoreError>(Arc::new(opened))
             })
