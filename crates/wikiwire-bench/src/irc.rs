@@ -49,10 +49,7 @@ impl Hub {
     }
 
     fn rss_kib(&self) -> anyhow::Result<u64> {
-        let pid = self.child.id().context("hub exited")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let line = status.lines().find(|line| line.starts_with("VmRSS:")).context("no VmRSS")?;
-        Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+        rss_kib(self.child.id().context("hub exited")?)
     }
 }
 
@@ -95,8 +92,77 @@ pub async fn start_hub(binary: PathBuf, directory: &std::path::Path) -> anyhow::
     }
 }
 
-/// A joined listener: its reader counts event lines and records latencies from the `comment`
-/// field, which carries the microseconds since `epoch` at which the event was published.
+/// `count` listeners on `#BenchWiki.events`, joined, counting deliveries and collecting latencies.
+pub struct Listeners {
+    received: Arc<AtomicU64>,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+    readers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Listeners {
+    /// Connects them (a hundred at a time) and returns once every one has joined.
+    pub async fn join(address: &str, count: usize, epoch: Instant) -> anyhow::Result<Listeners> {
+        let received = Arc::new(AtomicU64::new(0));
+        let latencies = Arc::new(Mutex::new(Vec::new()));
+        let (ready_sender, mut ready) = tokio::sync::mpsc::channel(count.max(1));
+        let mut readers = Vec::with_capacity(count);
+        for index in 0..count {
+            readers.push(tokio::spawn(listener(
+                address.to_owned(),
+                format!("l{index}"),
+                Arc::clone(&received),
+                Arc::clone(&latencies),
+                epoch,
+                ready_sender.clone(),
+            )));
+            if index % 100 == 99 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        drop(ready_sender);
+        for joined in 0..count {
+            match tokio::time::timeout(Duration::from_secs(180), ready.recv()).await {
+                Ok(Some(())) => {}
+                Ok(None) => bail!("only {joined} of {count} listeners joined (the others ended)"),
+                Err(_) => bail!("only {joined} of {count} listeners joined in 180 s"),
+            }
+        }
+        Ok(Listeners { received, latencies, readers })
+    }
+
+    /// Waits until `expected` deliveries arrived, at most `limit`.
+    pub async fn wait_for(&self, expected: u64, limit: Duration, what: &str) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while self.received.load(Ordering::Relaxed) < expected {
+            anyhow::ensure!(
+                started.elapsed() < limit,
+                "{what}: {} of {expected} deliveries after {limit:?}",
+                self.received.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+
+    /// The latencies collected since the last call, sorted.
+    pub async fn take_latencies(&self) -> Vec<Duration> {
+        let mut samples = std::mem::take(&mut *self.latencies.lock().await);
+        samples.sort_unstable();
+        samples
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        for reader in &self.readers {
+            reader.abort();
+        }
+    }
+}
+
+/// One listener: joins once registered (some servers drop a JOIN sent before), says so on
+/// `ready`, counts event lines and records latencies from the `comment` field, which carries the
+/// microseconds since `epoch` at which the event was published.
 async fn listener(
     address: String,
     nick: String,
@@ -107,20 +173,19 @@ async fn listener(
 ) -> anyhow::Result<()> {
     let stream = TcpStream::connect(&address).await?;
     let (read, mut write) = stream.into_split();
-    write
-        .write_all(format!("NICK {nick}\r\nUSER {nick} 0 * :bench\r\nJOIN #BenchWiki.events\r\n").as_bytes())
-        .await?;
+    write.write_all(format!("NICK {nick}\r\nUSER {nick} 0 * :bench\r\n").as_bytes()).await?;
     let mut lines = BufReader::new(read).lines();
     while let Some(line) = lines.next_line().await? {
         if line.starts_with("PING") {
-            write.write_all(line.replacen("PING", "PONG", 1).as_bytes()).await?;
-            write.write_all(b"\r\n").await?;
+            write.write_all(format!("{}\r\n", line.replacen("PING", "PONG", 1)).as_bytes()).await?;
+        } else if line.contains(" 376 ") || line.contains(" 422 ") {
+            write.write_all(b"JOIN #BenchWiki.events\r\n").await?;
         } else if line.contains(" 366 ") {
             let _ = ready.send(()).await;
-        } else if let Some(payload) = line.split(" PRIVMSG #BenchWiki.events :").nth(1) {
+        } else if line.contains(" PRIVMSG ") {
             received.fetch_add(1, Ordering::Relaxed);
-            let sent = payload.split('&').find_map(|pair| pair.strip_prefix("comment="));
-            if let Some(micros) = sent.and_then(|sent| sent.parse::<u64>().ok()) {
+            let sent = line.rsplit("comment=").next().and_then(|rest| rest.split('&').next());
+            if let Some(micros) = sent.and_then(|sent| sent.trim().parse::<u64>().ok()) {
                 let latency = epoch.elapsed().saturating_sub(Duration::from_micros(micros));
                 latencies.lock().await.push(latency);
             }
@@ -129,6 +194,13 @@ async fn listener(
         }
     }
     Ok(())
+}
+
+/// A process's resident memory, from /proc.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).context("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -146,28 +218,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let client = reqwest::Client::new();
         let epoch = Instant::now();
         let baseline = hub.rss_kib()?;
-        let received = Arc::new(AtomicU64::new(0));
-        let latencies = Arc::new(Mutex::new(Vec::new()));
-        let (ready_sender, mut ready) = tokio::sync::mpsc::channel(count);
-        let mut readers = Vec::with_capacity(count);
-        for index in 0..count {
-            readers.push(tokio::spawn(listener(
-                hub.irc.clone(),
-                format!("b{index}"),
-                Arc::clone(&received),
-                Arc::clone(&latencies),
-                epoch,
-                ready_sender.clone(),
-            )));
-            if index % 200 == 199 {
-                tokio::task::yield_now().await;
-            }
-        }
-        for _ in 0..count {
-            tokio::time::timeout(Duration::from_secs(120), ready.recv())
-                .await
-                .context("listeners joining")?;
-        }
+        let listeners = Listeners::join(&hub.irc, count, epoch).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let idle = hub.rss_kib()?;
         let per_listener = (idle.saturating_sub(baseline)) as f64 * 1024.0 / count as f64;
@@ -187,14 +238,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .error_for_status()?;
         }
         let expected = (count * args.burst) as u64;
-        while received.load(Ordering::Relaxed) < expected {
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "burst not delivered");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        listeners.wait_for(expected, Duration::from_secs(300), "the burst").await?;
         let burst_elapsed = started.elapsed();
 
         // Latency at a fixed rate, one event per request.
-        latencies.lock().await.clear();
+        listeners.take_latencies().await;
         let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
         let total = args.rate * args.seconds;
         let mut ticker = tokio::time::interval(interval);
@@ -211,16 +259,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .error_for_status()?;
         }
         let expected = expected + count as u64 * total;
-        while received.load(Ordering::Relaxed) < expected {
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "rate events not delivered");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        listeners.wait_for(expected, Duration::from_secs(600), "the rate events").await?;
         let busy = hub.rss_kib()?;
-        let mut samples = std::mem::take(&mut *latencies.lock().await);
-        for reader in &readers {
-            reader.abort();
-        }
-        samples.sort_unstable();
+        let samples = listeners.take_latencies().await;
+        drop(listeners);
         println!(
             "{count} listeners: burst of {} events → {:.0} deliveries/s ({:.2} s); at {} events/s: latency p50 {:.1} ms, p99 {:.1} ms ({} samples); \
              hub RSS {:.1} MiB idle ({:.1} KiB per idle listener), {:.1} MiB after the runs",

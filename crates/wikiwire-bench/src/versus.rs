@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -17,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Mutex;
 
-use crate::irc::{TOKEN, start_hub};
+use crate::irc::{Listeners, TOKEN, start_hub};
 use crate::percentile;
 
 const CHANNEL: &str = "#BenchWiki.events";
@@ -67,9 +66,7 @@ struct Server {
 
 impl Server {
     fn rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        let line = status.lines().find(|line| line.starts_with("VmRSS:")).context("no VmRSS")?;
-        Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+        crate::irc::rss_kib(self.pid)
     }
 }
 
@@ -228,34 +225,7 @@ async fn measure(server: &Server, count: usize, args: &Args) -> anyhow::Result<F
     let epoch = Instant::now();
     let mut publisher = Publisher::connect(server).await?;
     let baseline = server.rss_kib()?;
-    let received = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let (ready_sender, mut ready) = tokio::sync::mpsc::channel(count);
-    let mut readers = Vec::with_capacity(count);
-    for index in 0..count {
-        readers.push(tokio::spawn(listener(
-            server.address.clone(),
-            format!("l{index}"),
-            Arc::clone(&received),
-            Arc::clone(&latencies),
-            epoch,
-            ready_sender.clone(),
-        )));
-        if index % 100 == 99 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    drop(ready_sender);
-    for joined in 0..count {
-        match tokio::time::timeout(Duration::from_secs(180), ready.recv()).await {
-            Ok(Some(())) => {}
-            Ok(None) => {
-                let failed = readers.iter().find(|reader| reader.is_finished());
-                bail!("only {joined} of {count} listeners joined (a listener ended: {:?})", failed.is_some());
-            }
-            Err(_) => bail!("only {joined} of {count} listeners joined in 180 s"),
-        }
-    }
+    let listeners = Listeners::join(&server.address, count, epoch).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = server.rss_kib()?;
     let per_listener_kib = idle.saturating_sub(baseline) as f64 / count as f64;
@@ -266,10 +236,9 @@ async fn measure(server: &Server, count: usize, args: &Args) -> anyhow::Result<F
         publisher.publish(n, epoch).await?;
     }
     let mut expected = (count * args.burst) as u64;
-    wait_for(&received, expected, Duration::from_secs(300), "the burst").await?;
+    listeners.wait_for(expected, Duration::from_secs(300), "the burst").await?;
     let burst_elapsed = started.elapsed();
-    let mut burst = std::mem::take(&mut *latencies.lock().await);
-    burst.sort_unstable();
+    let burst = listeners.take_latencies().await;
 
     let mut steady = Vec::new();
     for &rate in &args.rates {
@@ -280,15 +249,12 @@ async fn measure(server: &Server, count: usize, args: &Args) -> anyhow::Result<F
             publisher.publish(args.burst + n as usize, epoch).await?;
         }
         expected += count as u64 * total;
-        wait_for(&received, expected, Duration::from_secs(300), "the steady rate").await?;
-        let mut samples = std::mem::take(&mut *latencies.lock().await);
-        samples.sort_unstable();
+        listeners.wait_for(expected, Duration::from_secs(300), "the steady rate").await?;
+        let samples = listeners.take_latencies().await;
         steady.push((rate, percentile(&samples, 0.5), percentile(&samples, 0.99)));
     }
     let after = server.rss_kib()?;
-    for reader in &readers {
-        reader.abort();
-    }
+    drop(listeners);
     Ok(Figures {
         deliveries_per_second: (count * args.burst) as f64 / burst_elapsed.as_secs_f64(),
         burst_p50: percentile(&burst, 0.5),
@@ -297,19 +263,6 @@ async fn measure(server: &Server, count: usize, args: &Args) -> anyhow::Result<F
         per_listener_kib,
         rss_after_mib: after as f64 / 1024.0,
     })
-}
-
-async fn wait_for(received: &AtomicU64, expected: u64, limit: Duration, what: &str) -> anyhow::Result<()> {
-    let started = Instant::now();
-    while received.load(Ordering::Relaxed) < expected {
-        anyhow::ensure!(
-            started.elapsed() < limit,
-            "{what}: {} of {expected} deliveries after {limit:?}",
-            received.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    Ok(())
 }
 
 /// The wiki: one connection, one PRIVMSG per event; what the server says back is read and
@@ -368,39 +321,4 @@ impl Publisher {
         self.write.lock().await.write_all(line.as_bytes()).await?;
         Ok(())
     }
-}
-
-/// A listener: joins, counts event lines, records latencies from `comment`.
-async fn listener(
-    address: String,
-    nick: String,
-    received: Arc<AtomicU64>,
-    latencies: Arc<Mutex<Vec<Duration>>>,
-    epoch: Instant,
-    ready: tokio::sync::mpsc::Sender<()>,
-) -> anyhow::Result<()> {
-    let stream = TcpStream::connect(&address).await?;
-    let (read, mut write) = stream.into_split();
-    write.write_all(format!("NICK {nick}\r\nUSER {nick} 0 * :bench\r\n").as_bytes()).await?;
-    let mut lines = BufReader::new(read).lines();
-    while let Some(line) = lines.next_line().await? {
-        if line.starts_with("PING") {
-            write.write_all(format!("{}\r\n", line.replacen("PING", "PONG", 1)).as_bytes()).await?;
-        } else if line.contains(" 376 ") || line.contains(" 422 ") {
-            // Registered (InspIRCd drops a JOIN sent before that).
-            write.write_all(format!("JOIN {CHANNEL}\r\n").as_bytes()).await?;
-        } else if line.contains(" 366 ") {
-            let _ = ready.send(()).await;
-        } else if line.contains(" PRIVMSG ") {
-            received.fetch_add(1, Ordering::Relaxed);
-            let sent = line.rsplit("comment=").next().and_then(|rest| rest.split('&').next());
-            if let Some(micros) = sent.and_then(|sent| sent.trim().parse::<u64>().ok()) {
-                let latency = epoch.elapsed().saturating_sub(Duration::from_micros(micros));
-                latencies.lock().await.push(latency);
-            }
-        } else if line.starts_with("ERROR") {
-            break;
-        }
-    }
-    Ok(())
 }

@@ -116,7 +116,7 @@ async fn run(
 
 /// One append for the batch; when it is refused as a whole (a wiki not the publisher's, the rate
 /// limit, the store), each event is tried alone so that each line gets its own answer.
-async fn commit(server: &Arc<Server>, client: &Arc<Client>, batch: Vec<Pending>) {
+pub(crate) async fn commit(server: &Arc<Server>, client: &Arc<Client>, batch: Vec<Pending>) {
     let publisher = Arc::clone(&batch[0].publisher);
     let drafts = batch.iter().map(|pending| pending.draft.clone()).collect();
     match server.hub.publish(&publisher, drafts).await {

@@ -31,7 +31,6 @@ pub trait Holding: Send + Sync {
 /// A held lease. Dropping it releases it (in a cluster, at once, so another node takes over
 /// without waiting for the time to live).
 pub struct Lease {
-    name: String,
     /// Fired when the lease is lost (taken over, or not renewed in time).
     lost: CancellationToken,
     holding: Arc<dyn Holding>,
@@ -40,17 +39,8 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub fn new(
-        name: &str,
-        lost: CancellationToken,
-        holding: Arc<dyn Holding>,
-        release: CancellationToken,
-    ) -> Lease {
-        Lease { name: name.to_owned(), lost, holding, release }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
+    pub fn new(lost: CancellationToken, holding: Arc<dyn Holding>, release: CancellationToken) -> Lease {
+        Lease { lost, holding, release }
     }
 
     /// Whether the job may act now; check immediately before every side effect.
@@ -84,10 +74,10 @@ impl Holding for Always {
 
 #[async_trait]
 impl Leases for LocalLeases {
-    async fn acquire(&self, name: &str, stop: &CancellationToken) -> Option<Lease> {
+    async fn acquire(&self, _name: &str, stop: &CancellationToken) -> Option<Lease> {
         if stop.is_cancelled() {
             return None;
         }
-        Some(Lease::new(name, CancellationToken::new(), Arc::new(Always), CancellationToken::new()))
+        Some(Lease::new(CancellationToken::new(), Arc::new(Always), CancellationToken::new()))
     }
 }

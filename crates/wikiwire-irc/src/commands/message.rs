@@ -6,29 +6,68 @@
 use std::sync::Arc;
 
 use wikiwire_event::{Timestamp, packed};
-use wikiwire_hub::{PublishError, Publisher};
 
 use super::histserv;
-use crate::caps;
 use crate::channels::Channel;
 use crate::numeric::*;
-use crate::pipeline::{Pending, Pipeline};
-use crate::render::{TagSet, event_line};
+use crate::pipeline::{self, Pending, Pipeline};
 use crate::respond::Context;
 use crate::server::HISTSERV;
 use crate::wire::Request;
 
 pub async fn privmsg(context: &mut Context<'_>, pipeline: Option<&Pipeline>, request: &Request) {
-    // A publisher's valid event is queued and answered in its turn; any other answer waits for
-    // the events queued before this line.
-    if let Some(pipeline) = pipeline {
-        match queued(context, request) {
-            Some(pending) => {
-                pipeline.publish(pending);
-                return context.defer();
+    // A publisher's valid event is queued and answered in its turn (`pipeline`); every other
+    // answer is given now, so after the events queued before this line.
+    let pending = match event(context, request) {
+        Ok(pending) => pending,
+        Err(refusal) => {
+            if let Some(pipeline) = pipeline {
+                pipeline.settle().await;
             }
-            None => pipeline.settle().await,
+            return answer(context, request, refusal).await;
         }
+    };
+    context.defer();
+    match pipeline {
+        Some(pipeline) => pipeline.publish(pending),
+        // Publishers' connections always have one; without, the event is committed alone.
+        None => pipeline::commit(context.server, context.client, vec![pending]).await,
+    }
+}
+
+/// Why a line to a channel is not an event its sender may publish there.
+enum Refusal {
+    /// Not a publisher's line to one of its channels: the usual PRIVMSG answers.
+    NotPublishing,
+    /// A publisher's line that is not a valid event for that channel.
+    Invalid(Arc<Channel>, String),
+}
+
+/// The event this line carries, or why it carries none.
+fn event(context: &Context<'_>, request: &Request) -> Result<Pending, Refusal> {
+    let target = request.param(0).filter(|target| target.starts_with('#')).ok_or(Refusal::NotPublishing)?;
+    let text = request.param(1).filter(|text| !text.is_empty()).ok_or(Refusal::NotPublishing)?;
+    let channel = context.server.channels.find(target).cloned().ok_or(Refusal::NotPublishing)?;
+    let publisher = context
+        .client
+        .account()
+        .filter(|publisher| channel.may_speak(&publisher.name))
+        .ok_or(Refusal::NotPublishing)?;
+    let draft = match packed::parse_submission(text, Timestamp::now()) {
+        Ok(draft) => draft,
+        Err(error) => return Err(Refusal::Invalid(channel, error.to_string())),
+    };
+    if !channel.filter.matches(draft.event()) {
+        let reason = format!("this event does not belong in {} (filter: {})", channel.name, channel.filter);
+        return Err(Refusal::Invalid(channel, reason));
+    }
+    Ok(Pending { channel, publisher, draft, label: context.label.clone() })
+}
+
+/// Every answer to a PRIVMSG that publishes nothing.
+async fn answer(context: &mut Context<'_>, request: &Request, refusal: Refusal) {
+    if let Refusal::Invalid(channel, reason) = refusal {
+        return context.fail("PRIVMSG", "INVALID_EVENT", &[&channel.name], &reason);
     }
     let Some(target) = request.param(0).map(str::to_owned) else {
         return context.numeric(ERR_NORECIPIENT, &[]);
@@ -37,14 +76,9 @@ pub async fn privmsg(context: &mut Context<'_>, pipeline: Option<&Pipeline>, req
         return context.numeric(ERR_NOTEXTTOSEND, &[]);
     };
     if target.starts_with('#') {
-        let Some(channel) = context.server.channels.find(&target).cloned() else {
-            return context.numeric(ERR_NOSUCHCHANNEL, &[&target]);
-        };
-        match context.client.account() {
-            Some(publisher) if channel.may_speak(&publisher.name) => {
-                publish(context, &channel, publisher, &text).await
-            }
-            _ => context.numeric(ERR_CANNOTSENDTOCHAN, &[&channel.name]),
+        match context.server.channels.find(&target) {
+            Some(channel) => context.numeric(ERR_CANNOTSENDTOCHAN, &[&channel.name]),
+            None => context.numeric(ERR_NOSUCHCHANNEL, &[&target]),
         }
     } else if target.eq_ignore_ascii_case(HISTSERV) {
         histserv::handle(context, &text).await;
@@ -60,52 +94,5 @@ pub async fn privmsg(context: &mut Context<'_>, pipeline: Option<&Pipeline>, req
     }
 }
 
-/// The event this line carries, when it is one the publisher may send here; `None` leaves every
-/// refusal to the checks of `privmsg`, which say why.
-fn queued(context: &Context<'_>, request: &Request) -> Option<Pending> {
-    let (target, text) = (request.param(0)?, request.param(1)?);
-    let channel = context.server.channels.find(target)?.clone();
-    let publisher = context.client.account().filter(|publisher| channel.may_speak(&publisher.name))?;
-    let draft = packed::parse_submission(text, Timestamp::now()).ok()?;
-    channel.filter.matches(draft.event()).then_some(())?;
-    Some(Pending { channel, publisher, draft, label: context.label.clone() })
-}
-
 /// NOTICE never gets an automatic reply (RFC 2812 §3.3.2); nothing here acts on one.
 pub async fn notice(_context: &mut Context<'_>, _request: &Request) {}
-
-async fn publish(context: &mut Context<'_>, channel: &Channel, publisher: Arc<Publisher>, text: &str) {
-    let draft = match packed::parse_submission(text, Timestamp::now()) {
-        Ok(draft) => draft,
-        Err(error) => return context.fail("PRIVMSG", "INVALID_EVENT", &[&channel.name], &error.to_string()),
-    };
-    if !channel.filter.matches(draft.event()) {
-        let reason = format!("this event does not belong in {} (filter: {})", channel.name, channel.filter);
-        return context.fail("PRIVMSG", "INVALID_EVENT", &[&channel.name], &reason);
-    }
-    match context.server.hub.publish(&publisher, vec![draft]).await {
-        Ok(appended) => {
-            context.server.hub.metrics().irc_published.inc();
-            let caps = context.client.caps();
-            if caps.has(caps::ECHO_MESSAGE) {
-                let event = &appended[0].event;
-                context.push(event_line(context.server, channel, event, TagSet::of(caps)));
-            }
-        }
-        Err(error @ PublishError::NotYourWiki { .. }) => {
-            context.fail("PRIVMSG", "INVALID_EVENT", &[&channel.name], &error.to_string());
-        }
-        Err(error @ PublishError::RateLimited { .. }) => {
-            context.fail("PRIVMSG", "RATE_LIMITED", &[&channel.name], &error.to_string());
-        }
-        Err(PublishError::Store(error)) => {
-            tracing::error!(%error, "store failure publishing from IRC");
-            context.fail(
-                "PRIVMSG",
-                "TEMPORARILY_UNAVAILABLE",
-                &[&channel.name],
-                "The event store is unavailable; try again",
-            );
-        }
-    }
-}

@@ -55,12 +55,7 @@ impl Holding for Renewed {
 
 /// A key for a lease name: any job name, hex-encoded (KV keys allow few characters).
 pub fn lease_key(name: &str) -> String {
-    let mut key = String::with_capacity(name.len() * 2 + 6);
-    key.push_str("lease.");
-    for byte in name.bytes() {
-        key.push_str(&format!("{byte:02x}"));
-    }
-    key
+    format!("lease.{}", hex::encode(name))
 }
 
 #[async_trait]
@@ -107,7 +102,7 @@ impl NatsLeases {
             closing: self.closing.clone(),
         };
         tokio::spawn(task.run());
-        Lease::new(name, lost, renewed, release)
+        Lease::new(lost, renewed, release)
     }
 }
 
