@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 log() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests start or drive (servers no one here wrote).
-apt_packages=(ngircd prosody lua-sec dokuwiki php-cli chromium chromium-driver mediawiki php-sqlite3 php-intl php-mbstring)
+apt_packages=(ngircd prosody lua-sec dokuwiki php-cli chromium chromium-driver mediawiki php-sqlite3 php-intl php-mbstring
+              weechat-curses irssi tmux jq)
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -47,6 +48,10 @@ fi
 WIKIWIRE_NATS_SERVER="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server"
 export WIKIWIRE_NATS_SERVER
 "$WIKIWIRE_NATS_SERVER" --version
+
+log "formatting and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "building"
 cargo build --workspace --all-targets --locked

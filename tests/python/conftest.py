@@ -98,6 +98,8 @@ class Hub:
         deadline = time.monotonic() + self.started_timeout
         descriptor = self.process.stdout.fileno()
         pending = b""
+        # Everything the hub prints on its standard output (the demo's advice, for example).
+        self.output = bytearray()
         while True:
             if b"\n" not in pending:
                 remaining = deadline - time.monotonic()
@@ -110,6 +112,7 @@ class Hub:
                 pending += chunk
                 continue
             raw_line, pending = pending.split(b"\n", 1)
+            self.output += raw_line + b"\n"
             if raw_line.startswith(b"Stop it with"):
                 break
             words = raw_line.decode().split()
@@ -124,10 +127,13 @@ class Hub:
             elif words[:1] == ["RCFEED"]:
                 self.rcfeeds.append(int(words[1].rsplit(":", 1)[1]))
         # Keep reading stdout so the hub never blocks on a full pipe (until it is closed).
+        self.output += pending
+
         def drain():
             try:
-                while os.read(descriptor, 4096):
-                    pass
+                while chunk := os.read(descriptor, 4096):
+                    if len(self.output) < 1 << 20:
+                        self.output += chunk
             except OSError:
                 pass
         threading.Thread(target=drain, daemon=True).start()
@@ -210,6 +216,17 @@ def wait_for_port(process, port, timeout, name, read_log):
             assert process.poll() is None, read_log()
             assert time.monotonic() < deadline, f"{name} did not start:\n" + read_log()
             time.sleep(0.05)
+
+
+def wait_for(condition, timeout=30, what="condition"):
+    """Waits until `condition()` is true and returns its value; fails saying what never came."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what} not reached in {timeout}s"
+        time.sleep(0.05)
 
 
 def free_port():

@@ -61,14 +61,26 @@ class NatsCluster:
         self.directory = pathlib.Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.size = size
-        self.ports = [(free_port(), free_port(), free_port()) for _ in range(size)]  # client, cluster, monitor
         self.processes = [None] * size
-        for index in range(size):
-            self._write_config(index)
-        for index in range(size):
-            self.start(index)
-        for index in range(size):
-            self.wait_healthy(index)
+        # Ports are picked free and then released, so another process can take one before NATS
+        # binds it; a cluster that does not form is started once more on new ports, with the
+        # first attempt's logs kept (n<i>.log) for whoever wonders.
+        for attempt in (1, 2):
+            self.ports = [(free_port(), free_port(), free_port()) for _ in range(size)]  # client, cluster, monitor
+            for index in range(size):
+                self._write_config(index)
+            for index in range(size):
+                self.start(index)
+            try:
+                for index in range(size):
+                    self.wait_healthy(index)
+                return
+            except AssertionError as error:
+                logs = "\n".join(f"--- n{index}.log\n{self.read_log(index)}" for index in range(size))
+                self.close()
+                if attempt == 2:
+                    raise AssertionError(f"{error}\n{logs}") from None
+                print(f"NATS cluster did not form ({error}); starting it again on new ports\n{logs}")
 
     @property
     def urls(self):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import MOIN_TOKEN, Hub, NgIrcd, parse
+from conftest import MOIN_TOKEN, Hub, NgIrcd, parse, wait_for
 import nats_cluster
 from nats_cluster import nats  # noqa: F401 (a fixture)
 from test_relay import Observer
@@ -23,13 +23,6 @@ TTL = 4
 
 def report(line):
     nats_cluster.report(line, "cluster-jobs.txt")
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout}s"
-        time.sleep(0.05)
 
 
 def job_node(tmp_path, nats, node, ngircd=None, prosody=None):

@@ -8,7 +8,7 @@ import select
 import subprocess
 import time
 
-from conftest import BINARY
+from conftest import BINARY, Hub, free_port, wait_for_port
 
 SUBCOMMANDS = ["serve", "demo", "publish", "listen", "token", "config check", "migrate", "completions"]
 
@@ -84,3 +84,49 @@ def test_listen_shows_progress_and_colours_in_a_terminal_and_neither_in_a_pipe(h
         errors = process.communicate(timeout=20)[1]
     assert b"\x1b[" not in output and b"catching up" not in errors
     assert output.count(b"\n") >= 3001
+
+
+CLEAN_ENV = {name: value for name, value in os.environ.items() if name not in ("WIKIWIRE_URL", "WIKIWIRE_TOKEN")}
+
+
+def test_publish_finds_the_hub_and_its_token_in_the_configuration(tmp_path):
+    """`wikiwire publish --config FILE`: the address from `[http] listen`, the token of the wiki's
+    publisher, or the generated local token when the file configures no publishers."""
+    # A configured publisher with a plain token.
+    (tmp_path / "configured").mkdir()
+    configured = Hub(tmp_path / "configured", ports=(free_port(), free_port()))
+    try:
+        done = subprocess.run(
+            [str(BINARY), "publish", "--config", str(configured.config), "--wiki", "MoinMaster",
+             "--action", "SAVE", "--page", "From The Config", "--user", "u"],
+            capture_output=True, text=True, timeout=30, env=CLEAN_ENV)
+        assert done.returncode == 0, done.stderr
+        event = configured.event(int(done.stdout.split()[0]))
+        assert event["page"] == "From The Config"
+        refused = subprocess.run(
+            [str(BINARY), "publish", "--config", str(configured.config), "--wiki", "NoSuchWiki",
+             "--action", "SAVE"],
+            capture_output=True, text=True, timeout=30, env=CLEAN_ENV)
+        assert refused.returncode != 0 and "no publisher in the configuration speaks for" in refused.stderr
+    finally:
+        configured.stop()
+
+    # No publishers: the hub generates `local.token` in its data directory.
+    directory = tmp_path / "local"
+    directory.mkdir()
+    config = directory / "hub.toml"
+    port = free_port()
+    config.write_text(f'data_dir = "{directory / "data"}"\n[http]\nlisten = "127.0.0.1:{port}"\n[irc]\nenabled = false\n')
+    hub = subprocess.Popen([str(BINARY), "serve", "--config", str(config)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_port(hub, port, 30, "the hub", lambda: hub.stdout.read())
+        done = subprocess.run(
+            [str(BINARY), "publish", "--config", str(config), "--wiki", "local", "--action", "page_changed",
+             "--page", "Typed As Documented", "--user", "Alice"],
+            capture_output=True, text=True, timeout=30, env=CLEAN_ENV)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split()[0] == "1"
+    finally:
+        hub.terminate()
+        hub.wait(20)

@@ -10,18 +10,9 @@ import time
 
 import irc.connection
 
-from conftest import Hub, Lib, Raw, parse
+from conftest import Hub, Lib, Raw, parse, wait_for
 
 BIG_COMMENT = "x" * 3000
-
-
-def wait_for(condition, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached in {timeout}s")
 
 
 def test_a_listener_that_stops_reading_is_cut_off_while_others_keep_receiving(tmp_path):

@@ -1,6 +1,5 @@
 """Registration and the basics of SPEC §3, with the `irc` library and raw sockets."""
 
-import time
 
 from conftest import Hub, Lib, Raw, parse
 

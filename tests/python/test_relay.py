@@ -2,24 +2,18 @@
 ngIRCd from Debian here, and a second wikiwire hub with SASL — paced, resuming after the last
 event delivered across outages of that network and restarts of the hub."""
 
+import signal
 import statistics
 import time
 import urllib.parse
 
-from conftest import Hub, NgIrcd, Raw, free_port, parse
+from conftest import Hub, NgIrcd, Raw, free_port, parse, wait_for
 
 MIRROR_TOKEN = "wwt_mirror-publisher-token-xyz"
 
 
 def relay_config(url, nick="wikirelay", extra=""):
     return f'[[relay]]\nurl = "{url}"\nnick = "{nick}"\nformat = "packed"\nfilter = "wiki=MoinMaster"\n{extra}\n'
-
-
-def wait_for(condition, timeout=60, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout}s"
-        time.sleep(0.05)
 
 
 def edit(page):
@@ -210,3 +204,53 @@ def test_long_text_lines_are_cut_at_a_character_boundary(tmp_path):
     finally:
         hub.stop()
         ngircd.stop()
+
+
+def test_relay_between_hubs_keeps_up_with_a_busy_farm_through_a_kill_9(tmp_path):
+    """To a wikiwire hub the relay sends what is waiting in windows (labelled lines, one PING);
+    a kill -9 of the relaying hub mid-way loses nothing and stores nothing twice. The relay's
+    pace is a figure for the notes (target/test-artifacts/relay-throughput.txt), not asserted."""
+    from nats_cluster import report
+
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    mirror = Hub(tmp_path / "b", publishers=f"""
+[[publisher]]
+name = "mirror"
+token = "{MIRROR_TOKEN}"
+wikis = ["MoinMaster"]
+""")
+    ports = (free_port(), free_port())
+    source = Hub(tmp_path / "a", ports=ports, extra=relay_config(
+        f"irc://127.0.0.1:{mirror.irc_port}/#MoinMaster.events", nick="mirror",
+        extra=f'password = "{MIRROR_TOKEN}"\nrate = 100'))
+    try:
+        wait_for(lambda: source.metric("wikiwire_relay_connected") == 1, what="the relay to log in")
+        count = 6000
+        started = time.monotonic()
+        published = []
+        for first in range(0, count, 1000):
+            published += source.publish(*[edit(f"Busy {n}") for n in range(first, first + 1000)])
+        wait_for(lambda: mirror.last_id() >= count // 3, 120, "a third relayed")
+        elapsed = time.monotonic() - started
+        done = mirror.last_id()
+        report(f"relay to another wikiwire hub: {done} events in {elapsed:.2f} s, {done / elapsed:,.0f} events/s "
+               f"(published as fast as HTTP takes batches of 1000)", "relay-throughput.txt")
+        source.stop(sig=signal.SIGKILL)
+        source.start()
+        wait_for(lambda: mirror.last_id() >= count, 180, "every event relayed")
+        time.sleep(1)
+        mirrored = []
+        since = 0
+        while True:
+            page = mirror.get(f"/api/v1/events?since={since}&limit=1000")
+            mirrored += page["events"]
+            if page.get("next") is None or not page["events"]:
+                break
+            since = page["next"]
+        keys = [event["key"] for event in mirrored]
+        assert len(keys) == len(set(keys)) == count, (len(keys), len(set(keys)))
+        assert keys == [f"relayed:{event_id}" for event_id in published], "in the order published"
+    finally:
+        source.stop()
+        mirror.stop()

@@ -66,6 +66,8 @@ def test_send_notification_reaches_a_form_client_and_a_plain_client(tmp_path, pr
             assert "http://wiki.example/Front Page?action=diff" in fields.values()
             assert oob_urls(got) == []
             assert "http://" not in got["body"].split("\n")[0]
+            # The body stands on its own: clients that advertise forms often show only the body.
+            assert "http://wiki.example/Front Page?action=diff" in got["body"], got["body"]
             text = plain.wait_message(lambda m: str(m["from"]).startswith(BOT) and m["type"] == "normal", 60)
             assert "has been changed by Alice" in text["body"] and "+Hello world" in text["body"]
             assert "http://wiki.example/Front Page?action=diff" in text["body"]
@@ -75,6 +77,65 @@ def test_send_notification_reaches_a_form_client_and_a_plain_client(tmp_path, pr
     finally:
         hub.stop()
     assert SECRET not in (tmp_path / "hub" / "hub.log").read_text()
+
+
+@pytest.mark.parametrize("smacks", [True, False], ids=["with-smacks", "without-smacks"])
+def test_notifications_queued_during_an_outage_arrive_once(tmp_path, smacks):
+    """Without stream management the bot confirms by ping; what it had queued when the stream
+    broke goes out on the next stream by itself and must not be sent a second time."""
+    server = Prosody(tmp_path / "prosody", smacks=smacks)
+    try:
+        server.register("bot", BOT_PASSWORD)
+        alice = server.register("alice", "alice-pw")
+        hub = bot_hub(tmp_path, server)
+        try:
+            rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
+            assert rpc.addJIDToRoster(SECRET, alice) is True
+            wait_for(lambda: hub.metric("wikiwire_xmpp_outbox") == 0, 60, "the roster change")
+            server.stop()
+            wait_for(lambda: hub.metric("wikiwire_xmpp_connected") == 0, 60, "the bot to notice")
+            outage = [f"Outage {n}" for n in range(5)]
+            for page in outage:
+                assert rpc.send_notification(SECRET, [alice], notification(page)) is True
+            server.start()
+            wait_for(lambda: hub.metric("wikiwire_xmpp_connected") == 1, 120, "the bot back online")
+            user = Jabber(server, alice, "alice-pw", forms=False)
+            try:
+                wait_for(lambda: len(user.notifications()) >= len(outage), 60, "the outage's notifications")
+                # Delivery is in order: once the sentinel is here, a repeat would be too.
+                assert rpc.send_notification(SECRET, [alice], notification("Sentinel")) is True
+                sentinel = "[Wiki] Update of Sentinel"
+                wait_for(lambda: sentinel in [m["subject"] for m in user.notifications()], 60, "the sentinel")
+                subjects = [m["subject"] for m in user.notifications()]
+                expected = [f"[Wiki] Update of {page}" for page in outage] + [sentinel]
+                assert sorted(subjects) == sorted(expected), subjects
+            finally:
+                user.close()
+        finally:
+            hub.stop()
+    finally:
+        server.stop()
+
+
+def test_the_bot_account_may_be_on_localhost_and_name_its_resource(tmp_path, prosody):
+    """Prosody's default virtual host is `localhost`: a domain without a dot is a valid JID."""
+    prosody.register("bot", BOT_PASSWORD, domain="localhost")
+    alice = prosody.register("alice", "alice-pw", domain="localhost")
+    (tmp_path / "hub").mkdir()
+    hub = Hub(tmp_path / "hub", extra=prosody.hub_config(jid="bot@localhost/wikiwire"))
+    try:
+        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
+        assert rpc.addJIDToRoster(SECRET, alice) is True
+        user = Jabber(prosody, alice, "alice-pw", forms=False)
+        try:
+            assert rpc.send_notification(SECRET, [alice], notification("Local Host")) is True
+            got = user.wait_message(lambda m: str(m["from"]).startswith("bot@localhost"), 60)
+            assert str(got["from"]) == "bot@localhost/wikiwire", got["from"]
+            assert "Local Host" in got["subject"]
+        finally:
+            user.close()
+    finally:
+        hub.stop()
 
 
 class FromAddress(xmlrpc.client.Transport):
@@ -349,7 +410,7 @@ def test_a_client_with_oob_but_no_forms_gets_the_links_as_oob(tmp_path, prosody)
             for message in user.notifications():
                 assert oob_urls(message) == ["http://wiki.example/Some Page?action=diff"], message.xml
                 assert form_fields(message) is None
-                assert "http://" not in message["body"], message["body"]
+                assert "http://wiki.example/Some Page?action=diff" in message["body"], message["body"]
         finally:
             user.close()
     finally:

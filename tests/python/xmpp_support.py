@@ -13,7 +13,7 @@ import time
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
 
-from conftest import free_port, make_certificates, wait_for_port
+from conftest import free_port, make_certificates, wait_for, wait_for_port
 
 DOMAIN = "wikiwire.test"
 ROOMS = "conference." + DOMAIN
@@ -23,14 +23,15 @@ SECRET = "xmlrpc-secret-Zr81"
 
 
 class Prosody:
-    """Prosody on a free port, foreground, with smacks, offline storage and a MUC component."""
+    """Prosody on a free port, foreground, with offline storage, a MUC component and (unless
+    `smacks=False`) XEP-0198 stream management."""
 
-    def __init__(self, directory, port=None):
+    def __init__(self, directory, port=None, smacks=True):
         self.directory = pathlib.Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "data").mkdir(exist_ok=True)
         self.port = port or free_port()
-        self.ca, self.certificate, self.key = make_certificates(self.directory, names=f"DNS:{DOMAIN},DNS:{ROOMS}")
+        self.ca, self.certificate, self.key = make_certificates(self.directory, names=f"DNS:{DOMAIN},DNS:{ROOMS},DNS:localhost")
         self.config = self.directory / "prosody.cfg.lua"
         self.config.write_text(f"""
 run_as_root = true
@@ -49,23 +50,24 @@ c2s_require_encryption = true
 allow_registration = false
 authentication = "internal_hashed"
 smacks_hibernation_time = 60
-modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "presence"; "offline"; "smacks"; "posix"; }}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "presence"; "offline"; {'"smacks";' if smacks else ''} "posix"; }}
 modules_disabled = {{ "s2s" }}
 ssl = {{ key = "{self.key}"; certificate = "{self.certificate}" }}
 VirtualHost "{DOMAIN}"
+VirtualHost "localhost"
 Component "{ROOMS}" "muc"
     restrict_room_creation = false
 """)
         self.process = None
         self.start()
 
-    def register(self, user, password):
+    def register(self, user, password, domain=DOMAIN):
         subprocess.run(
-            ["prosodyctl", "--config", str(self.config), "register", user, DOMAIN, password],
+            ["prosodyctl", "--config", str(self.config), "register", user, domain, password],
             check=True,
             capture_output=True,
         )
-        return f"{user}@{DOMAIN}"
+        return f"{user}@{domain}"
 
     def start(self):
         self.log = open(self.directory / "prosody.out", "a")
@@ -88,11 +90,11 @@ Component "{ROOMS}" "muc"
                 self.process.wait()
         self.log.close()
 
-    def hub_config(self, xmlrpc=True, extra=""):
+    def hub_config(self, xmlrpc=True, extra="", jid=BOT):
         """The `[xmpp]` (and `[xmlrpc]`) sections for a hub that uses this server."""
         text = f"""
 [xmpp]
-jid = "{BOT}"
+jid = "{jid}"
 password = "{BOT_PASSWORD}"
 server = "127.0.0.1"
 port = {self.port}
@@ -254,16 +256,6 @@ class Jabber:
         self.client = None
         gc.collect()
         self.loop.close()
-
-
-def wait_for(predicate, timeout=20, message="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {message}")
 
 
 def form_fields(message):

@@ -30,16 +30,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let state = directory.path().join("cursor.json");
     let channel = format!("irc://{}/#BenchWiki.events", hub.irc);
-    let listen = |since: bool| {
+    let listen = || {
         let mut command = tokio::process::Command::new(&binary);
-        command.args(["listen", "--irc", &channel, "--format", "json", "--state"]).arg(&state);
-        if since {
-            command.args(["--since", "0"]);
-        }
+        // A listener whose last event was 1 (a saved cursor is used first; none is saved yet).
+        command
+            .args(["listen", "--irc", &channel, "--format", "json", "--since", "1", "--state"])
+            .arg(&state);
         command.env("RUST_LOG", "warn").stdout(Stdio::piped()).kill_on_drop(true);
         command
     };
-    // A listener that has seen event 1, then stops.
     client
         .post(format!("{}/api/v1/events", hub.http))
         .bearer_auth(TOKEN)
@@ -47,11 +46,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .send()
         .await?
         .error_for_status()?;
-    let mut first = listen(true).spawn()?;
-    let mut lines = BufReader::new(first.stdout.take().context("stdout")?).lines();
-    lines.next_line().await?.context("the first event")?;
-    first.start_kill()?;
-    first.wait().await?;
 
     let publishing = Instant::now();
     for chunk in 0..args.behind.div_ceil(1000) {
@@ -70,7 +64,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("published {} events in {:.2} s", args.behind, publishing.elapsed().as_secs_f64());
 
     let started = Instant::now();
-    let mut resumed = listen(false).spawn()?;
+    let mut resumed = listen().spawn()?;
     let mut lines = BufReader::new(resumed.stdout.take().context("stdout")?).lines();
     let mut count = 0;
     while count < args.behind {

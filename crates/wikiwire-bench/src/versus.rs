@@ -35,6 +35,9 @@ pub struct Args {
     /// Seconds of each steady rate.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Seconds to wait after the burst before the server's memory is read again (0: skip).
+    #[arg(long, default_value_t = 60)]
+    settle: u64,
     /// The wikiwire binary (default: next to this one).
     #[arg(long)]
     binary: Option<PathBuf>,
@@ -50,6 +53,11 @@ struct Figures {
     burst_p99: f64,
     steady: Vec<(u64, f64, f64)>,
     per_listener_kib: f64,
+    /// The whole server with every listener joined and nothing sent yet.
+    rss_idle_mib: f64,
+    /// Right after the burst, and `--settle` seconds later.
+    rss_burst_mib: f64,
+    rss_settled_mib: Option<f64>,
     rss_after_mib: f64,
 }
 
@@ -141,6 +149,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             theirs.per_listener_kib,
             ours.per_listener_kib / theirs.per_listener_kib
         );
+        println!("RSS, listeners idle    {:>8.1} MiB {:>8.1} MiB", ours.rss_idle_mib, theirs.rss_idle_mib);
+        println!("RSS after the burst    {:>8.1} MiB {:>8.1} MiB", ours.rss_burst_mib, theirs.rss_burst_mib);
+        if let (Some(our), Some(their)) = (ours.rss_settled_mib, theirs.rss_settled_mib) {
+            println!(
+                "RSS {:>3} s later       {our:>8.1} MiB {their:>8.1} MiB   ({:.2}× and {:.2}× of idle)",
+                args.settle,
+                our / ours.rss_idle_mib,
+                their / theirs.rss_idle_mib
+            );
+        }
         println!("RSS after the runs     {:>8.1} MiB {:>8.1} MiB", ours.rss_after_mib, theirs.rss_after_mib);
     }
     Ok(())
@@ -239,6 +257,13 @@ async fn measure(server: &Server, count: usize, args: &Args) -> anyhow::Result<F
     listeners.wait_for(expected, Duration::from_secs(300), "the burst").await?;
     let burst_elapsed = started.elapsed();
     let burst = listeners.take_latencies().await;
+    let rss_burst_mib = server.rss_kib()? as f64 / 1024.0;
+    let rss_settled_mib = if args.settle > 0 {
+        tokio::time::sleep(Duration::from_secs(args.settle)).await;
+        Some(server.rss_kib()? as f64 / 1024.0)
+    } else {
+        None
+    };
 
     let mut steady = Vec::new();
     for &rate in &args.rates {
@@ -261,6 +286,9 @@ async fn measure(server: &Server, count: usize, args: &Args) -> anyhow::Result<F
         burst_p99: percentile(&burst, 0.99),
         steady,
         per_listener_kib,
+        rss_idle_mib: idle as f64 / 1024.0,
+        rss_burst_mib,
+        rss_settled_mib,
         rss_after_mib: after as f64 / 1024.0,
     })
 }

@@ -114,6 +114,17 @@ pub struct Subscriber {
     session: Option<Session>,
     failures: u32,
     wikis: HashMap<String, WikiDescription>,
+    /// The next page of history, asked for while the current one is handed out: the hub reads
+    /// and sends it while the caller handles events. Tagged with the `since` it was asked with.
+    prefetch: Option<(u64, tokio::task::JoinHandle<Result<Page, SubscriberError>>)>,
+}
+
+/// A page of `GET /api/v1/events`: events in id order, and where the next page starts (none:
+/// this was the end of the log).
+#[derive(serde::Deserialize)]
+struct Page {
+    events: Vec<serde_json::Map<String, serde_json::Value>>,
+    next: Option<u64>,
 }
 
 impl Subscriber {
@@ -141,6 +152,7 @@ impl Subscriber {
             session: None,
             failures: 0,
             wikis: HashMap::new(),
+            prefetch: None,
             options,
         })
     }
@@ -318,27 +330,44 @@ impl Subscriber {
         Ok(())
     }
 
-    /// One page of history after the horizon.
+    /// One page of history after the horizon; asks for the page after it before returning.
     async fn catch_up(&mut self) -> Result<(), SubscriberError> {
-        let base = self.base.clone().ok_or(SubscriberError::NoHttp)?;
-        let mut url = format!("{base}/api/v1/events?since={}&limit={PAGE}", self.horizon);
-        if !self.query.is_all() {
-            url.push('&');
-            url.push_str(&self.query.to_string());
+        let since = self.horizon;
+        let page = match self.prefetch.take() {
+            Some((asked, task)) if asked == since => {
+                task.await.map_err(|error| SubscriberError::Http(format!("history: {error}")))??
+            }
+            other => {
+                if let Some((_, task)) = other {
+                    task.abort();
+                }
+                fetch_page(self.http.clone(), self.page_url(since)?).await?
+            }
+        };
+        if let Some(next) = page.next {
+            let task = tokio::spawn(fetch_page(self.http.clone(), self.page_url(next.max(since))?));
+            self.prefetch = Some((next.max(since), task));
         }
-        let page =
-            self.get_json(&url).await?.ok_or_else(|| SubscriberError::Http(format!("{url}: not found")))?;
-        let events = page["events"].as_array().cloned().unwrap_or_default();
-        for value in events {
-            let event = Event::from_json(&value.to_string())
+        for object in page.events {
+            let event = Event::from_json_object(object)
                 .map_err(|error| SubscriberError::Http(format!("history: {error}")))?;
             self.accept(event);
         }
-        match page["next"].as_u64() {
+        match page.next {
             Some(next) => self.horizon = self.horizon.max(next),
             None => self.catching_up = false,
         }
         Ok(())
+    }
+
+    fn page_url(&self, since: u64) -> Result<String, SubscriberError> {
+        let base = self.base.as_deref().ok_or(SubscriberError::NoHttp)?;
+        let mut url = format!("{base}/api/v1/events?since={since}&limit={PAGE}");
+        if !self.query.is_all() {
+            url.push('&');
+            url.push_str(&self.query.to_string());
+        }
+        Ok(url)
     }
 
     async fn fetch(&self, id: u64) -> Result<Event, SubscriberError> {
@@ -353,20 +382,28 @@ impl Subscriber {
 
     /// GET as JSON; `None` for 404.
     async fn get_json(&self, url: &str) -> Result<Option<serde_json::Value>, SubscriberError> {
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|error| SubscriberError::Http(format!("{url}: {error}")))?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !response.status().is_success() {
-            return Err(SubscriberError::Http(format!("{url}: {}", response.status())));
-        }
-        response.json().await.map(Some).map_err(|error| SubscriberError::Http(format!("{url}: {error}")))
+        get(&self.http, url).await
     }
+}
+
+/// GET and read as JSON; `None` for 404.
+async fn get<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<Option<T>, SubscriberError> {
+    let response =
+        http.get(url).send().await.map_err(|error| SubscriberError::Http(format!("{url}: {error}")))?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !response.status().is_success() {
+        return Err(SubscriberError::Http(format!("{url}: {}", response.status())));
+    }
+    response.json().await.map(Some).map_err(|error| SubscriberError::Http(format!("{url}: {error}")))
+}
+
+async fn fetch_page(http: reqwest::Client, url: String) -> Result<Page, SubscriberError> {
+    get(&http, &url).await?.ok_or_else(|| SubscriberError::Http(format!("{url}: not found")))
 }
 
 /// The hub's address from a wikiwire topic (`... | description: http://hub/api/v1/wikis/X`).

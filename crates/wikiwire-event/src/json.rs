@@ -72,6 +72,11 @@ impl Event {
             Err(error) => Err(FieldError::new("event", format!("invalid JSON: {error}"))),
         }
     }
+
+    /// Reads a stored event from a JSON object already parsed (an event in a history page).
+    pub fn from_json_object(object: serde_json::Map<String, Value>) -> Result<Event, FieldError> {
+        fields::parse(object, Mode::Committed)
+    }
 }
 
 /// A publisher's JSON body: one event object or an array of them, all valid or none taken.

@@ -637,13 +637,19 @@ impl Config {
     }
 
     fn check_xmpp(&self, problems: &mut Vec<String>) {
+        // `local@domain`; a domain needs no dot (Prosody's default host is `localhost`).
         let bare_jid = |text: &str| {
             let (local, domain) = text.split_once('@').unwrap_or(("", text));
-            !local.is_empty() && !domain.is_empty() && !text.contains(['/', ' ']) && domain.contains('.')
+            !local.is_empty() && !domain.is_empty() && !text.contains(['/', ' '])
         };
         if let Some(xmpp) = &self.xmpp {
-            if !bare_jid(&xmpp.jid) {
-                problems.push(format!("xmpp.jid: {:?} is not a bare JID like bot@example.org", xmpp.jid));
+            // The bot's account may name the resource to bind: `bot@example.org/wikiwire`.
+            let (account, resource) = xmpp.jid.split_once('/').unwrap_or((&xmpp.jid, "x"));
+            if !bare_jid(account) || resource.is_empty() || resource.contains(char::is_whitespace) {
+                problems.push(format!(
+                    "xmpp.jid: {:?} is not a JID like bot@example.org (or bot@example.org/resource)",
+                    xmpp.jid
+                ));
             }
             if xmpp.password.is_empty() {
                 problems.push("xmpp.password: required".into());
@@ -874,6 +880,20 @@ mod tests {
         assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.public_url(), "http://127.0.0.1:8080");
         assert!(config.check().is_empty());
+    }
+
+    #[test]
+    fn the_bot_account_may_be_on_a_dotless_domain_and_name_its_resource() {
+        let jid_problems = |jid: &str| {
+            let config = Config::parse(&format!("[xmpp]\njid = {jid:?}\npassword = \"pw\"\n")).unwrap();
+            config.check().into_iter().filter(|problem| problem.starts_with("xmpp.jid")).count()
+        };
+        assert_eq!(jid_problems("bot@localhost"), 0);
+        assert_eq!(jid_problems("bot@example.org/wikiwire"), 0);
+        assert_eq!(jid_problems("bot@example.org"), 0);
+        for wrong in ["example.org", "@example.org", "bot@", "bot@example.org/", "bot@exa mple.org"] {
+            assert_eq!(jid_problems(wrong), 1, "{wrong}");
+        }
     }
 
     #[test]

@@ -36,10 +36,13 @@ impl Request {
             None => (wire.as_str(), None),
         };
         let mut words = head.split(' ').filter(|word| !word.is_empty());
-        let verb = words.next()?.to_ascii_uppercase();
-        if verb.starts_with(':') {
+        let typed = words.next()?;
+        if typed.starts_with(':') {
             return None;
         }
+        // The verb as sent: irc-proto 1.1 reads `ISON` as `USERHOST` (its Command enum maps both
+        // to one variant), so its serialisation cannot be trusted for the verb.
+        let verb = raw_verb(line).unwrap_or(typed).to_ascii_uppercase();
         let mut params: Vec<String> = words.map(str::to_owned).collect();
         params.extend(trailing.map(str::to_owned));
         Some(Request { tags, source, verb, params })
@@ -57,6 +60,18 @@ impl Request {
     pub fn source_nick(&self) -> Option<&str> {
         self.source.as_deref().map(|source| source.split('!').next().unwrap_or(source))
     }
+}
+
+/// The verb of a line as written: the first word after the tags (`@...`) and the source (`:...`).
+fn raw_verb(line: &str) -> Option<&str> {
+    let mut words = line.split(' ').filter(|word| !word.is_empty()).peekable();
+    if words.peek()?.starts_with('@') {
+        words.next();
+    }
+    if words.peek()?.starts_with(':') {
+        words.next();
+    }
+    words.next()
 }
 
 /// An outgoing line.
@@ -209,6 +224,10 @@ mod tests {
             ("JOIN #a,#b", "JOIN", vec!["#a,#b"]),
             ("PING :hello there", "PING", vec!["hello there"]),
             (":ignored!x@y QUIT :bye", "QUIT", vec!["bye"]),
+            // irc-proto parses ISON as USERHOST; the verb must stay what was sent.
+            ("ISON alice bob", "ISON", vec!["alice", "bob"]),
+            ("@label=1 ison :alice bob", "ISON", vec!["alice bob"]),
+            ("USERHOST alice", "USERHOST", vec!["alice"]),
         ];
         for (line, verb, params) in cases {
             let request = Request::parse(line).unwrap_or_else(|| panic!("{line} parses"));

@@ -2,12 +2,13 @@
 //! queue bounded in bytes. Fan-out pushes shared lines into the queue without waiting; only the
 //! connection's writer task touches the socket, so no lock is ever held across a write.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wikiwire_hub::{Metrics, Publisher};
 
@@ -31,6 +32,12 @@ pub struct State {
     pub account: Option<Arc<Publisher>>,
     pub channels: Vec<Arc<Channel>>,
     pub invisible: bool,
+    /// User mode `w`: accepted, though no wallops are ever sent.
+    pub wallops: bool,
+    /// User mode `B` set by the client itself (publishers are bots anyway).
+    pub bot: bool,
+    /// Set by `AWAY :message`, cleared by `AWAY`.
+    pub away: Option<String>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -39,6 +46,9 @@ pub enum Sasl {
     Idle,
     /// `AUTHENTICATE PLAIN` accepted; collecting base64 chunks.
     Plain(String),
+    /// The payload grew past the limit (905 sent): its remaining chunks are read and dropped
+    /// until the chunk that ends it, so an abusive client gets one answer, not one per chunk.
+    Discarding,
     Done,
 }
 
@@ -56,14 +66,8 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(
-        id: u64,
-        ip: IpAddr,
-        sendq: usize,
-        metrics: Arc<Metrics>,
-    ) -> (Arc<Client>, mpsc::UnboundedReceiver<Bytes>) {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let client = Arc::new(Client {
+    pub fn new(id: u64, ip: IpAddr, sendq: usize, metrics: Arc<Metrics>) -> Arc<Client> {
+        Arc::new(Client {
             id,
             ip,
             caps: AtomicU32::new(0),
@@ -79,9 +83,13 @@ impl Client {
                 account: None,
                 channels: Vec::new(),
                 invisible: false,
+                wallops: false,
+                bot: false,
+                away: None,
             }),
             queue: SendQueue {
-                sender,
+                lines: Mutex::new(VecDeque::new()),
+                ready: Notify::new(),
                 queued: AtomicUsize::new(0),
                 limit: sendq,
                 overflowed: AtomicBool::new(false),
@@ -89,8 +97,7 @@ impl Client {
             closing: CancellationToken::new(),
             reason: Mutex::new(None),
             metrics,
-        });
-        (client, receiver)
+        })
     }
 
     /// The client's state; never held across an `.await` or while taking another lock.
@@ -145,6 +152,17 @@ impl Client {
         slot.clone().unwrap_or_else(|| "Connection closed".into())
     }
 
+    /// For the writer: moves every queued line into `into` (empty), in order.
+    pub fn take_queued(&self, into: &mut VecDeque<Bytes>) {
+        let mut lines = self.queue.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::swap(&mut *lines, into);
+    }
+
+    /// For the writer: returns once a line was queued since the last call (at once if one was).
+    pub async fn queued(&self) {
+        self.queue.ready.notified().await;
+    }
+
     /// The writer took `bytes` off the queue.
     pub fn dequeued(&self, bytes: usize) {
         self.queue.queued.fetch_sub(bytes, Ordering::Relaxed);
@@ -159,11 +177,14 @@ impl Client {
     }
 }
 
-/// An unbounded channel bounded by bytes: pushing never waits, and a client past its limit is
-/// cut off instead of holding memory for ever.
+/// A queue bounded by bytes: pushing never waits, and a client past its limit is cut off
+/// instead of holding memory for ever. A deque under a lock rather than a channel: an idle
+/// listener's queue holds no memory (a channel allocates its first block of slots up front),
+/// and the writer takes everything queued in one step.
 #[derive(Debug)]
 struct SendQueue {
-    sender: mpsc::UnboundedSender<Bytes>,
+    lines: Mutex<VecDeque<Bytes>>,
+    ready: Notify,
     queued: AtomicUsize,
     limit: usize,
     overflowed: AtomicBool,
@@ -190,8 +211,8 @@ impl SendQueue {
                 true => Push::Refused,
             };
         }
-        // The receiver lives as long as the connection; a send after it ended is harmless.
-        let _ = self.sender.send(line);
+        self.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push_back(line);
+        self.ready.notify_one();
         Push::Queued
     }
 }
@@ -203,13 +224,15 @@ mod tests {
     #[test]
     fn the_queue_refuses_past_its_byte_limit_and_closes() {
         let metrics = Arc::new(Metrics::default());
-        let (client, mut receiver) = Client::new(1, IpAddr::from([127, 0, 0, 1]), 100, Arc::clone(&metrics));
+        let client = Client::new(1, IpAddr::from([127, 0, 0, 1]), 100, Arc::clone(&metrics));
         assert!(client.send(Bytes::from(vec![b'x'; 60])));
         assert!(!client.send(Bytes::from(vec![b'y'; 60])));
         assert!(client.overflowed() && client.closing.is_cancelled());
         assert_eq!(client.close_reason(), "SendQ exceeded");
-        let first = receiver.try_recv().unwrap();
-        client.dequeued(first.len());
+        let mut taken = VecDeque::new();
+        client.take_queued(&mut taken);
+        assert_eq!(taken.len(), 1, "only what fitted was queued");
+        client.dequeued(taken[0].len());
         assert!(!client.send(Bytes::from_static(b"z")), "an overflowed client gets nothing more");
         assert_eq!(metrics.irc_sendq_exceeded.get(), 1, "counted once, when it happened");
     }

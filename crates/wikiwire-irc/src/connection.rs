@@ -3,12 +3,12 @@
 //! one way: `Client::close(reason)` → the reader loop ends → the writer finishes what it may
 //! within a grace period, sends `ERROR :<reason>` and shuts the socket.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::client::Client;
@@ -22,7 +22,10 @@ use crate::server::{Admission, Server};
 /// How long a closing connection may take to flush and say goodbye.
 const GOODBYE_GRACE: Duration = Duration::from_secs(5);
 /// Lines written per batch at most.
-const WRITE_BATCH: usize = 256;
+/// Most bytes gathered for one write (then the rest waits for the next).
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// Slots for queued lines a writer keeps once its queue is empty.
+const IDLE_LINES: usize = 8;
 
 /// Serves one connection until it ends.
 pub async fn run<S>(server: Arc<Server>, stream: S, admission: Admission, ip: std::net::IpAddr)
@@ -30,10 +33,9 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let limits = &server.settings.limits;
-    let (client, queue) =
-        Client::new(server.next_client_id(), ip, limits.sendq, Arc::clone(server.hub.metrics()));
+    let client = Client::new(server.next_client_id(), ip, limits.sendq, Arc::clone(server.hub.metrics()));
     let (read_half, write_half) = tokio::io::split(stream);
-    let writer = tokio::spawn(write_loop(write_half, queue, Arc::clone(&client)));
+    let writer = tokio::spawn(write_loop(write_half, Arc::clone(&client)));
     read_loop(&server, &client, read_half).await;
     client.close("Connection closed");
     server.release(&client);
@@ -100,7 +102,9 @@ async fn read_loop<R: AsyncRead + Unpin>(server: &Arc<Server>, client: &Arc<Clie
                 if pipeline.is_none() && client.account().is_some() {
                     pipeline = Some(Pipeline::start(Arc::clone(server), Arc::clone(client)));
                 }
-                commands::handle(server, client, pipeline.as_ref(), &text).await
+                // Boxed: a command's state exists only while it runs, not in every idle
+                // connection's task (it is most of the task's size).
+                Box::pin(commands::handle(server, client, pipeline.as_ref(), &text)).await
             }
             Frame::TooLong => {
                 let mut context = Context::new(server, client);
@@ -121,60 +125,73 @@ async fn read_loop<R: AsyncRead + Unpin>(server: &Arc<Server>, client: &Arc<Clie
     }
 }
 
-/// The writer: takes every queued line at once and writes them in one go. On a close it lets
-/// queued lines out within a grace period, then says `ERROR`; a client over its SendQ is cut at
-/// once — the partial line is ended so the ERROR arrives whole when the client reads again.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: W,
-    mut queue: mpsc::UnboundedReceiver<Bytes>,
-    client: Arc<Client>,
-) {
-    // Both grow only for clients that get traffic: an idle listener costs little.
-    let mut lines = Vec::new();
+/// The writer: takes every queued line at once and writes them in one go (one line alone is
+/// written as it is, without a copy). On a close it lets queued lines out within a grace period,
+/// then says `ERROR`; a client over its SendQ is cut at once — the partial line is ended so the
+/// ERROR arrives whole when the client reads again.
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, client: Arc<Client>) {
+    // Both grow only while lines queue up faster than they are written, and are let go once the
+    // queue is empty: an idle listener keeps neither.
+    let mut pending: VecDeque<Bytes> = VecDeque::new();
     let mut buffer = BytesMut::new();
     let mut cut = false;
     let mut deadline: Option<Instant> = None;
     loop {
-        let received = match deadline {
-            None => tokio::select! {
-                received = queue.recv_many(&mut lines, WRITE_BATCH) => received,
-                _ = client.closing.cancelled() => {
-                    deadline = Some(Instant::now() + GOODBYE_GRACE);
-                    continue;
-                }
-            },
-            // Closing: what is already queued may still go out, unless the queue overflowed.
-            Some(_) if client.overflowed() => 0,
-            Some(_) => {
-                while lines.len() < WRITE_BATCH {
-                    match queue.try_recv() {
-                        Ok(line) => lines.push(line),
-                        Err(_) => break,
-                    }
-                }
-                lines.len()
-            }
-        };
-        if received == 0 {
+        // Closing after an overflow: nothing more goes out.
+        if deadline.is_some() && client.overflowed() {
             break;
         }
-        buffer.clear();
-        for line in lines.drain(..) {
+        if pending.is_empty() {
+            client.take_queued(&mut pending);
+        }
+        let Some(first) = pending.pop_front() else {
+            if deadline.is_some() {
+                // Closing: what was queued went out.
+                break;
+            }
+            // Caught up: a burst's buffers go back to the allocator before waiting, so a listener
+            // is small again once idle (a burst to thousands would otherwise stay in every one).
+            if buffer.capacity() > 0 {
+                buffer = BytesMut::new();
+            }
+            if pending.capacity() > IDLE_LINES {
+                pending = VecDeque::new();
+            }
+            tokio::select! {
+                _ = client.queued() => {}
+                _ = client.closing.cancelled() => deadline = Some(Instant::now() + GOODBYE_GRACE),
+            }
+            continue;
+        };
+        client.dequeued(first.len());
+        let mut batched = false;
+        while let Some(line) = pending.pop_front() {
+            if !batched {
+                buffer.clear();
+                buffer.extend_from_slice(&first);
+                batched = true;
+            }
             client.dequeued(line.len());
             buffer.extend_from_slice(&line);
+            if buffer.len() >= WRITE_BATCH_BYTES {
+                break;
+            }
         }
-        let write = writer.write_all(&buffer);
-        tokio::pin!(write);
-        let outcome = match deadline {
-            Some(deadline) => Outcome::within(deadline, &mut write).await,
-            None => tokio::select! {
-                result = &mut write => Outcome::of(result),
-                _ = client.closing.cancelled() => {
-                    let until = Instant::now() + GOODBYE_GRACE;
-                    deadline = Some(until);
-                    if client.overflowed() { Outcome::Cut } else { Outcome::within(until, &mut write).await }
-                }
-            },
+        let outcome = {
+            let data: &[u8] = if batched { &buffer } else { &first };
+            let write = writer.write_all(data);
+            tokio::pin!(write);
+            match deadline {
+                Some(deadline) => Outcome::within(deadline, &mut write).await,
+                None => tokio::select! {
+                    result = &mut write => Outcome::of(result),
+                    _ = client.closing.cancelled() => {
+                        let until = Instant::now() + GOODBYE_GRACE;
+                        deadline = Some(until);
+                        if client.overflowed() { Outcome::Cut } else { Outcome::within(until, &mut write).await }
+                    }
+                },
+            }
         };
         match outcome {
             Outcome::Written => {}

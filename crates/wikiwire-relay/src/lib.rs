@@ -14,9 +14,11 @@
 //! cursor (writes it again), so a deposed holder that wakes up cannot move it: its write fails
 //! and it stops. On one node the lease is granted at once; the code path is the same.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wikiwire_client::{Auth, ClientError, Connection, Login, TlsSettings};
@@ -27,6 +29,8 @@ use wikiwire_irc_wire::IrcTarget;
 use wikiwire_irc_wire::wire::{Line, Request};
 use wikiwire_store::{Lease, StoreError};
 
+/// Most events in one window to a wikiwire hub.
+const WINDOW: usize = 100;
 /// How long the server may take to answer the PING after a line.
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -132,7 +136,9 @@ impl Relay {
 
     async fn session(&self, lease: &Lease, shutdown: &CancellationToken) -> Result<(), RelayError> {
         let tls = TlsSettings { ca_file: self.config.ca_file.clone() };
-        let mut connection = Connection::open(&self.target, &self.login(), &[], &tls).await?;
+        // Asked for only where offered; a wikiwire hub offers it, and windows need it.
+        let mut connection =
+            Connection::open(&self.target, &self.login(), &["labeled-response"], &tls).await?;
         if matches!(self.config.auth(), RelayAuth::Nickserv) {
             // Services may need a moment before a channel that wants identified users lets us in.
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -171,9 +177,16 @@ impl Relay {
         let _connected = scopeguard(move || metrics.relay_connected.dec());
         tracing::info!(relay = %self.target, nick = %connection.nick, after, publishing, "relay joined");
         let interval = Duration::from_secs_f64(1.0 / self.config.rate);
+        // To a wikiwire hub, what is waiting goes in windows: the other hub commits a window's
+        // lines together and answers each by its label; `rate` then paces windows, not lines.
+        let labelled = publishing && connection.has_cap("labeled-response");
+        let window = if labelled { WINDOW } else { 1 };
         let mut next_send = Instant::now();
+        let mut held: Option<Item> = None;
         loop {
-            let event = tokio::select! {
+            let item = match held.take() {
+                Some(item) => item,
+                None => tokio::select! {
                 _ = shutdown.cancelled() => {
                     let _ = connection.send(&Line::new("QUIT").text("the hub is shutting down")).await;
                     return Ok(());
@@ -182,19 +195,34 @@ impl Relay {
                     let _ = connection.send(&Line::new("QUIT").text("another hub node runs this relay now")).await;
                     return Err(RelayError::LeaseLost);
                 }
-                item = follower.next() => match item? {
-                    Item::Event(event) => event,
-                    Item::Gap { from, to } => {
-                        tracing::warn!(relay = %self.target, from, to, "events removed by retention, or unreadable, before the relay sent them");
-                        revision = self.move_cursor(lease, to, revision).await?;
+                    item = follower.next() => item?,
+                    message = connection.next() => {
+                        observe(&message?, &channel, &connection.nick)?;
                         continue;
                     }
                 },
-                message = connection.next() => {
-                    observe(&message?, &channel, &connection.nick)?;
+            };
+            let event = match item {
+                Item::Event(event) => event,
+                Item::Gap { from, to } => {
+                    tracing::warn!(relay = %self.target, from, to, "events removed by retention, or unreadable, before the relay sent them");
+                    revision = self.move_cursor(lease, to, revision).await?;
                     continue;
                 }
             };
+            // What else is already waiting, up to a window (a gap waits for the next turn).
+            let mut events = vec![event];
+            while events.len() < window {
+                match follower.next().now_or_never() {
+                    Some(Ok(Item::Event(event))) => events.push(event),
+                    Some(Ok(gap)) => {
+                        held = Some(gap);
+                        break;
+                    }
+                    Some(Err(error)) => return Err(error.into()),
+                    None => break,
+                }
+            }
             // Paced: the network must not take us for a flood.
             while Instant::now() < next_send {
                 tokio::select! {
@@ -202,11 +230,25 @@ impl Relay {
                     message = connection.next() => observe(&message?, &channel, &connection.nick)?,
                 }
             }
-            self.deliver(&mut connection, lease, &event, &channel, budget, publishing).await?;
+            let lines = Lines { events: &events, channel: &channel, budget, publishing, labelled };
+            self.deliver(&mut connection, lease, lines).await?;
             next_send = Instant::now() + interval;
-            revision = self.move_cursor(lease, event.id, revision).await?;
-            self.hub.metrics().relay_lines.inc();
+            let last = events.last().expect("a window holds an event").id;
+            revision = self.move_cursor(lease, last, revision).await?;
+            self.hub.metrics().relay_lines.add(events.len() as u64);
         }
+    }
+
+    /// An event as a publisher's line for another wikiwire hub: the submission form, keyed.
+    fn submission(&self, event: &Event, budget: usize) -> String {
+        // Another hub assigns its own id; the key makes a repeat harmless.
+        let mut submission = event.clone();
+        submission.key.get_or_insert_with(|| format!("relayed:{}", event.id));
+        let packed = packed::encode_submission_within(&submission, budget);
+        if !packed.complete {
+            tracing::warn!(relay = %self.target, event = event.id, "event too long for one line: relayed without its optional fields");
+        }
+        packed.text
     }
 
     /// Moves the cursor from the revision this holder wrote last. A line already delivered is
@@ -234,74 +276,123 @@ impl Relay {
         }
     }
 
-    /// Sends one event and waits until the server has taken it.
+    /// Sends events (in id order) and waits until the other side has taken them: their lines,
+    /// then one PING; servers answer in order, so the PONG means every line before it was
+    /// answered. Labelled lines (a window to a wikiwire hub) get their FAILs placed by label;
+    /// otherwise a FAIL stands for the one line sent. A line refused for good is skipped (logged);
+    /// from the first line the other side asks to send later, the rest is sent again after a
+    /// pause (to a wikiwire hub the keys make a repeat of a line it took harmless).
     async fn deliver(
         &self,
         connection: &mut Connection,
         lease: &Lease,
-        event: &Event,
-        channel: &str,
-        budget: usize,
-        publishing: bool,
+        lines: Lines<'_>,
     ) -> Result<(), RelayError> {
-        let text = if publishing {
-            // Another hub assigns its own id; the key makes a repeat harmless.
-            let mut submission = event.clone();
-            submission.key.get_or_insert_with(|| format!("relayed:{}", event.id));
-            let packed = packed::encode_submission_within(&submission, budget);
-            if !packed.complete {
-                tracing::warn!(relay = %self.target, event = event.id, "event too long for one line: relayed without its optional fields");
-            }
-            packed.text
-        } else {
-            let wiki = self.hub.publishers().wiki(&event.wiki);
-            let show_wiki = self.filter.single_wiki().is_none() && self.config.format != Format::Packed;
-            line::render(event, wiki, self.config.format, show_wiki, budget)
-        };
-        loop {
+        let Lines { events, channel, budget, publishing, labelled } = lines;
+        let texts: Vec<String> = events.iter().map(|event| self.text(event, budget, publishing)).collect();
+        let mut start = 0;
+        while start < events.len() {
             // The last moment to find out that another node took over: nothing is sent after it.
             if !lease.valid() {
                 let _ =
                     connection.send(&Line::new("QUIT").text("another hub node runs this relay now")).await;
                 return Err(RelayError::LeaseLost);
             }
-            let token = format!("wwrelay{}", event.id);
-            connection.send(&Line::new("PRIVMSG").param(channel).text(text.clone())).await?;
-            connection.send(&Line::new("PING").text(token.clone())).await?;
-            match self.acknowledged(connection, channel, &token).await? {
-                Outcome::Taken => return Ok(()),
-                Outcome::Refused(reason) => {
-                    tracing::error!(relay = %self.target, event = event.id, %reason, "the other hub refused the event; skipping it");
-                    return Ok(());
+            let window = &events[start..];
+            for (event, text) in window.iter().zip(&texts[start..]) {
+                let mut line = Line::new("PRIVMSG");
+                if labelled {
+                    line = line.tag("label", Some(format!("ww{}", event.id)));
                 }
-                Outcome::Later(reason) => {
-                    tracing::warn!(relay = %self.target, event = event.id, %reason, "the other hub asks to wait");
-                    tokio::time::sleep(Duration::from_secs(5)).await;
+                connection.send(&line.param(channel).text(text.clone())).await?;
+            }
+            let token = format!("wwrelay{}", window[window.len() - 1].id);
+            connection.send(&Line::new("PING").text(token.clone())).await?;
+            let Answers { mut by_label, unlabelled } = self.acknowledged(connection, channel, &token).await?;
+            let mut outcomes: Vec<Outcome> =
+                window.iter().map(|event| by_label.remove(&event.id).unwrap_or(Outcome::Taken)).collect();
+            if let Some(outcome) = unlabelled {
+                outcomes[0] = match (window.len(), outcome) {
+                    (1, outcome) => outcome,
+                    // It cannot be placed: the whole window is sent again, later.
+                    (_, Outcome::Refused(reason) | Outcome::Later(reason)) => {
+                        Outcome::Later(format!("a refusal without a label: {reason}"))
+                    }
+                    (_, Outcome::Taken) => Outcome::Taken,
+                };
+            }
+            let mut later = None;
+            for (index, (event, outcome)) in window.iter().zip(outcomes).enumerate() {
+                match outcome {
+                    Outcome::Taken => {}
+                    Outcome::Refused(reason) => {
+                        tracing::error!(relay = %self.target, event = event.id, %reason, "the other hub refused the event; skipping it");
+                    }
+                    Outcome::Later(reason) => {
+                        tracing::warn!(relay = %self.target, event = event.id, %reason, "the other hub asks to wait");
+                        later = Some(index);
+                        break;
+                    }
                 }
             }
+            let Some(index) = later else { return Ok(()) };
+            start += index;
+            tokio::time::sleep(Duration::from_secs(5)).await;
         }
+        Ok(())
     }
 
+    /// The line for an event: a publisher's submission to another wikiwire hub, or a rendered
+    /// line in the relay's format.
+    fn text(&self, event: &Event, budget: usize, publishing: bool) -> String {
+        if publishing {
+            return self.submission(event, budget);
+        }
+        let wiki = self.hub.publishers().wiki(&event.wiki);
+        let show_wiki = self.filter.single_wiki().is_none() && self.config.format != Format::Packed;
+        line::render(event, wiki, self.config.format, show_wiki, budget)
+    }
+
+    /// The answers up to the PONG of `token`: FAILs by the event id of their label (a labelled
+    /// answer of several lines comes in a batch, placed through the batch's reference), and the
+    /// last FAIL without a label. A line with no FAIL was taken.
     async fn acknowledged(
         &self,
         connection: &mut Connection,
         channel: &str,
         token: &str,
-    ) -> Result<Outcome, RelayError> {
+    ) -> Result<Answers, RelayError> {
         let deadline = Instant::now() + ACK_TIMEOUT;
-        let mut outcome = Outcome::Taken;
+        let mut answers = Answers { by_label: HashMap::new(), unlabelled: None };
+        let mut batches: HashMap<String, String> = HashMap::new();
         loop {
             let message = tokio::time::timeout_at(deadline, connection.next())
                 .await
                 .map_err(|_| RelayError::NoAck(ACK_TIMEOUT))??;
             match message.verb.as_str() {
-                "PONG" if message.params.last().is_some_and(|last| last == token) => return Ok(outcome),
+                "PONG" if message.params.last().is_some_and(|last| last == token) => return Ok(answers),
+                "BATCH" => {
+                    if let (Some(reference), Some(label)) =
+                        (message.param(0).and_then(|r| r.strip_prefix('+')), message.tag("label"))
+                    {
+                        batches.insert(reference.to_owned(), label.to_owned());
+                    }
+                }
                 "FAIL" if message.param(0) == Some("PRIVMSG") => {
                     let reason = message.params.last().cloned().unwrap_or_default();
-                    outcome = match message.param(1) {
+                    let outcome = match message.param(1) {
                         Some("RATE_LIMITED" | "TEMPORARILY_UNAVAILABLE") => Outcome::Later(reason),
                         _ => Outcome::Refused(reason),
                     };
+                    let label = message
+                        .tag("label")
+                        .or_else(|| batches.get(message.tag("batch")?).map(String::as_str));
+                    match label.and_then(|label| label.strip_prefix("ww")?.parse::<u64>().ok()) {
+                        Some(id) => {
+                            answers.by_label.insert(id, outcome);
+                        }
+                        None => answers.unlabelled = Some(outcome),
+                    }
                 }
                 "404" if message.param(1).is_some_and(|target| target.eq_ignore_ascii_case(channel)) => {
                     return Err(RelayError::CannotSend {
@@ -313,6 +404,23 @@ impl Relay {
             }
         }
     }
+}
+
+/// What `deliver` sends: events, where, within what length, and how.
+struct Lines<'a> {
+    events: &'a [Arc<Event>],
+    channel: &'a str,
+    budget: usize,
+    /// To a wikiwire hub: submissions, not rendered text.
+    publishing: bool,
+    /// Each line labelled with its event (the other side offers labeled-response).
+    labelled: bool,
+}
+
+/// The other side's answers to the lines before a PONG.
+struct Answers {
+    by_label: HashMap<u64, Outcome>,
+    unlabelled: Option<Outcome>,
 }
 
 enum Outcome {

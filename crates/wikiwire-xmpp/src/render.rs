@@ -1,7 +1,8 @@
 //! Stanzas the bot sends. A notification is a `normal` message with a subject, rendered for what
-//! the recipient's client supports (SPEC §5): a Data Form (XEP-0004) carrying every field and
-//! link, or XEP-0066 OOB links, or plain text with the links appended — the text itself never
-//! holds URLs (seed 2). Command replies are `chat` messages.
+//! the recipient's client supports (SPEC §5): a body that stands on its own (the text, then the
+//! links appended by the bot: the wiki's text never holds URLs, seed 2), with a Data Form
+//! (XEP-0004) carrying every field and link, or XEP-0066 OOB links, beside it for clients that
+//! show them. Command replies are `chat` messages.
 
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::minidom::Element;
@@ -42,16 +43,30 @@ pub fn notification(
         notification.subject.clone()
     };
     message.subjects.insert(Lang(String::new()), subject.clone());
-    // An action seed 2 does not name is shown as it came: plain text.
+    // The body stands on its own in every case: most clients (Conversations, Dino, Gajim,
+    // Monal) advertise forms for ad-hoc commands yet show only a message's body. The form or the
+    // OOB links come beside it for clients that show them. An action seed 2 does not name gets
+    // the body alone.
     let known = notification.is_known_action();
     let mut body = notification.text.clone();
     // MoinMoin sends the diff of a change beside the text: shown after it, unless already in it.
     if let Some(diff) = &notification.diff
-        && !(known && features.forms)
         && !body.contains(diff.as_str())
     {
         body.push_str("\n\n");
         body.push_str(diff);
+    }
+    if !notification.url_list.is_empty() {
+        body.push_str("\n\n");
+        body.push_str(i18n::text(lang, "links"));
+        for link in &notification.url_list {
+            body.push('\n');
+            if !link.description.is_empty() {
+                body.push_str(&link.description);
+                body.push_str(": ");
+            }
+            body.push_str(&link.url);
+        }
     }
     if known && features.forms {
         message.payloads.push(Element::from(form(notification, &subject, lang)));
@@ -62,17 +77,6 @@ pub fn notification(
                 desc: Some(link.description.clone()).filter(|desc| !desc.is_empty()),
             };
             message.payloads.push(Element::from(oob));
-        }
-    } else if !notification.url_list.is_empty() {
-        body.push_str("\n\n");
-        body.push_str(i18n::text(lang, "links"));
-        for link in &notification.url_list {
-            body.push('\n');
-            if !link.description.is_empty() {
-                body.push_str(&link.description);
-                body.push_str(": ");
-            }
-            body.push_str(&link.url);
         }
     }
     message.bodies.insert(Lang(String::new()), body);
@@ -182,11 +186,16 @@ mod tests {
                 && form.contains("https://wiki/FrontPage")
                 && !form.contains("jabber:x:oob")
         );
+        // Clients that advertise forms but show only the body still see the link.
+        assert!(
+            form.contains("<body>Alice changed Front Page\n\nLinks:\nPage: https://wiki/FrontPage</body>"),
+            "{form}"
+        );
         // `normal` is the default type (RFC 6121 §5.2.2), written by leaving `type` out.
         assert!(!form.contains("type=\"chat\"") && !form.contains("type=\"headline\""));
         assert!(form.contains("<subject>Changed: Front Page</subject>"), "{form}");
         let oob = render(Features { forms: false, oob: true }, &sample());
-        assert!(oob.contains("jabber:x:oob") && oob.contains("<body>Alice changed Front Page</body>"));
+        assert!(oob.contains("jabber:x:oob") && oob.contains("<body>Alice changed Front Page\n\nLinks:"));
         let plain = render(Features::default(), &sample());
         assert!(
             plain.contains("<body>Alice changed Front Page\n\nLinks:\nPage: https://wiki/FrontPage</body>"),

@@ -117,83 +117,121 @@ struct Caller<'a> {
 
 async fn dispatch(caller: &Caller<'_>, name: &str, params: Vec<Value>) -> Result<Value, Fault> {
     if name != "system.multicall" {
-        return call(caller, name, params).await;
+        let work = prepare(caller, name, params).await?;
+        return apply(caller.api, vec![Ok(work)]).await.pop().expect("one answer for one call");
     }
     let calls = from_multicall_params(params)
         .map_err(|_| Fault::new(-32602, "system.multicall takes one array of {methodName, params}".into()))?;
     if calls.len() > MAX_CALLS {
         return Err(Fault::new(-32602, format!("system.multicall: at most {MAX_CALLS} calls")));
     }
-    let mut results = Vec::with_capacity(calls.len());
+    let mut prepared = Vec::with_capacity(calls.len());
     for entry in calls {
-        results.push(match entry {
+        prepared.push(match entry {
             Ok((name, _)) if name == "system.multicall" => {
                 Err(Fault::new(-32600, "system.multicall cannot be nested".into()))
             }
-            Ok((name, params)) => call(caller, &name, params).await,
+            Ok((name, params)) => prepare(caller, &name, params).await,
             Err(_) => Err(Fault::new(-32602, "each call is a struct {methodName, params}".into())),
         });
     }
-    Ok(into_multicall_response(results))
+    Ok(into_multicall_response(apply(caller.api, prepared).await))
 }
 
-/// The methods as a table: name, parameters after the secret, and what they do.
-async fn call(caller: &Caller<'_>, name: &str, params: Vec<Value>) -> Result<Value, Fault> {
-    let api = caller.api;
-    let expected = match name {
-        "send_notification" => 3,
-        "addJIDToRoster" | "removeJIDFromRoster" => 2,
-        "system.listMethods" => 0,
-        _ => return Err(Fault::new(-32601, format!("unknown method {name:?}"))),
+/// The methods: name and number of parameters (the secret first, for all but `listMethods`).
+const METHODS: [(&str, usize); 5] = [
+    ("send_notification", 3),
+    ("addJIDToRoster", 2),
+    ("removeJIDFromRoster", 2),
+    ("system.multicall", 1),
+    ("system.listMethods", 0),
+];
+
+/// What one checked call will do once applied.
+enum Work {
+    /// An answer that changes nothing (`system.listMethods`).
+    Answer(Value),
+    /// Outbox items, after a change of the `known` list (`true`: the wiki added the JID).
+    Store { items: Vec<Item>, known: Option<(String, bool)> },
+}
+
+/// Checks one call (method, parameters, secret) and says what it will do, storing nothing.
+async fn prepare(caller: &Caller<'_>, name: &str, params: Vec<Value>) -> Result<Work, Fault> {
+    let Some(&(_, expected)) = METHODS.iter().find(|(method, _)| *method == name) else {
+        return Err(Fault::new(-32601, format!("unknown method {name:?}")));
     };
     if name == "system.listMethods" {
-        let names = [
-            "send_notification",
-            "addJIDToRoster",
-            "removeJIDFromRoster",
-            "system.multicall",
-            "system.listMethods",
-        ];
-        return dxr::TryToValue::try_to_value(&names.map(str::to_owned).to_vec()).map_err(internal);
+        let names: Vec<String> = METHODS.iter().map(|(method, _)| method.to_string()).collect();
+        return dxr::TryToValue::try_to_value(&names).map(Work::Answer).map_err(internal);
     }
     if params.len() != expected {
         return Err(Fault::new(-32602, format!("{name} takes {expected} parameters, got {}", params.len())));
     }
     authorize(caller, &params[0])?;
-    let item_result = match name {
-        "send_notification" => {
-            let jids = Vec::<String>::try_from_value(&params[1])
-                .map_err(|_| Fault::new(-32602, "jids: an array of bare JIDs".into()))?;
-            if jids.len() > MAX_JIDS {
-                return Err(Fault::new(-32602, format!("jids: at most {MAX_JIDS}")));
-            }
-            let notification =
-                Notification::from_value(&params[2]).map_err(|reason| Fault::new(-32602, reason))?;
-            let mut items = Vec::with_capacity(jids.len());
-            for jid in jids {
-                let to = bare(&jid)?;
-                items.push(Item::Notification { to, notification: Box::new(notification.clone()) });
-            }
-            api.state.enqueue(items).await
+    if name == "send_notification" {
+        let jids = Vec::<String>::try_from_value(&params[1])
+            .map_err(|_| Fault::new(-32602, "jids: an array of bare JIDs".into()))?;
+        if jids.len() > MAX_JIDS {
+            return Err(Fault::new(-32602, format!("jids: at most {MAX_JIDS}")));
         }
-        // addJIDToRoster / removeJIDFromRoster: the `known` list first, then the roster change.
-        add => {
-            let jid = bare(
-                &String::try_from_value(&params[1])
-                    .map_err(|_| Fault::new(-32602, "jid: a string".into()))?,
-            )?;
-            if add == "addJIDToRoster" {
-                api.state.remember(&jid).await.map_err(internal)?;
-                api.state.enqueue(vec![Item::RosterAdd { jid }]).await
-            } else {
-                api.state.forget(&jid).await.map_err(internal)?;
-                api.state.enqueue(vec![Item::RosterRemove { jid }]).await
-            }
+        let notification =
+            Notification::from_value(&params[2]).map_err(|reason| Fault::new(-32602, reason))?;
+        let mut items = Vec::with_capacity(jids.len());
+        for jid in jids {
+            let to = bare(&jid)?;
+            items.push(Item::Notification { to, notification: Box::new(notification.clone()) });
         }
-    };
-    item_result.map_err(internal)?;
-    api.wake.notify_one();
-    Ok(Value::Boolean(true))
+        return Ok(Work::Store { items, known: None });
+    }
+    // addJIDToRoster / removeJIDFromRoster: the `known` list first, then the roster change.
+    let jid =
+        bare(&String::try_from_value(&params[1]).map_err(|_| Fault::new(-32602, "jid: a string".into()))?)?;
+    let add = name == "addJIDToRoster";
+    let item =
+        if add { Item::RosterAdd { jid: jid.clone() } } else { Item::RosterRemove { jid: jid.clone() } };
+    Ok(Work::Store { items: vec![item], known: Some((jid, add)) })
+}
+
+/// Carries out checked calls, in their order: changes of the `known` list one by one, then every
+/// outbox item of every call in one append (one transaction: a multicall of 100 notifications
+/// is one commit). Answers each call: `true` once stored, its fault otherwise.
+async fn apply(api: &Api, calls: Vec<Result<Work, Fault>>) -> Vec<Result<Value, Fault>> {
+    let mut answers = Vec::with_capacity(calls.len());
+    let mut items = Vec::new();
+    let mut stored = Vec::new();
+    for (index, work) in calls.into_iter().enumerate() {
+        let answer = match work {
+            Err(fault) => Err(fault),
+            Ok(Work::Answer(value)) => Ok(value),
+            Ok(Work::Store { items: more, known }) => {
+                let changed = match known {
+                    Some((jid, true)) => api.state.remember(&jid).await,
+                    Some((jid, false)) => api.state.forget(&jid).await,
+                    None => Ok(()),
+                };
+                match changed {
+                    Ok(()) => {
+                        items.extend(more);
+                        stored.push(index);
+                        Ok(Value::Boolean(true))
+                    }
+                    Err(error) => Err(internal(error)),
+                }
+            }
+        };
+        answers.push(answer);
+    }
+    if !items.is_empty() {
+        if let Err(error) = api.state.enqueue(items).await {
+            let fault = internal(error);
+            for index in stored {
+                answers[index] = Err(Fault::new(fault.code(), fault.string().to_owned()));
+            }
+            return answers;
+        }
+        api.wake.notify_one();
+    }
+    answers
 }
 
 /// The secret, compared in constant time (SPEC §5), under the failed-login back-off.
@@ -304,6 +342,74 @@ mod tests {
             .collect();
         members.insert("url_list".to_owned(), links.try_to_value().unwrap());
         members.try_to_value().unwrap()
+    }
+
+    fn notify(secret: &str, jid: &str, page: &str) -> Value {
+        let mut call = HashMap::new();
+        call.insert("methodName".to_owned(), Value::String("send_notification".into()));
+        let notification = Notification {
+            action: "page_changed".into(),
+            text: format!("{page} changed"),
+            page_name: Some(page.into()),
+            ..Notification::default()
+        };
+        let params = vec![
+            Value::String(secret.into()),
+            vec![jid.to_owned()].try_to_value().unwrap(),
+            as_value(&notification),
+        ];
+        call.insert("params".to_owned(), params.try_to_value().unwrap());
+        call.try_to_value().unwrap()
+    }
+
+    /// A multicall answers each call in its place, and stores the items of the calls that were
+    /// accepted, in the order of the calls; a bad call (a wrong JID, a wrong secret, an unknown
+    /// method) changes nothing around it.
+    #[tokio::test]
+    async fn a_multicall_answers_each_call_and_stores_the_accepted_ones_in_order() {
+        let directory = tempfile::tempdir().unwrap();
+        let state = State::open(&directory.path().join("xmpp.sqlite")).unwrap();
+        let metrics = Arc::new(wikiwire_hub::Metrics::default());
+        let logins = Arc::new(wikiwire_hub::LoginGuard::new(metrics.clone()));
+        let api = Api::new("s3cret".into(), state.clone(), Arc::new(Notify::new()), metrics, logins);
+        let caller = Caller { api: &api, ip: None };
+        let mut roster = HashMap::new();
+        roster.insert("methodName".to_owned(), Value::String("addJIDToRoster".into()));
+        roster.insert(
+            "params".to_owned(),
+            vec!["s3cret".to_owned(), "Bob@Example.org".to_owned()].try_to_value().unwrap(),
+        );
+        let mut unknown = HashMap::new();
+        unknown.insert("methodName".to_owned(), Value::String("getPage".into()));
+        unknown.insert("params".to_owned(), Vec::<String>::new().try_to_value().unwrap());
+        let calls = vec![
+            notify("s3cret", "alice@example.org", "One"),
+            notify("s3cret", "not a jid", "Two"),
+            roster.try_to_value().unwrap(),
+            notify("wrong", "alice@example.org", "Three"),
+            unknown.try_to_value().unwrap(),
+            notify("s3cret", "carol@example.org", "Four"),
+        ];
+        let answer =
+            dispatch(&caller, "system.multicall", vec![calls.try_to_value().unwrap()]).await.unwrap();
+        let answers = Vec::<Value>::try_from_value(&answer).unwrap();
+        let accepted: Vec<bool> =
+            answers.iter().map(|answer| Vec::<bool>::try_from_value(answer).is_ok()).collect();
+        assert_eq!(accepted, [true, false, true, false, false, true], "{answers:?}");
+        let stored: Vec<Item> =
+            state.pending(100, vec![]).await.unwrap().into_iter().map(|(_, item)| item).collect();
+        let pages: Vec<String> = stored
+            .iter()
+            .map(|item| match item {
+                Item::Notification { to, notification } => {
+                    format!("{to} {}", notification.page_name.clone().unwrap())
+                }
+                Item::RosterAdd { jid } => format!("+{jid}"),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(pages, ["alice@example.org One", "+bob@example.org", "carol@example.org Four"]);
+        assert!(state.is_known("bob@example.org").await.unwrap());
     }
 
     proptest! {

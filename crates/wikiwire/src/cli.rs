@@ -148,9 +148,13 @@ pub enum OutputFormat {
 
 #[derive(Args)]
 pub struct PublishArgs {
-    /// The hub's HTTP address.
-    #[arg(long, env = "WIKIWIRE_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// The hub's HTTP address (default: the `[http] listen` of --config, else http://127.0.0.1:8080).
+    #[arg(long, env = "WIKIWIRE_URL")]
+    pub url: Option<String>,
+    /// The hub's configuration file: its address, and the token of the wiki's publisher (the
+    /// generated `local.token` in its data directory when it configures no publishers).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// The publisher token.
     #[arg(long, env = "WIKIWIRE_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
     pub token: Option<String>,

@@ -4,4 +4,5 @@
 
 pub mod cli;
 pub mod cmd;
+mod memory;
 pub mod rcfeed;

@@ -135,25 +135,58 @@ pub fn mode(context: &mut Context<'_>, request: &Request) {
         let modes = user_modes(context);
         return context.numeric(RPL_UMODEIS, &[&modes]);
     };
-    // Only +i/-i mean anything to a listener here; clients send +i on connect.
-    let invisible = match *change {
-        "+i" => true,
-        "-i" => false,
-        _ => return context.numeric(ERR_UMODEUNKNOWNFLAG, &[]),
-    };
-    context.client.state().invisible = invisible;
-    let mask = context.mask();
-    context.push(Line::new("MODE").source(mask).param(nick).param(*change));
+    // Letter by letter (Modern IRC): what is known is applied, the rest gets one 501.
+    let (mut adding, mut unknown) = (true, false);
+    let mut applied = String::new();
+    let mut applied_sign: Option<bool> = None;
+    {
+        let mut state = context.client.state();
+        for letter in change.chars() {
+            let flag = match letter {
+                '+' | '-' => {
+                    adding = letter == '+';
+                    continue;
+                }
+                'i' => &mut state.invisible,
+                'w' => &mut state.wallops,
+                'B' => &mut state.bot,
+                _ => {
+                    unknown = true;
+                    continue;
+                }
+            };
+            if *flag == adding {
+                continue;
+            }
+            *flag = adding;
+            if applied_sign != Some(adding) {
+                applied.push(if adding { '+' } else { '-' });
+                applied_sign = Some(adding);
+            }
+            applied.push(letter);
+        }
+    }
+    if !applied.is_empty() {
+        let mask = context.mask();
+        context.push(Line::new("MODE").source(mask).param(nick).param(applied));
+    }
+    if unknown {
+        context.numeric(ERR_UMODEUNKNOWNFLAG, &[]);
+    }
 }
 
-fn user_modes(context: &Context<'_>) -> String {
+/// The client's user modes, e.g. `+Bi`. A publisher is always a bot.
+pub fn user_modes(context: &Context<'_>) -> String {
     let state = context.client.state();
     let mut modes = String::from("+");
-    if state.account.is_some() {
+    if state.account.is_some() || state.bot {
         modes.push('B');
     }
     if state.invisible {
         modes.push('i');
+    }
+    if state.wallops {
+        modes.push('w');
     }
     modes
 }

@@ -6,6 +6,7 @@
 mod channel;
 mod history;
 mod histserv;
+mod info;
 mod message;
 mod query;
 mod registration;
@@ -37,6 +38,15 @@ enum Handler {
     List,
     Who,
     Whois,
+    Whowas,
+    Userhost,
+    Ison,
+    Away,
+    Time,
+    Version,
+    Admin,
+    Info,
+    Help,
     Motd,
     Lusers,
     Privmsg,
@@ -73,6 +83,15 @@ const COMMANDS: &[Spec] = &[
     spec("LIST", 0, false, Handler::List),
     spec("WHO", 0, false, Handler::Who),
     spec("WHOIS", 1, false, Handler::Whois),
+    spec("WHOWAS", 0, false, Handler::Whowas),
+    spec("USERHOST", 1, false, Handler::Userhost),
+    spec("ISON", 1, false, Handler::Ison),
+    spec("AWAY", 0, false, Handler::Away),
+    spec("TIME", 0, false, Handler::Time),
+    spec("VERSION", 0, false, Handler::Version),
+    spec("ADMIN", 0, false, Handler::Admin),
+    spec("INFO", 0, false, Handler::Info),
+    spec("HELP", 0, false, Handler::Help),
     spec("MOTD", 0, false, Handler::Motd),
     spec("LUSERS", 0, false, Handler::Lusers),
     spec("PRIVMSG", 0, false, Handler::Privmsg),
@@ -127,6 +146,15 @@ async fn dispatch(context: &mut Context<'_>, pipeline: Option<&Pipeline>, reques
         Handler::List => channel::list(context, request),
         Handler::Who => query::who(context, request),
         Handler::Whois => query::whois(context, request),
+        Handler::Whowas => query::whowas(context, request),
+        Handler::Userhost => query::userhost(context, request),
+        Handler::Ison => query::ison(context, request),
+        Handler::Away => query::away(context, request),
+        Handler::Time => info::time(context, request),
+        Handler::Version => info::version(context, request),
+        Handler::Admin => info::admin(context, request),
+        Handler::Info => info::info(context, request),
+        Handler::Help => info::help(context, request),
         Handler::Motd => query::motd(context),
         Handler::Lusers => query::lusers(context),
         Handler::Privmsg => message::privmsg(context, pipeline, request).await,

@@ -1,5 +1,6 @@
-//! WHO, WHOIS, MOTD, LUSERS. Listeners are invisible to each other: queries show publishers,
-//! services and yourself.
+//! WHO, WHOIS, WHOWAS, USERHOST, ISON, AWAY, MOTD, LUSERS. Listeners are invisible to each
+//! other: queries show publishers, services and yourself, and of another listener only that the
+//! nick is taken.
 
 use crate::numeric::*;
 use crate::respond::Context;
@@ -129,6 +130,16 @@ pub fn whois(context: &mut Context<'_>, request: &Request) {
                 context.numeric(RPL_WHOISCHANNELS, &[&own, &channels.join(" ")]);
             }
             context.numeric(RPL_WHOISSERVER, &[&own, &server_name, &network]);
+            let (away, bot) = {
+                let state = context.client.state();
+                (state.away.clone(), state.bot)
+            };
+            if let Some(away) = away {
+                context.numeric(RPL_AWAY, &[&own, &away]);
+            }
+            if bot {
+                context.numeric(RPL_WHOISBOT, &[&own]);
+            }
         }
         Some(Visible::Listener) => {
             // Another listener: it exists, and that is all anyone learns.
@@ -138,6 +149,65 @@ pub fn whois(context: &mut Context<'_>, request: &Request) {
         }
     }
     context.numeric(RPL_ENDOFWHOIS, &[&nick]);
+}
+
+/// No nick history is kept: every WHOWAS is answered "there was no such nickname".
+pub fn whowas(context: &mut Context<'_>, request: &Request) {
+    let Some(nick) = request.param(0).filter(|nick| !nick.is_empty()).map(str::to_owned) else {
+        return context.numeric(ERR_NONICKNAMEGIVEN, &[]);
+    };
+    context.numeric(ERR_WASNOSUCHNICK, &[&nick]);
+    context.numeric(RPL_ENDOFWHOWAS, &[&nick]);
+}
+
+/// `USERHOST nick...` (at most 5): `nick=+user@host` for each nick that is here.
+pub fn userhost(context: &mut Context<'_>, request: &Request) {
+    let server_name = context.server.settings.server_name.clone();
+    let mut replies = Vec::new();
+    for nick in request.params.iter().take(5) {
+        let reply = match visible(context, nick) {
+            Some(Visible::Yourself) => {
+                let state = context.client.state();
+                let away = if state.away.is_some() { '-' } else { '+' };
+                let user = state.user.clone().unwrap_or_else(|| "~".into());
+                let host = context.server.settings.listener_host();
+                format!("{}={away}{user}@{host}", state.nick)
+            }
+            Some(Visible::Publisher(name, _)) if context.server.client_by_nick(&name).is_some() => {
+                format!("{name}=+{name}@publisher.{server_name}")
+            }
+            Some(Visible::HistServ) => format!("{HISTSERV}=+{HISTSERV}@services.{server_name}"),
+            Some(Visible::Listener) => {
+                format!("{nick}=+~@{}", context.server.settings.listener_host())
+            }
+            Some(Visible::Publisher(..)) | None => continue,
+        };
+        replies.push(reply);
+    }
+    context.numeric(RPL_USERHOST, &[&replies.join(" ")]);
+}
+
+/// `ISON nick...`: which of the nicks are connected (notify lists).
+pub fn ison(context: &mut Context<'_>, request: &Request) {
+    let online: Vec<&str> = request
+        .params
+        .iter()
+        .flat_map(|param| param.split(' '))
+        .filter(|nick| !nick.is_empty())
+        .filter(|nick| nick.eq_ignore_ascii_case(HISTSERV) || context.server.client_by_nick(nick).is_some())
+        .collect();
+    context.numeric(RPL_ISON, &[&online.join(" ")]);
+}
+
+/// `AWAY :message` marks the client away, `AWAY` alone back; shown in its own WHOIS and USERHOST.
+pub fn away(context: &mut Context<'_>, request: &Request) {
+    let message = request
+        .param(0)
+        .filter(|message| !message.is_empty())
+        .map(|message| message.chars().take(390).collect::<String>());
+    let back = message.is_none();
+    context.client.state().away = message;
+    context.numeric(if back { RPL_UNAWAY } else { RPL_NOWAWAY }, &[]);
 }
 
 pub fn motd(context: &mut Context<'_>) {

@@ -72,11 +72,21 @@ pub fn authenticate(context: &mut Context<'_>, request: &Request) {
         Continue,
         More,
         Verify(String),
+        AfterRegistration,
     }
     let step = {
         let mut state = context.client.state();
-        if state.registered || state.sasl == Sasl::Done {
+        if state.sasl == Sasl::Done || (state.registered && state.account.is_some()) {
             Step::Reply(ERR_SASLALREADY)
+        } else if state.registered {
+            // Logging in changes who speaks (and the nick): only before registration here.
+            Step::AfterRegistration
+        } else if state.sasl == Sasl::Discarding {
+            // The rest of a payload already refused: read and dropped, the last chunk included.
+            if data.len() != SASL_CHUNK {
+                state.sasl = Sasl::Idle;
+            }
+            Step::More
         } else if data == "*" {
             let was_running = state.sasl != Sasl::Idle;
             state.sasl = Sasl::Idle;
@@ -93,7 +103,8 @@ pub fn authenticate(context: &mut Context<'_>, request: &Request) {
                         buffer.push_str(data);
                     }
                     if buffer.len() > SASL_LIMIT {
-                        state.sasl = Sasl::Idle;
+                        // More chunks of this payload may follow: drop them, answer once.
+                        state.sasl = if data.len() == SASL_CHUNK { Sasl::Discarding } else { Sasl::Idle };
                         Step::Reply(ERR_SASLTOOLONG)
                     } else if data.len() == SASL_CHUNK {
                         Step::More
@@ -104,6 +115,7 @@ pub fn authenticate(context: &mut Context<'_>, request: &Request) {
                     }
                 }
                 Sasl::Done => Step::Reply(ERR_SASLALREADY),
+                Sasl::Discarding => Step::More,
             }
         }
     };
@@ -116,6 +128,13 @@ pub fn authenticate(context: &mut Context<'_>, request: &Request) {
         Step::Continue => context.push(Line::new("AUTHENTICATE").param("+")),
         Step::More => {}
         Step::Verify(payload) => verify_plain(context, &payload),
+        Step::AfterRegistration => {
+            let line = context
+                .from_server(ERR_SASLFAIL.code)
+                .param(context.client.nick())
+                .text("Log in before registration here: CAP REQ :sasl, AUTHENTICATE, then CAP END");
+            context.push(line);
+        }
     }
 }
 
@@ -277,6 +296,13 @@ fn try_register(context: &mut Context<'_>) {
             if let Some(old) = displaced {
                 old.close("Logged in from elsewhere");
             }
+            // Logged in under another nick: the client is told its nick is the publisher's
+            // (as IRCv3 servers that tie nicks to accounts do), before 001 addresses it so.
+            let asked = context.client.nick();
+            if asked != "*" && asked != nick {
+                let mask = context.mask();
+                context.push(Line::new("NICK").source(mask).param(nick.clone()));
+            }
             {
                 let mut state = context.client.state();
                 state.registered = true;
@@ -297,12 +323,37 @@ fn welcome(context: &mut Context<'_>) {
         settings.version.clone(),
         settings.created.clone(),
     );
-    let history_limit = settings.limits.history_limit;
     let mask = context.mask();
     context.numeric(RPL_WELCOME, &[&format!("Welcome to the {network} IRC network, {mask}")]);
     context.numeric(RPL_YOURHOST, &[&format!("Your host is {server_name}, running version {version}")]);
     context.numeric(RPL_CREATED, &[&format!("This server was created {created}")]);
-    context.numeric(RPL_MYINFO, &[&server_name, &version, "Bi", "mntv", "v"]);
+    context.numeric(RPL_MYINFO, &[&server_name, &version, "Biw", "mntv", "v"]);
+    isupport(context);
+    query::lusers(context);
+    query::motd(context);
+    if let Some(publisher) = context.client.account() {
+        let nick = publisher.name.clone();
+        let channels: Vec<String> = context
+            .server
+            .channels
+            .all()
+            .iter()
+            .filter(|channel| channel.may_speak(&publisher.name))
+            .map(|channel| channel.name.clone())
+            .collect();
+        let text = format!(
+            "You speak for {}. Publish by PRIVMSG of a packed event to {}; echo-message gives you its id.",
+            publisher.wikis.join(", "),
+            channels.join(" ")
+        );
+        context.push(context.from_server("NOTICE").param(nick).text(text));
+    }
+}
+
+/// RPL_ISUPPORT (005): in the welcome, and after RPL_VERSION.
+pub(super) fn isupport(context: &mut Context<'_>) {
+    let network = context.server.settings.network.clone();
+    let history_limit = context.server.settings.limits.history_limit;
     let tokens = [
         "BOT=B".to_owned(),
         "CASEMAPPING=ascii".to_owned(),
@@ -322,24 +373,5 @@ fn welcome(context: &mut Context<'_>) {
     for chunk in tokens.chunks(12) {
         let words: Vec<&str> = chunk.iter().map(String::as_str).collect();
         context.numeric(RPL_ISUPPORT, &words);
-    }
-    query::lusers(context);
-    query::motd(context);
-    if let Some(publisher) = context.client.account() {
-        let nick = publisher.name.clone();
-        let channels: Vec<String> = context
-            .server
-            .channels
-            .all()
-            .iter()
-            .filter(|channel| channel.may_speak(&publisher.name))
-            .map(|channel| channel.name.clone())
-            .collect();
-        let text = format!(
-            "You speak for {}. Publish by PRIVMSG of a packed event to {}; echo-message gives you its id.",
-            publisher.wikis.join(", "),
-            channels.join(" ")
-        );
-        context.push(context.from_server("NOTICE").param(nick).text(text));
     }
 }

@@ -135,7 +135,8 @@ impl Bot {
         wiki: Option<Arc<Wiki>>,
         wake: Arc<Notify>,
     ) -> Result<(Arc<Bot>, CommandQueue), String> {
-        let me = BareJid::new(&config.jid).map_err(|error| format!("xmpp.jid: {error}"))?;
+        // The account; a resource in `jid` is the session's, not part of who the bot is.
+        let me = Jid::new(&config.jid).map_err(|error| format!("xmpp.jid: {error}"))?.to_bare();
         let mut rooms = HashSet::new();
         for room in &config.rooms {
             rooms.insert(BareJid::new(&room.jid).map_err(|error| format!("xmpp.rooms: {error}"))?);
@@ -169,6 +170,8 @@ impl Bot {
     /// Runs until the session ends: every report of the XMPP session.
     pub async fn run_incoming(self: Arc<Self>, mut incoming: mpsc::Receiver<Incoming>) {
         let mut generation = 0;
+        // The session while the stream is broken: given back if the stream resumes.
+        let mut suspended: Option<Session> = None;
         while let Some(report) = incoming.recv().await {
             match report {
                 Incoming::Online { jid, stream_management } => {
@@ -189,11 +192,23 @@ impl Bot {
                     }
                     tracing::info!(%jid, "bot online");
                     self.announce().await;
+                    suspended = None;
                     self.session.send_replace(Some(Session { generation, stream_management }));
                     self.wake.notify_one();
                 }
-                Incoming::Suspended => self.metrics().xmpp_connected.set(0),
-                Incoming::Resumed => self.metrics().xmpp_connected.set(1),
+                Incoming::Suspended => {
+                    self.metrics().xmpp_connected.set(0);
+                    // Nothing is handed to a broken stream: what it queues goes out on the next
+                    // stream by itself, and the outbox would send the same items again.
+                    suspended = self.session.send_replace(None).or(suspended);
+                }
+                Incoming::Resumed => {
+                    self.metrics().xmpp_connected.set(1);
+                    if let Some(session) = suspended.take() {
+                        self.session.send_replace(Some(session));
+                        self.wake.notify_one();
+                    }
+                }
                 Incoming::Stanza(stanza) => self.handle(*stanza).await,
             }
         }

@@ -96,26 +96,48 @@ impl Bot {
                         if session.stream_management {
                             tokio::spawn(Arc::clone(self).await_ack(id, token));
                         } else {
-                            batch.push(id);
+                            batch.push((id, token));
                         }
                     }
                 }
             }
             if !batch.is_empty() {
                 // No stream management: an answered ping means everything before it arrived.
-                let server = Jid::new(self.me.domain().as_str()).ok();
-                let answered = self.xmpp.get(server, Ping).await;
-                for id in batch {
-                    if answered.is_ok() {
+                let answered = self.ping().await;
+                for (id, token) in batch {
+                    if answered {
                         self.delivered(id).await;
+                    } else if matches!(token.state(), StanzaState::Queued) {
+                        // Never written to the broken stream: it goes out on the next one by
+                        // itself; sending the item again would deliver it twice.
+                        tokio::spawn(Arc::clone(self).await_next_stream(id, token));
+                        continue;
                     }
                     lock(&self.in_flight).remove(&id);
                 }
-                if answered.is_err() {
+                if !answered {
                     return Ok(());
                 }
             }
         }
+    }
+
+    /// A ping to the server, answered: everything sent before it on this stream arrived.
+    async fn ping(&self) -> bool {
+        let server = Jid::new(self.me.domain().as_str()).ok();
+        self.xmpp.get(server, Ping).await.is_ok()
+    }
+
+    /// Without stream management: an item whose stanza was still queued when the stream broke
+    /// stays in flight until the stream has written it on the next connection, then a ping
+    /// confirms it. If that fails too, the outbox sends the item again.
+    async fn await_next_stream(self: Arc<Self>, id: i64, mut token: tokio_xmpp::stanzastream::StanzaToken) {
+        let sent = matches!(token.wait_for(StanzaStage::Sent).await, Some(StanzaState::Sent { .. }));
+        if sent && self.ping().await {
+            self.delivered(id).await;
+        }
+        lock(&self.in_flight).remove(&id);
+        self.wake.notify_one();
     }
 
     async fn await_ack(self: Arc<Self>, id: i64, mut token: tokio_xmpp::stanzastream::StanzaToken) {

@@ -78,10 +78,11 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     if let Some(irc) = running.irc {
         let (_, wiki) = &wikis[0];
         println!(
-            "  IRC:    weechat -r '/server add demo {}/{} -notls; /connect demo; /join #{wiki}'",
+            "  IRC:    weechat -r '/server add demo {}/{} -notls -autojoin=#{wiki}; /connect demo'",
             irc.ip(),
             irc.port()
         );
+        println!("          or irssi -c {} -p {}, then /join #{wiki}", irc.ip(), irc.port());
         println!("          then /join #{wiki}.events for the packed lines, /msg HistServ help for history");
     }
     println!(

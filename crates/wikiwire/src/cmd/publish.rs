@@ -1,28 +1,39 @@
 //! `wikiwire publish`: build an event from flags (or read JSON) and POST it with a token.
 
 use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde_json::{Map, Value};
+use wikiwire_hub::config::Config;
 
 use crate::cli::PublishArgs;
 use crate::cmd::serve::local_token_path;
 
 pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
-    let token = token(&args)?;
+    let config = match &args.config {
+        Some(path) => Some(Config::load(path)?),
+        None => None,
+    };
     let body = match &args.json {
         Some(path) => read_json(path)?,
         None => Value::Object(event_from_flags(&args)?),
     };
-    let url = format!("{}/api/v1/events", args.url.trim_end_matches('/'));
+    let token = token(&args, config.as_ref(), &body)?;
+    let base = match (&args.url, &config) {
+        (Some(url), _) => url.clone(),
+        (None, Some(config)) => local_address(config),
+        (None, None) => "http://127.0.0.1:8080".to_owned(),
+    };
+    let url = format!("{}/api/v1/events", base.trim_end_matches('/'));
     let response = reqwest::Client::new()
         .post(&url)
         .bearer_auth(token)
         .json(&body)
         .send()
         .await
-        .with_context(|| format!("cannot reach the hub at {}", args.url))?;
+        .with_context(|| format!("cannot reach the hub at {base}"))?;
     let status = response.status();
     let answer: Value =
         response.json().await.with_context(|| format!("{url} answered {status} without JSON"))?;
@@ -41,12 +52,29 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn token(args: &PublishArgs) -> anyhow::Result<String> {
+/// Where a hub with this configuration listens, as seen from this machine.
+fn local_address(config: &Config) -> String {
+    let mut listen = config.http.listen;
+    if listen.ip().is_unspecified() {
+        let loopback: IpAddr =
+            if listen.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() };
+        listen.set_ip(loopback);
+    }
+    format!("http://{listen}")
+}
+
+/// The token: given, from a file, from the configuration (the publisher of the event's wiki,
+/// or the hub's generated local token), or `./wikiwire-data/local.token`.
+fn token(args: &PublishArgs, config: Option<&Config>, body: &Value) -> anyhow::Result<String> {
     if let Some(token) = &args.token {
         return Ok(token.clone());
     }
-    let path: PathBuf =
-        args.token_file.clone().unwrap_or_else(|| local_token_path(Path::new("./wikiwire-data")));
+    let path: PathBuf = match (&args.token_file, config) {
+        (Some(path), _) => path.clone(),
+        (None, Some(config)) if config.publishers.is_empty() => local_token_path(&config.data_dir),
+        (None, Some(config)) => return publisher_token(config, body),
+        (None, None) => local_token_path(Path::new("./wikiwire-data")),
+    };
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "no --token given and cannot read {} (run `wikiwire serve` once, or pass --token)",
@@ -54,6 +82,26 @@ fn token(args: &PublishArgs) -> anyhow::Result<String> {
         )
     })?;
     Ok(text.trim().to_owned())
+}
+
+/// The token of the configured publisher that speaks for the event's wiki.
+fn publisher_token(config: &Config, body: &Value) -> anyhow::Result<String> {
+    let first = match body {
+        Value::Array(events) => events.first().unwrap_or(&Value::Null),
+        event => event,
+    };
+    let wiki = first["wiki"].as_str().context("no wiki in the event to find its publisher by")?;
+    let publisher = config
+        .publishers
+        .iter()
+        .find(|publisher| publisher.wikis.iter().any(|name| name.eq_ignore_ascii_case(wiki)))
+        .with_context(|| format!("no publisher in the configuration speaks for {wiki:?}"))?;
+    publisher.token.clone().with_context(|| {
+        format!(
+            "publisher {:?} has only a token_hash in the configuration: pass its token with --token or --token-file",
+            publisher.name
+        )
+    })
 }
 
 fn read_json(path: &Path) -> anyhow::Result<Value> {
@@ -105,4 +153,19 @@ fn event_from_flags(args: &PublishArgs) -> anyhow::Result<Map<String, Value>> {
         bail!("give at least --wiki and --action (or --json FILE)");
     }
     Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hub_listening_on_every_address_is_reached_on_loopback() {
+        let mut config = Config::parse("").unwrap();
+        assert_eq!(local_address(&config), "http://127.0.0.1:8080");
+        config.http.listen = "0.0.0.0:9000".parse().unwrap();
+        assert_eq!(local_address(&config), "http://127.0.0.1:9000");
+        config.http.listen = "[::]:9000".parse().unwrap();
+        assert_eq!(local_address(&config), "http://[::1]:9000");
+    }
 }

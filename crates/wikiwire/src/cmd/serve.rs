@@ -124,6 +124,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     let retention = Retention { max_age: config.store.max_age, max_events: config.store.max_events };
     tracker.spawn(Arc::clone(&hub).run_retention(retention));
+    tracker.spawn(crate::memory::trim_periodically(shutdown.clone()));
     let (irc, ircs) =
         if config.irc.enabled { start_irc(&config, &hub, &tracker).await? } else { (None, None) };
     for relay in &config.relays {
