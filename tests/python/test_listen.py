@@ -4,11 +4,21 @@ resuming from its cursor across restarts of itself and of the hub; trust; output
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
 
+import pytest
+
 from conftest import BINARY, DOKU_TOKEN, Hub, free_port, make_certificates
+
+
+def closed_port():
+    """A local port nothing listens on: the hub's HTTP API as seen from behind a firewall."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class Listener:
@@ -60,9 +70,11 @@ def test_history_then_live_with_the_hub_found_in_the_topic(hub, tmp_path):
     assert json.loads((tmp_path / "cursor.json").read_text())["cursor"] == 3
 
 
-def test_every_event_exactly_once_in_order_through_restarts_of_listener_and_hub(tmp_path):
+@pytest.mark.parametrize("history", ["http", "irc"])
+def test_every_event_exactly_once_in_order_through_restarts_of_listener_and_hub(tmp_path, history):
     """The proof of SPEC §6: 10,000 events at a steady rate while the listener is stopped and
-    started again several times and the hub restarts once."""
+    started again several times and the hub restarts once. With `irc`, the hub's HTTP API cannot
+    be reached: the listener catches up with CHATHISTORY over the IRC connection alone."""
     ports = (free_port(), free_port())
     hub = Hub(tmp_path, ports=ports)
     total, batch = 10_000, 10
@@ -81,7 +93,8 @@ def test_every_event_exactly_once_in_order_through_restarts_of_listener_and_hub(
                     time.sleep(0.1)
             time.sleep(0.02)
 
-    listener = Listener(tmp_path, "--irc", f"irc://127.0.0.1:{ports[1]}/#MoinMaster.events",
+    unreachable = ["--http", f"http://127.0.0.1:{closed_port()}"] if history == "irc" else []
+    listener = Listener(tmp_path, "--irc", f"irc://127.0.0.1:{ports[1]}/#MoinMaster.events", *unreachable,
                         "--state", str(tmp_path / "cursor.json"), "--since", "0", "--format", "json")
     publisher = threading.Thread(target=publish)
     publisher.start()
@@ -111,6 +124,26 @@ def test_every_event_exactly_once_in_order_through_restarts_of_listener_and_hub(
     assert len(published) == total
     assert ids == sorted(set(published)), "every event exactly once, in id order"
     assert len(ids) == total
+    if history == "irc":
+        assert "catching up over IRC" in listener.errors.read_text()
+
+
+def test_the_whole_history_over_irc_when_http_cannot_be_reached(hub, tmp_path):
+    """`--since 0` with the HTTP API unreachable: every event, in pages of the server's
+    CHATHISTORY limit (100 here), then live; a channel's filter is the server's to apply."""
+    hub.publish(*[edit(f"Old {n}") for n in range(250)])
+    hub.publish({"wiki": "HelpWiki", "action": "SAVE", "page": "Elsewhere", "user": "h"})
+    hub.publish(edit("Long", comment="é" * 1500))  # within the event tag, not one packed line
+    listener = Listener(tmp_path, "--irc", f"irc://127.0.0.1:{hub.irc_port}/#MoinMaster.events",
+                        "--http", f"http://127.0.0.1:{closed_port()}", "--since", "0", "--format", "json")
+    listener.wait_for(251)
+    hub.publish(edit("New"))
+    listener.wait_for(252)
+    listener.stop()
+    events = [json.loads(line) for line in listener.lines()]
+    assert [event["page"] for event in events] == [f"Old {n}" for n in range(250)] + ["Long", "New"]
+    assert events[250] == hub.event(252)
+    assert "catching up over IRC" in listener.errors.read_text()
 
 
 def test_only_trusted_speakers_count(hub, tmp_path):

@@ -1,11 +1,16 @@
 //! `Subscriber`: seed 1's "typical client" as a library. Join the channel, get what the local
-//! cursor has not seen over HTTP, then follow the channel live — merged by id, so no gap, no
+//! cursor has not seen from history, then follow the channel live — merged by id, so no gap, no
 //! duplicate, in order. Only trusted publishers count: the channel must be moderated (+m) and the
 //! speaker voiced (and, with `trust`, named); with account-tag the account must agree.
 //!
-//! The live connection is only a signal and a fast path: history over HTTP is the truth. A line
-//! that cannot be decoded, a `more=1` line, a lost connection, or a live buffer that grows too
-//! big while catching up all lead back to HTTP from the last id handed out.
+//! The live connection is only a signal and a fast path: history is the truth. A line that cannot
+//! be decoded, a `more=1` line, a lost connection, or a live buffer that grows too big while
+//! catching up all lead back to history from the last id handed out.
+//!
+//! History comes from the hub's HTTP API when its address is known and answers; otherwise, when
+//! the server offers `draft/chathistory`, over the IRC connection itself (`CHATHISTORY AFTER`, in
+//! pages of the server's limit), so a listener that can only reach IRC misses nothing either.
+//! Over IRC an event too long for its line's tag cannot be had whole: it is skipped with a warning.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -16,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wikiwire_event::{Event, Filter, WikiDescription, packed};
-use wikiwire_irc_wire::wire::Request;
+use wikiwire_irc_wire::wire::{Line, Request};
 
 use crate::connection::{Auth, ClientError, Connection, Joined, Login, SPEAKING_PREFIXES, TlsSettings};
 use crate::cursor::CursorFile;
@@ -25,8 +30,10 @@ use wikiwire_irc_wire::IrcTarget;
 /// Live lines buffered while catching up, at most; past it the live session is dropped and
 /// history takes over.
 const LIVE_BACKLOG: usize = 100_000;
-/// Events per history request.
+/// Events per history request (over IRC, at most the server's CHATHISTORY limit).
 const PAGE: usize = 1000;
+/// A CHATHISTORY answer may take this long.
+const HISTORY_WAIT: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
@@ -50,7 +57,9 @@ pub struct Options {
 pub enum SubscriberError {
     #[error("not trusted: {0}")]
     Untrusted(String),
-    #[error("no HTTP address to catch up from: pass --http, or join a wikiwire channel (its topic has it)")]
+    #[error(
+        "no history to catch up from: pass --http, or join a wikiwire channel (its topic has it) on a server that offers draft/chathistory"
+    )]
     NoHttp,
     #[error("cursor file: {0}")]
     State(#[from] std::io::Error),
@@ -58,6 +67,8 @@ pub enum SubscriberError {
     Irc(ClientError),
     #[error("HTTP: {0}")]
     Http(String),
+    #[error("CHATHISTORY: {0}")]
+    History(String),
 }
 
 impl SubscriberError {
@@ -69,12 +80,12 @@ impl SubscriberError {
                 error,
                 ClientError::Auth(_) | ClientError::Join { .. } | ClientError::Tls(_) | ClientError::Nick(_)
             ),
-            SubscriberError::Http(_) => false,
+            SubscriberError::Http(_) | SubscriberError::History(_) => false,
         }
     }
 }
 
-/// What the live session reports.
+/// What the live session reports (and what history lines decode to).
 enum Live {
     Event(Box<Event>),
     /// An event too long for its line: fetch it by id.
@@ -85,10 +96,43 @@ enum Live {
     Untrusted(String),
 }
 
+impl Live {
+    /// The event id a line carries.
+    fn id(&self) -> Option<u64> {
+        match self {
+            Live::Event(event) => Some(event.id),
+            Live::Fetch(id) => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+/// A history request over IRC, answered with one [`HistoryPage`].
+#[derive(Clone, Copy, Debug)]
+enum HistoryRequest {
+    /// `CHATHISTORY AFTER <channel> msgid=<id> <limit>`.
+    After(u64, usize),
+    /// `CHATHISTORY LATEST <channel> * 1`: where the channel's log ends.
+    Latest,
+}
+
+/// One `chathistory` batch: its lines (decoded like live ones), how many there were.
+type HistoryPage = Result<Vec<Live>, String>;
+
+/// History over the IRC connection: requests go to the session's task, pages come back.
+struct IrcHistory {
+    requests: mpsc::UnboundedSender<HistoryRequest>,
+    pages: mpsc::UnboundedReceiver<HistoryPage>,
+    /// Lines per request: ours, within the server's limit.
+    limit: usize,
+}
+
 struct Session {
     receiver: mpsc::UnboundedReceiver<Live>,
     backlog: Arc<AtomicUsize>,
     task: JoinHandle<()>,
+    /// Set when history is read over IRC (HTTP unknown or unreachable).
+    history: Option<IrcHistory>,
 }
 
 impl Drop for Session {
@@ -145,6 +189,7 @@ impl Subscriber {
             target: 0,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                .connect_timeout(Duration::from_secs(5))
                 .build()
                 .map_err(|error| SubscriberError::Http(error.to_string()))?,
             base: options.http.as_deref().map(|url| url.trim_end_matches('/').to_owned()),
@@ -204,6 +249,8 @@ impl Subscriber {
             }
             match item {
                 Some(Live::Event(event)) => self.accept(*event),
+                // Over IRC, history brings the event (as far as its line carries it).
+                Some(Live::Fetch(id)) if id > self.horizon && self.irc_history() => self.catching_up = true,
                 Some(Live::Fetch(id)) if id > self.horizon => match self.fetch(id).await {
                     Ok(event) => self.accept(event),
                     Err(_) => self.catching_up = true,
@@ -219,6 +266,10 @@ impl Subscriber {
                 }
             }
         }
+    }
+
+    fn irc_history(&self) -> bool {
+        self.session.as_ref().is_some_and(|session| session.history.is_some())
     }
 
     /// Saves `id` as handled: a restart resumes after it. Atomic (rename), not fsynced per call.
@@ -276,10 +327,10 @@ impl Subscriber {
             realname: "wikiwire listen".into(),
             auth: Auth::None,
         };
-        let wanted = ["message-tags", "account-tag", "server-time", "batch"];
-        let irc = &self.options.irc;
+        let wanted = ["message-tags", "account-tag", "server-time", "batch", "draft/chathistory"];
+        let irc = self.options.irc.clone();
         let mut connection =
-            Connection::open(irc, &login, &wanted, &self.options.tls).await.map_err(SubscriberError::Irc)?;
+            Connection::open(&irc, &login, &wanted, &self.options.tls).await.map_err(SubscriberError::Irc)?;
         let joined = connection.join(&irc.channel, irc.key.as_deref()).await.map_err(SubscriberError::Irc)?;
         // Seed 1: "clients should check the mode of the channel".
         if !joined.modes.trim_start_matches('+').contains('m') {
@@ -291,10 +342,68 @@ impl Subscriber {
         if self.base.is_none() {
             self.base = joined.topic.as_deref().and_then(http_from_topic);
         }
-        let base = self.base.clone().ok_or(SubscriberError::NoHttp)?;
+        let trust = Trust::new(&self.options.trust, &joined, connection.has_cap("account-tag"));
+        let history_limit = chathistory_limit(&connection);
+        let over_http = match self.base.clone() {
+            Some(base) => match self.read_hub(&base).await {
+                Ok(()) => true,
+                Err(error) if history_limit.is_some() => {
+                    tracing::warn!(%error, "the hub's HTTP API does not answer: catching up over IRC");
+                    false
+                }
+                Err(error) => return Err(error),
+            },
+            None if history_limit.is_some() => false,
+            None => return Err(SubscriberError::NoHttp),
+        };
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let (history, requests) = match history_limit.filter(|_| !over_http) {
+            Some(limit) => {
+                let (requests, asked) = mpsc::unbounded_channel();
+                let (answers, pages) = mpsc::unbounded_channel();
+                (Some(IrcHistory { requests, pages, limit }), Some((asked, answers)))
+            }
+            None => (None, None),
+        };
+        let task = tokio::spawn(follow(
+            connection,
+            irc.channel.clone(),
+            trust,
+            sender,
+            Arc::clone(&backlog),
+            requests,
+        ));
+        self.session = Some(Session { receiver, backlog, task, history });
+        if !over_http {
+            // The channel's filter is applied by the server; ours narrows further.
+            self.query = self.options.filter.clone();
+            let latest = self.history(HistoryRequest::Latest).await?;
+            self.target = latest.iter().rev().find_map(Live::id).unwrap_or(0);
+        }
+        if !self.started {
+            self.horizon = self.target;
+            self.started = true;
+        }
+        self.catching_up = true;
+        self.failures = 0;
+        match &self.base {
+            Some(base) if over_http => {
+                tracing::info!(channel = %irc.channel, http = %base, after = self.horizon, "subscribed")
+            }
+            _ => {
+                tracing::info!(channel = %irc.channel, after = self.horizon, "subscribed (history over IRC)")
+            }
+        }
+        Ok(())
+    }
+
+    /// What the hub's HTTP API tells a new session: the channel's filter, the wikis' description
+    /// blocks (once), the log's last id.
+    async fn read_hub(&mut self, base: &str) -> Result<(), SubscriberError> {
+        let channel = &self.options.irc.channel;
         self.query =
-            match self.get_json(&format!("{base}/api/v1/channels/{}", irc.channel.replace('#', "%23"))).await
-            {
+            match self.get_json(&format!("{base}/api/v1/channels/{}", channel.replace('#', "%23"))).await {
                 Ok(Some(channel)) => {
                     let text = channel["filter"].as_str().unwrap_or("");
                     let filter = Filter::parse(text)
@@ -313,25 +422,59 @@ impl Subscriber {
                 self.wikis.insert(wiki.name.to_ascii_lowercase(), wiki);
             }
         }
-        let trust = Trust::new(&self.options.trust, &joined, connection.has_cap("account-tag"));
         let health = self.get_json(&format!("{base}/healthz")).await?.unwrap_or_default();
         self.target = health["last_id"].as_u64().unwrap_or(0);
-        if !self.started {
-            self.horizon = self.target;
-            self.started = true;
-        }
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let backlog = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(follow(connection, irc.channel.clone(), trust, sender, Arc::clone(&backlog)));
-        self.session = Some(Session { receiver, backlog, task });
-        self.catching_up = true;
-        self.failures = 0;
-        tracing::info!(channel = %irc.channel, http = %base, after = self.horizon, "subscribed");
         Ok(())
     }
 
-    /// One page of history after the horizon; asks for the page after it before returning.
+    /// One page of history after the horizon, over HTTP or IRC.
     async fn catch_up(&mut self) -> Result<(), SubscriberError> {
+        if self.irc_history() {
+            return self.catch_up_over_irc().await;
+        }
+        self.catch_up_over_http().await
+    }
+
+    /// One page of `CHATHISTORY AFTER`: a short page is the end of the channel's log.
+    async fn catch_up_over_irc(&mut self) -> Result<(), SubscriberError> {
+        let limit =
+            self.session.as_ref().and_then(|session| session.history.as_ref()).map_or(PAGE, |h| h.limit);
+        let lines = self.history(HistoryRequest::After(self.horizon, limit)).await?;
+        let complete = lines.len() < limit;
+        for line in lines {
+            match line {
+                Live::Event(event) => self.accept(*event),
+                Live::Fetch(id) if id > self.horizon => {
+                    tracing::warn!(
+                        id,
+                        "event {id} is too long for an IRC line and HTTP is unreachable: skipped"
+                    );
+                    self.horizon = id;
+                }
+                _ => {}
+            }
+        }
+        if complete {
+            self.catching_up = false;
+        }
+        Ok(())
+    }
+
+    /// Asks the session's task for history and waits for the batch.
+    async fn history(&mut self, request: HistoryRequest) -> Result<Vec<Live>, SubscriberError> {
+        let lost = || SubscriberError::History("the connection was lost".into());
+        let history = self.session.as_mut().and_then(|session| session.history.as_mut()).ok_or_else(lost)?;
+        history.requests.send(request).map_err(|_| lost())?;
+        match tokio::time::timeout(HISTORY_WAIT, history.pages.recv()).await {
+            Ok(Some(page)) => page.map_err(SubscriberError::History),
+            Ok(None) => Err(lost()),
+            Err(_) => Err(SubscriberError::History("no answer in time".into())),
+        }
+    }
+
+    /// One page of `GET /api/v1/events` after the horizon; asks for the page after it before
+    /// returning.
+    async fn catch_up_over_http(&mut self) -> Result<(), SubscriberError> {
         let since = self.horizon;
         let page = match self.prefetch.take() {
             Some((asked, task)) if asked == since => {
@@ -447,6 +590,19 @@ impl Trust {
         }
     }
 
+    /// Whether a line recorded in history counts: named speakers when names were given, else
+    /// any (the channel was moderated), with the account, where tagged, agreeing.
+    fn recorded(&self, message: &Request) -> bool {
+        let Some(nick) = message.source_nick().map(str::to_ascii_lowercase) else { return false };
+        let account = message.tag("account").map(str::to_ascii_lowercase);
+        match (self.named.is_empty(), account) {
+            (true, Some(account)) => account == nick,
+            (true, None) => true,
+            (false, Some(account)) => self.named.contains(&account),
+            (false, None) => self.named.contains(&nick),
+        }
+    }
+
     /// Follows membership and mode changes; returns why the channel stopped being trustworthy.
     fn update(&mut self, message: &Request, channel: &str) -> Option<String> {
         let nick = message.source_nick().unwrap_or("").to_ascii_lowercase();
@@ -504,22 +660,57 @@ impl Trust {
     }
 }
 
-/// The live session: reads the channel, keeps what trusted speakers say, reports the rest.
+/// The live session: reads the channel, keeps what trusted speakers say, reports the rest; with
+/// `history`, also asks for history and hands back each `chathistory` batch whole.
 async fn follow(
     mut connection: Connection,
     channel: String,
     mut trust: Trust,
     sender: mpsc::UnboundedSender<Live>,
     backlog: Arc<AtomicUsize>,
+    history: Option<(mpsc::UnboundedReceiver<HistoryRequest>, mpsc::UnboundedSender<HistoryPage>)>,
 ) {
+    let (mut requests, answers) = match history {
+        Some((requests, answers)) => (Some(requests), Some(answers)),
+        None => (None, None),
+    };
+    // The open chathistory batch: its reference and its lines so far.
+    let mut batch: Option<(String, Vec<Live>)> = None;
     loop {
-        let message = match connection.next().await {
+        let asked = async {
+            match requests.as_mut() {
+                Some(requests) => requests.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        // Both are cancel-safe: a line half read stays in the connection's buffer.
+        let message = tokio::select! {
+            message = connection.next() => message,
+            Some(request) = asked => {
+                if let Err(error) = connection.send(&history_request(&channel, request)).await {
+                    let _ = sender.send(Live::Lost(error.to_string()));
+                    return;
+                }
+                continue;
+            }
+        };
+        let message = match message {
             Ok(message) => message,
             Err(error) => {
                 let _ = sender.send(Live::Lost(error.to_string()));
                 return;
             }
         };
+        if let Some(answers) = &answers {
+            match history_line(&message, &channel, &mut batch, &trust) {
+                HistoryLine::Not => {}
+                HistoryLine::Taken => continue,
+                HistoryLine::Done(page) => {
+                    let _ = answers.send(page);
+                    continue;
+                }
+            }
+        }
         if let Some(reason) = trust.update(&message, &channel) {
             let _ = sender.send(Live::Untrusted(reason));
             return;
@@ -540,6 +731,86 @@ async fn follow(
         if sender.send(item).is_err() {
             return;
         }
+    }
+}
+
+fn history_request(channel: &str, request: HistoryRequest) -> Line {
+    let line = Line::new("CHATHISTORY");
+    match request {
+        HistoryRequest::After(id, limit) => {
+            line.param("AFTER").param(channel).param(format!("msgid={id}")).param(limit.to_string())
+        }
+        HistoryRequest::Latest => line.param("LATEST").param(channel).param("*").param("1"),
+    }
+}
+
+enum HistoryLine {
+    /// Not part of a history answer.
+    Not,
+    /// Kept in the open batch (or a batch of no interest).
+    Taken,
+    /// The answer is complete (or refused).
+    Done(HistoryPage),
+}
+
+/// Sorts a line into the open `chathistory` batch. A recorded line counts when its speaker is
+/// one we trust by name (with `trust`), or, without names, when its account (if tagged) is its
+/// nick: only voiced members could speak in the moderated channel when it was said.
+fn history_line(
+    message: &Request,
+    channel: &str,
+    batch: &mut Option<(String, Vec<Live>)>,
+    trust: &Trust,
+) -> HistoryLine {
+    match message.verb.as_str() {
+        "BATCH" => {
+            let reference = message.param(0).unwrap_or("");
+            if let Some(opened) = reference.strip_prefix('+') {
+                // (The batch type comes upper-cased out of the parser.)
+                let ours = message.param(1).is_some_and(|kind| kind.eq_ignore_ascii_case("chathistory"))
+                    && message.param(2).is_some_and(|target| target.eq_ignore_ascii_case(channel));
+                if !ours {
+                    return HistoryLine::Not;
+                }
+                *batch = Some((opened.to_owned(), Vec::new()));
+                return HistoryLine::Taken;
+            }
+            match batch.take_if(|(open, _)| reference.strip_prefix('-') == Some(open.as_str())) {
+                Some((_, lines)) => HistoryLine::Done(Ok(lines)),
+                None => HistoryLine::Not,
+            }
+        }
+        "FAIL" if message.param(0) == Some("CHATHISTORY") => {
+            HistoryLine::Done(Err(message.params.last().cloned().unwrap_or_default()))
+        }
+        _ => {
+            let Some((open, lines)) = batch.as_mut() else { return HistoryLine::Not };
+            if message.tag("batch") != Some(open.as_str()) {
+                return HistoryLine::Not;
+            }
+            if message.verb == "PRIVMSG" && trust.recorded(message) {
+                lines.push(decode(message));
+            }
+            HistoryLine::Taken
+        }
+    }
+}
+
+/// What the server says about CHATHISTORY: `Some(lines per request)` when we may use it (batches
+/// and the capability or the ISUPPORT token), within its limit (`0`: none).
+fn chathistory_limit(connection: &Connection) -> Option<usize> {
+    if !connection.has_cap("batch") {
+        return None;
+    }
+    let token = connection.isupport.iter().find_map(|token| {
+        token.strip_prefix("CHATHISTORY").filter(|rest| rest.is_empty() || rest.starts_with('='))
+    });
+    if token.is_none() && !connection.has_cap("draft/chathistory") {
+        return None;
+    }
+    match token.and_then(|rest| rest.strip_prefix('=')).and_then(|limit| limit.parse::<usize>().ok()) {
+        Some(0) | None => Some(PAGE),
+        Some(limit) => Some(limit.min(PAGE)),
     }
 }
 
@@ -616,5 +887,41 @@ mod tests {
             Live::Fetch(9)
         ));
         assert!(matches!(decode(&request(":moin!m@h PRIVMSG #c :[[P]] page_changed")), Live::Poke));
+    }
+
+    #[test]
+    fn history_batches_are_gathered_whole_and_trusted_by_record() {
+        let trust = Trust::new(&[], &Joined::default(), true);
+        let mut batch = None;
+        let line = |text: &str, batch: &mut Option<(String, Vec<Live>)>| {
+            history_line(&request(text), "#c.events", batch, &trust)
+        };
+        assert!(matches!(line(":s BATCH +other chathistory #elsewhere", &mut batch), HistoryLine::Not));
+        assert!(matches!(line(":s BATCH +b1 chathistory #C.events", &mut batch), HistoryLine::Taken));
+        let event = "id=7&time=2026-01-01T00:00:00.000Z&wiki=W&action=page_changed&page=P&user=u";
+        assert!(matches!(
+            line(&format!("@batch=b1;account=moin :moin!m@h PRIVMSG #c.events :{event}"), &mut batch),
+            HistoryLine::Taken
+        ));
+        // Recorded, but with an account that is not its speaker's: not counted.
+        line(&format!("@batch=b1;account=eve :moin!m@h PRIVMSG #c.events :{event}"), &mut batch);
+        // A live line meanwhile is not part of the answer.
+        assert!(matches!(
+            line(&format!(":moin!m@h PRIVMSG #c.events :{event}"), &mut batch),
+            HistoryLine::Not
+        ));
+        match line(":s BATCH -b1", &mut batch) {
+            HistoryLine::Done(Ok(lines)) => {
+                assert_eq!(lines.iter().filter_map(Live::id).collect::<Vec<_>>(), [7])
+            }
+            _ => panic!("the batch ends the answer"),
+        }
+        assert!(matches!(
+            line(":s FAIL CHATHISTORY MESSAGE_ERROR AFTER #c.events :Messages could not be retrieved", &mut batch),
+            HistoryLine::Done(Err(reason)) if reason == "Messages could not be retrieved"
+        ));
+        let named = Trust::new(&["relay".into()], &Joined::default(), false);
+        assert!(named.recorded(&request(":relay!r@h PRIVMSG #c :x")));
+        assert!(!named.recorded(&request(":moin!m@h PRIVMSG #c :x")));
     }
 }
