@@ -253,6 +253,63 @@ pub struct IrcConfig {
     /// Most events one CHATHISTORY request returns (ISUPPORT CHATHISTORY).
     #[serde(default = "default_history_limit")]
     pub history_limit: usize,
+    /// Ports HistServ offers DCC transfers on (`"6800-6809"`, or one port); none: no DCC.
+    #[serde(default)]
+    pub dcc_ports: Option<PortRange>,
+    /// The address DCC offers name, for a hub behind NAT; default: the address the client
+    /// reached (its connection's local address).
+    #[serde(default)]
+    pub dcc_address: Option<std::net::IpAddr>,
+    /// How long a DCC offer waits for its client to connect.
+    #[serde(default = "default_dcc_timeout", deserialize_with = "duration")]
+    pub dcc_timeout: Duration,
+    /// Most events one DCC file holds (the rest: ask again from where it ends).
+    #[serde(default = "default_dcc_max_events")]
+    pub dcc_max_events: usize,
+}
+
+/// An inclusive range of TCP ports, written `"first-last"` or as one port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn parse(text: &str) -> Result<PortRange, String> {
+        let (first, last) = text.split_once('-').unwrap_or((text, text));
+        let port =
+            |text: &str| {
+                text.trim().parse::<u16>().ok().filter(|port| *port > 0).ok_or_else(|| {
+                    format!("{text:?} is not a port (1 to 65535); write a range as \"6800-6809\"")
+                })
+            };
+        let range = PortRange { first: port(first)?, last: port(last)? };
+        if range.first > range.last {
+            return Err(format!("{text:?}: the first port comes after the last"));
+        }
+        Ok(range)
+    }
+
+    pub fn ports(self) -> std::ops::RangeInclusive<u16> {
+        self.first..=self.last
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<PortRange, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            Port(u16),
+            Range(String),
+        }
+        match Text::deserialize(deserializer)? {
+            Text::Port(port) => PortRange::parse(&port.to_string()),
+            Text::Range(text) => PortRange::parse(&text),
+        }
+        .map_err(serde::de::Error::custom)
+    }
 }
 
 /// A channel from the configuration: a name, a format and a filter (SPEC §3), e.g. one
@@ -410,6 +467,12 @@ fn default_flood_rate() -> f64 {
 fn default_history_limit() -> usize {
     100
 }
+fn default_dcc_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_dcc_max_events() -> usize {
+    10_000
+}
 
 impl Default for IrcConfig {
     fn default() -> IrcConfig {
@@ -432,6 +495,10 @@ impl Default for IrcConfig {
             flood_burst: default_flood_burst(),
             flood_rate: default_flood_rate(),
             history_limit: default_history_limit(),
+            dcc_ports: None,
+            dcc_address: None,
+            dcc_timeout: default_dcc_timeout(),
+            dcc_max_events: default_dcc_max_events(),
         }
     }
 }
@@ -757,6 +824,12 @@ impl Config {
         if !(1..=1000).contains(&irc.history_limit) {
             problems.push("irc.history_limit: between 1 and 1000".into());
         }
+        if !(1..=1_000_000).contains(&irc.dcc_max_events) {
+            problems.push("irc.dcc_max_events: between 1 and 1000000".into());
+        }
+        if irc.dcc_timeout.is_zero() {
+            problems.push("irc.dcc_timeout: more than 0 seconds".into());
+        }
         if irc.max_clients == 0 {
             problems.push("irc.max_clients: at least 1".into());
         }
@@ -873,6 +946,17 @@ fn optional_duration<'de, D: serde::Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dcc_ports_are_a_range_or_one_port() {
+        let config = Config::parse("[irc]\ndcc_ports = \"6800-6809\"").unwrap();
+        assert_eq!(config.irc.dcc_ports, Some(PortRange { first: 6800, last: 6809 }));
+        let config = Config::parse("[irc]\ndcc_ports = 6800").unwrap();
+        assert_eq!(config.irc.dcc_ports.map(PortRange::ports), Some(6800..=6800));
+        for wrong in ["\"6809-6800\"", "\"0-3\"", "\"ten\"", "70000"] {
+            assert!(Config::parse(&format!("[irc]\ndcc_ports = {wrong}")).is_err(), "{wrong}");
+        }
+    }
 
     #[test]
     fn an_empty_file_is_the_embedded_default() {

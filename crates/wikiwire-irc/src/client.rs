@@ -56,6 +56,8 @@ pub enum Sasl {
 pub struct Client {
     pub id: u64,
     pub ip: IpAddr,
+    /// Our side of the connection: the address the client reached us at.
+    pub local_ip: IpAddr,
     caps: AtomicU32,
     state: Mutex<State>,
     queue: SendQueue,
@@ -66,10 +68,11 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(id: u64, ip: IpAddr, sendq: usize, metrics: Arc<Metrics>) -> Arc<Client> {
+    pub fn new(id: u64, ip: IpAddr, local_ip: IpAddr, sendq: usize, metrics: Arc<Metrics>) -> Arc<Client> {
         Arc::new(Client {
             id,
             ip,
+            local_ip,
             caps: AtomicU32::new(0),
             state: Mutex::new(State {
                 nick: "*".into(),
@@ -224,7 +227,13 @@ mod tests {
     #[test]
     fn the_queue_refuses_past_its_byte_limit_and_closes() {
         let metrics = Arc::new(Metrics::default());
-        let client = Client::new(1, IpAddr::from([127, 0, 0, 1]), 100, Arc::clone(&metrics));
+        let client = Client::new(
+            1,
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from([127, 0, 0, 1]),
+            100,
+            Arc::clone(&metrics),
+        );
         assert!(client.send(Bytes::from(vec![b'x'; 60])));
         assert!(!client.send(Bytes::from(vec![b'y'; 60])));
         assert!(client.overflowed() && client.closing.is_cancelled());

@@ -28,12 +28,18 @@ const WRITE_BATCH_BYTES: usize = 64 * 1024;
 const IDLE_LINES: usize = 8;
 
 /// Serves one connection until it ends.
-pub async fn run<S>(server: Arc<Server>, stream: S, admission: Admission, ip: std::net::IpAddr)
-where
+pub async fn run<S>(
+    server: Arc<Server>,
+    stream: S,
+    admission: Admission,
+    ip: std::net::IpAddr,
+    local_ip: std::net::IpAddr,
+) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let limits = &server.settings.limits;
-    let client = Client::new(server.next_client_id(), ip, limits.sendq, Arc::clone(server.hub.metrics()));
+    let client =
+        Client::new(server.next_client_id(), ip, local_ip, limits.sendq, Arc::clone(server.hub.metrics()));
     let (read_half, write_half) = tokio::io::split(stream);
     let writer = tokio::spawn(write_loop(write_half, Arc::clone(&client)));
     read_loop(&server, &client, read_half).await;

@@ -11,6 +11,7 @@
 //! | [`respond`] | `Context` for handlers, labeled-response and batches |
 //! | [`commands`] | the command table and one module per group of commands |
 //! | [`render`] | events as PRIVMSG lines, shared by live delivery and CHATHISTORY |
+//! | [`dcc`] | HistServ's DCC SEND offers: one port per transfer, only for the peer that asked |
 //! | [`fanout`] | following the log into every matching channel |
 //! | [`tls`] | the TLS listener's rustls configuration |
 //!
@@ -22,6 +23,7 @@ pub mod channels;
 pub mod client;
 pub mod commands;
 pub mod connection;
+pub mod dcc;
 pub mod fanout;
 pub mod numeric;
 pub mod pipeline;
@@ -76,12 +78,13 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, tls: Option<TlsAc
         };
         let connection_server = Arc::clone(&server);
         let tls = tls.clone();
+        let local = stream.local_addr().map_or(address.ip(), |local| local.ip());
         server.tracker.spawn(async move {
             let ip = address.ip();
             match tls {
-                None => connection::run(connection_server, stream, admission, ip).await,
+                None => connection::run(connection_server, stream, admission, ip, local).await,
                 Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => connection::run(connection_server, stream, admission, ip).await,
+                    Ok(Ok(stream)) => connection::run(connection_server, stream, admission, ip, local).await,
                     Ok(Err(error)) => tracing::debug!(%address, %error, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%address, "TLS handshake timed out"),
                 },

@@ -63,6 +63,8 @@ pub struct Server {
     pub hub: Arc<Hub>,
     pub settings: Settings,
     pub channels: Channels,
+    /// HistServ's DCC offers.
+    pub dcc: Arc<crate::dcc::Offers>,
     registry: Mutex<Registry>,
     next_id: AtomicU64,
     /// Connection tasks; shutdown waits for their goodbyes.
@@ -114,6 +116,7 @@ impl Server {
             },
             channels,
             hub,
+            dcc: crate::dcc::Offers::new(&config.irc),
             registry: Mutex::new(Registry::default()),
             next_id: AtomicU64::new(1),
             tracker: TaskTracker::new(),

@@ -1,10 +1,12 @@
 //! HistServ (SPEC §3): history for clients without CHATHISTORY, by private message. `since <id>`,
 //! `from <time> [to <time>]`, each optionally followed by a channel, and `help`. Answers are a
-//! bounded run of NOTICEs; anything larger ends with the HTTP URL that has the rest.
+//! bounded run of NOTICEs; anything larger ends with the HTTP URL that has the rest. With `send`
+//! before the request, the answer is a file of JSON lines offered by DCC (see [`crate::dcc`]).
 
 use wikiwire_event::{Filter, Format, Timestamp, line};
 use wikiwire_store::Query;
 
+use crate::dcc;
 use crate::respond::Context;
 use crate::wire::Line;
 
@@ -15,6 +17,8 @@ const HELP: &[&str] = &[
     "HistServ sends you events you missed, as NOTICEs (at most 50; the rest by URL).",
     "  since <id> [#channel]            events after id <id>",
     "  from <time> [to <time>] [#channel]  events in a time range (RFC 3339 or unix seconds)",
+    "  send since <id> [#channel], send from <time> [to <time>] [#channel]",
+    "                                   the same as a file of JSON lines, by DCC",
     "Without a channel you get every wiki's events as text. Clients with CHATHISTORY can use it instead.",
 ];
 
@@ -23,6 +27,10 @@ pub async fn handle(context: &mut Context<'_>, text: &str) {
     let (channel_name, words) = match words.last() {
         Some(last) if last.starts_with('#') => (Some(*last), &words[..words.len() - 1]),
         _ => (None, &words[..]),
+    };
+    let (by_dcc, words) = match words.first() {
+        Some(first) if first.eq_ignore_ascii_case("send") => (true, &words[1..]),
+        _ => (false, words),
     };
     let command = words.first().map(|word| word.to_ascii_lowercase());
     let query = match (command.as_deref(), words) {
@@ -54,6 +62,9 @@ pub async fn handle(context: &mut Context<'_>, text: &str) {
         None => (Filter::all(), Format::Text, true, "all wikis".to_owned()),
     };
     let query = Query { filter: filter.clone(), ..query };
+    if by_dcc {
+        return send_file(context, query, &channel_label).await;
+    }
     let page = match context.server.hub.store().query(query.clone()).await {
         Ok(page) => page,
         Err(error) => {
@@ -87,6 +98,60 @@ pub async fn handle(context: &mut Context<'_>, text: &str) {
             url.push_str(&format!("&{filter}"));
         }
         lines.push(format!("More: {url}"));
+    }
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    say(context, &lines);
+}
+
+/// `send ...`: the events as a file of JSON lines (the full event, one per line), offered by DCC.
+async fn send_file(context: &mut Context<'_>, query: Query, label: &str) {
+    let offers = std::sync::Arc::clone(&context.server.dcc);
+    if !offers.enabled() {
+        return say(
+            context,
+            &["This server offers no DCC (its operator can set [irc] dcc_ports); ask without send"],
+        );
+    }
+    let Some(slot) = offers.reserve(context.client.id) else {
+        return say(
+            context,
+            &["You already have a DCC offer open; take it (or refuse it) before asking again"],
+        );
+    };
+    let start = match query.from {
+        Some(from) => format!("from-{from}"),
+        None => format!("since-{}", query.after),
+    };
+    let query = Query { limit: offers.max_events, ..query };
+    let page = match context.server.hub.store().query(query).await {
+        Ok(page) => page,
+        Err(error) => {
+            tracing::error!(%error, "HistServ cannot read the store");
+            return say(context, &["History is unavailable right now; try again"]);
+        }
+    };
+    let Some(last) = page.events.last().map(|event| event.id) else {
+        return say(context, &["No events match; there is nothing to send"]);
+    };
+    let mut bytes = Vec::with_capacity(page.events.len() * 400);
+    for event in &page.events {
+        bytes.extend_from_slice(event.to_json().as_bytes());
+        bytes.push(b'\n');
+    }
+    let file = dcc::File { name: dcc::file_name(label, &start), bytes: bytes.into() };
+    let (name, size, count) = (file.name.clone(), file.bytes.len(), page.events.len());
+    let mask = context.server.settings.histserv_mask();
+    let Some(ctcp) = offers.offer(slot, context.client, file, mask.clone()).await else {
+        return say(context, &["Every DCC port is busy right now; try again in a minute"]);
+    };
+    let nick = context.client.nick();
+    context.push(Line::new("PRIVMSG").source(mask).param(nick).text(ctcp));
+    let mut lines = vec![format!(
+        "Offering {count} event(s) of {label} as {name} ({size} bytes) by DCC; the offer expires in {} s",
+        offers.timeout.as_secs()
+    )];
+    if page.next.is_some() {
+        lines.push(format!("The file ends at event {last}; for the rest: /msg HistServ send since {last}"));
     }
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     say(context, &lines);

@@ -94,5 +94,14 @@ async fn answer(context: &mut Context<'_>, request: &Request, refusal: Refusal) 
     }
 }
 
-/// NOTICE never gets an automatic reply (RFC 2812 §3.3.2); nothing here acts on one.
-pub async fn notice(_context: &mut Context<'_>, _request: &Request) {}
+/// NOTICE never gets an automatic reply (RFC 2812 §3.3.2). The one NOTICE acted on is a CTCP
+/// `DCC REJECT` to HistServ, which withdraws the client's DCC offer.
+pub async fn notice(context: &mut Context<'_>, request: &Request) {
+    let to_histserv = request.param(0).is_some_and(|target| target.eq_ignore_ascii_case(HISTSERV));
+    let text = request.param(1).unwrap_or("");
+    let rejects =
+        text.trim_matches('\u{1}').get(..10).is_some_and(|verb| verb.eq_ignore_ascii_case("DCC REJECT"));
+    if to_histserv && rejects {
+        context.server.dcc.withdraw(context.client.id);
+    }
+}
