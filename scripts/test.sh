@@ -9,7 +9,7 @@ log() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests start or drive (servers no one here wrote).
 apt_packages=(ngircd prosody lua-sec dokuwiki php-cli chromium chromium-driver mediawiki php-sqlite3 php-intl php-mbstring
-              weechat-curses irssi tmux jq)
+              weechat-curses irssi tmux jq inspircd anope)
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

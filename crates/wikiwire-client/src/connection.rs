@@ -256,6 +256,14 @@ impl Connection {
                     self.nick = alternative_nick(&login.nick, attempts, true);
                     self.write_text(&format!("NICK {}\r\n", self.nick)).await?;
                 }
+                // Services hold a registered nick for a while after renaming an impostor (InspIRCd
+                // answers 432 "Services reserved nickname"): an account holder logs in under
+                // another nick, and trust by account still holds.
+                "432" if attempts == 0 && !matches!(login.auth, Auth::None | Auth::Pass(_)) => {
+                    attempts += 1;
+                    self.nick = alternative_nick(&login.nick, attempts, false);
+                    self.write_text(&format!("NICK {}\r\n", self.nick)).await?;
+                }
                 "432" => return Err(ClientError::Nick(format!("{:?} is not a valid nick here", self.nick))),
                 "001" => {
                     if let Some(nick) = message.param(0) {

@@ -148,6 +148,9 @@ pub struct Subscriber {
     horizon: u64,
     /// False until a start point is known (no saved cursor, no `since`: the log's end at join).
     started: bool,
+    /// The channel was found trustworthy once: losing +m later (a restarted IRCd re-creates the
+    /// channel, and services lock its modes again a moment later) is waited out, not fatal.
+    trusted_once: bool,
     ready: VecDeque<Event>,
     catching_up: bool,
     /// The log's last id when this catch-up began (for progress reports).
@@ -184,6 +187,7 @@ impl Subscriber {
             cursor_file,
             horizon: start.unwrap_or(0),
             started: start.is_some(),
+            trusted_once: false,
             ready: VecDeque::new(),
             catching_up: true,
             target: 0,
@@ -257,7 +261,7 @@ impl Subscriber {
                 },
                 Some(Live::Fetch(_)) => {}
                 Some(Live::Poke) => self.catching_up = true,
-                Some(Live::Untrusted(reason)) => return Err(SubscriberError::Untrusted(reason)),
+                Some(Live::Untrusted(reason)) => self.fail(SubscriberError::Untrusted(reason)).await?,
                 Some(Live::Lost(reason)) => {
                     self.fail(SubscriberError::Irc(ClientError::Closed(reason))).await?
                 }
@@ -300,7 +304,8 @@ impl Subscriber {
     /// Drops the session after a transient failure and waits before the next attempt; fatal
     /// errors are returned.
     async fn fail(&mut self, error: SubscriberError) -> Result<(), SubscriberError> {
-        if error.fatal() {
+        let passing = self.trusted_once && matches!(error, SubscriberError::Untrusted(_));
+        if error.fatal() && !passing {
             return Err(error);
         }
         self.session = None;
@@ -339,6 +344,7 @@ impl Subscriber {
                 irc.channel, joined.modes
             )));
         }
+        self.trusted_once = true;
         if self.base.is_none() {
             self.base = joined.topic.as_deref().and_then(http_from_topic);
         }

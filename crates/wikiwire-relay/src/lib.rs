@@ -21,6 +21,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use wikiwire_client::connection::SPEAKING_PREFIXES;
 use wikiwire_client::{Auth, ClientError, Connection, Login, TlsSettings};
 use wikiwire_event::{Event, Filter, Format, line, packed};
 use wikiwire_hub::config::{RelayAuth, RelayConfig};
@@ -34,6 +35,8 @@ const WINDOW: usize = 100;
 /// How long the server may take to answer the PING after a line.
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long, after joining a moderated channel, services have to voice us.
+const VOICE_WAIT: Duration = Duration::from_secs(10);
 /// A session that lasted this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(60);
 
@@ -152,6 +155,15 @@ impl Relay {
             .any(|(prefixes, nick)| prefixes.contains('@') && nick.eq_ignore_ascii_case(&connection.nick));
         if operator && !joined.modes.contains('m') {
             connection.send(&Line::new("MODE").param(channel.clone()).param("+mnt")).await?;
+        }
+        // In a moderated channel of a network with services, ChanServ voices us a moment after
+        // we join: speaking before that would only be refused.
+        let speaking = joined.members.iter().any(|(prefixes, nick)| {
+            nick.eq_ignore_ascii_case(&connection.nick)
+                && prefixes.chars().any(|c| SPEAKING_PREFIXES.contains(c))
+        });
+        if joined.modes.contains('m') && !speaking && !connection.is_wikiwire() {
+            wait_for_voice(&mut connection, &channel).await?;
         }
         // What the others see before our text: `:nick!user@host PRIVMSG #channel :`.
         let mask = joined
@@ -430,6 +442,51 @@ enum Outcome {
 }
 
 /// Reacts to what the network says meanwhile: a KICK ends the session (rejoin after backoff).
+/// Waits (a while) until someone — services, mostly — gives us voice or better in `channel`.
+async fn wait_for_voice(connection: &mut Connection, channel: &str) -> Result<(), RelayError> {
+    let deadline = Instant::now() + VOICE_WAIT;
+    loop {
+        let Ok(message) = tokio::time::timeout_at(deadline, connection.next()).await else {
+            tracing::warn!(%channel, "not voiced in a moderated channel: lines will be refused until we are");
+            return Ok(());
+        };
+        let message = message?;
+        observe(&message, channel, &connection.nick)?;
+        if gives_voice(&message, channel, &connection.nick) {
+            return Ok(());
+        }
+    }
+}
+
+/// Whether a MODE line gives `nick` voice or better in `channel`.
+fn gives_voice(message: &Request, channel: &str, nick: &str) -> bool {
+    if message.verb != "MODE" || !message.param(0).is_some_and(|target| target.eq_ignore_ascii_case(channel))
+    {
+        return false;
+    }
+    let mut adding = true;
+    let mut arguments = message.params.iter().skip(2);
+    for mode in message.param(1).unwrap_or("").chars() {
+        match mode {
+            '+' => adding = true,
+            '-' => adding = false,
+            'q' | 'a' | 'o' | 'h' | 'v'
+                if arguments.next().is_some_and(|target| target.eq_ignore_ascii_case(nick)) && adding =>
+            {
+                return true;
+            }
+            'b' | 'e' | 'I' | 'k' => {
+                arguments.next();
+            }
+            'l' if adding => {
+                arguments.next();
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 fn observe(message: &Request, channel: &str, nick: &str) -> Result<(), RelayError> {
     let kicked = message.verb == "KICK"
         && message.param(0).is_some_and(|target| target.eq_ignore_ascii_case(channel))
@@ -451,4 +508,21 @@ fn scopeguard(action: impl FnOnce()) -> impl Drop {
         }
     }
     Guard(Some(action))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gives_voice;
+    use wikiwire_irc_wire::wire::Request;
+
+    #[test]
+    fn voice_is_read_from_mode_lines() {
+        let voiced = |line: &str| gives_voice(&Request::parse(line).unwrap(), "#feed", "wikirelay");
+        assert!(voiced(":ChanServ!s@h MODE #feed +v :wikirelay"));
+        assert!(voiced(":op!o@h MODE #FEED +bo x!*@* wikirelay"));
+        assert!(!voiced(":op!o@h MODE #feed +v someone"));
+        assert!(!voiced(":op!o@h MODE #feed -v wikirelay"));
+        assert!(!voiced(":op!o@h MODE #other +v wikirelay"));
+        assert!(!voiced(":op!o@h MODE #feed +kv wikirelay other"), "the key takes the first argument");
+    }
 }
