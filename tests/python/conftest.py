@@ -13,6 +13,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -452,21 +453,35 @@ class NgIrcd:
         self.log.close()
 
 
+_SESSION_CA = None
+
+
+def session_ca():
+    """The one private CA of this test session: (ca.pem, ca.key), made on first use."""
+    global _SESSION_CA
+    if _SESSION_CA is None:
+        directory = pathlib.Path(tempfile.mkdtemp(prefix="wikiwire-test-ca-"))
+        ca, ca_key = directory / "ca.pem", directory / "ca.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
+                        "-subj", "/CN=wikiwire test CA"], check=True, capture_output=True)
+        _SESSION_CA = (ca, ca_key)
+    return _SESSION_CA
+
+
 def make_certificates(directory, names="IP:127.0.0.1,DNS:irc.test.example"):
-    """A private CA and a server certificate it signed: (ca.pem, cert.pem, key.pem)."""
+    """A server certificate for `names`, signed by the session's CA: (ca.pem, cert.pem, key.pem)."""
     directory = pathlib.Path(directory)
-    ca_key, ca, key, request, certificate = (directory / name for name in
-                                             ["ca.key", "ca.pem", "key.pem", "server.csr", "cert.pem"])
+    ca, ca_key = session_ca()
+    key, request, certificate = (directory / name for name in ["key.pem", "server.csr", "cert.pem"])
     extensions = directory / "server.ext"
     extensions.write_text(f"subjectAltName={names}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
                           "extendedKeyUsage=serverAuth\n")
     commands = [
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=wikiwire test CA"],
         ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
          "-keyout", str(key), "-out", str(request), "-subj", "/CN=irc.test.example"],
         ["openssl", "x509", "-req", "-in", str(request), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
-         "-out", str(certificate), "-days", "2", "-extfile", str(extensions)],
+         "-CAserial", str(directory / "ca.srl"), "-out", str(certificate), "-days", "2", "-extfile", str(extensions)],
     ]
     for command in commands:
         subprocess.run(command, check=True, capture_output=True)

@@ -174,9 +174,11 @@ def test_filters_text_output_and_exec(hub, tmp_path):
     texts = Listener(text_dir, "--irc", f"irc://127.0.0.1:{hub.irc_port}/#MoinMaster", "--since", "0",
                      "--filter", "page=Help/*")
     texts.wait_for(1)
-    time.sleep(0.5)
+    # Delivery is in id order: once an event published now is here, "Front" (before it) cannot come.
+    hub.publish(edit("Help/Sentinel"))
+    texts.wait_for(2)
     texts.stop()
-    assert len(texts.lines()) == 1
+    assert len(texts.lines()) == 2 and "Help/Sentinel" in texts.lines()[1]
     assert texts.lines()[0].endswith("MoinMaster: [[Help/Editing]] page_changed https://master.example/Help/Editing * u * how")
     exec_dir = tmp_path / "exec"
     exec_dir.mkdir()

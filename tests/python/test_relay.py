@@ -168,10 +168,12 @@ def test_listen_on_the_other_network_trusts_by_nick_and_mode(tmp_path):
         time.sleep(1)
         hub.publish(edit("Live"), {"wiki": "HelpWiki", "action": "SAVE", "page": "Elsewhere", "user": "u"})
         listener.wait_for(2)
-        time.sleep(2)
+        # Published after the HelpWiki event: once it is here, that one would have been too.
+        hub.publish(edit("Sentinel"))
+        listener.wait_for(3)
         listener.stop()
         pages = [json.loads(line)["page"] for line in listener.lines()]
-        assert pages == ["Before", "Live"]
+        assert pages == ["Before", "Live", "Sentinel"]
         watcher = Observer(ngircd.port, "#keyed sesame", nick="keywatcher")
         assert any("keyrelay" in line for line in watcher.names), "the relay joined the keyed channel"
 

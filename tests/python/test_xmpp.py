@@ -237,9 +237,11 @@ def test_notifications_wait_in_the_outbox_through_a_server_outage_and_a_bot_rest
         try:
             pages = ["Before", "Outage One", "Outage Two", "Outage Three", "After Restart"]
             wait_for(lambda: len(user.notifications()) >= len(pages), 60, "five notifications")
-            # Anything repeated would arrive right behind the rest.
-            time.sleep(2)
-            subjects = [m["subject"] for m in user.notifications()]
+            # Anything repeated would be queued before a notification sent now: once that one is
+            # here, nothing else can come.
+            assert rpc.send_notification(SECRET, [alice], notification("Sentinel")) is True
+            user.wait_message(lambda m: "Sentinel" in m["subject"], 60)
+            subjects = [m["subject"] for m in user.notifications() if "Sentinel" not in m["subject"]]
             assert sorted(subjects) == sorted(f"[Wiki] Update of {page}" for page in pages), subjects
         finally:
             user.close()
@@ -270,8 +272,8 @@ def test_hub_subscriptions_and_commands_in_chat(tmp_path, prosody):
             publisher.send(f"PASS moin:{MOIN_TOKEN}", "NICK moin", "USER moin 0 * :moin")
             publisher.expect(r" 001 ")
             publisher.send("PRIVMSG #MoinMaster.events :wiki=MoinMaster&action=SAVE&page=Help%2FFrom+IRC&user=Carol")
+            # Published last, so it is a sentinel: nothing published before it can still come.
             user.wait_message(lambda m: m["type"] == "normal" and "Help/From IRC" in m["body"], 60)
-            time.sleep(1)
             assert not [m for m in user.notifications() if "Front Page" in m["body"]]
             assert len([m for m in user.notifications() if "Help/Editing Pages" in m["body"]]) == 1
             assert len([m for m in user.notifications() if "Help/From IRC" in m["body"]]) == 1
@@ -454,7 +456,7 @@ def test_lines_for_a_room_that_refuses_the_bot_wait_until_it_lets_the_bot_in(tmp
                                          'filter = "wiki=MoinMaster"\n', xmpp='room_retry = "1s"')
         wait_for(lambda: "the room refused the bot" in hub.read_log(), 30, "the refusal")
         hub.publish({"wiki": "MoinMaster", "action": "SAVE", "page": "While Outside", "user": "Bob"})
-        time.sleep(2)
+        wait_for(lambda: hub.metric("wikiwire_xmpp_outbox") == 1, 30, "the line to wait in the outbox")
         assert not [m for m in owner.messages if m["type"] == "groupchat" and "While Outside" in m["body"]]
         assert hub.metric("wikiwire_xmpp_outbox") == 1, "the line waits"
         owner.make_member(room, BOT)
@@ -556,7 +558,10 @@ def test_a_bot_killed_mid_batch_sends_the_rest_after_a_restart(tmp_path, prosody
         hub.start()
         wait_for(lambda: {m["subject"] for m in user.notifications()} >= {f"[Wiki] Update of {p}" for p in pages},
                  60, "every notification")
-        time.sleep(2)
+        # A repeat would be queued before a notification sent now: once that one is here, none can come.
+        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
+        assert rpc.send_notification(SECRET, [alice], notification("Sentinel")) is True
+        user.wait_message(lambda m: "Sentinel" in m["subject"], 60)
         by_subject = {}
         for message in user.notifications():
             by_subject.setdefault(message["subject"], []).append(message["id"])

@@ -17,6 +17,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use wikiwire_irc_wire::framing::{Frame, Limits, LineReader};
+use wikiwire_irc_wire::numeric::code;
 use wikiwire_irc_wire::wire::{Line, Request};
 
 use wikiwire_irc_wire::IrcTarget;
@@ -234,12 +235,16 @@ impl Connection {
                         self.write_text(&text).await?;
                     }
                 }
-                "903" => self.write_text("CAP END\r\n").await?,
-                "902" | "904" | "905" | "906" | "908" => {
+                code::RPL_SASLSUCCESS => self.write_text("CAP END\r\n").await?,
+                code::ERR_NICKLOCKED
+                | code::ERR_SASLFAIL
+                | code::ERR_SASLTOOLONG
+                | code::ERR_SASLABORTED
+                | code::RPL_SASLMECHS => {
                     return Err(ClientError::Auth(message.params.last().cloned().unwrap_or_default()));
                 }
-                "464" => return Err(ClientError::Auth("password incorrect".into())),
-                "433" | "436" => {
+                code::ERR_PASSWDMISMATCH => return Err(ClientError::Auth("password incorrect".into())),
+                code::ERR_NICKNAMEINUSE | code::ERR_NICKCOLLISION => {
                     attempts += 1;
                     if attempts > NICK_ATTEMPTS {
                         return Err(ClientError::Nick(format!(
@@ -252,30 +257,34 @@ impl Connection {
                 }
                 // Our own nick is invalid; an alternative may only be too long (NICKLEN comes
                 // after registration), so shorter ones are tried.
-                "432" if attempts > 0 && attempts <= NICK_ATTEMPTS => {
+                code::ERR_ERRONEUSNICKNAME if attempts > 0 && attempts <= NICK_ATTEMPTS => {
                     self.nick = alternative_nick(&login.nick, attempts, true);
                     self.write_text(&format!("NICK {}\r\n", self.nick)).await?;
                 }
                 // Services hold a registered nick for a while after renaming an impostor (InspIRCd
                 // answers 432 "Services reserved nickname"): an account holder logs in under
                 // another nick, and trust by account still holds.
-                "432" if attempts == 0 && !matches!(login.auth, Auth::None | Auth::Pass(_)) => {
+                code::ERR_ERRONEUSNICKNAME
+                    if attempts == 0 && !matches!(login.auth, Auth::None | Auth::Pass(_)) =>
+                {
                     attempts += 1;
                     self.nick = alternative_nick(&login.nick, attempts, false);
                     self.write_text(&format!("NICK {}\r\n", self.nick)).await?;
                 }
-                "432" => return Err(ClientError::Nick(format!("{:?} is not a valid nick here", self.nick))),
-                "001" => {
+                code::ERR_ERRONEUSNICKNAME => {
+                    return Err(ClientError::Nick(format!("{:?} is not a valid nick here", self.nick)));
+                }
+                code::RPL_WELCOME => {
                     if let Some(nick) = message.param(0) {
                         self.nick = nick.to_owned();
                     }
                 }
-                "004" => self.version = message.param(2).unwrap_or("").to_owned(),
-                "005" => {
+                code::RPL_MYINFO => self.version = message.param(2).unwrap_or("").to_owned(),
+                code::RPL_ISUPPORT => {
                     let tokens = message.params.iter().skip(1).take(message.params.len().saturating_sub(2));
                     self.isupport.extend(tokens.cloned());
                 }
-                "376" | "422" => break,
+                code::RPL_ENDOFMOTD | code::ERR_NOMOTD => break,
                 _ => {}
             }
         }
@@ -375,8 +384,8 @@ impl Connection {
                 {
                     joined.mask = message.source.clone();
                 }
-                "332" if about_channel(1) => joined.topic = message.params.last().cloned(),
-                "353" if about_channel(2) => {
+                code::RPL_TOPIC if about_channel(1) => joined.topic = message.params.last().cloned(),
+                code::RPL_NAMREPLY if about_channel(2) => {
                     for entry in message
                         .params
                         .last()
@@ -391,12 +400,21 @@ impl Connection {
                         joined.members.push((entry[..split].to_owned(), entry[split..].to_owned()));
                     }
                 }
-                "366" if about_channel(1) => names_done = true,
-                "324" if about_channel(1) => {
+                code::RPL_ENDOFNAMES if about_channel(1) => names_done = true,
+                code::RPL_CHANNELMODEIS if about_channel(1) => {
                     joined.modes = message.param(2).unwrap_or("+").to_owned();
                     modes_done = true;
                 }
-                "403" | "405" | "471" | "473" | "474" | "475" | "477" | "489" if about_channel(1) => {
+                code::ERR_NOSUCHCHANNEL
+                | code::ERR_TOOMANYCHANNELS
+                | code::ERR_CHANNELISFULL
+                | code::ERR_INVITEONLYCHAN
+                | code::ERR_BANNEDFROMCHAN
+                | code::ERR_BADCHANNELKEY
+                | code::ERR_NEEDREGGEDNICK
+                | code::ERR_TOOMANYJOINS
+                    if about_channel(1) =>
+                {
                     let reason = message.params.last().cloned().unwrap_or_default();
                     return Err(ClientError::Join {
                         channel: channel.to_owned(),

@@ -820,6 +820,20 @@ fn chathistory_limit(connection: &Connection) -> Option<usize> {
     }
 }
 
+/// Everything the subscriber does with one line from a server, for the fuzz target
+/// `irc_from_server`: parsing, trust bookkeeping, sorting into a history batch, decoding.
+#[doc(hidden)]
+pub fn fuzz_server_line(text: &str) {
+    let Some(message) = Request::parse(text) else { return };
+    let joined = Joined { members: vec![("+".into(), "moin".into())], ..Joined::default() };
+    let mut trust = Trust::new(&["relay".into()], &joined, true);
+    let _ = trust.update(&message, "#c");
+    let _ = trust.allows(&message);
+    let mut batch = Some(("b".to_owned(), Vec::new()));
+    let _ = history_line(&message, "#c", &mut batch, &trust);
+    let _ = decode(&message);
+}
+
 /// An event from a line: the `+wikiwire/event` tag, a complete packed line, else its id.
 fn decode(message: &Request) -> Live {
     if let Some(event) = message.tag("+wikiwire/event").and_then(|json| Event::from_json(json).ok()) {

@@ -4,10 +4,14 @@
 //! | module | owns |
 //! |---|---|
 //! | [`framing`] | reading lines with byte limits applied while reading |
+//! | [`names`] | nick and channel-name rules, and the lengths ISUPPORT announces |
+//! | [`numeric`] | numeric replies by name: the server sends them, the client and relay read them |
 //! | [`wire`] | `Request` (a parsed line: tags, source, verb, params) and `Line` (writing one) |
 //! | [`target`] | `irc://host[:port]/#channel` and `ircs://` |
 
 pub mod framing;
+pub mod names;
+pub mod numeric;
 pub mod target;
 pub mod wire;
 

@@ -3,7 +3,7 @@
 //! | module | owns |
 //! |---|---|
 //! | (`wikiwire-irc-wire`) | framing with byte limits; `Request` and `Line` on the wire |
-//! | [`numeric`], [`caps`] | protocol tables: numerics, IRCv3 capabilities |
+//! | [`caps`] (and `numeric`, shared from `wikiwire-irc-wire`) | protocol tables: IRCv3 capabilities, numerics |
 //! | [`server`] | shared state: settings, nick and publisher-session registry, connection counts |
 //! | [`client`] | a client's identity and its send queue, bounded in bytes |
 //! | [`channels`] | the fixed channel directory and its members |
@@ -25,14 +25,13 @@ pub mod commands;
 pub mod connection;
 pub mod dcc;
 pub mod fanout;
-pub mod numeric;
 pub mod pipeline;
 pub mod render;
 pub mod respond;
 pub mod server;
 pub mod tls;
 
-pub use wikiwire_irc_wire::{framing, wire};
+pub use wikiwire_irc_wire::{framing, numeric, wire};
 
 use std::sync::Arc;
 use std::time::Duration;

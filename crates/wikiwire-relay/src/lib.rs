@@ -27,6 +27,7 @@ use wikiwire_event::{Event, Filter, Format, line, packed};
 use wikiwire_hub::config::{RelayAuth, RelayConfig};
 use wikiwire_hub::{FollowError, Hub, Item, Lag};
 use wikiwire_irc_wire::IrcTarget;
+use wikiwire_irc_wire::numeric::code;
 use wikiwire_irc_wire::wire::{Line, Request};
 use wikiwire_store::{Lease, StoreError};
 
@@ -406,7 +407,9 @@ impl Relay {
                         None => answers.unlabelled = Some(outcome),
                     }
                 }
-                "404" if message.param(1).is_some_and(|target| target.eq_ignore_ascii_case(channel)) => {
+                code::ERR_CANNOTSENDTOCHAN
+                    if message.param(1).is_some_and(|target| target.eq_ignore_ascii_case(channel)) =>
+                {
                     return Err(RelayError::CannotSend {
                         channel: channel.to_owned(),
                         reason: message.params.last().cloned().unwrap_or_default(),

@@ -4,7 +4,7 @@
 //! session over from an old one.
 
 use base64::Engine as _;
-use wikiwire_hub::config::check_nick;
+use wikiwire_irc_wire::names::{CHANNELLEN, NICKLEN, check_nick};
 
 use super::query;
 use crate::caps;
@@ -359,12 +359,12 @@ pub(super) fn isupport(context: &mut Context<'_>) {
         "CASEMAPPING=ascii".to_owned(),
         "CHANLIMIT=#:100".to_owned(),
         "CHANMODES=,,,mnt".to_owned(),
-        "CHANNELLEN=64".to_owned(),
+        format!("CHANNELLEN={CHANNELLEN}"),
         "CHANTYPES=#".to_owned(),
         format!("CHATHISTORY={history_limit}"),
         "MSGREFTYPES=msgid,timestamp".to_owned(),
         format!("NETWORK={network}"),
-        "NICKLEN=32".to_owned(),
+        format!("NICKLEN={NICKLEN}"),
         "PREFIX=(v)+".to_owned(),
         "TARGMAX=PRIVMSG:1,NOTICE:1,JOIN:100,NAMES:1,WHOIS:1".to_owned(),
         "TOPICLEN=390".to_owned(),

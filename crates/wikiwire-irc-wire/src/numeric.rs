@@ -1,6 +1,10 @@
-//! Numeric replies as one table: the code and the default text. A reply is built without a
-//! target; the responder addresses it to the client (its nick, or `*` before registration). An
+//! Numeric replies as one table, shared by the server (which sends them) and the client and relay
+//! (which read them): the code and the default text, by name. A reply is built without a target;
+//! the server's responder addresses it to the client (its nick, or `*` before registration). An
 //! empty text means the caller gives the last parameter itself.
+//!
+//! Readers match on [`code`]'s constants (`code::ERR_NICKNAMEINUSE`), never on `"433"`. The
+//! table also has numerics only other servers send, which our client must understand.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Numeric {
@@ -11,8 +15,12 @@ pub struct Numeric {
 macro_rules! numerics {
     ($($name:ident = $code:literal, $text:literal;)*) => {
         $(pub const $name: Numeric = Numeric { code: $code, text: $text };)*
-        /// Every numeric this server sends, for documentation and tests.
+        /// Every numeric known here, for documentation and tests.
         pub const ALL: &[(&str, Numeric)] = &[$((stringify!($name), $name)),*];
+        /// The codes by name, usable as `match` patterns on a line's verb.
+        pub mod code {
+            $(pub const $name: &str = $code;)*
+        }
     };
 }
 
@@ -81,14 +89,21 @@ numerics! {
     ERR_NONICKNAMEGIVEN = "431", "No nickname given";
     ERR_ERRONEUSNICKNAME = "432", "Erroneous nickname";
     ERR_NICKNAMEINUSE = "433", "Nickname is already in use";
+    ERR_NICKCOLLISION = "436", "Nickname collision";
     ERR_NOTONCHANNEL = "442", "You're not on that channel";
     ERR_NONICKCHANGE = "447", "Publishers keep their nickname";
     ERR_NOTREGISTERED = "451", "You have not registered";
     ERR_NEEDMOREPARAMS = "461", "Not enough parameters";
     ERR_ALREADYREGISTERED = "462", "You may not reregister";
     ERR_PASSWDMISMATCH = "464", "Password incorrect";
+    ERR_CHANNELISFULL = "471", "Cannot join channel (+l)";
     ERR_UNKNOWNMODE = "472", "is unknown mode char to me";
+    ERR_INVITEONLYCHAN = "473", "Cannot join channel (+i)";
+    ERR_BANNEDFROMCHAN = "474", "Cannot join channel (+b)";
+    ERR_BADCHANNELKEY = "475", "Cannot join channel (+k)";
+    ERR_NEEDREGGEDNICK = "477", "You need to be identified to join or speak in that channel";
     ERR_CHANOPRIVSNEEDED = "482", "You're not channel operator (channels here are run by the hub)";
+    ERR_TOOMANYJOINS = "489", "Cannot join channel";
     ERR_UMODEUNKNOWNFLAG = "501", "Unknown MODE flag";
     ERR_USERSDONTMATCH = "502", "Cant change mode for other users";
     ERR_HELPNOTFOUND = "524", "No help available on this topic";
@@ -96,6 +111,7 @@ numerics! {
     RPL_HELPTXT = "705", "";
     RPL_ENDOFHELP = "706", "";
     RPL_LOGGEDIN = "900", "";
+    ERR_NICKLOCKED = "902", "You must use a nick assigned to you";
     RPL_SASLSUCCESS = "903", "SASL authentication successful";
     ERR_SASLFAIL = "904", "SASL authentication failed";
     ERR_SASLTOOLONG = "905", "SASL message too long";
