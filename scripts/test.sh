@@ -56,6 +56,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "building"
 cargo build --workspace --all-targets --locked
 
+# The fuzz targets are built (not run: fuzz/README.md says how), so they cannot rot.
+log "fuzz targets"
+cargo build --manifest-path fuzz/Cargo.toml --locked --bins
+
 log "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --profile ci

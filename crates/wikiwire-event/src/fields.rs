@@ -57,6 +57,49 @@ pub mod limits {
     pub const EXTRA_VALUE: usize = 2048;
 }
 
+/// One of the event's optional text fields.
+pub struct TextField {
+    pub name: &'static str,
+    pub get: fn(&Event) -> Option<&str>,
+    /// Longest value, in bytes.
+    pub limit: usize,
+    /// May hold line breaks (only `comment`).
+    pub multiline: bool,
+}
+
+/// The event's optional text fields, in the order the formats write them: one table for the
+/// JSON and XML encodings and for validation. (`key` is also a text field, but each encoding puts
+/// it after the links: it is not part of the change, only of its delivery.)
+pub const TEXT_FIELDS: &[TextField] = &[
+    TextField { name: "page", get: |event| event.page.as_deref(), limit: limits::PAGE, multiline: false },
+    TextField { name: "user", get: |event| event.user.as_deref(), limit: limits::USER, multiline: false },
+    TextField {
+        name: "comment",
+        get: |event| event.comment.as_deref(),
+        limit: limits::COMMENT,
+        multiline: true,
+    },
+    TextField {
+        name: "revision",
+        get: |event| event.revision.as_deref(),
+        limit: limits::REVISION,
+        multiline: false,
+    },
+    TextField {
+        name: "old_revision",
+        get: |event| event.old_revision.as_deref(),
+        limit: limits::REVISION,
+        multiline: false,
+    },
+    TextField {
+        name: "old_name",
+        get: |event| event.old_name.as_deref(),
+        limit: limits::PAGE,
+        multiline: false,
+    },
+    TextField { name: "file", get: |event| event.file.as_deref(), limit: limits::FILE, multiline: false },
+];
+
 /// Names with a meaning in some encoding; `extra` may not use them.
 pub const RESERVED_NAMES: &[&str] = &[
     "id",
@@ -277,14 +320,14 @@ fn check(event: &Event, id_required: bool, fields_required: bool) -> Result<(), 
         return Err(FieldError::new("id", "must be at least 1"));
     }
     check_wiki_name(&event.wiki).map_err(|reason| FieldError::new("wiki", reason))?;
-    line("page", event.page.as_deref(), limits::PAGE)?;
-    line("user", event.user.as_deref(), limits::USER)?;
-    line("old_name", event.old_name.as_deref(), limits::PAGE)?;
-    line("revision", event.revision.as_deref(), limits::REVISION)?;
-    line("old_revision", event.old_revision.as_deref(), limits::REVISION)?;
-    line("file", event.file.as_deref(), limits::FILE)?;
+    for field in TEXT_FIELDS {
+        if field.multiline {
+            bounded(field.name, (field.get)(event), field.limit)?;
+        } else {
+            line(field.name, (field.get)(event), field.limit)?;
+        }
+    }
     line("key", event.key.as_deref(), limits::KEY)?;
-    bounded("comment", event.comment.as_deref(), limits::COMMENT)?;
     if event.urls.len() > limits::URLS {
         return Err(FieldError::new("urls", format!("at most {} links", limits::URLS)));
     }

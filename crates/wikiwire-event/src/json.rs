@@ -4,7 +4,7 @@
 use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
 use serde_json::Value;
 
-use crate::fields::{self, FieldError, Mode};
+use crate::fields::{self, FieldError, Mode, TEXT_FIELDS};
 use crate::{Draft, Event, Link, Timestamp};
 
 /// Most events one request may carry.
@@ -26,18 +26,9 @@ impl Serialize for Event {
         map.serialize_entry("time", &self.time)?;
         map.serialize_entry("wiki", &self.wiki)?;
         map.serialize_entry("action", self.action.as_str())?;
-        let texts = [
-            ("page", &self.page),
-            ("user", &self.user),
-            ("comment", &self.comment),
-            ("revision", &self.revision),
-            ("old_revision", &self.old_revision),
-            ("old_name", &self.old_name),
-            ("file", &self.file),
-        ];
-        for (name, value) in texts {
-            if let Some(value) = value {
-                map.serialize_entry(name, value)?;
+        for field in TEXT_FIELDS {
+            if let Some(value) = (field.get)(self) {
+                map.serialize_entry(field.name, value)?;
             }
         }
         if let Some(size) = self.size {

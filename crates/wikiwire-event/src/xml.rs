@@ -1,6 +1,7 @@
 //! XML history (SPEC §2.3, seed 1's `action=changes`): valid, escaped XML. Characters XML 1.0
 //! cannot carry are replaced with U+FFFD rather than emitted.
 
+use crate::fields::TEXT_FIELDS;
 use crate::{Event, Timestamp};
 
 /// Renders a `<changes>` document; `next` is the cursor for the following page, if any.
@@ -42,20 +43,13 @@ fn change(out: &mut String, event: &Event) {
         attribute(out, "bot", "true");
     }
     out.push('>');
-    let texts = [
-        ("page", &event.page),
-        ("user", &event.user),
-        ("comment", &event.comment),
-        ("revision", &event.revision),
-        ("old_revision", &event.old_revision),
-        ("old_name", &event.old_name),
-        ("file", &event.file),
-        ("key", &event.key),
-    ];
-    for (name, value) in texts {
-        if let Some(value) = value {
-            element(out, name, &[], value);
+    for field in TEXT_FIELDS {
+        if let Some(value) = (field.get)(event) {
+            element(out, field.name, &[], value);
         }
+    }
+    if let Some(key) = &event.key {
+        element(out, "key", &[], key);
     }
     if let Some(size) = event.size {
         element(out, "size", &[], &size.to_string());

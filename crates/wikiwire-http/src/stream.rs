@@ -11,7 +11,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt, stream};
-use wikiwire_hub::{Follower, Item, Lag, Metrics};
+use wikiwire_hub::metrics::GaugeGuard;
+use wikiwire_hub::{Follower, Item, Lag};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -40,7 +41,7 @@ pub async fn stream(
     let filter = params.into_filter()?;
     // The header wins: a reconnecting EventSource repeats the original URL with its `since`.
     let follower = state.hub.follow(resume.or(since), filter, Lag::End).await?;
-    let open = SseOpen::new(Arc::clone(state.hub.metrics()));
+    let open = GaugeGuard::new(Arc::clone(state.hub.metrics()), |metrics| &metrics.sse_clients);
     // A first comment sends the headers and tells the client the stream is live.
     let hello = stream::once(async { Ok(SseEvent::default().retry(RETRY).comment("wikiwire stream")) });
     let events = stream::unfold((follower, open, links), next_event);
@@ -50,7 +51,7 @@ pub async fn stream(
 
 /// What a stream carries along: its follower, its place in the metrics, and, when links were
 /// asked for, the state that knows the wikis' description blocks.
-type Streaming = (Follower, SseOpen, Option<AppState>);
+type Streaming = (Follower, GaugeGuard, Option<AppState>);
 
 async fn next_event(
     (mut follower, open, links): Streaming,
@@ -73,20 +74,4 @@ async fn next_event(
         }
     };
     Some((Ok(event), (follower, open, links)))
-}
-
-/// Counts an open stream for as long as it lives.
-struct SseOpen(Arc<Metrics>);
-
-impl SseOpen {
-    fn new(metrics: Arc<Metrics>) -> SseOpen {
-        metrics.sse_clients.inc();
-        SseOpen(metrics)
-    }
-}
-
-impl Drop for SseOpen {
-    fn drop(&mut self) {
-        self.0.sse_clients.dec();
-    }
 }

@@ -2,6 +2,7 @@
 //! the shared `Metrics`; nothing here allocates on the hot path.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
@@ -37,19 +38,23 @@ impl Gauge {
     }
 }
 
-/// Decrements a gauge when dropped: a connection counts exactly as long as it lives.
-pub struct GaugeGuard<'a>(&'a Gauge);
+/// Counts something in a gauge for exactly as long as the guard lives (an SSE stream, a relay's
+/// session): incremented when made, decremented when dropped, even by a panic or a cancelled task.
+pub struct GaugeGuard {
+    metrics: Arc<Metrics>,
+    gauge: fn(&Metrics) -> &Gauge,
+}
 
-impl<'a> GaugeGuard<'a> {
-    pub fn new(gauge: &'a Gauge) -> GaugeGuard<'a> {
-        gauge.inc();
-        GaugeGuard(gauge)
+impl GaugeGuard {
+    pub fn new(metrics: Arc<Metrics>, gauge: fn(&Metrics) -> &Gauge) -> GaugeGuard {
+        gauge(&metrics).inc();
+        GaugeGuard { metrics, gauge }
     }
 }
 
-impl Drop for GaugeGuard<'_> {
+impl Drop for GaugeGuard {
     fn drop(&mut self) {
-        self.0.dec();
+        (self.gauge)(&self.metrics).dec();
     }
 }
 

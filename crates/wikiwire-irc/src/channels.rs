@@ -1,5 +1,10 @@
 //! The channels of the hub's directory (`wikiwire_hub::channels`), fixed at start, with their
 //! members. Listeners cannot create channels.
+//!
+//! Membership is owned here: a channel holds its members, a client only the indices of its
+//! channels in the directory (no reference back, so no cycle), and the connection's
+//! [`crate::server::Release`] guard takes a client out of every channel when it ends, however it
+//! ends.
 //! Each channel knows who may speak in it (its publishers, always present and voiced) and who
 //! listens (members, whom other listeners never see).
 
@@ -13,6 +18,8 @@ use crate::client::Client;
 
 #[derive(Debug)]
 pub struct Channel {
+    /// Its place in the directory: what a client keeps of the channels it joined.
+    pub index: usize,
     pub name: String,
     pub format: Format,
     pub filter: Filter,
@@ -25,8 +32,9 @@ pub struct Channel {
 }
 
 impl Channel {
-    fn new(spec: &ChannelSpec) -> Channel {
+    fn new(index: usize, spec: &ChannelSpec) -> Channel {
         Channel {
+            index,
             name: spec.name.clone(),
             format: spec.format,
             filter: spec.filter.clone(),
@@ -81,7 +89,14 @@ pub struct Channels {
 impl Channels {
     /// The channels of the hub's directory, each with room for members.
     pub fn new(specs: &[ChannelSpec]) -> Channels {
-        Channels { list: specs.iter().map(|spec| Arc::new(Channel::new(spec))).collect() }
+        Channels {
+            list: specs.iter().enumerate().map(|(index, spec)| Arc::new(Channel::new(index, spec))).collect(),
+        }
+    }
+
+    /// The channel at `index` of the directory.
+    pub fn get(&self, index: usize) -> Option<&Arc<Channel>> {
+        self.list.get(index)
     }
 
     /// Channel names compare without ASCII case (CASEMAPPING=ascii).

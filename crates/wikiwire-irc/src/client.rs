@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use wikiwire_hub::{Metrics, Publisher};
 
 use crate::caps::Caps;
-use crate::channels::Channel;
 
 /// Registration and SASL progress, and who the client is.
 #[derive(Debug)]
@@ -30,7 +29,8 @@ pub struct State {
     pub sasl: Sasl,
     /// Set by SASL or PASS: this connection speaks for a publisher.
     pub account: Option<Arc<Publisher>>,
-    pub channels: Vec<Arc<Channel>>,
+    /// The channels joined, as indices into the server's directory (`Channels::get`).
+    pub channels: Vec<usize>,
     pub invisible: bool,
     /// User mode `w`: accepted, though no wallops are ever sent.
     pub wallops: bool,

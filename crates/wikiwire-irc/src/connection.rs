@@ -17,7 +17,7 @@ use crate::framing::{Frame, LineReader};
 use crate::numeric::ERR_INPUTTOOLONG;
 use crate::pipeline::Pipeline;
 use crate::respond::Context;
-use crate::server::{Admission, Server};
+use crate::server::{Admission, Release, Server};
 
 /// How long a closing connection may take to flush and say goodbye.
 const GOODBYE_GRACE: Duration = Duration::from_secs(5);
@@ -42,9 +42,9 @@ pub async fn run<S>(
         Client::new(server.next_client_id(), ip, local_ip, limits.sendq, Arc::clone(server.hub.metrics()));
     let (read_half, write_half) = tokio::io::split(stream);
     let writer = tokio::spawn(write_loop(write_half, Arc::clone(&client)));
+    let release = Release { server: &server, client: &client };
     read_loop(&server, &client, read_half).await;
-    client.close("Connection closed");
-    server.release(&client);
+    drop(release);
     let _ = writer.await;
     drop(admission);
     tracing::debug!(client = client.id, reason = %client.close_reason(), "IRC connection ended");

@@ -71,6 +71,21 @@ pub struct Server {
     pub tracker: TaskTracker,
 }
 
+/// A connection's nick, publisher session and channel memberships, given back when dropped: at
+/// the end of the connection, and also if a handler panics (the channels would otherwise keep
+/// the client alive and its nick taken).
+pub struct Release<'a> {
+    pub server: &'a Server,
+    pub client: &'a Arc<Client>,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.client.close("Connection closed");
+        self.server.release(self.client);
+    }
+}
+
 /// A connection's place in the counts, given back when dropped.
 pub struct Admission {
     server: Arc<Server>,
@@ -226,7 +241,7 @@ impl Server {
             let mut state = client.state();
             (state.nick.clone(), state.account.clone(), std::mem::take(&mut state.channels))
         };
-        for channel in channels {
+        for channel in channels.into_iter().filter_map(|index| self.channels.get(index)) {
             channel.part(client.id);
         }
         let mut registry = self.registry();

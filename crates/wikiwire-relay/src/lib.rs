@@ -25,6 +25,7 @@ use wikiwire_client::connection::SPEAKING_PREFIXES;
 use wikiwire_client::{Auth, ClientError, Connection, Login, TlsSettings};
 use wikiwire_event::{Event, Filter, Format, line, packed};
 use wikiwire_hub::config::{RelayAuth, RelayConfig};
+use wikiwire_hub::metrics::GaugeGuard;
 use wikiwire_hub::{FollowError, Hub, Item, Lag};
 use wikiwire_irc_wire::IrcTarget;
 use wikiwire_irc_wire::numeric::code;
@@ -185,9 +186,7 @@ impl Relay {
             }
         };
         let mut follower = self.hub.follow(Some(after), self.filter.clone(), Lag::Resume).await?;
-        let metrics = Arc::clone(self.hub.metrics());
-        metrics.relay_connected.inc();
-        let _connected = scopeguard(move || metrics.relay_connected.dec());
+        let _connected = GaugeGuard::new(Arc::clone(self.hub.metrics()), |metrics| &metrics.relay_connected);
         tracing::info!(relay = %self.target, nick = %connection.nick, after, publishing, "relay joined");
         let interval = Duration::from_secs_f64(1.0 / self.config.rate);
         // To a wikiwire hub, what is waiting goes in windows: the other hub commits a window's
@@ -498,19 +497,6 @@ fn observe(message: &Request, channel: &str, nick: &str) -> Result<(), RelayErro
         return Err(RelayError::Kicked(channel.to_owned()));
     }
     Ok(())
-}
-
-/// Runs `action` when dropped.
-fn scopeguard(action: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(action) = self.0.take() {
-                action();
-            }
-        }
-    }
-    Guard(Some(action))
 }
 
 #[cfg(test)]

@@ -29,21 +29,35 @@ pub enum ParseError {
     Usage(&'static str),
 }
 
-/// Every command: name, usage line key (in the catalogue).
-pub const COMMANDS: &[&str] = &[
-    "help",
-    "ping",
-    "getpage",
-    "getpagehtml",
-    "getpagelist",
-    "getpageinfo",
-    "search",
-    "revertpage",
-    "searchform",
-    "subscribe",
-    "unsubscribe",
-    "subscriptions",
+/// A command's parser: its name (for the usage reply) and the text after the name.
+type Parser = fn(&'static str, &str) -> Result<Command, ParseError>;
+
+/// Every command: its name (also the key of its usage line in the catalogue) and its parser.
+const TABLE: &[(&str, Parser)] = &[
+    ("help", |_, rest| Ok(Command::Help(Some(rest.to_lowercase()).filter(|topic| !topic.is_empty())))),
+    ("ping", |_, _| Ok(Command::Ping)),
+    ("getpage", |name, rest| Ok(Command::Wiki(Request::Page(page(name, rest)?)))),
+    ("getpagehtml", |name, rest| Ok(Command::Wiki(Request::PageHtml(page(name, rest)?)))),
+    ("getpagelist", |_, _| Ok(Command::Wiki(Request::AllPages))),
+    ("getpageinfo", |name, rest| Ok(Command::Wiki(Request::PageInfo(page(name, rest)?)))),
+    ("search", search),
+    ("revertpage", revert),
+    ("searchform", |_, _| Ok(Command::SearchForm)),
+    ("subscribe", subscription),
+    ("unsubscribe", subscription),
+    ("subscriptions", |_, _| Ok(Command::Subscriptions)),
 ];
+
+/// Every command's name, in the order `help` lists them.
+pub const COMMANDS: [&str; TABLE.len()] = {
+    let mut names = [""; TABLE.len()];
+    let mut index = 0;
+    while index < TABLE.len() {
+        names[index] = TABLE[index].0;
+        index += 1;
+    }
+    names
+};
 
 /// Longest argument text accepted.
 const MAX_ARGUMENTS: usize = 4096;
@@ -55,67 +69,68 @@ pub fn parse(text: &str) -> Result<Command, ParseError> {
         None => (text, ""),
     };
     let name = name.to_lowercase();
-    let Some(name) = COMMANDS.iter().copied().find(|known| *known == name) else {
+    let Some(&(name, parser)) = TABLE.iter().find(|(known, _)| *known == name) else {
         return Err(ParseError::Unknown(name));
     };
     if rest.len() > MAX_ARGUMENTS {
         return Err(ParseError::Usage(name));
     }
+    parser(name, rest)
+}
+
+/// A page name as the whole argument.
+fn page(name: &'static str, rest: &str) -> Result<String, ParseError> {
+    one_argument(rest).ok_or(ParseError::Usage(name))
+}
+
+/// `search [title|text] [case] [regexp] <query>`.
+fn search(name: &'static str, rest: &str) -> Result<Command, ParseError> {
+    let (mut title, mut case, mut regexp) = (false, false, false);
+    let mut rest = rest;
+    loop {
+        let (word, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        match word.to_lowercase().as_str() {
+            "title" => title = true,
+            "text" => title = false,
+            "case" => case = true,
+            "regexp" => regexp = true,
+            _ => break,
+        }
+        rest = after.trim_start();
+    }
+    let query = one_argument(rest).ok_or(ParseError::Usage(name))?;
+    Ok(Command::Wiki(Request::Search { query, title, case, regexp }))
+}
+
+/// `revertpage <page> <revision>`.
+fn revert(name: &'static str, rest: &str) -> Result<Command, ParseError> {
     let usage = || ParseError::Usage(name);
-    let page = || one_argument(rest).ok_or_else(usage);
-    match name {
-        "help" => Ok(Command::Help(Some(rest.to_lowercase()).filter(|topic| !topic.is_empty()))),
-        "ping" => Ok(Command::Ping),
-        "getpage" => Ok(Command::Wiki(Request::Page(page()?))),
-        "getpagehtml" => Ok(Command::Wiki(Request::PageHtml(page()?))),
-        "getpagelist" => Ok(Command::Wiki(Request::AllPages)),
-        "getpageinfo" => Ok(Command::Wiki(Request::PageInfo(page()?))),
-        "searchform" => Ok(Command::SearchForm),
-        "subscriptions" => Ok(Command::Subscriptions),
-        "search" => {
-            let (mut title, mut case, mut regexp) = (false, false, false);
-            let mut rest = rest;
-            loop {
-                let (word, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-                match word.to_lowercase().as_str() {
-                    "title" => title = true,
-                    "text" => title = false,
-                    "case" => case = true,
-                    "regexp" => regexp = true,
-                    _ => break,
-                }
-                rest = after.trim_start();
-            }
-            let query = one_argument(rest).ok_or_else(usage)?;
-            Ok(Command::Wiki(Request::Search { query, title, case, regexp }))
-        }
-        "revertpage" => {
-            let (page, revision) = rest.rsplit_once(char::is_whitespace).ok_or_else(usage)?;
-            let revision = revision.parse::<i64>().ok().filter(|revision| *revision > 0).ok_or_else(usage)?;
-            let page = one_argument(page.trim()).ok_or_else(usage)?;
-            Ok(Command::Wiki(Request::Revert { page, revision }))
-        }
-        "subscribe" | "unsubscribe" => {
-            let (wiki, pattern) = match rest.split_once(char::is_whitespace) {
-                Some((wiki, pattern)) => (wiki, Some(pattern.trim())),
-                None => (rest, None),
-            };
-            if wiki.is_empty() {
-                return Err(usage());
-            }
-            let pages = match pattern {
-                Some(pattern) => Some(one_argument(pattern).ok_or_else(usage)?),
-                None => None,
-            };
-            if name == "subscribe" {
-                Ok(Command::Subscribe { wiki: wiki.to_owned(), pages })
-            } else if wiki.eq_ignore_ascii_case("all") && pages.is_none() {
-                Ok(Command::Unsubscribe { wiki: None, pages: None })
-            } else {
-                Ok(Command::Unsubscribe { wiki: Some(wiki.to_owned()), pages })
-            }
-        }
-        _ => unreachable!("every name in COMMANDS is handled"),
+    let (page, revision) = rest.rsplit_once(char::is_whitespace).ok_or_else(usage)?;
+    let revision = revision.parse::<i64>().ok().filter(|revision| *revision > 0).ok_or_else(usage)?;
+    let page = one_argument(page.trim()).ok_or_else(usage)?;
+    Ok(Command::Wiki(Request::Revert { page, revision }))
+}
+
+/// `subscribe <wiki> [pattern]`, `unsubscribe <wiki> [pattern]`, `unsubscribe all`.
+fn subscription(name: &'static str, rest: &str) -> Result<Command, ParseError> {
+    let usage = || ParseError::Usage(name);
+    let (wiki, pattern) = match rest.split_once(char::is_whitespace) {
+        Some((wiki, pattern)) => (wiki, Some(pattern.trim())),
+        None => (rest, None),
+    };
+    if wiki.is_empty() {
+        return Err(usage());
+    }
+    let pages = match pattern {
+        Some(pattern) => Some(one_argument(pattern).ok_or_else(usage)?),
+        None => None,
+    };
+    if name == "subscribe" {
+        Ok(Command::Subscribe { wiki: wiki.to_owned(), pages })
+    } else if wiki.eq_ignore_ascii_case("all") && pages.is_none() {
+        Ok(Command::Unsubscribe { wiki: None, pages: None })
+    } else {
+        Ok(Command::Unsubscribe { wiki: Some(wiki.to_owned()), pages })
     }
 }
 

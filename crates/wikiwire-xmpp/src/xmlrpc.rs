@@ -88,14 +88,14 @@ async fn handle(
 /// Reads a method call from a request body, or says why not as a fault (never quoting the body).
 pub fn parse(body: &[u8]) -> Result<MethodCall<'static>, Fault> {
     let text = std::str::from_utf8(body)
-        .map_err(|_| Fault::new(-32700, "parse error: the body is not UTF-8".into()))?;
+        .map_err(|_| fault::parse_error("parse error: the body is not UTF-8".into()))?;
     // No DTD means no entity can be declared, so none can be expanded (billion laughs, XXE).
     if has_doctype(text) {
-        return Err(Fault::new(-32700, "parse error: document type declarations are refused".into()));
+        return Err(fault::parse_error("parse error: document type declarations are refused".into()));
     }
     // dxr's error quotes the whole input (the secret included): say only that it failed.
     let call = MethodCall::from_xml(text)
-        .map_err(|_| Fault::new(-32700, "parse error: not an XML-RPC method call".into()))?;
+        .map_err(|_| fault::parse_error("parse error: not an XML-RPC method call".into()))?;
     Ok(MethodCall { name: call.name.into_owned().into(), params: call.params })
 }
 
@@ -120,19 +120,20 @@ async fn dispatch(caller: &Caller<'_>, name: &str, params: Vec<Value>) -> Result
         let work = prepare(caller, name, params).await?;
         return apply(caller.api, vec![Ok(work)]).await.pop().expect("one answer for one call");
     }
-    let calls = from_multicall_params(params)
-        .map_err(|_| Fault::new(-32602, "system.multicall takes one array of {methodName, params}".into()))?;
+    let calls = from_multicall_params(params).map_err(|_| {
+        fault::invalid_params("system.multicall takes one array of {methodName, params}".into())
+    })?;
     if calls.len() > MAX_CALLS {
-        return Err(Fault::new(-32602, format!("system.multicall: at most {MAX_CALLS} calls")));
+        return Err(fault::invalid_params(format!("system.multicall: at most {MAX_CALLS} calls")));
     }
     let mut prepared = Vec::with_capacity(calls.len());
     for entry in calls {
         prepared.push(match entry {
             Ok((name, _)) if name == "system.multicall" => {
-                Err(Fault::new(-32600, "system.multicall cannot be nested".into()))
+                Err(fault::invalid_request("system.multicall cannot be nested".into()))
             }
             Ok((name, params)) => prepare(caller, &name, params).await,
-            Err(_) => Err(Fault::new(-32602, "each call is a struct {methodName, params}".into())),
+            Err(_) => Err(fault::invalid_params("each call is a struct {methodName, params}".into())),
         });
     }
     Ok(into_multicall_response(apply(caller.api, prepared).await))
@@ -158,24 +159,26 @@ enum Work {
 /// Checks one call (method, parameters, secret) and says what it will do, storing nothing.
 async fn prepare(caller: &Caller<'_>, name: &str, params: Vec<Value>) -> Result<Work, Fault> {
     let Some(&(_, expected)) = METHODS.iter().find(|(method, _)| *method == name) else {
-        return Err(Fault::new(-32601, format!("unknown method {name:?}")));
+        return Err(fault::unknown_method(format!("unknown method {name:?}")));
     };
     if name == "system.listMethods" {
         let names: Vec<String> = METHODS.iter().map(|(method, _)| method.to_string()).collect();
         return dxr::TryToValue::try_to_value(&names).map(Work::Answer).map_err(internal);
     }
     if params.len() != expected {
-        return Err(Fault::new(-32602, format!("{name} takes {expected} parameters, got {}", params.len())));
+        return Err(fault::invalid_params(format!(
+            "{name} takes {expected} parameters, got {}",
+            params.len()
+        )));
     }
     authorize(caller, &params[0])?;
     if name == "send_notification" {
         let jids = Vec::<String>::try_from_value(&params[1])
-            .map_err(|_| Fault::new(-32602, "jids: an array of bare JIDs".into()))?;
+            .map_err(|_| fault::invalid_params("jids: an array of bare JIDs".into()))?;
         if jids.len() > MAX_JIDS {
-            return Err(Fault::new(-32602, format!("jids: at most {MAX_JIDS}")));
+            return Err(fault::invalid_params(format!("jids: at most {MAX_JIDS}")));
         }
-        let notification =
-            Notification::from_value(&params[2]).map_err(|reason| Fault::new(-32602, reason))?;
+        let notification = Notification::from_value(&params[2]).map_err(fault::invalid_params)?;
         let mut items = Vec::with_capacity(jids.len());
         for jid in jids {
             let to = bare(&jid)?;
@@ -184,8 +187,9 @@ async fn prepare(caller: &Caller<'_>, name: &str, params: Vec<Value>) -> Result<
         return Ok(Work::Store { items, known: None });
     }
     // addJIDToRoster / removeJIDFromRoster: the `known` list first, then the roster change.
-    let jid =
-        bare(&String::try_from_value(&params[1]).map_err(|_| Fault::new(-32602, "jid: a string".into()))?)?;
+    let jid = bare(
+        &String::try_from_value(&params[1]).map_err(|_| fault::invalid_params("jid: a string".into()))?,
+    )?;
     let add = name == "addJIDToRoster";
     let item =
         if add { Item::RosterAdd { jid: jid.clone() } } else { Item::RosterRemove { jid: jid.clone() } };
@@ -243,7 +247,7 @@ fn authorize(caller: &Caller<'_>, given: &Value) -> Result<(), Fault> {
         None => Ok(check()),
     };
     if let Err(wait) = outcome {
-        return Err(Fault::new(1, wikiwire_hub::login_guard::refusal(wait)));
+        return Err(fault::refused(wikiwire_hub::login_guard::refusal(wait)));
     }
     if outcome == Ok(Some(())) {
         Ok(())
@@ -258,7 +262,7 @@ fn authorize(caller: &Caller<'_>, given: &Value) -> Result<(), Fault> {
                 "XML-RPC call with a wrong secret refused (also: refused since the last such line)"
             );
         }
-        Err(Fault::new(1, NOT_ALLOWED.into()))
+        Err(fault::refused(NOT_ALLOWED.into()))
     }
 }
 
@@ -266,13 +270,39 @@ fn authorize(caller: &Caller<'_>, given: &Value) -> Result<(), Fault> {
 fn bare(text: &str) -> Result<String, Fault> {
     match BareJid::new(text.trim()) {
         Ok(jid) if jid.node().is_some() => Ok(jid.to_string()),
-        _ => Err(Fault::new(-32602, format!("{text:?} is not a bare JID like user@example.org"))),
+        _ => Err(fault::invalid_params(format!("{text:?} is not a bare JID like user@example.org"))),
     }
 }
 
 fn internal(error: impl std::fmt::Display) -> Fault {
     tracing::error!(%error, "XML-RPC call failed inside the bot");
-    Fault::new(-32603, "internal error: the call was not stored; try again".into())
+    fault::internal("internal error: the call was not stored; try again".into())
+}
+
+/// The faults this API answers with: the codes of the XML-RPC fault interoperability note, and
+/// seed 2's fault 1 for a caller that may not call.
+mod fault {
+    use dxr::Fault;
+
+    pub fn parse_error(reason: String) -> Fault {
+        Fault::new(-32700, reason)
+    }
+    pub fn invalid_request(reason: String) -> Fault {
+        Fault::new(-32600, reason)
+    }
+    pub fn unknown_method(reason: String) -> Fault {
+        Fault::new(-32601, reason)
+    }
+    pub fn invalid_params(reason: String) -> Fault {
+        Fault::new(-32602, reason)
+    }
+    pub fn internal(reason: String) -> Fault {
+        Fault::new(-32603, reason)
+    }
+    /// A wrong secret, or a caller held back after failed logins.
+    pub fn refused(reason: String) -> Fault {
+        Fault::new(1, reason)
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,10 @@ const MAX_CHANNELS: usize = 100;
 pub fn join(context: &mut Context<'_>, request: &Request) {
     if request.params[0] == "0" {
         let channels = std::mem::take(&mut context.client.state().channels);
-        for channel in channels {
-            leave(context, &channel, "Left all channels");
+        for index in channels {
+            if let Some(channel) = context.server.channels.get(index).cloned() {
+                leave(context, &channel, "Left all channels");
+            }
         }
         return;
     }
@@ -31,7 +33,7 @@ pub fn join(context: &mut Context<'_>, request: &Request) {
         if !channel.join(context.client) {
             continue;
         }
-        context.client.state().channels.push(Arc::clone(&channel));
+        context.client.state().channels.push(channel.index);
         let mask = context.mask();
         context.push(Line::new("JOIN").source(mask).param(channel.name.clone()));
         topic_reply(context, &channel);
@@ -49,7 +51,7 @@ pub fn part(context: &mut Context<'_>, request: &Request) {
         let was_member = {
             let mut state = context.client.state();
             let before = state.channels.len();
-            state.channels.retain(|joined| !Arc::ptr_eq(joined, &channel));
+            state.channels.retain(|&joined| joined != channel.index);
             before != state.channels.len()
         };
         if !was_member {

@@ -194,7 +194,9 @@ async fn targets(context: &mut Context<'_>, first: &str, second: &str, limit: us
         );
     };
     let (from, to) = if a <= b { (a, b) } else { (b, a) };
-    let channels = context.client.state().channels.clone();
+    let joined = context.client.state().channels.clone();
+    let channels: Vec<_> =
+        joined.into_iter().filter_map(|index| context.server.channels.get(index).cloned()).collect();
     let mut found: Vec<(Timestamp, String)> = Vec::new();
     for channel in channels {
         let query = Query {

@@ -119,8 +119,12 @@ pub fn whois(context: &mut Context<'_>, request: &Request) {
         Some(Visible::Yourself) => {
             let (user, realname, channels) = {
                 let state = context.client.state();
-                let channels: Vec<String> =
-                    state.channels.iter().map(|channel| channel.name.clone()).collect();
+                let channels: Vec<String> = state
+                    .channels
+                    .iter()
+                    .filter_map(|&index| context.server.channels.get(index))
+                    .map(|channel| channel.name.clone())
+                    .collect();
                 (state.user.clone().unwrap_or_default(), state.realname.clone(), channels)
             };
             let host = context.server.settings.listener_host();

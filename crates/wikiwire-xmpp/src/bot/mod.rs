@@ -13,6 +13,7 @@
 //!   to the server after a batch stands in for the acknowledgement. Roster changes are IQs and
 //!   are done when the server answers them.
 
+use base64::Engine as _;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -361,7 +362,9 @@ impl Bot {
 
     /// Asks a new resource what it can show.
     async fn discover(self: Arc<Self>, from: Jid, caps: Option<Caps>) {
-        let node = caps.as_ref().map(|caps| format!("{}#{}", caps.node, base64(&caps.ver)));
+        let node = caps.as_ref().map(|caps| {
+            format!("{}#{}", caps.node, base64::engine::general_purpose::STANDARD.encode(&caps.ver))
+        });
         let answer = self.xmpp.get(Some(from.clone()), DiscoInfoQuery { node }).await;
         let info = match answer {
             Ok(Some(element)) => match DiscoInfoResult::try_from(element) {
@@ -512,24 +515,6 @@ impl Bot {
     }
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for index in 0..4 {
-            if index <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * index) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -537,15 +522,6 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_of_caps_hashes() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-    }
 
     #[test]
     fn features_are_what_every_online_client_has() {
