@@ -615,30 +615,18 @@ impl Trust {
         let on_channel = message.param(0).is_some_and(|target| target.eq_ignore_ascii_case(channel));
         match message.verb.as_str() {
             "MODE" if on_channel => {
-                let mut adding = true;
-                let mut arguments = message.params.iter().skip(2);
-                for mode in message.param(1).unwrap_or("").chars() {
-                    match mode {
-                        '+' => adding = true,
-                        '-' => adding = false,
-                        'm' if !adding => {
+                for (adding, mode, argument) in message.mode_changes() {
+                    match (mode, argument) {
+                        ('m', _) if !adding => {
                             return Some(format!("{channel} lost +m: anyone could speak there"));
                         }
-                        'q' | 'a' | 'o' | 'h' | 'v' => {
-                            if let Some(target) = arguments.next() {
-                                let target = target.to_ascii_lowercase();
-                                if adding {
-                                    self.speakers.insert(target);
-                                } else {
-                                    self.speakers.remove(&target);
-                                }
+                        ('q' | 'a' | 'o' | 'h' | 'v', Some(target)) => {
+                            let target = target.to_ascii_lowercase();
+                            if adding {
+                                self.speakers.insert(target);
+                            } else {
+                                self.speakers.remove(&target);
                             }
-                        }
-                        'b' | 'e' | 'I' | 'k' => {
-                            arguments.next();
-                        }
-                        'l' if adding => {
-                            arguments.next();
                         }
                         _ => {}
                     }

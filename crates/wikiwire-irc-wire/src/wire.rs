@@ -52,6 +52,27 @@ impl Request {
         self.tags.iter().find(|(tag, _)| tag == name).and_then(|(_, value)| value.as_deref())
     }
 
+    /// The changes a channel `MODE` line makes, in order: (adding, mode letter, its argument).
+    /// Membership prefixes (`qaohv`) and list modes (`beI`) and `k` take an argument both ways,
+    /// `l` only when set (the usual CHANMODES of networks with services).
+    pub fn mode_changes(&self) -> Vec<(bool, char, Option<&str>)> {
+        let mut changes = Vec::new();
+        let mut adding = true;
+        let mut arguments = self.params.iter().skip(2).map(String::as_str);
+        for mode in self.param(1).unwrap_or("").chars() {
+            match mode {
+                '+' => adding = true,
+                '-' => adding = false,
+                'q' | 'a' | 'o' | 'h' | 'v' | 'b' | 'e' | 'I' | 'k' => {
+                    changes.push((adding, mode, arguments.next()))
+                }
+                'l' if adding => changes.push((adding, mode, arguments.next())),
+                _ => changes.push((adding, mode, None)),
+            }
+        }
+        changes
+    }
+
     pub fn param(&self, index: usize) -> Option<&str> {
         self.params.get(index).map(String::as_str)
     }

@@ -462,31 +462,13 @@ async fn wait_for_voice(connection: &mut Connection, channel: &str) -> Result<()
 
 /// Whether a MODE line gives `nick` voice or better in `channel`.
 fn gives_voice(message: &Request, channel: &str, nick: &str) -> bool {
-    if message.verb != "MODE" || !message.param(0).is_some_and(|target| target.eq_ignore_ascii_case(channel))
-    {
-        return false;
-    }
-    let mut adding = true;
-    let mut arguments = message.params.iter().skip(2);
-    for mode in message.param(1).unwrap_or("").chars() {
-        match mode {
-            '+' => adding = true,
-            '-' => adding = false,
-            'q' | 'a' | 'o' | 'h' | 'v'
-                if arguments.next().is_some_and(|target| target.eq_ignore_ascii_case(nick)) && adding =>
-            {
-                return true;
-            }
-            'b' | 'e' | 'I' | 'k' => {
-                arguments.next();
-            }
-            'l' if adding => {
-                arguments.next();
-            }
-            _ => {}
-        }
-    }
-    false
+    message.verb == "MODE"
+        && message.param(0).is_some_and(|target| target.eq_ignore_ascii_case(channel))
+        && message.mode_changes().into_iter().any(|(adding, mode, argument)| {
+            adding
+                && "qaohv".contains(mode)
+                && argument.is_some_and(|target| target.eq_ignore_ascii_case(nick))
+        })
 }
 
 fn observe(message: &Request, channel: &str, nick: &str) -> Result<(), RelayError> {
