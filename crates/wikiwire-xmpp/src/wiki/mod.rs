@@ -12,8 +12,10 @@
 //!   `dokuwiki.search`; title search filters `wiki.getAllPages` here; a revert reads the old
 //!   revision with `wiki.getPageVersion` and saves it with `wiki.putPage`.
 //!
-//! Answers are read with a size limit, and a document type declaration is refused as it is on
-//! the bot's own API. Tokens and the secret never reach a log line.
+//! Each dialect has its module (`moin`, `wikirpc2`); this one has what they share: the request
+//! and answer types, the transport, and the readers of XML-RPC answers. Answers are read with a
+//! size limit, and a document type declaration is refused as it is on the bot's own API. Tokens
+//! and the secret never reach a log line.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,9 @@ use dxr::{MethodCall, MethodResponse, TryFromValue, TryToValue, Value};
 use regex::RegexBuilder;
 use wikiwire_hub::Metrics;
 use wikiwire_hub::config::{WikiConfig, WikiDialect};
+
+mod moin;
+mod wikirpc2;
 
 /// How long one call to the wiki may take.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -137,173 +142,6 @@ impl Wiki {
             WikiDialect::Moin => self.moin(jid, request).await,
             WikiDialect::Wikirpc2 => self.wikirpc2(request).await,
         }
-    }
-
-    async fn moin(&self, jid: &str, request: &Request) -> Result<Answer, WikiError> {
-        let string = |text: &str| Value::String(text.to_owned());
-        let (method, params) = match request {
-            Request::Page(page) => ("getPage", vec![string(page)]),
-            Request::PageHtml(page) => ("getPageHTML", vec![string(page)]),
-            Request::AllPages => ("getAllPages", vec![]),
-            Request::PageInfo(page) => ("getPageInfo", vec![string(page)]),
-            Request::Search { query, title, case, regexp } => (
-                "searchPagesEx",
-                vec![
-                    string(query),
-                    string(if *title { "title" } else { "text" }),
-                    Value::Integer(CONTEXT),
-                    Value::Boolean(*case),
-                    Value::Integer(0),
-                    Value::Boolean(*regexp),
-                ],
-            ),
-            Request::Revert { page, revision } => {
-                let revision = i32::try_from(*revision)
-                    .map_err(|_| WikiError::Fault(format!("no revision {revision}")))?;
-                ("revertPage", vec![string(page), Value::Integer(revision)])
-            }
-        };
-        let value = self.call_as(jid, method, params).await?;
-        match request {
-            Request::Page(_) | Request::PageHtml(_) => Ok(Answer::Text(text(&value)?)),
-            Request::AllPages => Ok(Answer::Pages(page_names(&value)?)),
-            Request::PageInfo(_) => Ok(Answer::Info(page_info(&value)?)),
-            Request::Search { .. } => Ok(Answer::Hits(moin_hits(&value)?)),
-            Request::Revert { .. } => Ok(Answer::Reverted(truthy(&value))),
-        }
-    }
-
-    async fn wikirpc2(&self, request: &Request) -> Result<Answer, WikiError> {
-        let string = |text: &str| Value::String(text.to_owned());
-        match request {
-            Request::Page(page) => {
-                Ok(Answer::Text(text(&self.call("wiki.getPage", vec![string(page)]).await?)?))
-            }
-            Request::PageHtml(page) => {
-                Ok(Answer::Text(text(&self.call("wiki.getPageHTML", vec![string(page)]).await?)?))
-            }
-            Request::AllPages => {
-                Ok(Answer::Pages(page_names(&self.call("wiki.getAllPages", vec![]).await?)?))
-            }
-            Request::PageInfo(page) => {
-                Ok(Answer::Info(page_info(&self.call("wiki.getPageInfo", vec![string(page)]).await?)?))
-            }
-            Request::Search { query, title: false, .. } => {
-                Ok(Answer::Hits(dokuwiki_hits(&self.call("dokuwiki.search", vec![string(query)]).await?)?))
-            }
-            Request::Search { query, title: true, case, regexp } => {
-                let pages = page_names(&self.call("wiki.getAllPages", vec![]).await?)?;
-                let pattern = if *regexp { query.clone() } else { regex::escape(query) };
-                let pattern = RegexBuilder::new(&pattern)
-                    .case_insensitive(!case)
-                    .size_limit(256 * 1024)
-                    .build()
-                    .map_err(|error| WikiError::Fault(error.to_string()))?;
-                let hits = pages
-                    .into_iter()
-                    .filter(|page| pattern.is_match(page))
-                    .map(|page| Hit { page, context: String::new(), url: None })
-                    .collect();
-                Ok(Answer::Hits(hits))
-            }
-            Request::Revert { page, revision } => {
-                // DokuWiki's revisions are Unix times; its parser knows `<int>` better than `<i8>`.
-                let revision_value = i32::try_from(*revision).map_or(Value::Long(*revision), Value::Integer);
-                let old = self.call("wiki.getPageVersion", vec![string(page), revision_value]).await?;
-                let old = text(&old)?;
-                if old.is_empty() {
-                    return Err(WikiError::Fault(format!("{page} has no revision {revision}")));
-                }
-                let mut options = HashMap::new();
-                options.insert("sum".to_owned(), string(&format!("reverted to revision {revision}")));
-                options.insert("minor".to_owned(), Value::Boolean(false));
-                let options =
-                    options.try_to_value().map_err(|error| WikiError::Malformed(error.to_string()))?;
-                let saved = self.call("wiki.putPage", vec![string(page), string(&old), options]).await?;
-                Ok(Answer::Reverted(truthy(&saved)))
-            }
-        }
-    }
-
-    /// The user's language as the wiki knows it (`moin` only), remembered for a while.
-    pub async fn language(&self, jid: &str) -> Option<String> {
-        if self.dialect != WikiDialect::Moin {
-            return None;
-        }
-        if let Some((language, at)) = lock(&self.languages).get(jid).cloned() {
-            let ttl = if language.is_some() { LANGUAGE_TTL } else { LANGUAGE_RETRY };
-            if at.elapsed() < ttl {
-                return language;
-            }
-        }
-        let language = match self.call("getUserLanguageByJID", vec![Value::String(jid.to_owned())]).await {
-            Ok(Value::String(code)) if !code.trim().is_empty() => Some(code.trim().to_owned()),
-            Ok(_) => None,
-            Err(error) => {
-                tracing::debug!(%error, "no language from the wiki");
-                None
-            }
-        };
-        let mut languages = lock(&self.languages);
-        if languages.len() > 10_000 {
-            languages.clear();
-        }
-        languages.insert(jid.to_owned(), (language.clone(), Instant::now()));
-        language
-    }
-
-    /// `method` in a multicall after `applyAuthToken`, with a token for `jid` (MoinMoin).
-    async fn call_as(&self, jid: &str, method: &str, params: Vec<Value>) -> Result<Value, WikiError> {
-        for attempt in 0..2 {
-            let cached = lock(&self.tokens).get(jid).cloned();
-            let token = match cached {
-                Some(token) => token,
-                None => {
-                    let secret = self.secret.clone().unwrap_or_default();
-                    let answer = self
-                        .call(
-                            "getJabberAuthToken",
-                            vec![Value::String(jid.to_owned()), Value::String(secret)],
-                        )
-                        .await?;
-                    let token = String::try_from_value(&answer).unwrap_or_default();
-                    if token.is_empty() {
-                        // No wiki account with this JID: anonymous, as MoinMoin's bot does.
-                        return self.call(method, params).await;
-                    }
-                    token
-                }
-            };
-            let calls = vec![
-                multicall_entry("applyAuthToken", vec![Value::String(token.clone())])?,
-                multicall_entry(method, params.clone())?,
-            ];
-            let calls = calls.try_to_value().map_err(|error| WikiError::Malformed(error.to_string()))?;
-            let answer = self.call("system.multicall", vec![calls]).await?;
-            let mut results = multicall_results(&answer)?;
-            if results.len() != 2 {
-                return Err(WikiError::Malformed(format!(
-                    "system.multicall gave {} answers for 2 calls",
-                    results.len()
-                )));
-            }
-            let result = results.pop().expect("two results");
-            if let Err(refusal) = results.pop().expect("two results") {
-                lock(&self.tokens).remove(jid);
-                if attempt == 0 {
-                    tracing::debug!("the wiki refused a kept auth token; asking for a new one");
-                    continue;
-                }
-                return Err(refusal);
-            }
-            let mut tokens = lock(&self.tokens);
-            if tokens.len() > 10_000 {
-                tokens.clear();
-            }
-            tokens.insert(jid.to_owned(), token);
-            return result;
-        }
-        unreachable!("the loop returns on its second pass")
     }
 
     /// One XML-RPC call. Faults come back as `WikiError::Fault`.
@@ -561,56 +399,9 @@ fn page_info(value: &Value) -> Result<PageInfo, WikiError> {
     })
 }
 
-/// MoinMoin's `searchPagesEx`: a list of `[name, context, url]`.
-fn moin_hits(value: &Value) -> Result<Vec<Hit>, WikiError> {
-    let items = Vec::<Value>::try_from_value(value)
-        .map_err(|_| WikiError::Malformed("expected search results".into()))?;
-    Ok(items
-        .iter()
-        .filter_map(|item| {
-            let fields = Vec::<Value>::try_from_value(item).ok()?;
-            let field = |index: usize| fields.get(index).and_then(|value| String::try_from_value(value).ok());
-            Some(Hit { page: field(0)?, context: field(1).unwrap_or_default(), url: field(2) })
-        })
-        .collect())
-}
-
-/// DokuWiki's `dokuwiki.search`: structs with `id` and `snippet`.
-fn dokuwiki_hits(value: &Value) -> Result<Vec<Hit>, WikiError> {
-    let items = Vec::<Value>::try_from_value(value)
-        .map_err(|_| WikiError::Malformed("expected search results".into()))?;
-    Ok(items
-        .iter()
-        .filter_map(|item| {
-            let members = HashMap::<String, Value>::try_from_value(item).ok()?;
-            let field = |name: &str| members.get(name).and_then(|value| String::try_from_value(value).ok());
-            let context = strip_markup(&field("snippet").unwrap_or_default());
-            Some(Hit { page: field("id")?, context, url: None })
-        })
-        .collect())
-}
-
-/// DokuWiki's search snippets are HTML (`<strong class="search_hit">`): the text of it.
-fn strip_markup(html: &str) -> String {
-    let mut text = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for character in html.chars() {
-        match character {
-            '<' => in_tag = true,
-            '>' if in_tag => in_tag = false,
-            _ if !in_tag => text.push(character),
-            _ => {}
-        }
-    }
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#039;", "'")
-        .replace("&amp;", "&")
-}
-
 #[cfg(test)]
 mod tests {
+    use super::wikirpc2::strip_markup;
     use super::*;
 
     #[test]
