@@ -220,13 +220,14 @@ def wait_for_port(process, port, timeout, name, read_log):
 
 
 def wait_for(condition, timeout=30, what="condition"):
-    """Waits until `condition()` is true and returns its value; fails saying what never came."""
+    """Waits until `condition()` is true and returns its value; fails saying what never came
+    (`what` may be a function, called only then: a server's log, say)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout}s"
+        assert time.monotonic() < deadline, what() if callable(what) else f"{what} not reached in {timeout}s"
         time.sleep(0.05)
 
 

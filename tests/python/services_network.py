@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 
-from conftest import free_port
+from conftest import free_port, wait_for
 
 INSPIRCD = "/usr/sbin/inspircd"
 ANOPE = "/usr/sbin/anope"
@@ -83,7 +83,7 @@ class ServicesNetwork:
     def start_ircd(self):
         self.ircd = subprocess.Popen([INSPIRCD, f"--config={self.ircd_config}", "--nofork", "--runasroot", "--nopid"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait(lambda: _listening(self.port), 20, lambda: f"InspIRCd did not listen:\n{_tail(self.ircd_log)}")
+        wait_for(lambda: _listening(self.port), 20, lambda: f"InspIRCd did not listen:\n{_tail(self.ircd_log)}")
 
     def stop_ircd(self):
         _stop(self.ircd)
@@ -124,7 +124,7 @@ class ServicesNetwork:
         return _tail(self.anope_dir / "anope.out", 10**7).count("irc.wiki.test (services test network) is done syncing")
 
     def wait_linked(self, before):
-        _wait(lambda: self.services.poll() is None and self.synced() > before, 30,
+        wait_for(lambda: self.services.poll() is None and self.synced() > before, 30,
               lambda: f"Anope did not link:\n{self.services_output()}")
 
     def start_services(self):
@@ -149,13 +149,6 @@ class ServicesNetwork:
     def stop(self):
         for process in (self.services, self.ircd):
             _stop(process)
-
-
-def _wait(condition, timeout, describe):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, describe()
-        time.sleep(0.1)
 
 
 def _in_block(text, block, values):

@@ -13,6 +13,7 @@ import urllib.parse
 from conftest import Hub, Raw, free_port, parse, wait_for
 from services_network import ServicesNetwork
 from test_listen import Listener
+from test_relay import Observer
 
 RELAY_PASSWORD = "relay-password-for-tests"
 OWNER_PASSWORD = "owner-password-for-tests"
@@ -28,18 +29,21 @@ def services(raw, service, command, expect):
     return raw.expect(rf":{service}!\S+ NOTICE \S+ :.*{expect}", timeout=15)
 
 
-def register(network, nick, password):
+def connect(network, nick):
     raw = Raw(network.port)
     raw.send(f"NICK {nick}", f"USER {nick} 0 * :{nick}")
     raw.expect(r" (376|422) ")
+    return raw
+
+
+def register(network, nick, password):
+    raw = connect(network, nick)
     services(raw, "NickServ", f"REGISTER {password} {nick}@wiki.test", "registered")
     return raw
 
 
 def identify(network, nick, password):
-    raw = Raw(network.port)
-    raw.send(f"NICK {nick}", f"USER {nick} 0 * :{nick}")
-    raw.expect(r" (376|422) ")
+    raw = connect(network, nick)
     services(raw, "NickServ", f"IDENTIFY {password}", "Password accepted")
     return raw
 
@@ -57,8 +61,9 @@ def prepare_channel(network, channel):
     return owner
 
 
-class Watcher:
-    """Someone in the channel, reading every relayed line (rejoining after an IRCd restart)."""
+class Watcher(Observer):
+    """Someone in the channel with account-tag, counting only lines from a logged-in speaker (the
+    relay) and keeping the others apart; it can join again after an IRCd restart."""
 
     def __init__(self, network, channel, nick="watcher"):
         self.network, self.channel, self.nick = network, channel, nick
@@ -69,7 +74,7 @@ class Watcher:
 
     def connect(self):
         self.raw = Raw(self.network.port)
-        self.raw.send(f"CAP REQ :account-tag", "CAP END", f"NICK {self.nick}", f"USER w 0 * :w")
+        self.raw.send("CAP REQ :account-tag", "CAP END", f"NICK {self.nick}", "USER w 0 * :w")
         self.raw.expect(r" (376|422) ")
         self.raw.send(f"JOIN {self.channel}")
         self.names = " ".join(self.raw.lines_until(r" 366 "))
@@ -83,18 +88,6 @@ class Watcher:
             return
         self.accounts.add(tags["account"])
         self.ids.append(int(dict(urllib.parse.parse_qsl(params[1]))["id"]))
-
-    def collect_until(self, last_id, timeout=60):
-        deadline = time.monotonic() + timeout
-        while last_id not in self.ids:
-            line = self.raw.read_line(max(deadline - time.monotonic(), 0))
-            assert line is not None, f"event {last_id} never came; got {self.ids}"
-            self.take(line)
-
-    def drain(self, timeout=10):
-        deadline = time.monotonic() + timeout
-        while (line := self.raw.read_line(max(deadline - time.monotonic(), 0))) is not None:
-            self.take(line)
 
 
 def relay(network, channel, auth):
@@ -137,7 +130,7 @@ def test_relay_with_sasl_through_services_survives_restarts_and_impostors(tmp_pa
         # IRCd restart: everyone is cut off; the relay logs in again by SASL, is voiced again, and
         # resumes after the last line the network acknowledged.
         network.stop_ircd()
-        watcher.drain(3)
+        watcher.drain_until_closed(3)
         published += hub.publish(*[edit(f"IRCd down {n}") for n in range(3)])
         before = network.synced()
         network.start_ircd()
@@ -150,10 +143,8 @@ def test_relay_with_sasl_through_services_survives_restarts_and_impostors(tmp_pa
         # An impostor takes the nick while the relay is away: NickServ renames it, and it cannot
         # speak in the channel meanwhile; the listener ignores it either way.
         assert hub.stop() == 0
-        watcher.drain(2)
-        impostor = Raw(network.port)
-        impostor.send("NICK wikirelay", "USER evil 0 * :evil")
-        impostor.expect(r" (376|422) ")
+        watcher.drain_until_closed(2)
+        impostor = connect(network, "wikirelay")
         impostor.send(f"JOIN {channel}")
         impostor.expect(r" 366 ")
         fake = "id=999&time=2026-01-01T00:00:00.000Z&wiki=MoinMaster&action=page_changed&page=Fake&user=evil"
