@@ -61,44 +61,102 @@ pub mod limits {
 pub struct TextField {
     pub name: &'static str,
     pub get: fn(&Event) -> Option<&str>,
+    pub slot: fn(&mut Event) -> &mut Option<String>,
     /// Longest value, in bytes.
     pub limit: usize,
     /// May hold line breaks (only `comment`).
     pub multiline: bool,
+    /// A JSON number is taken as its text (MoinMoin sends revisions as strings, others as numbers).
+    pub numbers: bool,
+    /// When a packed line is too long, fields of lower stages are dropped first (SPEC §2.3:
+    /// urls, then comment, then extra, then the rest; `page` and `user` last of all).
+    pub packed_stage: usize,
+    /// What it holds, for people: `wikiwire publish --help`.
+    pub about: &'static str,
 }
 
 /// The event's optional text fields, in the order the formats write them: one table for the
-/// JSON and XML encodings and for validation. (`key` is also a text field, but each encoding puts
-/// it after the links: it is not part of the change, only of its delivery.)
+/// JSON, XML and packed encodings, for reading fields, for validation, for link templates and for
+/// `wikiwire publish`. (`key` is also a text field, but each encoding puts it after the links: it
+/// is not part of the change, only of its delivery.) Packed lines write the multi-line `comment`
+/// after the other fields, as it is the first of them to be dropped.
 pub const TEXT_FIELDS: &[TextField] = &[
-    TextField { name: "page", get: |event| event.page.as_deref(), limit: limits::PAGE, multiline: false },
-    TextField { name: "user", get: |event| event.user.as_deref(), limit: limits::USER, multiline: false },
+    TextField {
+        name: "page",
+        get: |event| event.page.as_deref(),
+        slot: |event| &mut event.page,
+        limit: limits::PAGE,
+        multiline: false,
+        numbers: false,
+        packed_stage: 5,
+        about: "The page's name (any Unicode)",
+    },
+    TextField {
+        name: "user",
+        get: |event| event.user.as_deref(),
+        slot: |event| &mut event.user,
+        limit: limits::USER,
+        multiline: false,
+        numbers: false,
+        packed_stage: 4,
+        about: "Who made the change",
+    },
     TextField {
         name: "comment",
         get: |event| event.comment.as_deref(),
+        slot: |event| &mut event.comment,
         limit: limits::COMMENT,
         multiline: true,
+        numbers: false,
+        packed_stage: 1,
+        about: "The edit summary",
     },
     TextField {
         name: "revision",
         get: |event| event.revision.as_deref(),
+        slot: |event| &mut event.revision,
         limit: limits::REVISION,
         multiline: false,
+        numbers: true,
+        packed_stage: 3,
+        about: "The revision the change made",
     },
     TextField {
         name: "old_revision",
         get: |event| event.old_revision.as_deref(),
+        slot: |event| &mut event.old_revision,
         limit: limits::REVISION,
         multiline: false,
+        numbers: true,
+        packed_stage: 3,
+        about: "The revision before the change",
     },
     TextField {
         name: "old_name",
         get: |event| event.old_name.as_deref(),
+        slot: |event| &mut event.old_name,
         limit: limits::PAGE,
         multiline: false,
+        numbers: false,
+        packed_stage: 3,
+        about: "The page's name before a rename (required for page_renamed)",
     },
-    TextField { name: "file", get: |event| event.file.as_deref(), limit: limits::FILE, multiline: false },
+    TextField {
+        name: "file",
+        get: |event| event.file.as_deref(),
+        slot: |event| &mut event.file,
+        limit: limits::FILE,
+        multiline: false,
+        numbers: false,
+        packed_stage: 3,
+        about: "The attachment's name (required for file_attached and file_removed)",
+    },
 ];
+
+/// The text field of this name.
+pub fn text_field(name: &str) -> Option<&'static TextField> {
+    TEXT_FIELDS.iter().find(|field| field.name == name)
+}
 
 /// Names with a meaning in some encoding; `extra` may not use them.
 pub const RESERVED_NAMES: &[&str] = &[
@@ -187,14 +245,9 @@ struct Builder {
     time: Option<Timestamp>,
     wiki: Option<String>,
     action: Option<Action>,
-    page: Option<String>,
-    user: Option<String>,
+    /// By the position of the field in `TEXT_FIELDS`.
+    texts: [Option<String>; TEXT_FIELDS.len()],
     editor: Option<String>,
-    comment: Option<String>,
-    revision: Option<String>,
-    old_revision: Option<String>,
-    old_name: Option<String>,
-    file: Option<String>,
     size: Option<u64>,
     minor: bool,
     bot: bool,
@@ -218,14 +271,7 @@ impl Builder {
                 let text = text(name, value)?.unwrap_or_default();
                 self.action = Some(Action::parse(&text).map_err(|reason| FieldError::new(name, reason))?);
             }
-            "page" => self.page = text(name, value)?,
-            "user" => self.user = text(name, value)?,
             "editor" => self.editor = text(name, value)?,
-            "comment" => self.comment = text(name, value)?,
-            "revision" => self.revision = text_or_number(name, value)?,
-            "old_revision" => self.old_revision = text_or_number(name, value)?,
-            "old_name" => self.old_name = text(name, value)?,
-            "file" => self.file = text(name, value)?,
             "size" => self.size = Some(unsigned(name, &value)?),
             "minor" => self.minor = boolean(name, &value)?,
             "bot" => self.bot = boolean(name, &value)?,
@@ -239,7 +285,11 @@ impl Builder {
                 }
                 _ => return Err(FieldError::new(name, "must be an object of strings")),
             },
-            _ => self.take_extra(name, value)?,
+            _ => match TEXT_FIELDS.iter().position(|field| field.name == name) {
+                Some(index) if TEXT_FIELDS[index].numbers => self.texts[index] = text_or_number(name, value)?,
+                Some(index) => self.texts[index] = text(name, value)?,
+                None => self.take_extra(name, value)?,
+            },
         }
         Ok(())
     }
@@ -257,12 +307,6 @@ impl Builder {
     }
 
     fn finish(self, mode: Mode) -> Result<Event, FieldError> {
-        let user = match (self.user, self.editor) {
-            (Some(user), Some(editor)) if user != editor => {
-                return Err(FieldError::new("editor", "differs from user; send one of them"));
-            }
-            (user, editor) => user.or(editor),
-        };
         let id = match mode {
             Mode::Submission { .. } => 0,
             _ => self.id.ok_or_else(|| FieldError::new("id", "required"))?,
@@ -272,25 +316,25 @@ impl Builder {
             (None, Mode::Submission { now }) => now,
             (None, _) => return Err(FieldError::new("time", "required")),
         };
-        let mut event = Event {
-            id,
-            time,
-            wiki: self.wiki.ok_or_else(|| FieldError::new("wiki", "required"))?,
-            action: self.action.ok_or_else(|| FieldError::new("action", "required"))?,
-            page: self.page,
-            user,
-            comment: self.comment,
-            revision: self.revision,
-            old_revision: self.old_revision,
-            old_name: self.old_name,
-            file: self.file,
-            size: self.size,
-            minor: self.minor,
-            bot: self.bot,
-            urls: self.urls,
-            key: self.key,
-            extra: self.extra,
+        let wiki = self.wiki.ok_or_else(|| FieldError::new("wiki", "required"))?;
+        let action = self.action.ok_or_else(|| FieldError::new("action", "required"))?;
+        let mut event = Event::new(&wiki, action, time);
+        event.id = id;
+        for (field, text) in TEXT_FIELDS.iter().zip(self.texts) {
+            *(field.slot)(&mut event) = text;
+        }
+        event.user = match (event.user.take(), self.editor) {
+            (Some(user), Some(editor)) if user != editor => {
+                return Err(FieldError::new("editor", "differs from user; send one of them"));
+            }
+            (user, editor) => user.or(editor),
         };
+        event.size = self.size;
+        event.minor = self.minor;
+        event.bot = self.bot;
+        event.urls = self.urls;
+        event.key = self.key;
+        event.extra = self.extra;
         normalise(&mut event);
         Ok(event)
     }
@@ -298,19 +342,14 @@ impl Builder {
 
 /// Empty optional strings mean "absent"; one spelling keeps the encodings round-tripping.
 fn normalise(event: &mut Event) {
-    for field in [
-        &mut event.page,
-        &mut event.user,
-        &mut event.comment,
-        &mut event.revision,
-        &mut event.old_revision,
-        &mut event.old_name,
-        &mut event.file,
-        &mut event.key,
-    ] {
-        if field.as_deref() == Some("") {
-            *field = None;
+    for field in TEXT_FIELDS {
+        let slot = (field.slot)(event);
+        if slot.as_deref() == Some("") {
+            *slot = None;
         }
+    }
+    if event.key.as_deref() == Some("") {
+        event.key = None;
     }
 }
 

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use crate::fields::{self, FieldError, Mode};
+use crate::fields::{self, FieldError, Mode, TEXT_FIELDS};
 use crate::{Draft, Event, Timestamp};
 
 /// Bytes the never-dropped core can take at most: `id=` + 20 digits (23), `&time=` + 24 (30),
@@ -80,19 +80,13 @@ fn pairs(event: &Event, with_id: bool) -> Vec<(Option<usize>, &str, Cow<'_, str>
         (None, "wiki", event.wiki.as_str().into()),
         (None, "action", event.action.as_str().into()),
     ]);
-    let optional = [
-        (5, "page", event.page.as_deref()),
-        (4, "user", event.user.as_deref()),
-        (3, "old_name", event.old_name.as_deref()),
-        (3, "revision", event.revision.as_deref()),
-        (3, "old_revision", event.old_revision.as_deref()),
-        (3, "file", event.file.as_deref()),
-    ];
-    for (stage, name, value) in optional {
-        if let Some(value) = value {
-            pairs.push((Some(stage), name, value.into()));
-        }
-    }
+    let texts = |multiline: bool| {
+        TEXT_FIELDS.iter().filter(move |field| field.multiline == multiline).filter_map(|field| {
+            let value = (field.get)(event)?;
+            Some((Some(field.packed_stage), field.name, Cow::from(value)))
+        })
+    };
+    pairs.extend(texts(false));
     if let Some(size) = event.size {
         pairs.push((Some(3), "size", size.to_string().into()));
     }
@@ -105,9 +99,7 @@ fn pairs(event: &Event, with_id: bool) -> Vec<(Option<usize>, &str, Cow<'_, str>
     if let Some(key) = &event.key {
         pairs.push((Some(3), "key", key.as_str().into()));
     }
-    if let Some(comment) = &event.comment {
-        pairs.push((Some(1), "comment", comment.as_str().into()));
-    }
+    pairs.extend(texts(true));
     // Extra names never shadow a field: validation refuses the reserved names.
     for (name, value) in &event.extra {
         pairs.push((Some(2), name.as_str(), value.as_str().into()));

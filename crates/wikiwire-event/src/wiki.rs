@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::fields::text_field;
 use crate::{Event, Link};
 
 /// The wiki software; it decides the default link templates and how page names go into URLs.
@@ -151,13 +152,10 @@ impl WikiDescription {
             let value = match &rest[start + 1..end] {
                 "base" => self.base_url.clone()?,
                 "wiki" => self.engine.encode_name(&event.wiki),
-                "page" => self.engine.encode_name(event.page.as_deref()?),
-                "user" => self.engine.encode_name(event.user.as_deref()?),
-                "file" => self.engine.encode_name(event.file.as_deref()?),
-                "old_name" => self.engine.encode_name(event.old_name.as_deref()?),
-                "revision" => self.engine.encode_name(event.revision.as_deref()?),
-                "old_revision" => self.engine.encode_name(event.old_revision.as_deref()?),
-                _ => return None,
+                name => match text_field(name) {
+                    Some(field) if !field.multiline => self.engine.encode_name((field.get)(event)?),
+                    _ => return None,
+                },
             };
             out.push_str(&value);
             rest = &rest[end + 1..];

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use wikiwire_event::fields::TEXT_FIELDS;
 
 #[derive(Parser)]
 #[command(name = "wikiwire", version, about = "The global event system for a network of wikis")]
@@ -164,29 +165,21 @@ pub struct PublishArgs {
     /// Send this JSON (an event or an array of events); `-` reads standard input.
     #[arg(long, conflicts_with_all = ["wiki", "action", "page", "user"])]
     pub json: Option<PathBuf>,
+    /// The wiki the change happened on (its publisher must speak for it).
     #[arg(long)]
     pub wiki: Option<String>,
     /// page_changed, page_created, ..., a MoinMoin alias (SAVE, ...) or your own name.
     #[arg(long)]
     pub action: Option<String>,
-    #[arg(long)]
-    pub page: Option<String>,
-    #[arg(long)]
-    pub user: Option<String>,
-    #[arg(long)]
-    pub comment: Option<String>,
-    #[arg(long)]
-    pub revision: Option<String>,
-    #[arg(long)]
-    pub old_revision: Option<String>,
-    #[arg(long)]
-    pub old_name: Option<String>,
-    #[arg(long)]
-    pub file: Option<String>,
+    #[command(flatten)]
+    pub texts: TextFlags,
+    /// The attachment's size in bytes.
     #[arg(long)]
     pub size: Option<u64>,
+    /// A minor edit.
     #[arg(long)]
     pub minor: bool,
+    /// Made by a bot.
     #[arg(long)]
     pub bot: bool,
     /// Idempotency key: sending the same key twice stores the event once.
@@ -198,4 +191,44 @@ pub struct PublishArgs {
     /// Any other field, kept in `extra`.
     #[arg(long = "field", value_name = "NAME=VALUE")]
     pub fields: Vec<String>,
+}
+
+/// One flag per text field of the event (`--page`, `--old-revision`, ...), made from the event's
+/// table of text fields so that a new field is a new flag without a change here.
+#[derive(Default)]
+pub struct TextFlags(pub Vec<(&'static str, String)>);
+
+impl clap::FromArgMatches for TextFlags {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = TextFlags::default();
+        flags.update_from_arg_matches(matches)?;
+        Ok(flags)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for field in TEXT_FIELDS {
+            if let Some(value) = matches.get_one::<String>(field.name) {
+                self.0.retain(|(name, _)| *name != field.name);
+                self.0.push((field.name, value.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Args for TextFlags {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        TEXT_FIELDS.iter().fold(command, |command, field| {
+            command.arg(
+                clap::Arg::new(field.name)
+                    .long(field.name.replace('_', "-"))
+                    .value_name("TEXT")
+                    .help(field.about),
+            )
+        })
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
 }

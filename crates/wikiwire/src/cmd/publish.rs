@@ -116,20 +116,16 @@ fn read_json(path: &Path) -> anyhow::Result<Value> {
 
 fn event_from_flags(args: &PublishArgs) -> anyhow::Result<Map<String, Value>> {
     let mut event = Map::new();
-    let texts = [
-        ("wiki", &args.wiki),
-        ("action", &args.action),
-        ("page", &args.page),
-        ("user", &args.user),
-        ("comment", &args.comment),
-        ("revision", &args.revision),
-        ("old_revision", &args.old_revision),
-        ("old_name", &args.old_name),
-        ("file", &args.file),
-        ("key", &args.key),
-        ("time", &args.time),
-    ];
-    for (name, value) in texts {
+    let required = [("wiki", &args.wiki), ("action", &args.action)];
+    for (name, value) in required {
+        if let Some(value) = value {
+            event.insert(name.into(), Value::String(value.clone()));
+        }
+    }
+    for (name, value) in &args.texts.0 {
+        event.insert((*name).into(), Value::String(value.clone()));
+    }
+    for (name, value) in [("key", &args.key), ("time", &args.time)] {
         if let Some(value) = value {
             event.insert(name.into(), Value::String(value.clone()));
         }
@@ -167,5 +163,26 @@ mod tests {
         assert_eq!(local_address(&config), "http://127.0.0.1:9000");
         config.http.listen = "[::]:9000".parse().unwrap();
         assert_eq!(local_address(&config), "http://[::1]:9000");
+    }
+
+    #[test]
+    fn every_text_field_of_the_event_has_a_flag() {
+        use clap::Parser;
+        use wikiwire_event::fields::TEXT_FIELDS;
+
+        let mut argv =
+            vec!["wikiwire".to_owned(), "publish".into(), "--wiki=W".into(), "--action=SAVE".into()];
+        for field in TEXT_FIELDS {
+            argv.push(format!("--{}=the {}", field.name.replace('_', "-"), field.name));
+        }
+        let crate::cli::Command::Publish(args) = crate::cli::Cli::try_parse_from(argv).unwrap().command
+        else {
+            panic!("not the publish command");
+        };
+        let event = event_from_flags(&args).unwrap();
+        for field in TEXT_FIELDS {
+            assert_eq!(event[field.name], format!("the {}", field.name), "--{}", field.name);
+        }
+        assert_eq!(event.len(), TEXT_FIELDS.len() + 2);
     }
 }
