@@ -43,6 +43,15 @@ class Listener:
     def lines(self):
         return self.output.read_text().splitlines() if self.output.exists() else []
 
+    def wait_subscribed(self, sessions=1, timeout=60):
+        """Until it has joined its channel `sessions` times (it logs "subscribed" each time)."""
+        deadline = time.monotonic() + timeout
+        while self.errors.read_text().count("subscribed") < sessions:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not subscribed; errors:\n{self.errors.read_text()[-3000:]}")
+            assert self.process.poll() is None, self.errors.read_text()[-3000:]
+            time.sleep(0.05)
+
     def wait_for(self, count, timeout=60):
         deadline = time.monotonic() + timeout
         while len(self.lines()) < count:
@@ -159,7 +168,7 @@ def test_only_trusted_speakers_count(hub, tmp_path):
     trusting_dir.mkdir()
     trusting = Listener(trusting_dir, "--irc", f"irc://127.0.0.1:{hub.irc_port}/#MoinMaster.events",
                         "--trust", "moin", "--format", "json")
-    time.sleep(1)
+    trusting.wait_subscribed()  # it starts from now: what is published before it joined is not its
     hub.publish(edit("Trusted"))
     trusting.wait_for(1)
     assert json.loads(trusting.lines()[0])["page"] == "Trusted"

@@ -131,10 +131,12 @@ wikis = ["MoinMaster"]
         published += source.publish(*[edit(f"Later {n}") for n in range(5)])
         mirror.start()
         wait_for(lambda: mirror.last_id() >= 10, what="the mirror to catch up")
-        time.sleep(1)
+        # A sentinel: relayed in order, so once it is there, any repeat before it would be too.
+        published += source.publish(edit("Sentinel"))
+        wait_for(lambda: mirror.last_id() >= 11, what="the sentinel")
         mirrored = mirror.get("/api/v1/events?limit=100")["events"]
         originals = [source.event(event_id) for event_id in published]
-        assert len(mirrored) == 10, "nothing stored twice"
+        assert len(mirrored) == 11, "nothing stored twice"
         for copy, original in zip(mirrored, originals):
             assert (copy["page"], copy["user"], copy["time"], copy["action"]) == \
                    (original["page"], original["user"], original["time"], original["action"])
@@ -165,7 +167,7 @@ def test_listen_on_the_other_network_trusts_by_nick_and_mode(tmp_path):
         listener = Listener(listen_dir, "--irc", f"irc://127.0.0.1:{ngircd.port}/#feed", "--http", hub.http,
                             "--trust", "wikirelay_", "--filter", "wiki=MoinMaster", "--since", "0", "--format", "json")
         listener.wait_for(1)
-        time.sleep(1)
+        listener.wait_subscribed()
         hub.publish(edit("Live"), {"wiki": "HelpWiki", "action": "SAVE", "page": "Elsewhere", "user": "u"})
         listener.wait_for(2)
         # Published after the HelpWiki event: once it is here, that one would have been too.
@@ -241,7 +243,9 @@ wikis = ["MoinMaster"]
         source.stop(sig=signal.SIGKILL)
         source.start()
         wait_for(lambda: mirror.last_id() >= count, 180, "every event relayed")
-        time.sleep(1)
+        published += source.publish(edit("Sentinel"))
+        count += 1
+        wait_for(lambda: mirror.last_id() >= count, 60, "the sentinel relayed after them")
         mirrored = []
         since = 0
         while True:

@@ -113,7 +113,7 @@ def test_relay_with_sasl_through_services_survives_restarts_and_impostors(tmp_pa
         listener = Listener(tmp_path / "listen", "--irc", f"irc://127.0.0.1:{network.port}/{channel}",
                             "--http", hub.http, "--trust", "wikirelay", "--filter", "wiki=MoinMaster",
                             "--state", str(tmp_path / "listen" / "cursor.json"), "--since", "0", "--format", "json")
-        time.sleep(1)
+        listener.wait_subscribed()
         published = hub.publish(*[edit(f"First {n}") for n in range(3)])
         listener.wait_for(3)
         watcher.collect_until(published[-1])
@@ -164,8 +164,9 @@ def test_relay_with_sasl_through_services_survives_restarts_and_impostors(tmp_pa
         wait_for(lambda: hub.metric("wikiwire_relay_connected") == 1, what="the relay to come back")
         published += hub.publish(edit("After the impostor"))
         listener.wait_for(14, timeout=60)
+        published += hub.publish(edit("Sentinel"))  # once it is here, a late repeat would be too
+        listener.wait_for(15, timeout=60)
         watcher.collect_until(published[-1])
-        time.sleep(1)
         listener.stop()
         ids = [json.loads(line)["id"] for line in listener.lines()]
         assert ids == published, "every real event exactly once, in order; nothing from the impostor"
