@@ -116,8 +116,8 @@ struct Caller<'a> {
 }
 
 async fn dispatch(caller: &Caller<'_>, name: &str, params: Vec<Value>) -> Result<Value, Fault> {
-    if name != "system.multicall" {
-        let work = prepare(caller, name, params).await?;
+    if !matches!(method(name)?.handler, Handler::Multicall) {
+        let work = prepare(caller, name, params)?;
         return apply(caller.api, vec![Ok(work)]).await.pop().expect("one answer for one call");
     }
     let calls = from_multicall_params(params).map_err(|_| {
@@ -129,24 +129,56 @@ async fn dispatch(caller: &Caller<'_>, name: &str, params: Vec<Value>) -> Result
     let mut prepared = Vec::with_capacity(calls.len());
     for entry in calls {
         prepared.push(match entry {
-            Ok((name, _)) if name == "system.multicall" => {
-                Err(fault::invalid_request("system.multicall cannot be nested".into()))
-            }
-            Ok((name, params)) => prepare(caller, &name, params).await,
+            Ok((name, params)) => prepare(caller, &name, params),
             Err(_) => Err(fault::invalid_params("each call is a struct {methodName, params}".into())),
         });
     }
     Ok(into_multicall_response(apply(caller.api, prepared).await))
 }
 
-/// The methods: name and number of parameters (the secret first, for all but `listMethods`).
-const METHODS: [(&str, usize); 5] = [
-    ("send_notification", 3),
-    ("addJIDToRoster", 2),
-    ("removeJIDFromRoster", 2),
-    ("system.multicall", 1),
-    ("system.listMethods", 0),
+/// One method of the API.
+struct Method {
+    name: &'static str,
+    /// How many parameters it takes, the secret included.
+    params: usize,
+    /// Whether the first parameter is the bot's secret (all but `system.listMethods`).
+    secret: bool,
+    handler: Handler,
+}
+
+enum Handler {
+    /// Checks the parameters after the secret and says what the call will do.
+    Call(fn(&[Value]) -> Result<Work, Fault>),
+    /// `system.multicall`: each call in it goes through the table on its own.
+    Multicall,
+}
+
+/// The methods. `system.listMethods` answers from this table; a name not in it is an unknown
+/// method.
+const METHODS: &[Method] = &[
+    Method { name: "send_notification", params: 3, secret: true, handler: Handler::Call(send_notification) },
+    Method {
+        name: "addJIDToRoster",
+        params: 2,
+        secret: true,
+        handler: Handler::Call(|params| roster(params, true)),
+    },
+    Method {
+        name: "removeJIDFromRoster",
+        params: 2,
+        secret: true,
+        handler: Handler::Call(|params| roster(params, false)),
+    },
+    Method { name: "system.multicall", params: 1, secret: false, handler: Handler::Multicall },
+    Method { name: "system.listMethods", params: 0, secret: false, handler: Handler::Call(list_methods) },
 ];
+
+fn method(name: &str) -> Result<&'static Method, Fault> {
+    METHODS
+        .iter()
+        .find(|method| method.name == name)
+        .ok_or_else(|| fault::unknown_method(format!("unknown method {name:?}")))
+}
 
 /// What one checked call will do once applied.
 enum Work {
@@ -157,40 +189,53 @@ enum Work {
 }
 
 /// Checks one call (method, parameters, secret) and says what it will do, storing nothing.
-async fn prepare(caller: &Caller<'_>, name: &str, params: Vec<Value>) -> Result<Work, Fault> {
-    let Some(&(_, expected)) = METHODS.iter().find(|(method, _)| *method == name) else {
-        return Err(fault::unknown_method(format!("unknown method {name:?}")));
+fn prepare(caller: &Caller<'_>, name: &str, params: Vec<Value>) -> Result<Work, Fault> {
+    let method = method(name)?;
+    let Handler::Call(handler) = method.handler else {
+        return Err(fault::invalid_request(format!("{name} cannot be nested")));
     };
-    if name == "system.listMethods" {
-        let names: Vec<String> = METHODS.iter().map(|(method, _)| method.to_string()).collect();
-        return dxr::TryToValue::try_to_value(&names).map(Work::Answer).map_err(internal);
-    }
-    if params.len() != expected {
+    if params.len() != method.params {
         return Err(fault::invalid_params(format!(
-            "{name} takes {expected} parameters, got {}",
+            "{name} takes {} parameters, got {}",
+            method.params,
             params.len()
         )));
     }
-    authorize(caller, &params[0])?;
-    if name == "send_notification" {
-        let jids = Vec::<String>::try_from_value(&params[1])
-            .map_err(|_| fault::invalid_params("jids: an array of bare JIDs".into()))?;
-        if jids.len() > MAX_JIDS {
-            return Err(fault::invalid_params(format!("jids: at most {MAX_JIDS}")));
-        }
-        let notification = Notification::from_value(&params[2]).map_err(fault::invalid_params)?;
-        let mut items = Vec::with_capacity(jids.len());
-        for jid in jids {
-            let to = bare(&jid)?;
-            items.push(Item::Notification { to, notification: Box::new(notification.clone()) });
-        }
-        return Ok(Work::Store { items, known: None });
+    if method.secret {
+        authorize(caller, &params[0])?;
+        handler(&params[1..])
+    } else {
+        handler(&params)
     }
-    // addJIDToRoster / removeJIDFromRoster: the `known` list first, then the roster change.
+}
+
+fn list_methods(_: &[Value]) -> Result<Work, Fault> {
+    let names: Vec<&str> = METHODS.iter().map(|method| method.name).collect();
+    dxr::TryToValue::try_to_value(&names).map(Work::Answer).map_err(internal)
+}
+
+/// `send_notification(secret, jids, notification)`: one outbox item per JID.
+fn send_notification(params: &[Value]) -> Result<Work, Fault> {
+    let jids = Vec::<String>::try_from_value(&params[0])
+        .map_err(|_| fault::invalid_params("jids: an array of bare JIDs".into()))?;
+    if jids.len() > MAX_JIDS {
+        return Err(fault::invalid_params(format!("jids: at most {MAX_JIDS}")));
+    }
+    let notification = Notification::from_value(&params[1]).map_err(fault::invalid_params)?;
+    let mut items = Vec::with_capacity(jids.len());
+    for jid in jids {
+        let to = bare(&jid)?;
+        items.push(Item::Notification { to, notification: Box::new(notification.clone()) });
+    }
+    Ok(Work::Store { items, known: None })
+}
+
+/// `addJIDToRoster(secret, jid)` / `removeJIDFromRoster(secret, jid)`: the `known` list first,
+/// then the roster change.
+fn roster(params: &[Value], add: bool) -> Result<Work, Fault> {
     let jid = bare(
-        &String::try_from_value(&params[1]).map_err(|_| fault::invalid_params("jid: a string".into()))?,
+        &String::try_from_value(&params[0]).map_err(|_| fault::invalid_params("jid: a string".into()))?,
     )?;
-    let add = name == "addJIDToRoster";
     let item =
         if add { Item::RosterAdd { jid: jid.clone() } } else { Item::RosterRemove { jid: jid.clone() } };
     Ok(Work::Store { items: vec![item], known: Some((jid, add)) })
@@ -440,6 +485,35 @@ mod tests {
             .collect();
         assert_eq!(pages, ["alice@example.org One", "+bob@example.org", "carol@example.org Four"]);
         assert!(state.is_known("bob@example.org").await.unwrap());
+    }
+
+    /// The table's invariants: what `system.listMethods` says is what is served; a method that
+    /// takes the secret has room for it; a multicall inside a multicall is refused, not run.
+    #[tokio::test]
+    async fn the_method_table_is_what_is_served() {
+        for method in METHODS {
+            assert!(!method.secret || method.params >= 1, "{}", method.name);
+        }
+        let directory = tempfile::tempdir().unwrap();
+        let state = State::open(&directory.path().join("xmpp.sqlite")).unwrap();
+        let metrics = Arc::new(wikiwire_hub::Metrics::default());
+        let logins = Arc::new(wikiwire_hub::LoginGuard::new(metrics.clone()));
+        let api = Api::new("s3cret".into(), state, Arc::new(Notify::new()), metrics, logins);
+        let caller = Caller { api: &api, ip: None };
+        let listed = dispatch(&caller, "system.listMethods", vec![]).await.unwrap();
+        let listed = Vec::<String>::try_from_value(&listed).unwrap();
+        assert_eq!(listed, METHODS.iter().map(|method| method.name).collect::<Vec<_>>());
+        for name in &listed {
+            let fault = dispatch(&caller, name, vec![Value::Integer(1); 7]).await.unwrap_err();
+            assert_ne!(fault.code(), fault::unknown_method(String::new()).code(), "{name} is served");
+        }
+        let mut nested = HashMap::new();
+        nested.insert("methodName".to_owned(), Value::String("system.multicall".into()));
+        nested.insert("params".to_owned(), vec![Vec::<Value>::new()].try_to_value().unwrap());
+        let answer =
+            dispatch(&caller, "system.multicall", vec![vec![nested].try_to_value().unwrap()]).await.unwrap();
+        let answers = Vec::<Value>::try_from_value(&answer).unwrap();
+        assert!(format!("{:?}", answers[0]).contains("cannot be nested"), "{answers:?}");
     }
 
     proptest! {
