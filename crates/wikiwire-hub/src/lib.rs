@@ -30,9 +30,3 @@ pub use log_gate::LogGate;
 pub use login_guard::LoginGuard;
 pub use metrics::Metrics;
 pub use publisher::{Publisher, Publishers};
-
-/// Languages the bot speaks (its catalogues live in `wikiwire-xmpp`; the configuration is checked
-/// against this list).
-pub fn i18n_languages() -> &'static [&'static str] {
-    &["en", "de"]
-}

@@ -125,33 +125,12 @@ impl XmppConfig {
         wiki: Option<&WikiConfig>,
         problems: &mut Vec<String>,
     ) {
-        // `local@domain`; a domain needs no dot (Prosody's default host is `localhost`).
-        let bare_jid = |text: &str| {
-            let (local, domain) = text.split_once('@').unwrap_or(("", text));
-            !local.is_empty() && !domain.is_empty() && !text.contains(['/', ' '])
-        };
+        // JIDs and languages are the bot's own rules: `wikiwire_xmpp::check_config` checks them.
         if let Some(xmpp) = xmpp {
-            // The bot's account may name the resource to bind: `bot@example.org/wikiwire`.
-            let (account, resource) = xmpp.jid.split_once('/').unwrap_or((&xmpp.jid, "x"));
-            if !bare_jid(account) || resource.is_empty() || resource.contains(char::is_whitespace) {
-                problems.push(format!(
-                    "xmpp.jid: {:?} is not a JID like bot@example.org (or bot@example.org/resource)",
-                    xmpp.jid
-                ));
-            }
             if xmpp.password.is_empty() {
                 problems.push("xmpp.password: required".into());
             }
-            if !crate::i18n_languages().contains(&xmpp.language.as_str()) {
-                problems.push(format!("xmpp.language: one of {}", crate::i18n_languages().join(", ")));
-            }
             for (index, room) in xmpp.rooms.iter().enumerate() {
-                if !bare_jid(&room.jid) {
-                    problems.push(format!(
-                        "xmpp.rooms[{index}].jid: {:?} is not a room JID like changes@conference.example.org",
-                        room.jid
-                    ));
-                }
                 if let Err(error) = Filter::parse(&room.filter) {
                     problems.push(format!("xmpp.rooms[{index}].filter: {error}"));
                 }

@@ -2,14 +2,12 @@
 
 use std::path::Path;
 
-use wikiwire_hub::Config;
-
 pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
     let Some(path) = path else {
         println!("no configuration file given: `wikiwire serve` uses the embedded defaults");
         return Ok(());
     };
-    let config = Config::load(path)?;
+    let config = crate::cmd::load_config(path)?;
     let wikis: usize = config.publishers.iter().map(|publisher| publisher.wikis.len()).sum();
     for warning in config.warnings() {
         println!("warning: {warning}");

@@ -57,7 +57,7 @@ const FILES: &[&str] = &["diagram.png", "release-notes.pdf", "logo.svg", "תמו
 
 pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     let config = match config_path {
-        Some(path) => Config::load(path)?,
+        Some(path) => crate::cmd::load_config(path)?,
         None => demo_config(),
     };
     let wikis: Vec<(String, String)> = config

@@ -7,7 +7,6 @@
 
 use anyhow::{Context, bail};
 use wikiwire_event::Draft;
-use wikiwire_hub::Config;
 use wikiwire_store::{JetStreamStore, Query, Retention, SqliteOptions, SqliteStore, Store};
 
 use crate::cli::MigrateArgs;
@@ -17,7 +16,7 @@ use crate::cmd::serve::jetstream_options;
 const GROUP: usize = 1000;
 
 pub async fn run(args: &MigrateArgs) -> anyhow::Result<()> {
-    let config = Config::load(&args.config)?;
+    let config = crate::cmd::load_config(&args.config)?;
     let Some(cluster) = &config.cluster else {
         bail!("{}: no [cluster] section: nothing to migrate to", args.config.display());
     };

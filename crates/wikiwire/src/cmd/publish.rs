@@ -13,7 +13,7 @@ use crate::cmd::serve::local_token_path;
 
 pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
     let config = match &args.config {
-        Some(path) => Some(Config::load(path)?),
+        Some(path) => Some(crate::cmd::load_config(path)?),
         None => None,
     };
     let body = match &args.json {

@@ -22,7 +22,7 @@ pub const LOCAL: &str = "local";
 
 pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     let config = match config_path {
-        Some(path) => Config::load(path)?,
+        Some(path) => crate::cmd::load_config(path)?,
         None => Config::default(),
     };
     let running = start(config).await?;
