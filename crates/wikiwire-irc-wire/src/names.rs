@@ -1,4 +1,4 @@
-//! What a nick and a channel name may be. The hub's configuration checks publisher nicks and
+//! What a nick, a channel name and the server's name may be. The hub's configuration checks publisher nicks and
 //! channel names with these rules, the server enforces them on `NICK`, and ISUPPORT announces the
 //! same lengths: what the server announces is what it enforces.
 
@@ -36,6 +36,16 @@ pub fn check_channel_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The server's own name: a host name with a dot (RFC 2812 §2.3.1: a nick has none, so a source
+/// with a dot is the server), at most 63 bytes.
+pub fn check_server_name(name: &str) -> Result<(), &'static str> {
+    let well_formed = !name.is_empty()
+        && name.len() <= 63
+        && name.contains('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if well_formed { Ok(()) } else { Err("a host name with a dot, like irc.example.org") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +58,6 @@ mod tests {
         assert!(check_channel_name(&format!("#{}", "c".repeat(CHANNELLEN))).is_err());
         assert!(check_nick("9lives").is_err() && check_nick("[bot]-1").is_ok());
         assert!(check_channel_name("#a,b").is_err() && check_channel_name("nohash").is_err());
+        assert!(check_server_name("irc.example.org").is_ok() && check_server_name("localhost").is_err());
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use wikiwire_event::{Filter, Format};
-use wikiwire_irc_wire::names::check_channel_name;
+use wikiwire_irc_wire::names::{check_channel_name, check_server_name};
 
 /// The embedded IRC server (SPEC §3).
 #[derive(Clone, Debug, Deserialize)]
@@ -199,12 +199,4 @@ pub struct ChannelConfig {
     #[serde(default)]
     pub filter: String,
     pub topic: Option<String>,
-}
-
-fn check_server_name(name: &str) -> Result<(), &'static str> {
-    let well_formed = !name.is_empty()
-        && name.len() <= 63
-        && name.contains('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-    if well_formed { Ok(()) } else { Err("a host name with a dot, like irc.example.org") }
 }
