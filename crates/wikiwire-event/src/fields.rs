@@ -555,6 +555,23 @@ mod tests {
         parse_submission(map, Timestamp::from_millis(1_000).unwrap())
     }
 
+    /// Every text field is a reserved name (no `extra` entry can shadow it), and each one set on
+    /// an event comes back through the field reader at its own place.
+    #[test]
+    fn the_table_of_text_fields_is_whole() {
+        let mut fields = json!({"wiki": "W", "action": "custom_thing"});
+        for field in TEXT_FIELDS {
+            assert!(RESERVED_NAMES.contains(&field.name), "{} is reserved", field.name);
+            fields[field.name] = json!(format!("the {}", field.name));
+        }
+        let draft = submit(fields).unwrap();
+        let event = draft.event();
+        for field in TEXT_FIELDS {
+            assert_eq!((field.get)(event), Some(format!("the {}", field.name).as_str()));
+        }
+        assert!(event.extra.is_empty());
+    }
+
     #[test]
     fn a_moinmoin_save_becomes_page_changed() {
         let draft = submit(
