@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::fields::text_field;
+use crate::fields::{TEXT_FIELDS, text_field};
 use crate::{Event, Link};
 
 /// The wiki software; it decides the default link templates and how page names go into URLs.
@@ -27,8 +27,9 @@ impl Engine {
         }
     }
 
-    /// The engine's URL scheme. Placeholders: `{base}`, `{wiki}`, `{page}`, `{user}`, `{file}`,
-    /// `{revision}`, `{old_revision}`; a template whose placeholder has no value gives no link.
+    /// The engine's URL scheme. Placeholders: `{base}`, `{wiki}` and the event's one-line text
+    /// fields (`{page}`, `{user}`, `{file}`, `{revision}`, `{old_revision}`, `{old_name}`); a
+    /// template whose placeholder has no value gives no link.
     pub fn templates(self) -> LinkTemplates {
         let owned = |text: &str| Some(text.to_owned());
         match self {
@@ -110,6 +111,45 @@ impl LinkTemplates {
         }
         self
     }
+
+    /// What is wrong with the templates, one line each: a `{` without its `}`, or a placeholder
+    /// no event can fill (a typo would otherwise give no link, silently).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let templates = [
+            ("page", &self.page),
+            ("diff", &self.diff),
+            ("history", &self.history),
+            ("user", &self.user),
+            ("attachment", &self.attachment),
+        ];
+        for (kind, template) in templates {
+            let Some(mut rest) = template.as_deref() else { continue };
+            while let Some(start) = rest.find('{') {
+                let Some(length) = rest[start..].find('}') else {
+                    problems.push(format!("links.{kind}: a {{ without its }}"));
+                    break;
+                };
+                let name = &rest[start + 1..start + length];
+                if !placeholders().any(|known| known == name) {
+                    let known: Vec<String> = placeholders().map(|known| format!("{{{known}}}")).collect();
+                    problems.push(format!(
+                        "links.{kind}: unknown placeholder {{{name}}} (known: {})",
+                        known.join(", ")
+                    ));
+                }
+                rest = &rest[start + length + 1..];
+            }
+        }
+        problems
+    }
+}
+
+/// What a link template may name: the base URL, the wiki, and the event's one-line text fields.
+fn placeholders() -> impl Iterator<Item = &'static str> {
+    ["base", "wiki"]
+        .into_iter()
+        .chain(TEXT_FIELDS.iter().filter(|field| !field.multiline).map(|field| field.name))
 }
 
 /// Everything a client needs to know about one wiki.
@@ -260,5 +300,25 @@ mod tests {
         assert_eq!(primary_url(&event, Some(&wiki)).as_deref(), Some("https://w/wiki/P"));
         let no_base = WikiDescription::new("W", "p", Engine::Moin, None, &LinkTemplates::default());
         assert!(no_base.links_for(&event).is_empty());
+    }
+
+    #[test]
+    fn every_engine_template_names_only_known_placeholders_and_typos_are_told() {
+        for engine in [Engine::Moin, Engine::Mediawiki, Engine::Dokuwiki, Engine::Generic] {
+            assert_eq!(engine.templates().problems(), Vec::<String>::new(), "{}", engine.name());
+        }
+        let typo = LinkTemplates {
+            diff: Some("{base}{page}?rev={revison}".into()),
+            user: Some("{base}{user".into()),
+            page: Some("{base}{old_name}".into()),
+            ..LinkTemplates::default()
+        };
+        let problems = typo.problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0]
+                .starts_with("links.diff: unknown placeholder {revison} (known: {base}, {wiki}, {page}")
+        );
+        assert_eq!(problems[1], "links.user: a { without its }");
     }
 }

@@ -267,6 +267,8 @@ mod tests {
             token = "abcdefghijklmnopqrstuvwxyz"
             wikis = ["A", "a"]
             base_url = "wiki.example"
+            [publisher.links]
+            diff = "{base}{page}?rev={revison}"
             "#,
         )
         .unwrap();
@@ -282,6 +284,7 @@ mod tests {
             "token or token_hash, not both",
             "\"a\" already belongs",
             "base_url",
+            "publisher[2] (\"DUP\"): links.diff: unknown placeholder {revison}",
         ] {
             assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
         }

@@ -76,6 +76,9 @@ impl PublisherConfig {
             if let Some(Err(reason)) = publisher.base_url.as_deref().map(check_url) {
                 problems.push(format!("{at}: base_url: {reason}"));
             }
+            for problem in publisher.links.problems() {
+                problems.push(format!("{at}: {problem}"));
+            }
         }
         wikis
     }
