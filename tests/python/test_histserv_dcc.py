@@ -11,7 +11,7 @@ import time
 
 import irc.client
 
-from conftest import Hub, Lib, free_port
+from conftest import Hub, Lib, Raw, free_port, parse, wait_for
 
 
 def edits(count):
@@ -126,3 +126,102 @@ def test_without_dcc_ports_histserv_says_so(hub):
     client.connection.privmsg("HistServ", "send since 0")
     notice(client, "This server offers no DCC")
     client.close()
+
+
+def dcc_offer(raw):
+    """The DCC SEND a raw client was offered: (file, port, size)."""
+    line = raw.expect(r"PRIVMSG \S+ :\x01DCC SEND ")
+    _, _, name, _, port, size = parse(line)[3][1].strip("\x01").split()
+    return name, int(port), int(size)
+
+
+def test_dcc_is_bounded_per_address_and_a_transfer_ends_with_its_client(tmp_path):
+    """Issue 24: connect, `send since 0`, open the port and never read, QUIT, again: each offer
+    held a rendered file and a socket for minutes, and one address could hold every port. Now an
+    address holds at most `dcc_max_per_ip` (2) offers, others still get theirs, a transfer ends
+    when its client leaves, and strangers knocking on a port are counted, not each logged."""
+    first = free_port()
+    hub = Hub(tmp_path, irc=f'dcc_ports = "{first}-{first + 5}"\ndcc_timeout = "60s"')
+    try:
+        hub.publish(*edits(200))
+        greedy = [Raw(hub).register(f"greedy{n}") for n in range(3)]
+        offered = []
+        for raw in greedy[:2]:
+            raw.send("PRIVMSG HistServ :send since 0")
+            offered.append(dcc_offer(raw))
+        greedy[2].send("PRIVMSG HistServ :send since 0")
+        greedy[2].expect(r"NOTICE greedy2 :Your address has as many DCC transfers open as it may")
+        other = Raw(hub, source="127.0.0.2").register("other")
+        other.send("PRIVMSG HistServ :send since 150")
+        assert dcc_offer(other)[0] == "all_wikis-since-150.jsonl", "another address is served"
+        assert hub.metric("wikiwire_irc_dcc_open") == 3 and hub.metric("wikiwire_irc_dcc_refused_total") == 1
+        # greedy0 opens its transfer, reads nothing, and leaves: the transfer ends with it.
+        _, port, size = offered[0]
+        receiver = socket.socket()
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        receiver.connect(("127.0.0.1", port))
+        greedy[0].send("QUIT :bye")
+        greedy[0].wait_closed()
+        receiver.settimeout(5)
+        received, deadline = 0, time.monotonic() + 5
+        while chunk := receiver.recv(65536):
+            received += len(chunk)
+            assert time.monotonic() < deadline, "the transfer outlived its client"
+        receiver.close()
+        wait_for(lambda: hub.metric("wikiwire_irc_dcc_open") == 2, what="the place given back")
+        greedy[2].send("PRIVMSG HistServ :send since 0")
+        assert dcc_offer(greedy[2])[2] == size, "the address's freed place serves the next client"
+        # Strangers at greedy1's port: each closed and counted; the log says so once per interval.
+        _, port, _ = offered[1]
+        for _ in range(30):
+            stranger = socket.socket()
+            stranger.bind(("127.0.0.3", 0))
+            stranger.settimeout(5)
+            stranger.connect(("127.0.0.1", port))
+            assert stranger.recv(10) == b""
+            stranger.close()
+        wait_for(lambda: hub.metric("wikiwire_irc_dcc_strangers_total") == 30, what="30 strangers counted")
+        logged = (tmp_path / "hub.log").read_text().count("a connection from another address refused")
+        assert logged == 1, logged
+        for raw in greedy[1:] + [other]:
+            raw.send("QUIT")
+            raw.wait_closed()
+        wait_for(lambda: hub.metric("wikiwire_irc_dcc_open") == 0, what="every place given back")
+    finally:
+        hub.stop()
+
+
+def test_a_dcc_file_holds_dcc_max_events_past_a_store_page_and_ends_at_dcc_max_bytes(tmp_path):
+    first = free_port()
+    hub = Hub(tmp_path, irc=f'dcc_ports = {first}\ndcc_max_events = 1200')
+    try:
+        for start in (0, 1000):
+            hub.publish(*[{"wiki": "MoinMaster", "action": "SAVE", "page": f"P{n}", "user": "u"}
+                          for n in range(start, start + (1000 if start == 0 else 300))])
+        client = Lib(hub, "archivist")
+        client.wait_type("welcome")
+        client.connection.privmsg("HistServ", "send since 0")
+        name, address, port, size = offer(client)
+        notice(client, "Offering 1200 event(s) of all wikis")
+        notice(client, "The file ends at event 1200; for the rest: /msg HistServ send since 1200")
+        data = receive(client, address, port)
+        assert [json.loads(line)["id"] for line in data.decode().splitlines()] == list(range(1, 1201))
+        client.close()
+    finally:
+        hub.stop()
+    (tmp_path / "small").mkdir()
+    small = Hub(tmp_path / "small", irc=f'dcc_ports = {first}\ndcc_max_bytes = 4096')
+    try:
+        small.publish(*edits(100))
+        client = Lib(small, "archivist")
+        client.wait_type("welcome")
+        client.connection.privmsg("HistServ", "send since 0")
+        name, address, port, size = offer(client)
+        assert size <= 4096
+        ends = notice(client, "The file ends at event ")
+        last = int(ends.split("The file ends at event ")[1].split(";")[0])
+        data = receive(client, address, port)
+        assert [json.loads(line)["id"] for line in data.decode().splitlines()] == list(range(1, last + 1))
+        client.close()
+    finally:
+        small.stop()

@@ -55,13 +55,35 @@ def test_away_whowas_userhost_and_ison(hub):
     raw.send("WHOWAS ghost")
     raw.expect(r" 406 irssi ghost ")
     raw.expect(r" 369 irssi ghost ")
-    # Notify lists: ISON must be ISON (irc-proto reads it as USERHOST), with online nicks only.
+    # Notify lists: ISON must be ISON (irc-proto reads it as USERHOST), with online nicks only:
+    # a publisher that is logged in, not one that is not (doku), and never another listener.
+    publisher = Raw(hub).register("moin", sasl=("moin", MOIN_TOKEN))
     other = Raw(hub).register("weechat")
-    raw.send("ISON weechat nobody HistServ")
+    raw.send("ISON moin doku weechat nobody HistServ")
     line = raw.expect(r" 30[23] ")
     assert parse(line)[2] == "303", line
-    assert sorted(parse(line)[3][1].split()) == ["HistServ", "weechat"]
+    assert sorted(parse(line)[3][1].split()) == ["HistServ", "moin"]
     other.close()
+    publisher.close()
+
+
+def test_listeners_cannot_see_each_other_by_whois_userhost_ison_or_privmsg(hub):
+    """SPEC §3 (issue 24, item 8): another listener's nick is answered as if no one had it."""
+    hidden = Raw(hub).register("hidden")
+    looker = Raw(hub).register("looker")
+    looker.send("WHOIS hidden")
+    lines = looker.lines_until(r" 318 looker hidden ")
+    assert numerics(lines) == ["401", "318"], lines
+    looker.send("USERHOST hidden looker")
+    assert [reply.split("=")[0] for reply in parse(looker.expect(r" 302 "))[3][1].split()] == ["looker"]
+    looker.send("ISON hidden looker")
+    assert parse(looker.expect(r" 303 "))[3][1].split() == ["looker"]
+    looker.send("PRIVMSG hidden :psst", "PRIVMSG absent :psst", "PING :sentinel")
+    answers = [parse(line)[2:] for line in looker.lines_until(r"PONG .*sentinel")[:-1]]
+    assert answers == [("401", ["looker", "hidden", "No such nick/channel"]),
+                       ("401", ["looker", "absent", "No such nick/channel"])], answers
+    hidden.send("PING :still-here")
+    hidden.expect("PONG .*still-here")
 
 
 def test_time_version_admin_info_and_help(hub):

@@ -78,6 +78,16 @@ pub struct Metrics {
     pub irc_flood_waits: Counter,
     pub irc_lines_delivered: Counter,
     pub irc_published: Counter,
+    /// Times a publisher's IRC input waited for room in its queue of events to commit.
+    pub irc_publish_waits: Counter,
+    /// Times a row-by-row history query waited for its address's earlier one.
+    pub irc_history_waits: Counter,
+    /// HistServ DCC offers and transfers open.
+    pub irc_dcc_open: Gauge,
+    /// DCC requests refused: the address's or the server's limit, or no free port.
+    pub irc_dcc_refused: Counter,
+    /// Connections to a DCC port from an address other than the asking client's.
+    pub irc_dcc_strangers: Counter,
     pub relay_connected: Gauge,
     pub relay_lines: Counter,
     pub relay_failures: Counter,
@@ -224,6 +234,31 @@ impl Metrics {
                 "",
                 "Events published by PRIVMSG.",
                 Value::Counter(&self.irc_published),
+            ),
+            (
+                "wikiwire_irc_publish_waits_total",
+                "",
+                "Times a publisher's IRC input waited for the store (irc.publish_queue was full).",
+                Value::Counter(&self.irc_publish_waits),
+            ),
+            (
+                "wikiwire_irc_history_waits_total",
+                "",
+                "Times a row-by-row history query waited for the same address's earlier one.",
+                Value::Counter(&self.irc_history_waits),
+            ),
+            ("wikiwire_irc_dcc_open", "", "HistServ DCC offers and transfers open.", Value::Gauge(&self.irc_dcc_open)),
+            (
+                "wikiwire_irc_dcc_refused_total",
+                "",
+                "HistServ DCC requests refused by the per-address or total limit, or for want of a port.",
+                Value::Counter(&self.irc_dcc_refused),
+            ),
+            (
+                "wikiwire_irc_dcc_strangers_total",
+                "",
+                "Connections to a DCC port from another address than the asking client's, closed.",
+                Value::Counter(&self.irc_dcc_strangers),
             ),
             (
                 "wikiwire_relay_connected",

@@ -1,11 +1,15 @@
 //! HistServ's DCC SEND offers (seed 1, "Getting old messages"): a long answer goes by a direct
 //! connection instead of hundreds of NOTICEs that would get the listener flood-killed.
 //!
-//! An offer is a file already rendered in memory (JSON lines, bounded by `dcc_max_events`) and a
-//! listening socket on a free port of `dcc_ports`, on the address the client reached us at. Only a
-//! connection from the asking client's address is served; the offer ends when it has been sent,
-//! when it expires (`dcc_timeout`), when the client withdraws it (`DCC REJECT`) or disconnects.
-//! Each client has at most one offer or transfer at a time.
+//! An offer is a file already rendered in memory (JSON lines, bounded by `dcc_max_events` and
+//! `dcc_max_bytes`) and a listening socket on a free port of `dcc_ports`, on the address the client
+//! reached us at. Only a connection from the asking client's address is served; the offer ends
+//! when it has been sent, when it expires (`dcc_timeout`), when the client withdraws it
+//! (`DCC REJECT`) or disconnects — a transfer under way ends with its client too.
+//!
+//! Offers and transfers are places counted per client (one), per address (`dcc_max_per_ip`) and
+//! in total (`dcc_max_transfers`), taken before the port and the port before the file is
+//! rendered: memory held is at most `dcc_max_transfers` files, whoever asks.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use wikiwire_hub::config::{IrcConfig, PortRange};
+use wikiwire_hub::{LogGate, Metrics};
 
 use crate::client::Client;
 use crate::wire::Line;
@@ -26,26 +31,61 @@ const TRANSFER_TIME: Duration = Duration::from_secs(300);
 /// After the last byte, how long the receiver has to acknowledge and close.
 const LINGER: Duration = Duration::from_secs(10);
 
+/// Connections from strangers to a DCC port: anyone can cause them, so one log line per interval.
+static STRANGERS: LogGate = LogGate::new(Duration::from_secs(10));
+
 /// The server's DCC offers, one per client at most.
 pub struct Offers {
     ports: Option<PortRange>,
     address: Option<IpAddr>,
     pub timeout: Duration,
     pub max_events: usize,
-    /// Open offers and transfers by client id; cancelling one withdraws it.
-    active: Mutex<HashMap<u64, CancellationToken>>,
+    pub max_bytes: usize,
+    max_transfers: usize,
+    max_per_ip: usize,
+    active: Mutex<Active>,
+    metrics: Arc<Metrics>,
+}
+
+/// Open offers and transfers.
+#[derive(Default)]
+struct Active {
+    /// By client id; cancelling one withdraws it.
+    clients: HashMap<u64, CancellationToken>,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Why no offer can be made now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// This client has one open.
+    Open,
+    /// Its address has `dcc_max_per_ip` open.
+    Address,
+    /// The server has `dcc_max_transfers` open.
+    Full,
 }
 
 /// A client's one offer; dropping it frees the place.
 pub struct Slot {
     offers: Arc<Offers>,
     client: u64,
+    ip: IpAddr,
     cancel: CancellationToken,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.offers.active().remove(&self.client);
+        let mut active = self.offers.active();
+        active.clients.remove(&self.client);
+        if let Some(count) = active.per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                active.per_ip.remove(&self.ip);
+            }
+        }
+        drop(active);
+        self.offers.metrics.irc_dcc_open.dec();
     }
 }
 
@@ -56,13 +96,17 @@ pub struct File {
 }
 
 impl Offers {
-    pub fn new(config: &IrcConfig) -> Arc<Offers> {
+    pub fn new(config: &IrcConfig, metrics: Arc<Metrics>) -> Arc<Offers> {
         Arc::new(Offers {
             ports: config.dcc_ports,
             address: config.dcc_address,
             timeout: config.dcc_timeout,
             max_events: config.dcc_max_events,
-            active: Mutex::new(HashMap::new()),
+            max_bytes: config.dcc_max_bytes,
+            max_transfers: config.dcc_max_transfers,
+            max_per_ip: config.dcc_max_per_ip,
+            active: Mutex::new(Active::default()),
+            metrics,
         })
     }
 
@@ -70,40 +114,60 @@ impl Offers {
         self.ports.is_some()
     }
 
-    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<u64, CancellationToken>> {
+    fn active(&self) -> std::sync::MutexGuard<'_, Active> {
         self.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The client's place for one offer; `None` while it has one.
-    pub fn reserve(self: &Arc<Offers>, client: u64) -> Option<Slot> {
+    /// The client's place for one offer, or why there is none now (counted unless the client
+    /// merely has one open already).
+    pub fn reserve(self: &Arc<Offers>, client: u64, ip: IpAddr) -> Result<Slot, Refusal> {
         let mut active = self.active();
-        if active.contains_key(&client) {
-            return None;
-        }
-        let cancel = CancellationToken::new();
-        active.insert(client, cancel.clone());
-        Some(Slot { offers: Arc::clone(self), client, cancel })
+        let refusal = if active.clients.contains_key(&client) {
+            return Err(Refusal::Open);
+        } else if active.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip {
+            Refusal::Address
+        } else if active.clients.len() >= self.max_transfers {
+            Refusal::Full
+        } else {
+            let cancel = CancellationToken::new();
+            active.clients.insert(client, cancel.clone());
+            *active.per_ip.entry(ip).or_default() += 1;
+            drop(active);
+            self.metrics.irc_dcc_open.inc();
+            return Ok(Slot { offers: Arc::clone(self), client, ip, cancel });
+        };
+        drop(active);
+        self.metrics.irc_dcc_refused.inc();
+        Err(refusal)
     }
 
     /// Withdraws the client's offer (`DCC REJECT`); false when it had none.
     pub fn withdraw(&self, client: u64) -> bool {
-        self.active().get(&client).map(CancellationToken::cancel).is_some()
+        self.active().clients.get(&client).map(CancellationToken::cancel).is_some()
     }
 
-    /// Listens on the first free port of the range, on `local` (the address the client reached).
-    async fn listen(&self, local: IpAddr) -> Option<TcpListener> {
+    /// Listens on the first free port of the range, on `local` (the address the client reached);
+    /// `None` (counted) when every port is taken.
+    pub async fn listen(&self, local: IpAddr) -> Option<TcpListener> {
         for port in self.ports?.ports() {
             if let Ok(listener) = TcpListener::bind(SocketAddr::new(local, port)).await {
                 return Some(listener);
             }
         }
+        self.metrics.irc_dcc_refused.inc();
         None
     }
 
-    /// Opens the offer and serves it in the background; returns the CTCP text to send the client
-    /// (`DCC SEND <file> <address> <port> <size>`), or `None` when every port is taken.
-    pub async fn offer(&self, slot: Slot, client: &Arc<Client>, file: File, mask: String) -> Option<String> {
-        let listener = self.listen(client.local_ip).await?;
+    /// Serves the offer in the background on `listener` (from [`Offers::listen`]); returns the
+    /// CTCP text to send the client (`DCC SEND <file> <address> <port> <size>`).
+    pub fn offer(
+        &self,
+        slot: Slot,
+        listener: TcpListener,
+        client: &Arc<Client>,
+        file: File,
+        mask: String,
+    ) -> Option<String> {
         let port = listener.local_addr().ok()?.port();
         let address = match self.address.unwrap_or(client.local_ip) {
             // The classic form: an IPv4 address as one unsigned number.
@@ -112,7 +176,8 @@ impl Offers {
         };
         let ctcp = format!("\u{1}DCC SEND {} {address} {port} {}\u{1}", file.name, file.bytes.len());
         let timeout = self.timeout;
-        tokio::spawn(serve(slot, listener, Arc::clone(client), file, mask, timeout));
+        let metrics = Arc::clone(&self.metrics);
+        tokio::spawn(serve(slot, listener, Arc::clone(client), file, mask, timeout, metrics));
         Some(ctcp)
     }
 }
@@ -125,6 +190,7 @@ async fn serve(
     file: File,
     mask: String,
     timeout: Duration,
+    metrics: Arc<Metrics>,
 ) {
     let tell = |text: String| {
         let line = Line::new("NOTICE").source(mask.clone()).param(client.nick()).text(text);
@@ -140,7 +206,10 @@ async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) if peer.ip() == client.ip => break stream,
                 Ok((_, peer)) => {
-                    tracing::info!(%peer, client = client.id, "DCC: a connection from another address refused");
+                    metrics.irc_dcc_strangers.inc();
+                    if let Some(held) = STRANGERS.admit() {
+                        tracing::info!(%peer, client = client.id, held_back = held, "DCC: a connection from another address refused");
+                    }
                 }
                 Err(error) => {
                     tracing::debug!(%error, "DCC accept failed");
@@ -150,8 +219,10 @@ async fn serve(
         }
     };
     drop(listener);
+    // A transfer ends with its client: a client cannot leave a file (and a socket) behind it.
     let sent = tokio::select! {
         _ = slot.cancel.cancelled() => Err(std::io::Error::other("withdrawn")),
+        _ = client.closing.cancelled() => return,
         sent = tokio::time::timeout(TRANSFER_TIME, send(stream, &file.bytes)) => {
             sent.unwrap_or_else(|_| Err(std::io::Error::other("took too long")))
         }
@@ -208,16 +279,46 @@ mod tests {
         );
     }
 
+    fn offers(max_transfers: usize, max_per_ip: usize) -> (Arc<Offers>, Arc<Metrics>) {
+        let config = IrcConfig {
+            dcc_max_transfers: max_transfers,
+            dcc_max_per_ip: max_per_ip,
+            ..IrcConfig::default()
+        };
+        let metrics = Arc::new(Metrics::default());
+        (Offers::new(&config, Arc::clone(&metrics)), metrics)
+    }
+
+    const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const THERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
     #[test]
     fn one_offer_per_client() {
-        let offers = Offers::new(&IrcConfig::default());
-        let slot = offers.reserve(1).unwrap();
-        assert!(offers.reserve(1).is_none());
-        assert!(offers.reserve(2).is_some());
+        let (offers, _) = offers(10, 10);
+        let slot = offers.reserve(1, HERE).unwrap();
+        assert_eq!(offers.reserve(1, HERE).err(), Some(Refusal::Open));
+        assert!(offers.reserve(2, HERE).is_ok());
         assert!(offers.withdraw(1));
         assert!(slot.cancel.is_cancelled());
         drop(slot);
-        assert!(offers.reserve(1).is_some());
+        assert!(offers.reserve(1, HERE).is_ok());
         assert!(!offers.withdraw(3));
+    }
+
+    #[test]
+    fn offers_are_bounded_per_address_and_in_total_whatever_the_clients() {
+        let (offers, metrics) = offers(3, 2);
+        // New connections are new clients: the address's count holds across them.
+        let first = offers.reserve(1, HERE).unwrap();
+        let _second = offers.reserve(2, HERE).unwrap();
+        assert_eq!(offers.reserve(3, HERE).err(), Some(Refusal::Address));
+        let _third = offers.reserve(4, THERE).unwrap();
+        assert_eq!(offers.reserve(5, THERE).err(), Some(Refusal::Full), "the server's limit");
+        assert_eq!(metrics.irc_dcc_refused.get(), 2);
+        assert_eq!(metrics.irc_dcc_open.get(), 3);
+        drop(first);
+        assert_eq!(metrics.irc_dcc_open.get(), 2);
+        let _fourth = offers.reserve(6, HERE).expect("a place given back is free again");
+        assert_eq!(offers.reserve(7, THERE).err(), Some(Refusal::Full));
     }
 }

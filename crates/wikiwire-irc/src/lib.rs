@@ -7,11 +7,13 @@
 //! | [`server`] | shared state: settings, nick and publisher-session registry, connection counts |
 //! | [`client`] | a client's identity and its send queue, bounded in bytes |
 //! | [`channels`] | the fixed channel directory and its members |
+//! | [`pipeline`] | a publisher's events committed together, answered in order, bounded (`publish_queue`) |
 //! | [`connection`] | one connection: reader loop, timers, flood control, writer task, goodbye |
 //! | [`respond`] | `Context` for handlers, labeled-response and batches |
 //! | [`commands`] | the command table and one module per group of commands |
 //! | [`render`] | events as PRIVMSG lines, shared by live delivery and CHATHISTORY |
-//! | [`dcc`] | HistServ's DCC SEND offers: one port per transfer, only for the peer that asked |
+//! | [`dcc`] | HistServ's DCC SEND offers: one port per transfer, only for the peer that asked, bounded per client, per address and in total |
+//! | [`turns`] | one row-by-row history query at a time per client address |
 //! | [`fanout`] | following the log into every matching channel |
 //! | [`tls`] | the TLS listener's rustls configuration |
 //!
@@ -30,6 +32,7 @@ pub mod render;
 pub mod respond;
 pub mod server;
 pub mod tls;
+pub mod turns;
 
 pub use wikiwire_irc_wire::{framing, numeric, wire};
 

@@ -6,13 +6,19 @@
 //!
 //! One per publisher connection, made when the publisher first sends an event; its task ends
 //! when the connection's reader drops it, after answering what is queued.
+//!
+//! The queue holds at most `irc.publish_queue` lines: past it the reader waits for room and
+//! reads nothing meanwhile, so TCP pushes back on a publisher that sends faster than the store
+//! commits (as flood control does for listeners), instead of the hub buffering its input.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use wikiwire_event::Draft;
-use wikiwire_hub::{PublishError, Publisher};
+use wikiwire_hub::{Metrics, PublishError, Publisher};
 use wikiwire_store::Appended;
 
 use crate::caps;
@@ -40,22 +46,27 @@ enum Item {
 }
 
 pub struct Pipeline {
-    queue: mpsc::UnboundedSender<Item>,
+    queue: mpsc::Sender<Item>,
     outstanding: Arc<AtomicUsize>,
+    /// The connection's: a reader waiting for room stops waiting when it closes.
+    closing: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 impl Pipeline {
     pub fn start(server: Arc<Server>, client: Arc<Client>) -> Pipeline {
-        let (queue, items) = mpsc::unbounded_channel();
+        let (queue, items) = mpsc::channel(server.settings.limits.publish_queue.max(1));
         let outstanding = Arc::new(AtomicUsize::new(0));
+        let closing = client.closing.clone();
+        let metrics = Arc::clone(server.hub.metrics());
         tokio::spawn(run(server, client, items, Arc::clone(&outstanding)));
-        Pipeline { queue, outstanding }
+        Pipeline { queue, outstanding, closing, metrics }
     }
 
-    /// Queues an event; its reply comes in its turn.
-    pub fn publish(&self, pending: Pending) {
+    /// Queues an event, waiting for room while the queue is full; its reply comes in its turn.
+    pub async fn publish(&self, pending: Pending) {
         self.outstanding.fetch_add(1, Ordering::AcqRel);
-        if self.queue.send(Item::Publish(Box::new(pending))).is_err() {
+        if !self.enqueue(Item::Publish(Box::new(pending))).await {
             self.outstanding.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -66,8 +77,23 @@ impl Pipeline {
             return;
         }
         let (done, settled) = oneshot::channel();
-        if self.queue.send(Item::Settle(done)).is_ok() {
+        if self.enqueue(Item::Settle(done)).await {
             let _ = settled.await;
+        }
+    }
+
+    /// False when the item could not be queued: the connection is closing.
+    async fn enqueue(&self, item: Item) -> bool {
+        match self.queue.try_send(item) {
+            Ok(()) => true,
+            Err(TrySendError::Closed(_)) => false,
+            Err(TrySendError::Full(item)) => {
+                self.metrics.irc_publish_waits.inc();
+                tokio::select! {
+                    sent = self.queue.send(item) => sent.is_ok(),
+                    _ = self.closing.cancelled() => false,
+                }
+            }
         }
     }
 }
@@ -75,7 +101,7 @@ impl Pipeline {
 async fn run(
     server: Arc<Server>,
     client: Arc<Client>,
-    mut items: mpsc::UnboundedReceiver<Item>,
+    mut items: mpsc::Receiver<Item>,
     outstanding: Arc<AtomicUsize>,
 ) {
     let mut held: Option<Item> = None;

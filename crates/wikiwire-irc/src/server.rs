@@ -13,6 +13,7 @@ use wikiwire_hub::{Hub, Publisher};
 
 use crate::channels::Channels;
 use crate::client::Client;
+use crate::turns::{Turn, Turns};
 
 /// The history service's nick (SPEC §3): reserved like a publisher's.
 pub const HISTSERV: &str = "HistServ";
@@ -65,6 +66,8 @@ pub struct Server {
     pub channels: Channels,
     /// HistServ's DCC offers.
     pub dcc: Arc<crate::dcc::Offers>,
+    /// Row-by-row history queries: one at a time per address.
+    pub turns: Arc<Turns>,
     registry: Mutex<Registry>,
     next_id: AtomicU64,
     /// Connection tasks; shutdown waits for their goodbyes.
@@ -130,8 +133,9 @@ impl Server {
                 limits: config.irc.clone(),
             },
             channels,
+            dcc: crate::dcc::Offers::new(&config.irc, Arc::clone(hub.metrics())),
+            turns: Arc::default(),
             hub,
-            dcc: crate::dcc::Offers::new(&config.irc),
             registry: Mutex::new(Registry::default()),
             next_id: AtomicU64::new(1),
             tracker: TaskTracker::new(),
@@ -158,6 +162,19 @@ impl Server {
         drop(registry);
         self.hub.metrics().irc_connections.inc();
         Ok(Admission { server: Arc::clone(self), ip })
+    }
+
+    /// The address's turn for a history query whose filter is matched row by row (see
+    /// [`crate::turns`]); `None` for an indexed one, which never waits.
+    pub async fn scan_turn(&self, ip: IpAddr, filter: &wikiwire_event::Filter) -> Option<Turn> {
+        if !filter.needs_row_scan() {
+            return None;
+        }
+        let (turn, waited) = self.turns.take(ip).await;
+        if waited {
+            self.hub.metrics().irc_history_waits.inc();
+        }
+        Some(turn)
     }
 
     pub fn next_client_id(&self) -> u64 {

@@ -8,6 +8,19 @@ use serde::Deserialize;
 use wikiwire_event::{Filter, Format};
 use wikiwire_irc_wire::names::{check_channel_name, check_server_name};
 
+/// Events a publisher's connection may have read and not yet committed; past it the connection
+/// is not read (TCP pushes back on the publisher) until the store catches up.
+pub const DEFAULT_PUBLISH_QUEUE: usize = 1000;
+/// Most events in one DCC file.
+pub const DEFAULT_DCC_MAX_EVENTS: usize = 10_000;
+/// Most bytes in one DCC file (the file then ends early and says where to ask again): with
+/// `dcc_max_transfers` it bounds the memory DCC holds.
+pub const DEFAULT_DCC_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// DCC offers and transfers open at once, on the whole server.
+pub const DEFAULT_DCC_MAX_TRANSFERS: usize = 10;
+/// DCC offers and transfers open at once for one client address.
+pub const DEFAULT_DCC_MAX_PER_IP: usize = 2;
+
 /// The embedded IRC server (SPEC §3).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -54,6 +67,14 @@ pub struct IrcConfig {
     pub dcc_timeout: Duration,
     /// Most events one DCC file holds (the rest: ask again from where it ends).
     pub dcc_max_events: usize,
+    /// Most bytes one DCC file holds; it ends early past this (the rest: ask again).
+    pub dcc_max_bytes: usize,
+    /// DCC offers and transfers open at once on the server.
+    pub dcc_max_transfers: usize,
+    /// DCC offers and transfers open at once for one client address.
+    pub dcc_max_per_ip: usize,
+    /// Events one publisher connection may have read but not yet committed; more input waits.
+    pub publish_queue: usize,
 }
 
 impl Default for IrcConfig {
@@ -82,7 +103,11 @@ impl Default for IrcConfig {
             dcc_ports: None,
             dcc_address: None,
             dcc_timeout: Duration::from_secs(60),
-            dcc_max_events: 10_000,
+            dcc_max_events: DEFAULT_DCC_MAX_EVENTS,
+            dcc_max_bytes: DEFAULT_DCC_MAX_BYTES,
+            dcc_max_transfers: DEFAULT_DCC_MAX_TRANSFERS,
+            dcc_max_per_ip: DEFAULT_DCC_MAX_PER_IP,
+            publish_queue: DEFAULT_PUBLISH_QUEUE,
         }
     }
 }
@@ -116,6 +141,15 @@ impl IrcConfig {
         }
         if !(1..=1_000_000).contains(&irc.dcc_max_events) {
             problems.push("irc.dcc_max_events: between 1 and 1000000".into());
+        }
+        if irc.dcc_max_bytes < 4096 {
+            problems.push("irc.dcc_max_bytes: at least 4096 bytes".into());
+        }
+        if irc.dcc_max_transfers == 0 || irc.dcc_max_per_ip == 0 {
+            problems.push("irc: dcc_max_transfers and dcc_max_per_ip must be at least 1".into());
+        }
+        if !(1..=1_000_000).contains(&irc.publish_queue) {
+            problems.push("irc.publish_queue: between 1 and 1000000".into());
         }
         if irc.dcc_timeout.is_zero() {
             problems.push("irc.dcc_timeout: more than 0 seconds".into());

@@ -105,7 +105,11 @@ pub async fn chathistory(context: &mut Context<'_>, request: &Request) {
     if first == Reference::Any && subcommand != "LATEST" {
         return context.fail("CHATHISTORY", "INVALID_PARAMS", &[&subcommand, "*"], "Only LATEST takes *");
     }
-    let events = match read(context, &channel, &subcommand, first, second, limit).await {
+    // A pattern channel's queries read row by row: one at a time per address (`crate::turns`).
+    let turn = context.server.scan_turn(context.client.ip, &channel.filter).await;
+    let events = read(context, &channel, &subcommand, first, second, limit).await;
+    drop(turn);
+    let events = match events {
         Ok(events) => events,
         Err(error) => {
             tracing::error!(%error, "CHATHISTORY cannot read the store");
@@ -198,6 +202,10 @@ async fn targets(context: &mut Context<'_>, first: &str, second: &str, limit: us
     let channels: Vec<_> =
         joined.into_iter().filter_map(|index| context.server.channels.get(index).cloned()).collect();
     let mut found: Vec<(Timestamp, String)> = Vec::new();
+    let turn = match channels.iter().find(|channel| channel.filter.needs_row_scan()) {
+        Some(channel) => context.server.scan_turn(context.client.ip, &channel.filter).await,
+        None => None,
+    };
     for channel in channels {
         let query = Query {
             from: Some(from),
@@ -218,6 +226,7 @@ async fn targets(context: &mut Context<'_>, first: &str, second: &str, limit: us
             }
         }
     }
+    drop(turn);
     found.sort();
     found.truncate(limit);
     let batch = context.client.caps().has(caps::BATCH).then(batch_reference);

@@ -4,7 +4,7 @@
 //! before the request, the answer is a file of JSON lines offered by DCC (see [`crate::dcc`]).
 
 use wikiwire_event::{Filter, Format, Timestamp, line};
-use wikiwire_store::Query;
+use wikiwire_store::{MAX_PAGE, Query};
 
 use crate::dcc;
 use crate::respond::Context;
@@ -65,7 +65,10 @@ pub async fn handle(context: &mut Context<'_>, text: &str) {
     if by_dcc {
         return send_file(context, query, &channel_label).await;
     }
-    let page = match context.server.hub.store().query(query.clone()).await {
+    let turn = context.server.scan_turn(context.client.ip, &query.filter).await;
+    let page = context.server.hub.store().query(query.clone()).await;
+    drop(turn);
+    let page = match page {
         Ok(page) => page,
         Err(error) => {
             tracing::error!(%error, "HistServ cannot read the store");
@@ -104,6 +107,7 @@ pub async fn handle(context: &mut Context<'_>, text: &str) {
 }
 
 /// `send ...`: the events as a file of JSON lines (the full event, one per line), offered by DCC.
+/// The place and the port come first: a request that cannot be served renders nothing.
 async fn send_file(context: &mut Context<'_>, query: Query, label: &str) {
     let offers = std::sync::Arc::clone(&context.server.dcc);
     if !offers.enabled() {
@@ -112,36 +116,45 @@ async fn send_file(context: &mut Context<'_>, query: Query, label: &str) {
             &["This server offers no DCC (its operator can set [irc] dcc_ports); ask without send"],
         );
     }
-    let Some(slot) = offers.reserve(context.client.id) else {
-        return say(
-            context,
-            &["You already have a DCC offer open; take it (or refuse it) before asking again"],
-        );
+    let slot = match offers.reserve(context.client.id, context.client.ip) {
+        Ok(slot) => slot,
+        Err(dcc::Refusal::Open) => {
+            return say(
+                context,
+                &["You already have a DCC offer open; take it (or refuse it) before asking again"],
+            );
+        }
+        Err(dcc::Refusal::Address) => {
+            return say(
+                context,
+                &["Your address has as many DCC transfers open as it may; finish one before asking again"],
+            );
+        }
+        Err(dcc::Refusal::Full) => {
+            return say(context, &["Every DCC transfer place is taken right now; try again in a minute"]);
+        }
+    };
+    let Some(listener) = offers.listen(context.client.local_ip).await else {
+        return say(context, &["Every DCC port is busy right now; try again in a minute"]);
     };
     let start = match query.from {
         Some(from) => format!("from-{from}"),
         None => format!("since-{}", query.after),
     };
-    let query = Query { limit: offers.max_events, ..query };
-    let page = match context.server.hub.store().query(query).await {
-        Ok(page) => page,
+    let (bytes, count, last, more) = match render(context, query, offers.max_events, offers.max_bytes).await {
+        Ok(file) => file,
         Err(error) => {
             tracing::error!(%error, "HistServ cannot read the store");
             return say(context, &["History is unavailable right now; try again"]);
         }
     };
-    let Some(last) = page.events.last().map(|event| event.id) else {
+    let Some(last) = last else {
         return say(context, &["No events match; there is nothing to send"]);
     };
-    let mut bytes = Vec::with_capacity(page.events.len() * 400);
-    for event in &page.events {
-        bytes.extend_from_slice(event.to_json().as_bytes());
-        bytes.push(b'\n');
-    }
     let file = dcc::File { name: dcc::file_name(label, &start), bytes: bytes.into() };
-    let (name, size, count) = (file.name.clone(), file.bytes.len(), page.events.len());
+    let (name, size) = (file.name.clone(), file.bytes.len());
     let mask = context.server.settings.histserv_mask();
-    let Some(ctcp) = offers.offer(slot, context.client, file, mask.clone()).await else {
+    let Some(ctcp) = offers.offer(slot, listener, context.client, file, mask.clone()) else {
         return say(context, &["Every DCC port is busy right now; try again in a minute"]);
     };
     let nick = context.client.nick();
@@ -150,11 +163,45 @@ async fn send_file(context: &mut Context<'_>, query: Query, label: &str) {
         "Offering {count} event(s) of {label} as {name} ({size} bytes) by DCC; the offer expires in {} s",
         offers.timeout.as_secs()
     )];
-    if page.next.is_some() {
+    if more {
         lines.push(format!("The file ends at event {last}; for the rest: /msg HistServ send since {last}"));
     }
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     say(context, &lines);
+}
+
+/// The file's bytes, page by page from the store, until `max_events` events or `max_bytes` bytes
+/// (whichever comes first): (bytes, events, the last event's id, whether the log may hold more).
+async fn render(
+    context: &Context<'_>,
+    query: Query,
+    max_events: usize,
+    max_bytes: usize,
+) -> Result<(Vec<u8>, usize, Option<u64>, bool), wikiwire_store::StoreError> {
+    let _turn = context.server.scan_turn(context.client.ip, &query.filter).await;
+    let mut bytes = Vec::new();
+    let (mut count, mut last, mut after) = (0, None, query.after);
+    // Pages without a match still read rows (a filter matched row by row): a bounded number.
+    let mut pages = max_events.div_ceil(MAX_PAGE) + 1;
+    loop {
+        let limit = (max_events - count).min(MAX_PAGE);
+        let page = context.server.hub.store().query(Query { after, limit, ..query.clone() }).await?;
+        for event in &page.events {
+            let json = event.to_json();
+            if bytes.len() + json.len() + 1 > max_bytes && count > 0 {
+                return Ok((bytes, count, last, true));
+            }
+            bytes.extend_from_slice(json.as_bytes());
+            bytes.push(b'\n');
+            count += 1;
+            last = Some(event.id);
+        }
+        pages -= 1;
+        match page.next {
+            Some(next) if count < max_events && bytes.len() < max_bytes && pages > 0 => after = next,
+            next => return Ok((bytes, count, last, next.is_some())),
+        }
+    }
 }
 
 fn say(context: &mut Context<'_>, lines: &[&str]) {

@@ -29,7 +29,7 @@ pub async fn privmsg(context: &mut Context<'_>, pipeline: Option<&Pipeline>, req
     };
     context.defer();
     match pipeline {
-        Some(pipeline) => pipeline.publish(pending),
+        Some(pipeline) => pipeline.publish(pending).await,
         // Publishers' connections always have one; without, the event is committed alone.
         None => pipeline::commit(context.server, context.client, vec![pending]).await,
     }
@@ -82,7 +82,9 @@ async fn answer(context: &mut Context<'_>, request: &Request, refusal: Refusal) 
         }
     } else if target.eq_ignore_ascii_case(HISTSERV) {
         histserv::handle(context, &text).await;
-    } else if context.server.reserved(&target) || context.server.client_by_nick(&target).is_some() {
+    } else if context.server.reserved(&target) {
+        // A publisher's nick. Another listener's is answered like a nick no one has: listeners
+        // cannot see each other (SPEC §3).
         context.fail(
             "PRIVMSG",
             "CANNOT_SEND",

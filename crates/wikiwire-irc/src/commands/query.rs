@@ -1,6 +1,6 @@
 //! WHO, WHOIS, WHOWAS, USERHOST, ISON, AWAY, MOTD, LUSERS. Listeners are invisible to each
-//! other: queries show publishers, services and yourself, and of another listener only that the
-//! nick is taken.
+//! other (SPEC §3): queries show publishers, services and yourself; another listener's nick is
+//! answered as if no one had it (only NICK, which must refuse it, tells that it is taken).
 
 use crate::numeric::*;
 use crate::respond::Context;
@@ -12,7 +12,6 @@ enum Visible {
     Yourself,
     Publisher(String, Vec<String>),
     HistServ,
-    Listener,
 }
 
 fn visible(context: &Context<'_>, nick: &str) -> Option<Visible> {
@@ -22,10 +21,8 @@ fn visible(context: &Context<'_>, nick: &str) -> Option<Visible> {
     if nick.eq_ignore_ascii_case(HISTSERV) {
         return Some(Visible::HistServ);
     }
-    if let Some(publisher) = context.server.hub.publishers().by_name(nick) {
-        return Some(Visible::Publisher(publisher.name.clone(), publisher.wikis.clone()));
-    }
-    context.server.client_by_nick(nick).map(|_| Visible::Listener)
+    let publisher = context.server.hub.publishers().by_name(nick)?;
+    Some(Visible::Publisher(publisher.name.clone(), publisher.wikis.clone()))
 }
 
 pub fn who(context: &mut Context<'_>, request: &Request) {
@@ -60,7 +57,7 @@ pub fn who(context: &mut Context<'_>, request: &Request) {
                     &["*", HISTSERV, &host, &server_name, HISTSERV, "HB", "0 History service"],
                 );
             }
-            Some(Visible::Listener) | None => {}
+            None => {}
         }
     }
     context.numeric(RPL_ENDOFWHO, &[&mask]);
@@ -145,12 +142,6 @@ pub fn whois(context: &mut Context<'_>, request: &Request) {
                 context.numeric(RPL_WHOISBOT, &[&own]);
             }
         }
-        Some(Visible::Listener) => {
-            // Another listener: it exists, and that is all anyone learns.
-            let host = context.server.settings.listener_host();
-            context.numeric(RPL_WHOISUSER, &[&nick, "~", &host, "*", "listener"]);
-            context.numeric(RPL_WHOISSERVER, &[&nick, &server_name, &network]);
-        }
     }
     context.numeric(RPL_ENDOFWHOIS, &[&nick]);
 }
@@ -181,9 +172,6 @@ pub fn userhost(context: &mut Context<'_>, request: &Request) {
                 format!("{name}=+{name}@publisher.{server_name}")
             }
             Some(Visible::HistServ) => format!("{HISTSERV}=+{HISTSERV}@services.{server_name}"),
-            Some(Visible::Listener) => {
-                format!("{nick}=+~@{}", context.server.settings.listener_host())
-            }
             Some(Visible::Publisher(..)) | None => continue,
         };
         replies.push(reply);
@@ -191,14 +179,19 @@ pub fn userhost(context: &mut Context<'_>, request: &Request) {
     context.numeric(RPL_USERHOST, &[&replies.join(" ")]);
 }
 
-/// `ISON nick...`: which of the nicks are connected (notify lists).
+/// `ISON nick...`: which of the nicks are connected (notify lists): yourself, HistServ and
+/// publishers; never another listener.
 pub fn ison(context: &mut Context<'_>, request: &Request) {
     let online: Vec<&str> = request
         .params
         .iter()
         .flat_map(|param| param.split(' '))
         .filter(|nick| !nick.is_empty())
-        .filter(|nick| nick.eq_ignore_ascii_case(HISTSERV) || context.server.client_by_nick(nick).is_some())
+        .filter(|nick| match visible(context, nick) {
+            Some(Visible::Yourself | Visible::HistServ) => true,
+            Some(Visible::Publisher(name, _)) => context.server.client_by_nick(&name).is_some(),
+            None => false,
+        })
         .collect();
     context.numeric(RPL_ISON, &[&online.join(" ")]);
 }
