@@ -33,8 +33,22 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     for suffix in ["-wal", "-shm"] {
         remove_if_present(&sibling(&repaired, suffix))?;
     }
+    let started = std::time::Instant::now();
     let report = wikiwire_store::salvage(&path, &repaired)
         .with_context(|| format!("cannot salvage {}", path.display()))?;
+    println!(
+        "read {} rows in {:.1}s; {} of them were damage (unreadable, not the event their id names, out of id \
+         order, or past the log's last id) and were passed over",
+        report.examined,
+        started.elapsed().as_secs_f64(),
+        report.damaged_rows
+    );
+    if report.walk_cut {
+        println!(
+            "WARNING: the file read back more rows than it can hold; the walk stopped there, and what it had not \
+             reached is counted lost"
+        );
+    }
     if let Err(damage) = wikiwire_store::verify(&repaired) {
         bail!(
             "the salvaged copy {} is not sound ({damage}); the damaged file was left as it is",
@@ -72,9 +86,15 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     }
     if !report.last_id_known {
         println!(
-            "WARNING: the damaged file's record of its last id was unreadable: if events after {} were acknowledged, \
-             their ids will be handed out again; restore from a backup instead if that matters",
+            "WARNING: the damaged file's record of its last id was unreadable (or beyond what the file can hold): \
+             if events after {} were acknowledged, their ids will be handed out again; restore from a backup \
+             instead if that matters",
             report.last_id
+        );
+    }
+    if report.cursors_unreadable {
+        println!(
+            "WARNING: the relays' cursors were unreadable: each relay starts again from the newest event"
         );
     }
     println!("{} cursors kept; the damaged file is kept as {}", report.cursors, kept.display());
