@@ -25,8 +25,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = pathlib.Path(os.environ.get("WIKIWIRE_BIN", ROOT / "target" / "debug" / "wikiwire"))
 
-MOIN_TOKEN = "wwt_moin-token-for-python-tests"
-DOKU_TOKEN = "wwt_doku-token-for-python-tests"
+MOIN_TOKEN = "wwt_moin-token-for-the-python-tests"
+DOKU_TOKEN = "wwt_doku-token-for-the-python-tests"
 
 BASE_CONFIG = """
 [http]

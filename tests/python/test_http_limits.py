@@ -71,7 +71,7 @@ def test_connections_are_capped_per_address_and_idle_ones_time_out(tmp_path):
         # Another address is still served, and the refusal is counted.
         assert b" 200 " in get(hub, "/healthz", source="127.0.0.2").split(b"\r\n")[0]
         metrics = get(hub, "/metrics", source="127.0.0.2").decode()
-        assert "wikiwire_http_connections_refused_total 1" in metrics
+        assert 'wikiwire_http_connections_refused_total{reason="address"} 1' in metrics
         # Connections that never send a request are closed after the header timeout...
         assert all(closed_within(sock, 5) for sock in held)
         # ...and so is a slow sender of headers, and a kept-alive connection left idle.
@@ -135,5 +135,122 @@ def test_an_sse_client_that_stops_reading_is_cut_off(tmp_path):
             assert time.monotonic() < deadline, "the stalled stream is still open"
             time.sleep(0.1)
         sock.close()
+    finally:
+        hub.stop()
+
+
+CAPPED = """
+[http]
+listen = "127.0.0.1:0"
+max_connections = 12
+max_connections_per_ip = 8
+reserved_connections = 2
+header_timeout = "60s"
+
+[limits]
+publish_rate = 1
+publish_burst = 1
+"""
+
+
+def capped_hub(tmp_path):
+    hub = Hub(tmp_path)
+    text = hub.config.read_text().replace('[http]\nlisten = "127.0.0.1:0"\n', CAPPED, 1)
+    hub.stop()
+    hub.config.write_text(text)
+    hub.start()
+    return hub
+
+
+def answer_within(sock, seconds):
+    """What the server sends before it closes, or None if it sends nothing within `seconds`."""
+    deadline = time.monotonic() + seconds
+    data = b""
+    while time.monotonic() < deadline:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        except OSError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+    return data or None
+
+
+def open_connections(hub):
+    """Open HTTP connections besides the asking one, read from addresses that hold none (the
+    reserve admits them); None when the hub refused the question."""
+    open_connections.source = getattr(open_connections, "source", 99) % 150 + 1
+    answer = get(hub, "/metrics", source=f"127.0.1.{open_connections.source}")
+    if b" 200 " not in answer.split(b"\r\n")[0]:
+        return None
+    line = next(line for line in answer.decode().splitlines() if line.startswith("wikiwire_http_connections "))
+    return int(line.split()[1]) - 1
+
+
+def wait_open(hub, count):
+    deadline = time.monotonic() + 10
+    while open_connections(hub) != count:
+        assert time.monotonic() < deadline, f"never {count} open connections"
+        time.sleep(0.05)
+
+
+def test_past_the_connection_cap_a_connection_is_refused_at_once_and_newcomers_have_room(tmp_path):
+    """Issue 24, item 7: at the cap new connections waited uncounted in the kernel's backlog (a
+    health check waited for a stranger's connection to time out). Now a connection past a cap is
+    answered 503 at once and counted, and the last places are kept for addresses holding none."""
+    hub = capped_hub(tmp_path)
+    held = []
+    try:
+        held += [connect(hub, "127.0.0.1") for _ in range(8)]
+        held += [connect(hub, "127.0.0.2") for _ in range(2)]
+        wait_open(hub, 10)
+        # The shared places are taken: an address that holds some gets no more...
+        refused = answer_within(connect(hub, "127.0.0.2"), 3)
+        assert refused is not None and refused.startswith(b"HTTP/1.1 503"), refused
+        assert b"retry-after: 1" in refused.lower()
+        # ...and an address that holds nothing is served from the reserve, at once.
+        started = time.monotonic()
+        assert b" 200 " in get(hub, "/healthz", source="127.0.0.3").split(b"\r\n")[0]
+        assert time.monotonic() - started < 2
+        wait_open(hub, 10)
+        # Every place taken (connections are admitted in the order they came): even a newcomer
+        # is refused at once, not queued.
+        held += [connect(hub, "127.0.0.3"), connect(hub, "127.0.0.4")]
+        refused = answer_within(connect(hub, "127.0.0.5"), 3)
+        assert refused is not None and refused.startswith(b"HTTP/1.1 503"), refused
+    finally:
+        for sock in held:
+            sock.close()
+    wait_open(hub, 0)
+    metrics = get(hub, "/metrics").decode()
+    assert 'wikiwire_http_connections_refused_total{reason="full"} 2' in metrics, metrics
+    hub.stop()
+
+
+def test_pages_and_feeds_say_what_they_are_and_may_run_nothing_foreign(tmp_path):
+    """Issue 24, item 8: no Content-Security-Policy or nosniff on the live page and feeds; the
+    rate limit's 429 said 0.1 s while Retry-After said 1."""
+    hub = capped_hub(tmp_path)
+    try:
+        status, _, headers = hub.request("GET", "/", headers=True)
+        assert status == 200 and headers["x-content-type-options"] == "nosniff"
+        policy = headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'sha256-" in policy and "style-src 'sha256-" in policy
+        assert "connect-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        for path in ("/feeds/all.atom", "/api/v1/events", "/changes"):
+            status, _, headers = hub.request("GET", path, headers=True)
+            assert status == 200 and headers["x-content-type-options"] == "nosniff", path
+            assert headers["content-security-policy"].startswith("default-src 'none'"), path
+        # publish_burst = 1, publish_rate = 1/s: the second publish at once waits about a second.
+        event = {"wiki": "MoinMaster", "action": "SAVE", "page": "P", "user": "u"}
+        assert hub.publish(event) == [1]
+        status, body, headers = hub.request("POST", "/api/v1/events", [event], token=MOIN_TOKEN, headers=True)
+        assert status == 429, (status, body)
+        seconds = int(headers["retry-after"])
+        assert f"retry in {seconds} s" in json.loads(body)["error"], (headers, body)
     finally:
         hub.stop()

@@ -1,6 +1,8 @@
 """Failed logins slow their address down (issue 15, item 8): after five wrong secrets an address
 must wait before it may try again — even with the right secret, which is not looked at — longer
 after each further failure; other addresses are not affected; both are counted in /metrics.
+Issue 24, item 5: failures also count per network (IPv4 /24), so fresh addresses do not each get
+free guesses, and a success clears only the failures it proves (not guesses at other tokens).
 IRC PASS and SASL and HTTP tokens here; the XML-RPC secret in test_xmpp.py."""
 
 import base64
@@ -9,6 +11,8 @@ import time
 from conftest import Hub, MOIN_TOKEN, Raw
 
 FREE_FAILURES = 5
+NETWORK_FREE_FAILURES = 20
+EVENT = {"wiki": "MoinMaster", "action": "page_changed", "page": "P", "user": "u"}
 
 
 def test_wrong_irc_passwords_make_the_address_wait(tmp_path):
@@ -38,24 +42,79 @@ def test_wrong_irc_passwords_make_the_address_wait(tmp_path):
     hub.stop()
 
 
-def test_wrong_http_tokens_make_the_address_wait_and_a_success_clears_it(tmp_path):
+def test_wrong_http_tokens_make_the_address_wait(tmp_path):
     hub = Hub(tmp_path)
-    event = {"wiki": "MoinMaster", "action": "page_changed", "page": "P", "user": "u"}
     for _ in range(FREE_FAILURES):
-        status, _ = hub.request("POST", "/api/v1/events", event, token="wwt_wrong", source="127.0.0.3")
+        status, _ = hub.request("POST", "/api/v1/events", EVENT, token="wwt_wrong", source="127.0.0.3")
         assert status == 401
-    status, body, headers = hub.request("POST", "/api/v1/events", event, token=MOIN_TOKEN, source="127.0.0.3", headers=True)
+    status, body, headers = hub.request("POST", "/api/v1/events", EVENT, token=MOIN_TOKEN, source="127.0.0.3", headers=True)
     assert status == 429 and b"too many failed logins" in body, (status, body)
     wait = int(headers["retry-after"])
     assert wait >= 1
     # The default address is another one: it publishes at once.
-    assert hub.publish(event) == [1]
-    # Waiting as told lets the right token in, and the address starts afresh.
+    assert hub.publish(EVENT) == [1]
+    # Waiting as told lets the right token in.
     time.sleep(wait)
-    status, _ = hub.request("POST", "/api/v1/events", event, token=MOIN_TOKEN, source="127.0.0.3")
+    status, _ = hub.request("POST", "/api/v1/events", EVENT, token=MOIN_TOKEN, source="127.0.0.3")
     assert status in (200, 201)
-    status, _ = hub.request("POST", "/api/v1/events", event, token="wwt_wrong", source="127.0.0.3")
-    assert status == 401, "a success cleared the address: this failure is a free one again"
-    assert hub.metric("wikiwire_login_failures_total") == FREE_FAILURES + 1
+    assert hub.metric("wikiwire_login_failures_total") == FREE_FAILURES
+    assert hub.metric("wikiwire_login_refused_total") == 1
+    hub.stop()
+
+
+def test_a_valid_token_does_not_clear_guesses_at_other_tokens(tmp_path):
+    """A wiki holding its own token interleaved it with guesses at everyone else's: each success
+    used to clear the address, so it never had to wait."""
+    hub = Hub(tmp_path)
+    for guess in range(FREE_FAILURES):
+        status, _ = hub.request("POST", "/api/v1/events", EVENT, token=f"wwt_guess-{guess}", source="127.0.0.4")
+        assert status == 401, guess
+        if guess + 1 < FREE_FAILURES:
+            status, _ = hub.request("POST", "/api/v1/events", EVENT, token=MOIN_TOKEN, source="127.0.0.4")
+            assert status in (200, 201), guess
+    status, body = hub.request("POST", "/api/v1/events", EVENT, token=MOIN_TOKEN, source="127.0.0.4")
+    assert status == 429 and b"too many failed logins" in body, (status, body)
+    hub.stop()
+
+
+def test_a_success_clears_the_failures_against_its_own_name_only(tmp_path):
+    """IRC names the publisher: a mistyped token and then the right one clears those failures;
+    a guess at another publisher's name is not cleared by logging in as oneself."""
+    hub = Hub(tmp_path)
+    source = "127.0.0.6"
+    for _ in range(FREE_FAILURES - 1):
+        client = Raw(hub, source=source)
+        client.send("PASS moin:wwt_mistyped", "NICK moin", "USER m 0 * :m")
+        client.expect(r" 464 ")
+        client.wait_closed()
+    Raw(hub, source=source).register("moin", sasl=("moin", MOIN_TOKEN)).close()
+    # The four typos are gone: four guesses at doku's name now, then moin's own login clears
+    # nothing of them, and the fifth guess makes the address wait.
+    for guess in range(FREE_FAILURES):
+        client = Raw(hub, source=source)
+        client.send(f"PASS doku:wwt_guess-{guess}", "NICK doku", "USER d 0 * :d")
+        client.expect(r" 464 ")
+        client.wait_closed()
+        if guess == 1:
+            Raw(hub, source=source).register("moin", sasl=("moin", MOIN_TOKEN)).close()
+    client = Raw(hub, source=source)
+    client.send(f"PASS moin:{MOIN_TOKEN}", "NICK moin", "USER m 0 * :m")
+    assert "too many failed logins" in client.expect(r" 464 ")
+    client.wait_closed()
+    hub.stop()
+
+
+def test_fresh_addresses_of_one_network_share_its_count(tmp_path):
+    """Each address once, a wrong token from each: the /24 waits after its own free failures,
+    even for an address never seen before with the right token; the next /24 does not."""
+    hub = Hub(tmp_path)
+    for host in range(1, NETWORK_FREE_FAILURES + 1):
+        status, _ = hub.request("POST", "/api/v1/events", EVENT, token="wwt_wrong", source=f"127.0.7.{host}")
+        assert status == 401, host
+    status, body, headers = hub.request("POST", "/api/v1/events", EVENT, token=MOIN_TOKEN, source="127.0.7.200", headers=True)
+    assert status == 429 and b"too many failed logins" in body, (status, body)
+    assert int(headers["retry-after"]) >= 1
+    status, _ = hub.request("POST", "/api/v1/events", EVENT, token=MOIN_TOKEN, source="127.0.8.1")
+    assert status in (200, 201)
     assert hub.metric("wikiwire_login_refused_total") == 1
     hub.stop()

@@ -10,7 +10,7 @@ import time
 
 from conftest import Hub, Raw, parse
 
-MW_TOKEN = "wwt_mediawiki-publisher-token"
+MW_TOKEN = "wwt_mediawiki-publisher-token-for-tests"
 
 PUBLISHERS = f"""
 [[publisher]]

@@ -9,7 +9,7 @@ import urllib.parse
 
 from conftest import Hub, NgIrcd, Raw, free_port, parse, wait_for
 
-MIRROR_TOKEN = "wwt_mirror-publisher-token-xyz"
+MIRROR_TOKEN = "wwt_mirror-publisher-token-for-the-relay"
 
 
 def relay_config(url, nick="wikirelay", extra=""):

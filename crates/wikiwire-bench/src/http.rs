@@ -60,6 +60,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         base_url: Some("https://bench.example/".into()),
         engine: Default::default(),
         links: Default::default(),
+        allow_weak_token: false,
     }];
     if args.notifications > 0 {
         // The bot itself is pointed at a closed port: what is measured is how fast calls are
@@ -80,6 +81,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 nats: servers.urls.clone(),
                 replicas: count,
                 credentials: None,
+                nkey_file: None,
                 ca_file: None,
                 lease_ttl: wikiwire_hub::config::DEFAULT_LEASE_TTL,
             });

@@ -80,11 +80,18 @@ impl ApiError {
                 let field = if batch { format!("[{index}].wiki") } else { "wiki".to_owned() };
                 ApiError { field: Some(field), ..ApiError::new(StatusCode::FORBIDDEN, error.to_string()) }
             }
-            PublishError::RateLimited { retry_after } => ApiError {
-                // Rounded up: a client that waits this long is let in.
-                retry_after: Some((retry_after.as_secs_f64().ceil() as u64).max(1)),
-                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, error.to_string())
-            },
+            PublishError::RateLimited { retry_after } => {
+                // Rounded up: a client that waits this long is let in. The text says the same
+                // as Retry-After.
+                let seconds = (retry_after.as_secs_f64().ceil() as u64).max(1);
+                ApiError {
+                    retry_after: Some(seconds),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        format!("too many events: retry in {seconds} s (Retry-After)"),
+                    )
+                }
+            }
             PublishError::Store(error) => error.into(),
         }
     }

@@ -86,16 +86,27 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Counts requests, and lets pages on other sites read the public GET endpoints.
+/// Counts requests, lets pages on other sites read the public GET endpoints, and keeps browsers
+/// from reading any answer as something else: `nosniff` everywhere, and a policy that lets no
+/// answer but the live page (which sets its own, `ops::PAGE_POLICY`) run or load anything — a
+/// feed or a JSON answer opened in a browser carries publishers' text.
 async fn count_and_share(State(state): State<AppState>, request: Request, next: Next) -> Response {
     state.hub.metrics().http_requests.inc();
     let readable = request.method() == Method::GET;
     let mut response = next.run(request).await;
+    let headers = response.headers_mut();
     if readable {
-        response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(NOTHING_RUNS));
     }
     response
 }
+
+/// The policy of every answer but the live page: nothing is loaded, run or framed.
+const NOTHING_RUNS: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// Serves until the hub's shutdown token fires; open SSE streams end with it.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {

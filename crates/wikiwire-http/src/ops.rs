@@ -1,9 +1,13 @@
 //! Operations: `/metrics`, `/healthz`, and `/` (the live page, or seed 1's `?action=changes`).
 
+use std::sync::LazyLock;
+
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -51,8 +55,28 @@ pub async fn root(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Res
     if raw.as_deref().is_some_and(|query| query.split('&').any(|pair| pair == "action=changes")) {
         return history::changes(&state, params).await;
     }
-    Ok(([(header::CACHE_CONTROL, "no-cache")], Html(PAGE)).into_response())
+    let policy = PAGE_POLICY.as_str();
+    Ok(([(header::CACHE_CONTROL, "no-cache"), (header::CONTENT_SECURITY_POLICY, policy)], Html(PAGE))
+        .into_response())
 }
+
+/// The live page's Content-Security-Policy: its own inline script and style (by hash, so an
+/// injected one would not run), requests to this hub only, nothing framed or embedded.
+pub static PAGE_POLICY: LazyLock<String> = LazyLock::new(|| {
+    let hash = |open: &str, close: &str| {
+        let start = PAGE.find(open).map(|at| at + open.len());
+        let end = PAGE.find(close);
+        // The page is ours and has one of each (a test checks the policy matches it).
+        let inline = &PAGE[start.expect("page.html has an inline block")..end.expect("and its end")];
+        format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(inline)))
+    };
+    format!(
+        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' data:; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        hash("<script>", "</script>"),
+        hash("<style>", "</style>")
+    )
+});
 
 /// The live recent-changes page: one file, no build step, no external resource. It reads the
 /// description blocks (`/api/v1/wikis`), recent history and then the SSE stream with `links=true`.

@@ -130,13 +130,14 @@ impl Config {
         for (index, publisher) in self.publishers.iter().enumerate() {
             if let Some(token) = &publisher.token
                 && token.len() >= token::MIN_LENGTH
-                && token.len() < token::STRONG_LENGTH
+                && let Some(weakness) = token::weakness(token)
+                && publisher.allow_weak_token
             {
                 warnings.push(format!(
-                    "publisher[{index}] ({:?}): token: only {} characters, easy to guess; make a strong one with                      `wikiwire token --name {}` and keep only its token_hash here",
-                    publisher.name,
-                    token.len(),
-                    publisher.name
+                    "publisher[{index}] ({:?}): token: easy to guess ({weakness}), allowed by \
+                     allow_weak_token; make a strong one with `wikiwire token --name {}` and keep only its \
+                     token_hash here",
+                    publisher.name, publisher.name
                 ));
             }
         }
@@ -299,7 +300,7 @@ mod tests {
             tls_cert = "/x.pem"
             [[publisher]]
             name = "moin"
-            token = "abcdefghijklmnopqrstuvwxyz"
+            token = "wwt_abcdefghijklmnopqrstuvwxyz0123456789"
             wikis = ["Moin"]
             [[channel]]
             name = "antispam"

@@ -202,6 +202,11 @@ impl Hub {
                     "Appends answered before this node's replica applied them.",
                     cluster.apply_wait_timeouts,
                 ),
+                counter(
+                    "wikiwire_cluster_unreadable_total",
+                    "Stream messages that are not events (unparseable, or not on their wiki's subject): each a gap.",
+                    cluster.unreadable,
+                ),
             ]);
         }
         self.metrics.render(&samples)

@@ -27,6 +27,6 @@ pub use config::Config;
 pub use follow::{FollowError, Follower, Item, Lag};
 pub use hub::{Hub, PublishError};
 pub use log_gate::LogGate;
-pub use login_guard::LoginGuard;
+pub use login_guard::{Claim, LoginGuard};
 pub use metrics::Metrics;
 pub use publisher::{Publisher, Publishers};

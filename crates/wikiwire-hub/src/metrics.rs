@@ -68,8 +68,13 @@ pub struct Metrics {
     pub rejected_rate: Counter,
     pub rejected_too_large: Counter,
     pub http_requests: Counter,
-    /// HTTP connections closed at once: too many in total or from one address.
+    /// HTTP connections answered 503 and closed at once: too many from one address.
     pub http_refused: Counter,
+    /// HTTP connections answered 503 and closed at once: no room (in total, or outside the
+    /// reserve for addresses that hold none).
+    pub http_refused_full: Counter,
+    /// Open HTTP connections (the API's listener and the XML-RPC API's).
+    pub http_connections: Gauge,
     pub sse_clients: Gauge,
     pub followers_lagged: Counter,
     pub irc_connections: Gauge,
@@ -101,6 +106,8 @@ pub struct Metrics {
     pub login_failures: Counter,
     /// Logins refused unseen because their address must wait after failures.
     pub login_refused: Counter,
+    /// Failed-login records forgotten while still recent because the table was full.
+    pub login_forgotten: Counter,
     pub xmlrpc_calls: Counter,
     pub xmlrpc_faults: Counter,
     pub xmpp_connected: Gauge,
@@ -130,6 +137,8 @@ impl Metrics {
     /// (name, labels, help, value): one row per series.
     fn table(&self) -> Vec<(&'static str, &'static str, &'static str, Value<'_>)> {
         const REJECTED: &str = "Events refused at publish, by reason.";
+        const HTTP_REFUSED: &str =
+            "HTTP connections answered 503 and closed at once, by cap: per address, or no room.";
         vec![
             (
                 "wikiwire_events_published_total",
@@ -186,6 +195,12 @@ impl Metrics {
                 Value::Counter(&self.login_refused),
             ),
             (
+                "wikiwire_login_forgotten_total",
+                "",
+                "Failed-login records (addresses, networks) forgotten early because the table was full.",
+                Value::Counter(&self.login_forgotten),
+            ),
+            (
                 "wikiwire_http_requests_total",
                 "",
                 "HTTP requests served.",
@@ -193,9 +208,21 @@ impl Metrics {
             ),
             (
                 "wikiwire_http_connections_refused_total",
-                "",
-                "HTTP connections closed at once: too many in total or from one address.",
+                "reason=\"address\"",
+                HTTP_REFUSED,
                 Value::Counter(&self.http_refused),
+            ),
+            (
+                "wikiwire_http_connections_refused_total",
+                "reason=\"full\"",
+                HTTP_REFUSED,
+                Value::Counter(&self.http_refused_full),
+            ),
+            (
+                "wikiwire_http_connections",
+                "",
+                "Open HTTP connections (the API's listener and the XML-RPC API's).",
+                Value::Gauge(&self.http_connections),
             ),
             ("wikiwire_sse_clients", "", "Open Server-Sent Events streams.", Value::Gauge(&self.sse_clients)),
             (
@@ -247,7 +274,12 @@ impl Metrics {
                 "Times a row-by-row history query waited for the same address's earlier one.",
                 Value::Counter(&self.irc_history_waits),
             ),
-            ("wikiwire_irc_dcc_open", "", "HistServ DCC offers and transfers open.", Value::Gauge(&self.irc_dcc_open)),
+            (
+                "wikiwire_irc_dcc_open",
+                "",
+                "HistServ DCC offers and transfers open.",
+                Value::Gauge(&self.irc_dcc_open),
+            ),
             (
                 "wikiwire_irc_dcc_refused_total",
                 "",

@@ -9,8 +9,12 @@ use subtle::ConstantTimeEq;
 
 /// Shortest token accepted in a configuration.
 pub const MIN_LENGTH: usize = 16;
-/// Plaintext tokens shorter than this get a warning: `wikiwire token` makes 68 characters.
+/// Plaintext tokens shorter than this are weak (an error unless the publisher has
+/// `allow_weak_token`): `wikiwire token` makes 47 characters.
 pub const STRONG_LENGTH: usize = 32;
+/// Plaintext tokens with fewer different characters than this are weak, however long
+/// (`passwordpassword…`, a number): 43 random base64 characters have about 30.
+pub const STRONG_DISTINCT: usize = 16;
 const PREFIX: &str = "wwt_";
 
 /// A new token: `wwt_` and 43 characters of URL-safe base64.
@@ -19,6 +23,25 @@ pub fn generate() -> String {
     // The operating system's random source failing is not something to recover from.
     getrandom::fill(&mut bytes).expect("the OS random source works");
     format!("{PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Why a plaintext token is easy to guess, or `None` when it is strong: at least
+/// [`STRONG_LENGTH`] characters, of which at least [`STRONG_DISTINCT`] different ones.
+pub fn weakness(token: &str) -> Option<String> {
+    let length = token.chars().count();
+    if length < STRONG_LENGTH {
+        return Some(format!("only {length} characters (a strong token has at least {STRONG_LENGTH})"));
+    }
+    let mut seen: Vec<char> = token.chars().collect();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() < STRONG_DISTINCT {
+        return Some(format!(
+            "only {} different characters (a strong token has at least {STRONG_DISTINCT})",
+            seen.len()
+        ));
+    }
+    None
 }
 
 pub fn hash(token: &str) -> [u8; 32] {
@@ -57,6 +80,15 @@ mod tests {
         assert!(same_secret("xmlrpc-secret", "xmlrpc-secret"));
         assert!(!same_secret("xmlrpc-secre", "xmlrpc-secret"));
         assert!(!same_secret("", "xmlrpc-secret"));
+    }
+
+    #[test]
+    fn weak_tokens_are_short_or_repetitive() {
+        assert!(weakness(&generate()).is_none());
+        assert!(weakness("wwt_moin-token-for-python-tests").unwrap().contains("only 31 characters"));
+        assert!(weakness(&"password".repeat(5)).unwrap().contains("only 7 different characters"));
+        assert!(weakness("0123456789012345678901234567890123456789").unwrap().contains("10 different"));
+        assert!(weakness("wwt_moin-token-for-the-python-tests").is_none());
     }
 
     #[test]

@@ -33,6 +33,7 @@ fn hub(directory: &tempfile::TempDir, bus_capacity: usize, limits: LimitsConfig)
             base_url: None,
             engine: Default::default(),
             links: Default::default(),
+            allow_weak_token: false,
         }],
         &limits,
     )

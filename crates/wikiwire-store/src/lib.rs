@@ -145,6 +145,9 @@ pub struct ClusterStatus {
     pub publish_resolved: u64,
     /// Appends answered before this node's replica applied them (the wait was bounded).
     pub apply_wait_timeouts: u64,
+    /// Stream messages this node found not to be events (unparseable, or on a subject that is
+    /// not their wiki's): each is a gap at its id for followers.
+    pub unreadable: u64,
 }
 
 /// The log's contract, kept by every backend ([`SqliteStore`], [`JetStreamStore`]) and checked by

@@ -479,3 +479,79 @@ async fn jetstream_the_bots_shared_outbox_keeps_order_and_fences_positions() {
     a.close().await;
     b.close().await;
 }
+
+/// Publishes straight into the stream, as any NATS client allowed to could; returns the sequence.
+async fn publish_raw(nats: &NatsServer, subject: &str, payload: Vec<u8>) -> u64 {
+    let context = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    context.publish(subject.to_owned(), payload.into()).await.unwrap().await.unwrap().sequence
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_a_message_that_is_not_an_event_of_its_subjects_wiki_is_a_gap_not_served() {
+    let directory = tempfile::tempdir().unwrap();
+    let Some(nats) = NatsServer::start(directory.path()) else { return };
+    let store =
+        JetStreamStore::open(jetstream_options(&nats, &directory, Retention::default())).await.unwrap();
+    store.append(vec![edit("A", "One")]).await.unwrap();
+    // A well-formed event of wiki A on wiki B's subject (whoever owns B cannot speak for A) ...
+    // (the payload exactly as a node publishes it: only the subject is wrong).
+    let forged = edit("A", "Forged").event().to_json().into_bytes();
+    assert_eq!(publish_raw(&nats, "wikiwire.events.b.n", forged.clone()).await, 2);
+    // ... and a message that is no event at all.
+    assert_eq!(publish_raw(&nats, "wikiwire.events.a.n", b"\x00not json".to_vec()).await, 3);
+    assert_eq!(store.append(vec![edit("A", "Two")]).await.unwrap()[0].event.id, 4);
+    assert!(store.wait_applied(4, Duration::from_secs(10)).await);
+    let page = store.query(Query::after(0, 10)).await.unwrap();
+    let ids: Vec<u64> = page.events.iter().map(|event| event.id).collect();
+    assert_eq!(ids, [1, 4], "neither message is served as an event: {:?}", page.events);
+    assert_eq!(page.unreadable, [2, 3], "both are gaps at their ids, for followers to report");
+    assert!(store.get(2).await.is_err(), "not served by id either");
+    assert_eq!(store.cluster_status().unwrap().unreadable, 2, "and counted");
+    // The same payload on its own wiki's subject is an event like any other.
+    assert_eq!(publish_raw(&nats, "wikiwire.events.a.n", forged).await, 5);
+    assert!(store.wait_applied(5, Duration::from_secs(10)).await);
+    assert_eq!(store.get(5).await.unwrap().and_then(|event| event.page).as_deref(), Some("Forged"));
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_a_second_process_with_the_same_node_name_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let Some(nats) = NatsServer::start(directory.path()) else { return };
+    let options = |replica: &str| {
+        let mut options = jetstream_options(&nats, &directory, Retention::default());
+        options.replica = directory.path().join(replica);
+        options.lease_ttl = Duration::from_secs(3);
+        options
+    };
+    let first = JetStreamStore::open(options("first.sqlite")).await.unwrap();
+    let started = Instant::now();
+    let refused = JetStreamStore::open(options("second.sqlite")).await.err().expect("the second is refused");
+    assert!(refused.to_string().contains("running as node \"test\""), "{refused}");
+    assert!(started.elapsed() < Duration::from_secs(3), "refused after {:?}", started.elapsed());
+    assert!(first.cluster_status().unwrap().unready.is_none(), "the first runs on");
+    // Closed (SIGTERM), the name is free at once for the next run.
+    first.close().await;
+    let started = Instant::now();
+    let next = JetStreamStore::open(options("second.sqlite")).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    next.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_closing_is_prompt_when_nats_is_gone() {
+    let directory = tempfile::tempdir().unwrap();
+    let Some(nats) = NatsServer::start(directory.path()) else { return };
+    let store =
+        JetStreamStore::open(jetstream_options(&nats, &directory, Retention::default())).await.unwrap();
+    store.append(vec![edit("A", "One")]).await.unwrap();
+    delete_stream(&nats).await;
+    drop(nats);
+    let started = Instant::now();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(15), store.close()).await.is_ok(),
+        "closing waited on NATS for good"
+    );
+    eprintln!("closed {:?} after NATS went away", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(9), "took {:?}", started.elapsed());
+}

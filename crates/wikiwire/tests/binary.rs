@@ -264,9 +264,22 @@ fn config_check_reports_every_mistake() {
     std::fs::write(&weak, "[[publisher]]\nname = \"moin\"\ntoken = \"abcdefghijklmnop\"\nwikis = [\"W\"]\n")
         .unwrap();
     let output = config_check(&weak);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a weak plaintext token is an error");
+    assert!(stderr.contains("publisher[0] (\"moin\"): token: easy to guess: only 16 characters"), "{stderr}");
+    assert!(stderr.contains("allow_weak_token = true"), "{stderr}");
+    std::fs::write(
+        &weak,
+        "[[publisher]]\nname = \"moin\"\ntoken = \"abcdefghijklmnop\"\nwikis = [\"W\"]\nallow_weak_token = true\n",
+    )
+    .unwrap();
+    let output = config_check(&weak);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "a weak token is a warning, not an error");
-    assert!(stdout.contains("warning: publisher[0] (\"moin\"): token: only 16 characters"), "{stdout}");
+    assert!(output.status.success(), "allowed explicitly, a weak token is a warning");
+    assert!(
+        stdout.contains("warning: publisher[0] (\"moin\"): token: easy to guess (only 16 characters"),
+        "{stdout}"
+    );
 
     let cluster = directory.path().join("cluster.toml");
     std::fs::write(&cluster, "[cluster]\nnode = \"hub a\"\nnats = [\"http://n1:4222\"]\nreplicas = 2\n")

@@ -53,6 +53,7 @@ pub async fn start(options: Options) -> TestHub {
             base_url: Some(base.into()),
             engine: serde_json::from_value(serde_json::Value::String(engine.into())).unwrap(),
             links: Default::default(),
+            allow_weak_token: false,
         };
     let publishers = Publishers::new(
         &[

@@ -22,8 +22,11 @@ pub struct ClusterConfig {
     /// Copies of the stream: 3 (survives the loss of a NATS server) or 1 (a single server).
     #[serde(default = "default_replicas")]
     pub replicas: usize,
-    /// A NATS credentials file (`.creds`: user JWT and nkey seed).
+    /// A NATS credentials file (`.creds`: user JWT and nkey seed), for NATS in operator mode.
     pub credentials: Option<PathBuf>,
+    /// A file holding this node's NKEY seed (`SU…`), whose public key (`U…`) the NATS
+    /// configuration lists with the hubs' permissions.
+    pub nkey_file: Option<PathBuf>,
     /// CA certificates (PEM) for NATS over TLS; set, TLS is required.
     pub ca_file: Option<PathBuf>,
     /// How long a node may go without renewing the lease of a job it runs (each relay, the bot)
@@ -73,12 +76,26 @@ impl ClusterConfig {
                 self.lease_ttl
             ));
         }
-        for (key, path) in [("credentials", &self.credentials), ("ca_file", &self.ca_file)] {
+        for (key, path) in
+            [("credentials", &self.credentials), ("nkey_file", &self.nkey_file), ("ca_file", &self.ca_file)]
+        {
             if let Some(path) = path
                 && let Err(error) = std::fs::metadata(path)
             {
                 problems.push(format!("cluster.{key}: {}: {error}", path.display()));
             }
+        }
+        if self.credentials.is_some() && self.nkey_file.is_some() {
+            problems.push("cluster.nkey_file: set credentials or nkey_file, not both".into());
+        }
+        if let Some(path) = &self.nkey_file
+            && let Ok(seed) = std::fs::read_to_string(path)
+            && !seed.trim().starts_with("SU")
+        {
+            problems.push(format!(
+                "cluster.nkey_file: {}: expected a user NKEY seed (a line starting with SU)",
+                path.display()
+            ));
         }
     }
 }

@@ -19,9 +19,14 @@ pub struct HttpConfig {
     /// Seconds between SSE heartbeats.
     #[serde(deserialize_with = "super::duration")]
     pub heartbeat: Duration,
-    /// Open HTTP connections at most, in total and from one address.
+    /// Open HTTP connections at most, in total and from one address; past either a new
+    /// connection is answered 503 and closed at once (counted), never left in the backlog.
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// The last this many of `max_connections` go only to addresses that hold no connection yet,
+    /// so a few addresses that fill the rest cannot lock everyone else out (0: no reserve).
+    /// Default: `max_connections / DEFAULT_RESERVED_DIVISOR`.
+    pub reserved_connections: Option<usize>,
     /// Time a client has to send a request's headers (also the idle time of a kept-alive
     /// connection before its next request).
     #[serde(deserialize_with = "super::duration")]
@@ -34,6 +39,13 @@ pub struct HttpConfig {
     pub body_timeout: Duration,
 }
 
+/// `http.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// `http.max_connections_per_ip`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// `http.reserved_connections` is by default this fraction (1/n) of `max_connections`.
+pub const DEFAULT_RESERVED_DIVISOR: usize = 10;
+
 impl Default for HttpConfig {
     fn default() -> HttpConfig {
         HttpConfig {
@@ -41,8 +53,9 @@ impl Default for HttpConfig {
             public_url: None,
             max_body: 1024 * 1024,
             heartbeat: Duration::from_secs(15),
-            max_connections: 10_000,
-            max_connections_per_ip: 256,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            reserved_connections: None,
             header_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(30),
@@ -51,12 +64,29 @@ impl Default for HttpConfig {
 }
 
 impl HttpConfig {
+    /// Connections kept for addresses that hold none: as configured, or a tenth of the total.
+    pub fn reserved_connections(&self) -> usize {
+        self.reserved_connections.unwrap_or(self.max_connections / DEFAULT_RESERVED_DIVISOR)
+    }
+
     pub(super) fn check(&self, problems: &mut Vec<String>) {
         if let Some(Err(reason)) = self.public_url.as_deref().map(check_url) {
             problems.push(format!("http.public_url: {reason}"));
         }
         if self.max_body < 1024 {
             problems.push("http.max_body: at least 1024 bytes".into());
+        }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            problems.push("http.max_connections, max_connections_per_ip: at least 1".into());
+        }
+        if let Some(reserved) = self.reserved_connections
+            && reserved >= self.max_connections
+        {
+            problems.push(format!(
+                "http.reserved_connections: {reserved} must be less than max_connections ({}), or no \
+                 address that already holds a connection could open another",
+                self.max_connections
+            ));
         }
     }
 }

@@ -26,6 +26,10 @@ pub struct PublisherConfig {
     /// Link templates replacing the engine's.
     #[serde(default)]
     pub links: LinkTemplates,
+    /// Accept a plaintext `token` that is easy to guess (see `token::weakness`); otherwise such
+    /// a token is an error. Meant for tests and demos, never for a hub others can reach.
+    #[serde(default)]
+    pub allow_weak_token: bool,
 }
 
 impl PublisherConfig {
@@ -54,6 +58,15 @@ impl PublisherConfig {
                     "{at}: token: at least {} characters (make one with `wikiwire token`)",
                     token::MIN_LENGTH
                 )),
+                (Some(token), None) if !publisher.allow_weak_token => {
+                    if let Some(weakness) = token::weakness(token) {
+                        problems.push(format!(
+                            "{at}: token: easy to guess: {weakness}; make a strong one with `wikiwire token \
+                             --name {}` and keep only its token_hash here (or set allow_weak_token = true)",
+                            publisher.name
+                        ));
+                    }
+                }
                 (None, Some(hash)) => {
                     if let Err(reason) = token::parse_hash(hash) {
                         problems.push(format!("{at}: token_hash: {reason}"));

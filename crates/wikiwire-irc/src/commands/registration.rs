@@ -4,6 +4,7 @@
 //! session over from an old one.
 
 use base64::Engine as _;
+use wikiwire_hub::Claim;
 use wikiwire_irc_wire::names::{CHANNELLEN, NICKLEN, check_nick};
 
 use super::query;
@@ -142,13 +143,11 @@ pub fn authenticate(context: &mut Context<'_>, request: &Request) {
 /// is the publisher's name and the password its token.
 fn verify_plain(context: &mut Context<'_>, payload: &str) {
     let hub = &context.server.hub;
-    let checked = hub.logins().login(context.client.ip, || {
-        let text = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(payload).ok()?).ok()?;
-        let mut parts = text.splitn(3, '\0');
-        let (authzid, authcid, password) = (parts.next()?, parts.next()?, parts.next()?);
-        if !authzid.is_empty() && authzid != authcid {
-            return None;
-        }
+    let credentials = plain_credentials(payload);
+    // A success proves the name it logged in as; a payload that names no one proves nothing.
+    let claim = credentials.as_ref().map_or(Claim::Unnamed, |(name, _)| Claim::Publisher(name));
+    let checked = hub.logins().login(context.client.ip, claim, || {
+        let (authcid, password) = credentials.as_ref()?;
         hub.publishers().authenticate(authcid, password)
     });
     let publisher = match checked {
@@ -174,6 +173,18 @@ fn verify_plain(context: &mut Context<'_>, payload: &str) {
     let mask = context.server.settings.publisher_mask(&name);
     context.numeric(RPL_LOGGEDIN, &[&mask, &name, &format!("You are now logged in as {name}")]);
     context.numeric(RPL_SASLSUCCESS, &[]);
+}
+
+/// SASL PLAIN's payload as (authentication identity, password), when it is well formed and the
+/// authorization identity is empty or the same.
+fn plain_credentials(payload: &str) -> Option<(String, String)> {
+    let text = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(payload).ok()?).ok()?;
+    let mut parts = text.splitn(3, '\0');
+    let (authzid, authcid, password) = (parts.next()?, parts.next()?, parts.next()?);
+    if !authzid.is_empty() && authzid != authcid {
+        return None;
+    }
+    Some((authcid.to_owned(), password.to_owned()))
 }
 
 pub fn pass(context: &mut Context<'_>, request: &Request) {
@@ -266,7 +277,8 @@ fn try_register(context: &mut Context<'_>) {
         // PASS name:token, or PASS token with the publisher's name as nick.
         let (name, token) = password.split_once(':').unwrap_or((nick.as_str(), password.as_str()));
         let hub = &context.server.hub;
-        match hub.logins().login(context.client.ip, || hub.publishers().authenticate(name, token)) {
+        let claim = Claim::Publisher(name);
+        match hub.logins().login(context.client.ip, claim, || hub.publishers().authenticate(name, token)) {
             Ok(Some(publisher)) => account = Some(publisher),
             Ok(None) => {
                 context.numeric(ERR_PASSWDMISMATCH, &[]);

@@ -359,8 +359,9 @@ impl Writer {
                 stored_from(held.sequence - position as u64, outgoing, outcomes);
                 return Ok(true);
             }
-            let event =
-                event_from_message(&held.payload, held.sequence).map_err(|error| error.to_string())?;
+            let prefix = &self.inner.options.subject_prefix;
+            let event = event_from_message(prefix, &held.subject, &held.payload, held.sequence)
+                .map_err(|error| error.to_string())?;
             duplicates.push((*index, Arc::new(event)));
         }
         if duplicates.is_empty() {

@@ -18,7 +18,7 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures_util::{FutureExt, StreamExt};
 use wikiwire_event::Event;
 
-use super::Inner;
+use super::{Inner, subjects};
 use crate::{Applied, ClusterStatus, Store as _, StoreError};
 
 /// Events stored in the replica per transaction at most.
@@ -31,16 +31,30 @@ const POLL: Duration = Duration::from_secs(1);
 const STALE: Duration = Duration::from_secs(5);
 /// A node this far behind the stream is not ready (it still serves what it has).
 const MAX_LAG: u64 = 1000;
+/// Unreadable stream messages logged one by one; past this, one line in every thousand (each is
+/// counted in `wikiwire_cluster_unreadable_total` and is a gap for followers anyway).
+const LOGGED_UNREADABLE: u64 = 100;
 
-/// A stream message's payload (the draft's canonical JSON) as the event stored under `id`.
-pub fn event_from_message(payload: &[u8], id: u64) -> Result<Event, StoreError> {
+/// A stream message's payload (the draft's canonical JSON) as the event stored under `id`, if the
+/// subject it was published on is the one its wiki and key make: a message on another wiki's
+/// subject was not written by a node for that wiki (a hub publishes only after
+/// checking that the publisher owns the wiki), so it is refused, never served.
+pub fn event_from_message(prefix: &str, subject: &str, payload: &[u8], id: u64) -> Result<Event, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt { id, reason };
     // The payload is the draft, numbered by the stream: the id goes in before validation.
     let mut fields: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(payload).map_err(|error| corrupt(format!("not a JSON object: {error}")))?;
     fields.insert("id".into(), id.into());
-    Event::from_json(&serde_json::Value::Object(fields).to_string())
-        .map_err(|error| corrupt(error.to_string()))
+    let event = Event::from_json(&serde_json::Value::Object(fields).to_string())
+        .map_err(|error| corrupt(error.to_string()))?;
+    let expected = subjects::event_subject(prefix, &event.wiki, event.key.as_deref());
+    if subject != expected {
+        return Err(corrupt(format!(
+            "refused: published on {subject:?}, but an event of wiki {:?} belongs on {expected:?}",
+            event.wiki
+        )));
+    }
+    Ok(event)
 }
 
 pub async fn run(inner: Arc<Inner>) {
@@ -101,6 +115,7 @@ async fn follow(inner: &Arc<Inner>) -> Result<(), String> {
         }
         last_message = Instant::now();
         let mut events = Vec::with_capacity(batch.len());
+        let mut unreadable = Vec::new();
         let mut pruned_through = None;
         let mut failure = None;
         for message in batch {
@@ -127,26 +142,42 @@ async fn follow(inner: &Arc<Inner>) -> Result<(), String> {
             }
             if sequence > applied + 1 {
                 // Store what came before the jump first: a prune applies to the whole transaction.
-                if !events.is_empty() {
-                    store(inner, std::mem::take(&mut events), pruned_through.take()).await?;
+                if !events.is_empty() || !unreadable.is_empty() {
+                    let applied = Applied {
+                        events: std::mem::take(&mut events),
+                        pruned_through: pruned_through.take(),
+                        unreadable: std::mem::take(&mut unreadable),
+                    };
+                    store(inner, applied).await?;
                 }
                 check_jump(inner, applied, sequence).await?;
                 pruned_through = Some(sequence - 1);
             }
             applied = sequence;
-            match event_from_message(&message.payload, sequence) {
+            let prefix = &inner.options.subject_prefix;
+            match event_from_message(prefix, &message.subject, &message.payload, sequence) {
                 Ok(event) => events.push(Arc::new(event)),
                 Err(error) => {
-                    // Nobody but wikiwire writes these subjects (NATS permissions); a message that
-                    // does not read is skipped loudly rather than stopping every node.
-                    tracing::error!(%error, sequence, "skipping a stream message that is not an event");
+                    // Only hub nodes may write these subjects (NATS permissions, docs/deploy/
+                    // nats.conf); a message that is not an event of its subject's wiki is kept
+                    // as unreadable, a gap every follower sees, rather than stopping every node.
+                    let count = inner.unreadable.fetch_add(1, Ordering::Relaxed) + 1;
+                    if count <= LOGGED_UNREADABLE || count.is_multiple_of(1000) {
+                        tracing::error!(
+                            %error,
+                            sequence,
+                            subject = %message.subject,
+                            count,
+                            "a stream message is not an event: followers get a gap at its id"
+                        );
+                    }
+                    unreadable.push((sequence, unreadable_reason(error)));
                 }
             }
         }
-        if !events.is_empty() || pruned_through.is_some() {
-            store(inner, events, pruned_through).await?;
+        if !events.is_empty() || !unreadable.is_empty() || pruned_through.is_some() {
+            store(inner, Applied { events, pruned_through, unreadable }).await?;
         }
-        // Also past messages that were skipped: they are not events, and never will be.
         inner.applied.send_replace(applied);
         if let Some(failure) = failure {
             return Err(failure);
@@ -154,10 +185,23 @@ async fn follow(inner: &Arc<Inner>) -> Result<(), String> {
     }
 }
 
+/// Why a message is not an event, as the replica keeps it (bounded: a reason quotes the subject).
+fn unreadable_reason(error: StoreError) -> String {
+    let reason = match error {
+        StoreError::Corrupt { reason, .. } => reason,
+        other => other.to_string(),
+    };
+    let mut end = reason.len().min(500);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("a stream message that is not an event: {}", &reason[..end])
+}
+
 /// Stores in the replica (which announces on the bus). Moving the `applied` watch is the
 /// caller's: only `follow` knows how far it has read.
-async fn store(inner: &Inner, events: Vec<Arc<Event>>, pruned_through: Option<u64>) -> Result<(), String> {
-    inner.replica.apply(Applied { events, pruned_through }).await.map_err(|error| {
+async fn store(inner: &Inner, applied: Applied) -> Result<(), String> {
+    inner.replica.apply(applied).await.map_err(|error| {
         let reason = format!("the local replica cannot store events: {error}");
         inner.set_fatal(reason.clone());
         reason
@@ -196,7 +240,7 @@ async fn prune_to_stream(inner: &Inner, applied: u64) -> Result<u64, String> {
     // Past what was applied, the consumer will jump there by itself; never prune ahead of it.
     let through = through.min(applied);
     if through > pruned {
-        store(inner, Vec::new(), Some(through)).await?;
+        store(inner, Applied { pruned_through: Some(through), ..Applied::default() }).await?;
     }
     Ok(applied)
 }
@@ -212,7 +256,11 @@ pub async fn watch_stream(inner: Arc<Inner>) {
         if inner.is_closed() {
             return;
         }
-        let info = match tokio::time::timeout(STALE, inner.stream.get_info()).await {
+        let asked = tokio::select! {
+            asked = tokio::time::timeout(STALE, inner.stream.get_info()) => asked,
+            () = inner.stop.cancelled() => return,
+        };
+        let info = match asked {
             Ok(Ok(info)) => info,
             Ok(Err(error)) => {
                 tracing::debug!(%error, "cannot ask the stream for its state");
@@ -272,5 +320,6 @@ pub fn status(inner: &Inner) -> ClusterStatus {
         publish_retries: inner.retries.load(Ordering::Relaxed),
         publish_resolved: inner.resolved.load(Ordering::Relaxed),
         apply_wait_timeouts: inner.apply_wait_timeouts.load(Ordering::Relaxed),
+        unreadable: inner.unreadable.load(Ordering::Relaxed),
     }
 }

@@ -197,3 +197,122 @@ fn jitter(limit: Duration) -> Duration {
     let seed = u64::from(nanos) ^ u64::from(std::process::id()).rotate_left(17);
     limit.mul_f64((seed % 1000) as f64 / 1000.0)
 }
+
+/// How often a node waiting for its name polls the holder's entry.
+const CLAIM_POLL: Duration = Duration::from_millis(200);
+
+/// The key of a node's own lease: one running process per `[cluster] node` name.
+pub fn node_key(node: &str) -> String {
+    format!("node.{}", hex::encode(node))
+}
+
+/// Takes the name `node` for this process (`holder`: the name and a nonce of this process), in the
+/// lease bucket, and returns the entry's revision. A name held by a process that renews it is
+/// refused as soon as a renewal is seen (at most ttl/5 + a poll); a name left by a process that
+/// died (kill -9, a lost machine) is taken once its entry expires, after at most the ttl.
+pub(crate) async fn claim_node(
+    bucket: &kv::Store,
+    node: &str,
+    holder: &str,
+    ttl: Duration,
+) -> Result<u64, crate::StoreError> {
+    let key = node_key(node);
+    let deadline = Instant::now() + ttl + ttl / RENEWALS;
+    let refused = |why: &str| {
+        crate::StoreError::Unavailable(format!(
+            "another wikiwire process is running as node {node:?} ({why}): every hub node needs its own \
+             [cluster] node name; stop the other one, or give this one another name"
+        ))
+    };
+    let mut seen = None;
+    let mut waiting_logged = false;
+    loop {
+        match bucket.create(&key, holder.to_owned().into()).await {
+            Ok(revision) => return Ok(revision),
+            Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {}
+            Err(error) => tracing::debug!(%error, "cannot take this node's name yet"),
+        }
+        if let Ok(Some(entry)) = bucket.entry(&key).await
+            && entry.operation == kv::Operation::Put
+        {
+            match seen {
+                Some(revision) if revision != entry.revision => {
+                    return Err(refused("it renewed the name's lease while this one waited"));
+                }
+                Some(_) => {}
+                None => seen = Some(entry.revision),
+            }
+            if !waiting_logged {
+                waiting_logged = true;
+                tracing::info!(
+                    node,
+                    ttl = ?ttl,
+                    "this node's name is held (a previous run that did not stop cleanly, or another process): \
+                     waiting for it to expire"
+                );
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(refused(&format!("the name's lease is still held after {ttl:?}")));
+        }
+        tokio::time::sleep(CLAIM_POLL).await;
+    }
+}
+
+/// Renews the node's name every ttl/5 until `stop`, then releases it (a restart takes it at once).
+/// If the entry expired meanwhile (NATS out of reach for longer than the ttl) it is taken again;
+/// if another process took it, `lost` is called with why: two processes share one name.
+pub(crate) async fn keep_node(
+    bucket: kv::Store,
+    node: String,
+    holder: String,
+    mut revision: u64,
+    ttl: Duration,
+    stop: CancellationToken,
+    lost: impl Fn(String) + Send,
+) {
+    let key = node_key(&node);
+    let every = ttl / RENEWALS;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(every) => {}
+        }
+        let update = tokio::select! {
+            update = tokio::time::timeout(every, bucket.update(&key, holder.clone().into(), revision)) => update,
+            () = stop.cancelled() => break,
+        };
+        match update {
+            Ok(Ok(renewed)) => revision = renewed,
+            Ok(Err(error)) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                match tokio::time::timeout(every, bucket.entry(&key)).await {
+                    Ok(Ok(Some(entry))) if entry.operation == kv::Operation::Put => {
+                        if entry.value == holder.as_bytes() {
+                            revision = entry.revision;
+                        } else {
+                            lost(format!(
+                                "another process took this node's name {node:?} (its lease expired while NATS \
+                                 was out of reach): two processes run as one node"
+                            ));
+                            return;
+                        }
+                    }
+                    Ok(Ok(_)) => {
+                        if let Ok(Ok(created)) =
+                            tokio::time::timeout(every, bucket.create(&key, holder.clone().into())).await
+                        {
+                            revision = created;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // NATS out of reach for now: try again at the next tick.
+            _ => tracing::debug!(node, "renewing this node's name failed"),
+        }
+    }
+    let deleted = bucket.delete_expect_revision(&key, Some(revision));
+    if !matches!(tokio::time::timeout(every, deleted).await, Ok(Ok(()))) {
+        tracing::debug!(node, "releasing this node's name failed: it expires");
+    }
+}

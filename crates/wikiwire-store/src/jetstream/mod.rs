@@ -38,6 +38,10 @@ use crate::{
 
 /// The replica state row that records which stream it follows (the stream's creation time, µs).
 const STREAM_CREATED: &str = "stream_created";
+/// How long closing waits for the store's tasks (the writer, the applier, lease releases).
+const CLOSE_TASKS: Duration = Duration::from_secs(5);
+/// How long closing waits for NATS to confirm what this node sent last.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
 pub struct JetStreamOptions {
@@ -47,8 +51,11 @@ pub struct JetStreamOptions {
     pub servers: Vec<String>,
     /// Copies of the stream and the cursor bucket: 1 or 3.
     pub replicas: usize,
-    /// A NATS credentials file (JWT + nkey seed).
+    /// A NATS credentials file (JWT + nkey seed), for NATS in operator (JWT) mode.
     pub credentials: Option<PathBuf>,
+    /// A file holding this node's NKEY seed (`SU…`), for a NATS configuration that lists the hubs'
+    /// public keys with their permissions (`docs/deploy/nats.conf`).
+    pub nkey_file: Option<PathBuf>,
     /// A CA file for NATS over TLS; set, TLS is required.
     pub ca_file: Option<PathBuf>,
     /// The local replica's SQLite file.
@@ -84,6 +91,7 @@ impl JetStreamOptions {
             servers,
             replicas: 3,
             credentials: None,
+            nkey_file: None,
             ca_file: None,
             replica: replica.into(),
             stream: "WIKIWIRE".into(),
@@ -163,6 +171,8 @@ pub(crate) struct Inner {
     retries: AtomicU64,
     resolved: AtomicU64,
     apply_wait_timeouts: AtomicU64,
+    /// Stream messages that are not events (see [`ClusterStatus::unreadable`]).
+    unreadable: AtomicU64,
 }
 
 impl Inner {
@@ -214,6 +224,42 @@ impl JetStreamStore {
         let cursors = bucket("state", "wikiwire: named cursors (relays)", Duration::ZERO).await?;
         let lease_bucket =
             bucket("leases", "wikiwire: which node runs each relay and the bot", options.lease_ttl).await?;
+        // One process per node name: two would share message ids' prefix and each other's leases.
+        let holder = format!("{}.{}", options.node, nonce());
+        let node_revision =
+            lease::claim_node(&lease_bucket, &options.node, &holder, options.lease_ttl).await?;
+        let (node, ttl) = (options.node.clone(), options.lease_ttl);
+        let store = match Self::start(options, client, stream, cursors, lease_bucket.clone()).await {
+            Ok(store) => store,
+            Err(error) => {
+                // Not running after all: a restart may take the name at once.
+                let key = lease::node_key(&node);
+                let _ =
+                    tokio::time::timeout(ttl, lease_bucket.delete_expect_revision(&key, Some(node_revision)))
+                        .await;
+                return Err(error);
+            }
+        };
+        let inner = Arc::clone(&store.inner);
+        let stop = inner.stop.clone();
+        let keeper = lease::keep_node(lease_bucket, node, holder, node_revision, ttl, stop, move |reason| {
+            inner.set_fatal(reason)
+        });
+        if let Ok(mut tasks) = store.tasks.lock() {
+            tasks.push(tokio::spawn(keeper));
+        }
+        Ok(store)
+    }
+
+    /// Opens the replica and starts the writer and the applier, once this process holds the
+    /// node's name.
+    async fn start(
+        options: JetStreamOptions,
+        client: async_nats::Client,
+        stream: stream::Stream,
+        cursors: kv::Store,
+        lease_bucket: kv::Store,
+    ) -> Result<JetStreamStore, StoreError> {
         let stop = tokio_util::sync::CancellationToken::new();
         let leases = Arc::new(lease::NatsLeases::new(
             lease_bucket,
@@ -281,6 +327,7 @@ impl JetStreamStore {
             retries: AtomicU64::new(0),
             resolved: AtomicU64::new(0),
             apply_wait_timeouts: AtomicU64::new(0),
+            unreadable: AtomicU64::new(0),
         });
         let (sender, receiver) = mpsc::channel(append::QUEUE);
         let tasks = vec![
@@ -355,7 +402,10 @@ impl Store for JetStreamStore {
         // Stored but not applied here yet: ask the stream.
         if id > *self.inner.applied.borrow() && id <= self.inner.stream_last.load(Ordering::Acquire) {
             return match self.inner.stream.direct_get(id).await {
-                Ok(message) => apply::event_from_message(&message.payload, id).map(Some),
+                Ok(message) => {
+                    let prefix = &self.inner.options.subject_prefix;
+                    apply::event_from_message(prefix, &message.subject, &message.payload, id).map(Some)
+                }
                 Err(_) => Ok(None),
             };
         }
@@ -455,13 +505,19 @@ impl Store for JetStreamStore {
         }
         self.inner.stop.cancel();
         let tasks = self.tasks.lock().map(|mut tasks| std::mem::take(&mut *tasks)).unwrap_or_default();
+        // One deadline for all of them, so that closing is bounded whatever NATS does.
+        let deadline = tokio::time::Instant::now() + CLOSE_TASKS;
         for task in tasks {
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
                 tracing::warn!("a cluster store task did not stop in time");
             }
         }
         self.inner.replica.close().await;
-        let _ = self.inner.client.flush().await;
+        // Waits for a PONG, which never comes while NATS is out of reach (the client reconnects
+        // forever): unbounded, this kept a node from stopping on SIGTERM.
+        if tokio::time::timeout(CLOSE_FLUSH, self.inner.client.flush()).await.is_err() {
+            tracing::warn!("NATS did not answer while closing: stopping anyway");
+        }
     }
 
     fn fault(&self) -> Option<String> {
@@ -534,6 +590,12 @@ async fn connect(options: &JetStreamOptions) -> Result<async_nats::Client, Store
         connect = connect.credentials_file(path).await.map_err(|error| {
             StoreError::Unavailable(format!("cannot read the NATS credentials {}: {error}", path.display()))
         })?;
+    }
+    if let Some(path) = &options.nkey_file {
+        let seed = std::fs::read_to_string(path).map_err(|error| {
+            StoreError::Unavailable(format!("cannot read the NATS nkey seed {}: {error}", path.display()))
+        })?;
+        connect = connect.nkey(seed.trim().to_owned());
     }
     if let Some(path) = &options.ca_file {
         connect = connect.add_root_certificates(path.clone()).require_tls(true);

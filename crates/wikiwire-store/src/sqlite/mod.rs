@@ -68,7 +68,14 @@ impl SqliteOptions {
 pub struct Applied {
     pub events: Vec<Arc<Event>>,
     pub pruned_through: Option<u64>,
+    /// Ids the other log holds that are not events (a message that does not read, or that the
+    /// replica refused), in id order, each with why: kept as rows that readers report as
+    /// unreadable, so that every follower gets a gap at that id instead of nothing.
+    pub unreadable: Vec<(u64, String)>,
 }
+
+/// The body of a row that holds no event, only why (see [`Applied::unreadable`]).
+pub(crate) const NOT_AN_EVENT: &str = "!not an event: ";
 
 /// Counters for metrics and tests.
 #[derive(Debug, Default)]
@@ -437,6 +444,9 @@ pub(crate) fn row_event(id: i64, body: &str) -> Result<Event, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt { id: from_sql_id(id), reason };
     if body == salvage::LOST_BODY {
         return Err(corrupt("it was lost when the damaged store was repaired".to_owned()));
+    }
+    if let Some(reason) = body.strip_prefix(NOT_AN_EVENT) {
+        return Err(corrupt(reason.to_owned()));
     }
     let event = Event::from_json(body).map_err(|error| corrupt(error.to_string()))?;
     if event.id != from_sql_id(id) {

@@ -221,7 +221,7 @@ impl Writer {
     /// looked up or kept in the key column: the log that numbered the events enforced them, and
     /// may accept a key again once its first event expired there before it is pruned here.
     fn apply(&mut self, applied: super::Applied) -> Result<(), StoreError> {
-        let super::Applied { events, pruned_through } = applied;
+        let super::Applied { events, pruned_through, unreadable } = applied;
         let last_id = self.shared.last_id.load(Ordering::Acquire);
         let transaction = self.connection.transaction().map_err(backend)?;
         if let Some(through) =
@@ -248,8 +248,35 @@ impl Writer {
                 previous = event.id;
                 insert_event(&mut insert, event, received, None)?;
             }
+            // Rows with the id and why only: readers pass over them as unreadable (a gap there).
+            let mut previous = last_id;
+            for (id, reason) in &unreadable {
+                if *id <= previous {
+                    return Err(StoreError::Backend(format!(
+                        "replica asked to record {id} as unreadable after {previous}: ids must grow"
+                    )));
+                }
+                previous = *id;
+                let body = format!("{}{reason}", super::NOT_AN_EVENT);
+                insert
+                    .execute(params![
+                        to_sql_id(*id),
+                        received,
+                        received,
+                        "",
+                        "",
+                        None::<String>,
+                        body,
+                        None::<String>
+                    ])
+                    .map_err(backend)?;
+            }
         }
-        let new_last = events.last().map_or(last_id, |event| event.id).max(pruned_through.unwrap_or(0));
+        let new_last = events
+            .last()
+            .map_or(last_id, |event| event.id)
+            .max(unreadable.last().map_or(0, |(id, _)| *id))
+            .max(pruned_through.unwrap_or(0));
         if new_last != last_id {
             transaction
                 .execute("UPDATE state SET value = ?1 WHERE name = 'last_id'", [to_sql_id(new_last)])

@@ -107,6 +107,7 @@ fn demo_config() -> Config {
         base_url: Some(base.into()),
         engine,
         links: Default::default(),
+        allow_weak_token: false,
     };
     config.publishers = vec![
         publisher("moin", "MoinDemo", Engine::Moin, "https://moin.example.org/"),

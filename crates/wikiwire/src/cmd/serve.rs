@@ -175,6 +175,7 @@ pub fn jetstream_options(config: &Config, cluster: &ClusterConfig, retention: Re
         JetStreamOptions::new(&cluster.node, cluster.nats.clone(), config.data_dir.join("replica.sqlite"));
     options.replicas = cluster.replicas;
     options.credentials.clone_from(&cluster.credentials);
+    options.nkey_file.clone_from(&cluster.nkey_file);
     options.ca_file.clone_from(&cluster.ca_file);
     options.retention = retention;
     options.lease_ttl = cluster.lease_ttl;
@@ -249,6 +250,7 @@ fn local_publisher(data_dir: &Path) -> anyhow::Result<PublisherConfig> {
         base_url: None,
         engine: Default::default(),
         links: Default::default(),
+        allow_weak_token: false,
     })
 }
 
