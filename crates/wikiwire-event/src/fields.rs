@@ -201,12 +201,13 @@ pub fn parse(fields: Map<String, Value>, mode: Mode) -> Result<Event, FieldError
 }
 
 /// Links become `href`s on the live page and Atom entry links: only web links (or links relative
-/// to the wiki) may come in, never `javascript:`, `data:` and the like. Applied to submissions
+/// to the wiki) may come in, never `javascript:`, `data:` and the like, nor a link that only looks
+/// relative and leads to another site (`//host/`, `\\host`, `/\\host`). Applied to submissions
 /// only, so events stored before this rule still read back.
 fn check_link_schemes(event: &Event) -> Result<(), FieldError> {
     for (index, link) in event.urls.iter().enumerate() {
-        // Browsers skip leading spaces in an href, so the scheme is what follows them.
-        let url = link.url.trim_start();
+        let url = as_browsers_read(&link.url);
+        let field = || format!("urls[{index}].url");
         let scheme = url.find(':').map(|colon| &url[..colon]).filter(|scheme| {
             scheme.starts_with(|first: char| first.is_ascii_alphabetic())
                 && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
@@ -216,12 +217,28 @@ fn check_link_schemes(event: &Event) -> Result<(), FieldError> {
             && !scheme.eq_ignore_ascii_case("https")
         {
             return Err(FieldError::new(
-                format!("urls[{index}].url"),
+                field(),
                 format!("only http and https links (or links relative to the wiki), not {scheme}:"),
+            ));
+        }
+        if scheme.is_none() && url.starts_with("//") {
+            return Err(FieldError::new(
+                field(),
+                "a link beginning with // (or \\) leads to another site: give it whole, with https:",
             ));
         }
     }
     Ok(())
+}
+
+/// A link as a browser reads an `href` (the WHATWG URL parser): leading controls and spaces
+/// skipped, tabs and line breaks removed anywhere, and `\` taken as `/`.
+fn as_browsers_read(url: &str) -> String {
+    url.trim_start_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .map(|c| if c == '\\' { '/' } else { c })
+        .collect()
 }
 
 /// A publisher's submission, validated and ready for the store.
@@ -635,11 +652,27 @@ mod tests {
             "HTTP://w.example/",
             "/wiki/P",
             "P?action=diff&x=a:b",
-            "//w.example/P",
+            "Page/Sub\\Name",
         ] {
             let draft =
                 submit(json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "urls": [url]}));
             assert!(draft.is_ok(), "{url}: {draft:?}");
+        }
+        // What browsers read as another site, or as a script, is refused.
+        for url in [
+            "//evil.example/P",
+            "\\\\evil.example/P",
+            "/\\evil.example/P",
+            "\\/evil.example",
+            " /\t/evil.example",
+            "\u{1}//evil.example",
+            "java\tscript:alert(1)",
+            "\njavascript:alert(1)",
+        ] {
+            let error =
+                submit(json!({"wiki": "W", "action": "SAVE", "page": "P", "user": "u", "urls": [url]}))
+                    .expect_err(url);
+            assert_eq!(error.field, "urls[0].url", "{url}");
         }
         // Stored before the rule: still reads back.
         let stored = json!({"id": 1, "time": "2026-01-01T00:00:00.000Z", "wiki": "W", "action": "page_changed",

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wikiwire_event::Draft;
 use wikiwire_hub::{Metrics, PublishError, Publisher};
-use wikiwire_store::Appended;
+use wikiwire_store::{Appended, StoreError};
 
 use crate::caps;
 use crate::channels::Channel;
@@ -190,6 +190,15 @@ fn reply(
         }
         Err(error @ PublishError::RateLimited { .. }) => {
             context.fail("PRIVMSG", "RATE_LIMITED", &[channel], &error.to_string());
+        }
+        Err(PublishError::Store(StoreError::Damaged(_))) => {
+            // The store said so in the log when it found the damage; each refusal is counted.
+            context.fail(
+                "PRIVMSG",
+                "TEMPORARILY_UNAVAILABLE",
+                &[channel],
+                "The event store is damaged: nothing was stored until the hub's operator repairs it",
+            );
         }
         Err(PublishError::Store(error)) => {
             tracing::error!(%error, "store failure publishing from IRC");

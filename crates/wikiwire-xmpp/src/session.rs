@@ -113,6 +113,9 @@ impl Xmpp {
     }
 }
 
+/// How long a stream may take to close at shutdown.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Starts the session task.
 pub fn start(
     connector: Connector,
@@ -138,6 +141,8 @@ async fn run(
 ) {
     let mut waiting: HashMap<String, oneshot::Sender<Result<Option<Element>, IqError>>> = HashMap::new();
     let mut next_iq = 0u64;
+    // Whether a session is up: only then is there a stream to close politely.
+    let mut online = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -147,15 +152,18 @@ async fn run(
                     for (_, reply) in waiting.drain() {
                         let _ = reply.send(Err(IqError::Closed));
                     }
+                    online = true;
                     let stream_management = features.stream_management.is_some();
                     tracing::info!(jid = %bound_jid, stream_management, "XMPP session online");
                     let _ = incoming.send(Incoming::Online { jid: bound_jid, stream_management }).await;
                 }
                 Some(Event::Stream(StreamEvent::Suspended)) => {
+                    online = false;
                     tracing::info!("XMPP session suspended; reconnecting");
                     let _ = incoming.send(Incoming::Suspended).await;
                 }
                 Some(Event::Stream(StreamEvent::Resumed)) => {
+                    online = true;
                     tracing::info!("XMPP session resumed");
                     let _ = incoming.send(Incoming::Resumed).await;
                 }
@@ -179,7 +187,12 @@ async fn run(
             request = requests.recv() => match request {
                 None => break,
                 Some(Request::Send { stanza, reply }) => {
-                    let token = stream.send(stanza).await;
+                    // While the server is unreachable the stream's queue fills: shutdown must not
+                    // wait behind it.
+                    let token = tokio::select! {
+                        token = stream.send(stanza) => token,
+                        _ = shutdown.cancelled() => break,
+                    };
                     if let Some(reply) = reply {
                         let _ = reply.send(token);
                     }
@@ -193,12 +206,22 @@ async fn run(
                         Iq::Get { from: None, to, id: id.clone(), payload }
                     };
                     waiting.insert(id, reply);
-                    let _ = stream.send(Box::new(Stanza::Iq(iq))).await;
+                    tokio::select! {
+                        _ = stream.send(Box::new(Stanza::Iq(iq))) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
                 }
             },
         }
     }
-    stream.close().await;
+    // A live server gets its `</stream>`, within a bound; a stream without a session (its server
+    // down, reconnecting with backoff) would hold the hub's shutdown for its whole grace.
+    if !online {
+        return;
+    }
+    if tokio::time::timeout(CLOSE_TIMEOUT, stream.close()).await.is_err() {
+        tracing::debug!("the XMPP stream did not close in time (its server is unreachable)");
+    }
 }
 
 /// Whether an IQ is the answer to one we sent.

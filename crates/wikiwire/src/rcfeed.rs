@@ -100,6 +100,17 @@ async fn publish(
                     break;
                 }
                 Err(PublishError::RateLimited { retry_after }) => tokio::time::sleep(retry_after).await,
+                Err(PublishError::Store(error @ wikiwire_store::StoreError::Damaged(_))) => {
+                    // Waiting would not help: the store refuses every write until it is repaired
+                    // with the hub stopped.
+                    hub.metrics().rcfeed_refused.add(count);
+                    static DAMAGED: wikiwire_hub::LogGate =
+                        wikiwire_hub::LogGate::new(std::time::Duration::from_secs(10));
+                    if let Some(also) = DAMAGED.admit() {
+                        tracing::error!(listen = %config.listen, %error, count, also, "rcfeed: changes not stored");
+                    }
+                    break;
+                }
                 Err(PublishError::Store(error)) if !hub.shutdown().is_cancelled() => {
                     tracing::warn!(listen = %config.listen, %error, count, "rcfeed: store unavailable, waiting");
                     tokio::time::sleep(delay).await;
