@@ -130,3 +130,13 @@ def test_publish_finds_the_hub_and_its_token_in_the_configuration(tmp_path):
     finally:
         hub.terminate()
         hub.wait(20)
+
+
+def test_a_missing_configuration_file_is_said_once(tmp_path):
+    missing = tmp_path / "nowhere.toml"
+    for command in (["config", "check"], ["serve"], ["repair"]):
+        result = subprocess.run([str(BINARY), *command, "--config", str(missing)], capture_output=True, text=True,
+                                timeout=30)
+        assert result.returncode != 0, (command, result)
+        said = result.stdout + result.stderr
+        assert said.count(str(missing)) == 1 and said.count("No such file") == 1, (command, said)

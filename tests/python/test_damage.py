@@ -12,9 +12,13 @@ import re
 import signal
 import subprocess
 
+import socket
+import time
+import xmlrpc.client
+
 import pytest
 
-from conftest import BINARY, Hub
+from conftest import BINARY, MOIN_TOKEN, Hub, Raw, free_port, parse
 
 PAGE = 4096
 
@@ -27,9 +31,9 @@ def events(count, marker=None):
     ]
 
 
-def filled_hub(tmp_path, count=600, marker=None):
+def filled_hub(tmp_path, count=600, marker=None, extra=""):
     """A hub with `count` events, stopped cleanly (so the log is folded into events.sqlite)."""
-    hub = Hub(tmp_path)
+    hub = Hub(tmp_path, extra=extra)
     batch = events(count, marker)
     for start in range(0, count, 100):
         hub.publish(*batch[start:start + 100])
@@ -41,7 +45,9 @@ def refused_start(hub):
     with pytest.raises(AssertionError) as refused:
         hub.start()
     assert hub.process.wait(10) != 0
-    return str(refused.value)
+    log = str(refused.value)
+    assert "wikiwire repair" in log and ".recover" not in log, log
+    return log
 
 
 def zero_page(path, offset):
@@ -179,3 +185,94 @@ def test_repair_leaves_a_sound_log_alone(tmp_path):
     _, report = repair(hub)
     assert "no damage found" in report
     assert_repaired(hub, 10, [])
+
+
+# An XML-RPC listener for wikis (its bot's XMPP server is down: the API stores all the same) and a
+# MediaWiki RCFeed for the publisher `moin`: every way in beside HTTP and IRC.
+WRITE_PATHS = f"""
+[xmpp]
+jid = "bot@xmpp.test.example"
+password = "bot-password"
+server = "127.0.0.1"
+port = {{xmpp_port}}
+
+[xmlrpc]
+listen = "127.0.0.1:0"
+secret = "xmlrpc-secret-for-damage-tests"
+
+[[rcfeed]]
+listen = "127.0.0.1:0"
+publisher = "moin"
+"""
+
+
+NOTE = {"action": "page_changed", "subject": "Page changed", "text": "FrontPage was changed", "url_list": []}
+
+
+def datagram(title):
+    return json.dumps({
+        "type": "edit", "namespace": 0, "title": title, "comment": "via rcfeed", "timestamp": 1764000000,
+        "user": "Alice", "bot": False, "minor": False, "length": {"old": 1, "new": 2},
+        "revision": {"old": 1, "new": 2}, "server_url": "https://master.example", "server_name": "master.example",
+        "server_script_path": "/w", "wiki": "MoinMaster",
+    }).encode()
+
+
+def irc_publish(hub, comment):
+    """Publishes one packed event over IRC as `moin`; returns the first answer naming PRIVMSG."""
+    raw = Raw(hub).register("moin", caps=("echo-message",), sasl=("moin", MOIN_TOKEN))
+    raw.send(f"PRIVMSG #MoinMaster :wiki=MoinMaster&action=page_changed&page=Irc&user=Bob&comment={comment}")
+    line = raw.expect(r"^(@\S+ )?:\S+ (PRIVMSG|FAIL) ")
+    raw.close()
+    return line
+
+
+def test_a_damaged_store_refuses_every_write_until_repaired(tmp_path):
+    extra = WRITE_PATHS.format(xmpp_port=free_port())
+    hub, database = filled_hub(tmp_path, count=600, marker="MID", extra=extra)
+    hub.start()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
+    # Every way in works while the store is sound.
+    assert hub.publish(*events(1)) == [601]
+    assert " PRIVMSG " in irc_publish(hub, "sound")
+    assert rpc.send_notification("xmlrpc-secret-for-damage-tests", ["alice@xmpp.test.example"], NOTE) is True
+    udp.sendto(datagram("Sound"), ("127.0.0.1", hub.rcfeeds[0]))
+    deadline = time.monotonic() + 10
+    while hub.last_id() < 603 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hub.last_id() == 603
+
+    # A page goes bad under the hub, and a reader finds it.
+    zero_page(database, page_holding(database, "MID-00300"))
+    status, _ = hub.request("GET", "/api/v1/events?since=0&limit=1000")
+    assert status == 500
+    assert hub.request("GET", "/healthz")[0] == 503
+
+    # From now on nothing is acknowledged into the damaged file, by any way in.
+    status, body = hub.request("POST", "/api/v1/events", events(1), token=MOIN_TOKEN)
+    assert status >= 500 and b"damaged" in body and b"wikiwire repair" in body, (status, body)
+    answer = irc_publish(hub, "damaged")
+    assert parse(answer)[2] == "FAIL" and "damaged" in answer, answer
+    with pytest.raises(xmlrpc.client.Fault) as refused:
+        rpc.send_notification("xmlrpc-secret-for-damage-tests", ["alice@xmpp.test.example"], NOTE)
+    assert "damaged" in refused.value.faultString, refused.value
+    refused_before = hub.metric('wikiwire_rcfeed_datagrams_total{result="refused"}')
+    udp.sendto(datagram("Damaged"), ("127.0.0.1", hub.rcfeeds[0]))
+    deadline = time.monotonic() + 10
+    while hub.metric('wikiwire_rcfeed_datagrams_total{result="refused"}') == refused_before:
+        assert time.monotonic() < deadline, "the datagram was neither stored nor refused"
+        time.sleep(0.05)
+    assert hub.request("GET", "/healthz")[0] == 503
+    started = time.monotonic()
+    assert hub.stop() == 0
+    # Its XMPP server is down: shutdown does not wait out the bot's grace for a session it never had.
+    assert time.monotonic() - started < 8
+
+    # Repaired, the hub takes events again after the last acknowledged one.
+    refused_start(hub)
+    lost, report = repair(hub)
+    assert 300 in lost and len(lost) < 20, report
+    hub.start()
+    assert hub.publish(*events(1)) == [604]
+    assert hub.stop() == 0

@@ -88,8 +88,10 @@ impl Default for Config {
 /// A configuration that cannot be used, with every reason found.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    /// The reason is in the message, and not also a `source`: printed with its causes (as
+    /// anyhow does) it would be said twice.
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: std::io::Error },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{path}: {}", problems.join("\n  "))]
@@ -104,7 +106,7 @@ impl Config {
     /// that are not the hub's to know (the bot's JIDs and languages: `wikiwire_xmpp::check_config`).
     pub fn load(path: &Path, protocol_checks: &[ProtocolCheck]) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            .map_err(|reason| ConfigError::Read { path: path.to_owned(), reason })?;
         let config =
             Config::parse(&text).map_err(|message| ConfigError::Syntax { path: path.to_owned(), message })?;
         let mut problems = config.check();
@@ -129,9 +131,9 @@ impl Config {
         let mut warnings = Vec::new();
         for (index, publisher) in self.publishers.iter().enumerate() {
             if let Some(token) = &publisher.token
+                && publisher.allow_weak_token
                 && token.len() >= token::MIN_LENGTH
                 && let Some(weakness) = token::weakness(token)
-                && publisher.allow_weak_token
             {
                 warnings.push(format!(
                     "publisher[{index}] ({:?}): token: easy to guess ({weakness}), allowed by \

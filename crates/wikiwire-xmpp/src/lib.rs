@@ -190,6 +190,16 @@ pub async fn start(hub: Arc<Hub>, config: &Config, tracker: &TaskTracker) -> Res
                     Arc::clone(&wake),
                     Arc::clone(hub.metrics()),
                     Arc::clone(hub.logins()),
+                    {
+                        let store = Arc::clone(hub.store());
+                        Arc::new(move || {
+                            store.fault().map(|fault| {
+                                format!(
+                                    "the hub's event store is damaged ({fault}); its operator must repair it"
+                                )
+                            })
+                        })
+                    },
                 ),
                 api.max_body,
             );

@@ -29,8 +29,13 @@ const NOT_ALLOWED: &str = "You are not allowed to use this bot!";
 const MAX_JIDS: usize = 1000;
 const MAX_CALLS: usize = 100;
 
+/// Why the hub stores nothing now, if it does not (its event store is damaged): asked before
+/// every call that would store.
+pub type Refusal = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 pub struct Api {
     secret: String,
+    refusal: Refusal,
     state: State,
     wake: Arc<Notify>,
     metrics: Arc<wikiwire_hub::Metrics>,
@@ -44,8 +49,9 @@ impl Api {
         wake: Arc<Notify>,
         metrics: Arc<wikiwire_hub::Metrics>,
         logins: Arc<wikiwire_hub::LoginGuard>,
+        refusal: Refusal,
     ) -> Arc<Api> {
-        Arc::new(Api { secret, state, wake, metrics, logins })
+        Arc::new(Api { secret, refusal, state, wake, metrics, logins })
     }
 }
 
@@ -177,7 +183,21 @@ fn method(name: &str) -> Result<&'static Method, Fault> {
     METHODS
         .iter()
         .find(|method| method.name == name)
-        .ok_or_else(|| fault::unknown_method(format!("unknown method {name:?}")))
+        .ok_or_else(|| fault::unknown_method(format!("unknown method {:?}", shortened(name))))
+}
+
+/// A name from the caller as a fault quotes it: the first `QUOTED` bytes (at a character
+/// boundary), so that a fault never carries a body's worth of the caller's text back.
+fn shortened(name: &str) -> String {
+    const QUOTED: usize = 64;
+    if name.len() <= QUOTED {
+        return name.to_owned();
+    }
+    let mut end = QUOTED;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &name[..end])
 }
 
 /// What one checked call will do once applied.
@@ -245,6 +265,17 @@ fn roster(params: &[Value], add: bool) -> Result<Work, Fault> {
 /// outbox item of every call in one append (one transaction: a multicall of 100 notifications
 /// is one commit). Answers each call: `true` once stored, its fault otherwise.
 async fn apply(api: &Api, calls: Vec<Result<Work, Fault>>) -> Vec<Result<Value, Fault>> {
+    if let Some(reason) = (api.refusal)() {
+        let refused = || fault::internal(format!("nothing was stored: {reason}"));
+        return calls
+            .into_iter()
+            .map(|work| match work {
+                Ok(Work::Store { .. }) => Err(refused()),
+                Ok(Work::Answer(value)) => Ok(value),
+                Err(fault) => Err(fault),
+            })
+            .collect();
+    }
     let mut answers = Vec::with_capacity(calls.len());
     let mut items = Vec::new();
     let mut stored = Vec::new();
@@ -447,7 +478,14 @@ mod tests {
         let state = State::open(&directory.path().join("xmpp.sqlite")).unwrap();
         let metrics = Arc::new(wikiwire_hub::Metrics::default());
         let logins = Arc::new(wikiwire_hub::LoginGuard::new(metrics.clone()));
-        let api = Api::new("s3cret".into(), state.clone(), Arc::new(Notify::new()), metrics, logins);
+        let api = Api::new(
+            "s3cret".into(),
+            state.clone(),
+            Arc::new(Notify::new()),
+            metrics,
+            logins,
+            Arc::new(|| None),
+        );
         let caller = Caller { api: &api, ip: None };
         let mut roster = HashMap::new();
         roster.insert("methodName".to_owned(), Value::String("addJIDToRoster".into()));
@@ -490,6 +528,43 @@ mod tests {
 
     /// The table's invariants: what `system.listMethods` says is what is served; a method that
     /// takes the secret has room for it; a multicall inside a multicall is refused, not run.
+    /// A fault quotes at most the first 64 bytes of an unknown method's name, cut at a character.
+    #[tokio::test]
+    async fn an_unknown_method_is_named_briefly() {
+        let directory = tempfile::tempdir().unwrap();
+        let state = State::open(&directory.path().join("xmpp.sqlite")).unwrap();
+        let metrics = Arc::new(wikiwire_hub::Metrics::default());
+        let logins = Arc::new(wikiwire_hub::LoginGuard::new(metrics.clone()));
+        let api =
+            Api::new("s3cret".into(), state, Arc::new(Notify::new()), metrics, logins, Arc::new(|| None));
+        let caller = Caller { api: &api, ip: None };
+        let name = "é".repeat(50_000);
+        let fault = dispatch(&caller, &name, Vec::new()).await.unwrap_err();
+        assert_eq!(fault.code(), fault::unknown_method(String::new()).code());
+        assert!(fault.string().len() < 100, "{} bytes", fault.string().len());
+        assert!(fault.string().contains(&"é".repeat(32)), "{}", fault.string());
+    }
+
+    /// While the hub's event store is damaged, calls that would store are refused, and nothing is
+    /// stored; calls that only answer still answer.
+    #[tokio::test]
+    async fn nothing_is_stored_while_the_hub_refuses() {
+        let directory = tempfile::tempdir().unwrap();
+        let state = State::open(&directory.path().join("xmpp.sqlite")).unwrap();
+        let metrics = Arc::new(wikiwire_hub::Metrics::default());
+        let logins = Arc::new(wikiwire_hub::LoginGuard::new(metrics.clone()));
+        let refusal: Refusal = Arc::new(|| Some("the store is damaged".to_owned()));
+        let api = Api::new("s3cret".into(), state.clone(), Arc::new(Notify::new()), metrics, logins, refusal);
+        let caller = Caller { api: &api, ip: None };
+        let calls = vec![notify("s3cret", "alice@example.org", "One")];
+        let answer =
+            dispatch(&caller, "system.multicall", vec![calls.try_to_value().unwrap()]).await.unwrap();
+        let answers = Vec::<Value>::try_from_value(&answer).unwrap();
+        assert!(Vec::<bool>::try_from_value(&answers[0]).is_err(), "{answers:?}");
+        assert!(state.pending(100, vec![]).await.unwrap().is_empty());
+        assert!(dispatch(&caller, "system.listMethods", Vec::new()).await.is_ok());
+    }
+
     #[tokio::test]
     async fn the_method_table_is_what_is_served() {
         for method in METHODS {
@@ -499,7 +574,8 @@ mod tests {
         let state = State::open(&directory.path().join("xmpp.sqlite")).unwrap();
         let metrics = Arc::new(wikiwire_hub::Metrics::default());
         let logins = Arc::new(wikiwire_hub::LoginGuard::new(metrics.clone()));
-        let api = Api::new("s3cret".into(), state, Arc::new(Notify::new()), metrics, logins);
+        let api =
+            Api::new("s3cret".into(), state, Arc::new(Notify::new()), metrics, logins, Arc::new(|| None));
         let caller = Caller { api: &api, ip: None };
         let listed = dispatch(&caller, "system.listMethods", vec![]).await.unwrap();
         let listed = Vec::<String>::try_from_value(&listed).unwrap();

@@ -110,7 +110,8 @@ impl Shared {
         {
             tracing::error!(
                 %reason,
-                "the event store is damaged: stop the hub and repair the file (operator guide, \"Repairing a damaged store\")"
+                "the event store is damaged: nothing more is written to it; stop the hub and run `wikiwire repair` \
+                 (operator guide, \"Repairing a damaged store\")"
             );
             *fault = Some(reason.clone());
         }
@@ -155,8 +156,8 @@ impl SqliteStore {
         let path = options.path.display();
         let damaged = |details: String| {
             StoreError::Damaged(format!(
-                "{path}: {details}. The hub will not serve from a damaged log: stop it, then repair the file \
-                 (sqlite3 .recover) or restore a backup, as the operator guide says under \"Repairing a damaged store\""
+                "{path}: {details}. The hub will not serve from a damaged log: repair it with `wikiwire repair` \
+                 (with the hub stopped) or restore a backup, as the operator guide says under \"Repairing a damaged store\""
             ))
         };
         let refuse_damage = |error: StoreError| match error {
@@ -249,6 +250,17 @@ impl SqliteStore {
         self.shared.observe(answer.await.map_err(|_| StoreError::Closed)?)
     }
 
+    /// Writes stop at the first damage found: a commit into a file whose pages are known bad
+    /// could make an acknowledged event unreadable, and the repair copies what is there.
+    fn refuse_if_damaged(&self) -> Result<(), StoreError> {
+        match self.fault() {
+            Some(reason) => Err(StoreError::Damaged(format!(
+                "{reason}; nothing is written to a damaged log until it is repaired (wikiwire repair)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Work on a read connection; damage it finds is remembered.
     async fn read<T: Send + 'static>(
         &self,
@@ -264,6 +276,7 @@ impl Store for SqliteStore {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
+        self.refuse_if_damaged()?;
         self.command(|reply| Command::Append { drafts, reply }).await
     }
 
@@ -316,11 +329,13 @@ impl Store for SqliteStore {
     }
 
     async fn set_cursor(&self, name: &str, id: u64, revision: u64) -> Result<u64, StoreError> {
+        self.refuse_if_damaged()?;
         let name = name.to_owned();
         self.command(|reply| Command::SetCursor { name, id, revision, reply }).await
     }
 
     async fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
+        self.refuse_if_damaged()?;
         self.command(|reply| Command::Prune { retention, reply }).await
     }
 
