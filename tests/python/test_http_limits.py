@@ -2,7 +2,10 @@
 total and per address, header, idle and body timeouts, no cleartext HTTP/2, and an SSE client
 that stops reading is cut off. Raw sockets, as an attacker would use them."""
 
+import base64
+import hashlib
 import json
+import re
 import socket
 import time
 
@@ -241,6 +244,15 @@ def test_pages_and_feeds_say_what_they_are_and_may_run_nothing_foreign(tmp_path)
         policy = headers["content-security-policy"]
         assert "default-src 'none'" in policy and "script-src 'sha256-" in policy and "style-src 'sha256-" in policy
         assert "connect-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        # The page's own inline script and style are the ones the policy lets run (hashed as a
+        # browser hashes them: the element's text, UTF-8); no other inline code is on the page.
+        page = hub.request("GET", "/")[1].decode()
+        for tag in ("script", "style"):
+            assert page.count(f"<{tag}") == 1, tag
+            inline = page.split(f"<{tag}>", 1)[1].split(f"</{tag}>", 1)[0]
+            digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
+            assert f"{tag}-src 'sha256-{digest}'" in policy, tag
+        assert not re.search(r"\son[a-z]+\s*=|\sstyle\s*=", page), "inline handlers or style attributes"
         for path in ("/feeds/all.atom", "/api/v1/events", "/changes"):
             status, _, headers = hub.request("GET", path, headers=True)
             assert status == 200 and headers["x-content-type-options"] == "nosniff", path
