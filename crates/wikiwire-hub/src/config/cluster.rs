@@ -90,7 +90,7 @@ impl ClusterConfig {
         }
         if let Some(path) = &self.nkey_file
             && let Ok(seed) = std::fs::read_to_string(path)
-            && !seed.trim().starts_with("SU")
+            && !seed.trim_start().starts_with("SU")
         {
             problems.push(format!(
                 "cluster.nkey_file: {}: expected a user NKEY seed (a line starting with SU)",

@@ -595,7 +595,9 @@ async fn connect(options: &JetStreamOptions) -> Result<async_nats::Client, Store
         let seed = std::fs::read_to_string(path).map_err(|error| {
             StoreError::Unavailable(format!("cannot read the NATS nkey seed {}: {error}", path.display()))
         })?;
-        connect = connect.nkey(seed.trim().to_owned());
+        // The first line: `nk -gen user -pubout` writes the public key on the second.
+        let seed = seed.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or_default();
+        connect = connect.nkey(seed.to_owned());
     }
     if let Some(path) = &options.ca_file {
         connect = connect.add_root_certificates(path.clone()).require_tls(true);
