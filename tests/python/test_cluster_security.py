@@ -47,18 +47,24 @@ def test_only_hub_keys_write_the_log_and_no_hub_key_deletes_it(tmp_path, nats):
     assert stream_messages(nats) == 1, "nothing was published or removed"
 
     # Whoever holds a hub key can publish, but only as the node would: an event of MoinMaster on
-    # DokuWiki's subject, and a message that is no event, are gaps on every node.
+    # DokuWiki's subject, and a message that is no event, are gaps on every node, for followers
+    # already live as for those that read them later.
+    live = [SseFollower([hub.http], since=0) for hub in hubs]
+    for follower in live:
+        follower.wait_for(1, 20)
     wrong_subject = nats.js_api("wikiwire.events.dokuwiki.n", forged, user="hub")["seq"]
     not_an_event = nats.js_api("wikiwire.events.moinmaster.n", b"\x00 not an event", user="hub")["seq"]
     status, body, _, _ = post(hubs[1].http, [event("Sentinel")])
     assert status == 201 and body["ids"] == [not_an_event + 1], body
-    for hub in hubs:
-        follower = SseFollower([hub.http], since=0)
-        follower.wait_for(not_an_event + 1, 20)
-        follower.stop()
-        assert follower.ids == [1, not_an_event + 1], follower.ids
-        gaps = [(gap["from"], gap["to"]) for gap in follower.gaps]
-        assert gaps == [(wrong_subject, wrong_subject), (not_an_event, not_an_event)], follower.gaps
+    for hub, earlier in zip(hubs, live):
+        later = SseFollower([hub.http], since=0)
+        for follower in (earlier, later):
+            follower.wait_for(not_an_event + 1, 20)
+            follower.stop()
+            assert follower.ids == [1, not_an_event + 1], follower.ids
+            gaps = [(gap["from"], gap["to"]) for gap in follower.gaps]
+            assert gaps == [(wrong_subject, wrong_subject), (not_an_event, not_an_event)], follower.gaps
+            assert follower.reconnects == 0
         assert [item["page"] for item in history(hub.http)] == ["First", "Sentinel"]
         assert hub.metric("wikiwire_cluster_unreadable_total") == 2
         assert "not an event" in (hub.directory / "hub.log").read_text()

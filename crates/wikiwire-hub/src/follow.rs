@@ -5,7 +5,9 @@
 //! bus either resumes from the store (internal outputs) or ends (network clients, which resume
 //! themselves with their cursor), as its `Lag` policy says. When the cursor is older than
 //! retention, a `Gap` comes first, naming the ids that are gone; a stored event that cannot be
-//! read (a damaged file) is a `Gap` of its own id, in its place, so that followers go on.
+//! read (a damaged file, or in a cluster a stream message that is not an event) is a `Gap` of its
+//! own id, in its place, so that followers go on; a live follower that sees the ids on the bus
+//! jump reads the hole from the store to say so.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -94,6 +96,13 @@ impl Follower {
             match self.live.recv().await {
                 Ok(event) => {
                     if event.id <= self.scanned {
+                        continue;
+                    }
+                    if event.id > self.scanned + 1 {
+                        // Ids the store holds but never announced: in a cluster, stream messages
+                        // that are not events, or what retention removed before this node read
+                        // it. The store says Gap for each; this event follows from there.
+                        self.catching_up = true;
                         continue;
                     }
                     self.scanned = event.id;
