@@ -10,7 +10,10 @@ use crate::{Event, Link};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
+    /// MoinMoin 1.x: `?action=` URLs.
     Moin,
+    /// MoinMoin 2: `+diff/`, `+history/` and `+get/` views; revisions are revision ids.
+    Moin2,
     Mediawiki,
     Dokuwiki,
     #[default]
@@ -21,6 +24,7 @@ impl Engine {
     pub fn name(self) -> &'static str {
         match self {
             Engine::Moin => "moin",
+            Engine::Moin2 => "moin2",
             Engine::Mediawiki => "mediawiki",
             Engine::Dokuwiki => "dokuwiki",
             Engine::Generic => "generic",
@@ -39,6 +43,15 @@ impl Engine {
                 history: owned("{base}{page}?action=info"),
                 user: owned("{base}{user}"),
                 attachment: owned("{base}{page}?action=AttachFile&do=view&target={file}"),
+            },
+            // MoinMoin 2's views (moin/apps/frontend/views.py): the diff between two revision
+            // ids, the item's history, and the raw bytes of exactly this revision.
+            Engine::Moin2 => LinkTemplates {
+                page: owned("{base}{page}"),
+                diff: owned("{base}+diff/{page}?rev1={old_revision}&rev2={revision}"),
+                history: owned("{base}+history/{page}"),
+                user: owned("{base}users/{user}"),
+                attachment: owned("{base}+get/+{revision}/{page}"),
             },
             Engine::Mediawiki => LinkTemplates {
                 page: owned("{base}index.php?title={page}"),
@@ -273,6 +286,27 @@ mod tests {
     }
 
     #[test]
+    fn moin2_links_use_its_views_and_revision_ids() {
+        let wiki = WikiDescription::new(
+            "Moin2",
+            "moin2",
+            Engine::Moin2,
+            Some("http://wiki.example/"),
+            &LinkTemplates::default(),
+        );
+        let mut event = edit("Help On/Editing");
+        event.revision = Some("9b1c".into());
+        event.old_revision = Some("77aa".into());
+        let links = wiki.links_for(&event);
+        assert_eq!(links[0].url, "http://wiki.example/+diff/Help%20On/Editing?rev1=77aa&rev2=9b1c");
+        assert_eq!(links[2].url, "http://wiki.example/+history/Help%20On/Editing");
+        event.action = Action::parse("file_attached").unwrap();
+        event.page = Some("Help On/logo.png".into());
+        event.file = Some("logo.png".into());
+        assert_eq!(wiki.links_for(&event)[0].url, "http://wiki.example/+get/+9b1c/Help%20On/logo.png");
+    }
+
+    #[test]
     fn mediawiki_uses_underscores_and_farms_use_the_wiki_name() {
         let wiki = WikiDescription::new(
             "enwiki",
@@ -304,7 +338,7 @@ mod tests {
 
     #[test]
     fn every_engine_template_names_only_known_placeholders_and_typos_are_told() {
-        for engine in [Engine::Moin, Engine::Mediawiki, Engine::Dokuwiki, Engine::Generic] {
+        for engine in [Engine::Moin, Engine::Moin2, Engine::Mediawiki, Engine::Dokuwiki, Engine::Generic] {
             assert_eq!(engine.templates().problems(), Vec::<String>::new(), "{}", engine.name());
         }
         let typo = LinkTemplates {
