@@ -44,8 +44,9 @@ def report(line, artifact):
 
 @pytest.fixture
 def nats(tmp_path):
-    """A fresh three-node cluster per test."""
-    cluster = NatsCluster(tmp_path / "nats")
+    """A fresh three-node cluster per test; with WIKIWIRE_CLUSTER_TLS=1 every cluster test runs
+    over TLS (test_cluster_security.py runs one over TLS always)."""
+    cluster = NatsCluster(tmp_path / "nats", tls=os.environ.get("WIKIWIRE_CLUSTER_TLS") == "1")
     yield cluster
     cluster.close()
 

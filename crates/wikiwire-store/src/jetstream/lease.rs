@@ -11,6 +11,9 @@
 //! * **Release** when the job drops the lease or the store closes (SIGTERM):
 //!   `delete_expect_revision`, so another node takes over at once instead of after the time to
 //!   live.
+//!
+//! The node's own name is leased the same way (`node.<hex name>`, [`claim_node`], [`keep_node`]):
+//! taken before the store opens, so a second process with the same `[cluster] node` is refused.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

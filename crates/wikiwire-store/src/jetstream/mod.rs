@@ -12,8 +12,10 @@
 //! | [`outbox`] | the Jabber bot's outbox, positions and table, shared by every node |
 //!
 //! Nodes never talk to each other; NATS is the only thing they share. This module must never
-//! announce an event that the stream has not stored, and never serve ids from a stream that is not
-//! the one its replica follows (a stream deleted and made again would hand out old ids anew).
+//! announce an event that the stream has not stored, never serve a message as an event unless its
+//! subject is the one its wiki makes (a gap instead), never serve ids from a stream that is not
+//! the one its replica follows (a stream deleted and made again would hand out old ids anew), and
+//! never run twice under one node name.
 
 mod append;
 mod apply;
