@@ -31,6 +31,8 @@ SKIPPED = {
     ("docs/OPERATING.md", "* * * * *"): "a crontab line for a DokuWiki install (test_contrib.py runs the script)",
     ("docs/OPERATING.md", "wikiwire migrate"): "needs a NATS cluster and /etc/wikiwire (test_cluster.py migrates)",
     ("docs/OPERATING.md", "sqlite3 /var/lib/wikiwire"): "a deployed hub's paths under /var/lib",
+    ("docs/OPERATING.md", "packaging/debian/build.sh"):
+        "installs a package system-wide (test_debian_package.py builds, installs, upgrades and purges it)",
     ("docs/OPERATING.md", "wikiwire repair"): "a deployed hub's /etc configuration (test_damage.py repairs)",
     ("docs/OPERATING.md", "install -m 600"):
         "NATS's `nk` tool and /etc/wikiwire (nats_cluster.py makes the same NKEYs in Python, and the "
