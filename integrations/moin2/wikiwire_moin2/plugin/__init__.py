@@ -1,0 +1,1 @@
+"""MoinMoin plug-in directory (`plugin_dirs`): its `macros` hold <<NetworkChanges>>."""
