@@ -89,7 +89,8 @@ def test_mediawiki_datagrams_become_events_and_mediawiki_irc_lines(tmp_path):
         udp.sendto(b"#examplewiki.rc " + change(
             id=77, type="new", namespace=1, title="Talk:Hello \u05e9\u05dc\u05d5\u05dd", comment="new section",
             user="192.0.2.4", minor=False, patrolled=False, length={"old": None, "new": 900},
-            revision={"old": None, "new": 50}) + b"\n", ("127.0.0.1", port))
+            revision={"old": None, "new": 50},
+            notify_url="https://wiki.example/w/index.php?oldid=50&rcid=77") + b"\n", ("127.0.0.1", port))
         # A log entry, identified by server name only.
         udp.sendto(change(
             id=90, type="log", title="Spam Page", comment="spam", user="Admin", log_id=12, log_type="delete",
@@ -114,7 +115,8 @@ def test_mediawiki_datagrams_become_events_and_mediawiki_irc_lines(tmp_path):
         assert (events[0]["revision"], events[0]["old_revision"], events[0]["minor"]) == ("42", "41", True)
 
         # Refused, each counted, nothing stored: another publisher's wiki, a broken datagram, a
-        # source address not allowed. A category change is skipped, as MediaWiki's IRC feed does.
+        # source address not allowed. A category change is kept in the log, but not said in a
+        # `mediawiki` channel, as MediaWiki's IRC feed leaves it out.
         udp.sendto(change(wiki="enwiki", server_name="en.wikipedia.org"), ("127.0.0.1", port))
         # A datagram naming another publisher's wiki is not the MediaWiki publisher's, whatever its
         # server name says.
@@ -131,9 +133,10 @@ def test_mediawiki_datagrams_become_events_and_mediawiki_irc_lines(tmp_path):
             time.sleep(0.05)
         udp.sendto(change(title="Last One", id=99), ("127.0.0.1", port))
         assert "[[\x0307Last One\x0314]]" in privmsgs(raw, 1)[0]
-        assert [e.get("page") for e in hub.get("/api/v1/events")["events"]][-1] == "Last One"
-        assert len(hub.get("/api/v1/events")["events"]) == 4
-        assert hub.metric('wikiwire_rcfeed_datagrams_total{result="accepted"}') == 4
+        assert [(e["action"], e.get("page")) for e in hub.get("/api/v1/events")["events"]][-2:] == [
+            ("categorize", "Category:X"), ("page_changed", "Last One")]
+        assert len(hub.get("/api/v1/events")["events"]) == 5
+        assert hub.metric('wikiwire_rcfeed_datagrams_total{result="accepted"}') == 5
         log = hub.read_log()
         assert "is not one of publisher mw's wikis" in log
     finally:

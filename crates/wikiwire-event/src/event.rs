@@ -4,6 +4,9 @@
 //! into an `Event`, so an `Event` anywhere else always carries the id the log gave it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
 
 use crate::{Action, Timestamp};
 
@@ -38,6 +41,11 @@ pub struct Event {
     pub key: Option<String>,
     /// Every field a publisher sent that the model does not name, kept verbatim.
     pub extra: BTreeMap<String, String>,
+    /// The object the wiki sent, whole, when an ingest adapter keeps it (MediaWiki's RCFeed
+    /// datagram, at most [`crate::mediawiki::MAX_DATAGRAM`] bytes): stored beside the event, never
+    /// part of its canonical JSON; outputs that speak the wiki's own format (`/v2/stream`) start
+    /// from it.
+    pub source: Option<Arc<Map<String, Value>>>,
 }
 
 impl Event {
@@ -61,6 +69,7 @@ impl Event {
             urls: Vec::new(),
             key: None,
             extra: BTreeMap::new(),
+            source: None,
         }
     }
 

@@ -271,6 +271,7 @@ struct Builder {
     urls: Vec<Link>,
     key: Option<String>,
     extra: BTreeMap<String, String>,
+    source: Option<serde_json::Map<String, Value>>,
 }
 
 impl Builder {
@@ -294,6 +295,13 @@ impl Builder {
             "bot" => self.bot = boolean(name, &value)?,
             "urls" => self.urls = links(value)?,
             "key" => self.key = text_or_number(name, value)?,
+            // Only the store writes the wiki's object (`Event::to_stored_json`); from a
+            // publisher, `source` is an extra field like any other.
+            "source" if !matches!(mode, Mode::Submission { .. }) && value.is_object() => {
+                if let Value::Object(object) = value {
+                    self.source = Some(object);
+                }
+            }
             "extra" => match value {
                 Value::Object(entries) => {
                     for (extra_name, extra_value) in entries {
@@ -352,6 +360,7 @@ impl Builder {
         event.urls = self.urls;
         event.key = self.key;
         event.extra = self.extra;
+        event.source = self.source.map(std::sync::Arc::new);
         normalise(&mut event);
         Ok(event)
     }

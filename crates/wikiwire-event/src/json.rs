@@ -55,6 +55,20 @@ impl Event {
         serde_json::to_string(self).expect("event serialises")
     }
 
+    /// What a store keeps: the canonical JSON with the wiki's own object, if any, as `source`.
+    /// [`Event::from_json`] reads both forms.
+    pub fn to_stored_json(&self) -> String {
+        let mut json = self.to_json();
+        if let Some(source) = &self.source {
+            // The canonical JSON is an object: it ends with its closing brace.
+            json.pop();
+            json.push_str(",\"source\":");
+            json.push_str(&serde_json::to_string(source.as_ref()).expect("a JSON object serialises"));
+            json.push('}');
+        }
+        json
+    }
+
     /// Reads a stored event back (history, the `+wikiwire/event` tag, the store's own rows).
     pub fn from_json(text: &str) -> Result<Event, FieldError> {
         match serde_json::from_str::<Value>(text) {

@@ -8,6 +8,8 @@
 //! | [`event`] | `Event`, `Draft`, `Link` |
 //! | [`fields`] | input → validated event, `FieldError`, limits |
 //! | [`json`] | canonical JSON, publisher JSON bodies |
+//! | [`mediawiki`] | MediaWiki's RCFeed datagram in, its IRC colour line out |
+//! | [`eventstreams`] | Wikimedia's EventStreams: `mediawiki/recentchange` bodies, KafkaSSE ids, `since` |
 //! | [`packed`] | the IRC query-string encoding with its 512-byte budget |
 //! | [`xml`] | the `<changes>` history document |
 //! | [`text`] | one readable line per event |
@@ -19,6 +21,7 @@
 pub mod action;
 pub mod atom;
 pub mod event;
+pub mod eventstreams;
 pub mod fields;
 pub mod filter;
 pub mod json;

@@ -5,7 +5,10 @@
 //!   creations map to `page_changed` / `page_created`; log entries for deletions, moves, uploads
 //!   and new accounts to the canonical actions; other log entries to `log_<type>`. What the IRC
 //!   line needs and the model does not name (type, namespace, lengths, patrol state, log
-//!   fields, the server) is kept in `extra` under `mw_` names.
+//!   fields, the server) is kept in `extra` under `mw_` names, and the datagram's object is kept
+//!   whole as the event's `source` (for `/v2/stream`). Category changes (`categorize`) and
+//!   external changes are kept too; MediaWiki's IRC feed leaves category changes out, and so do
+//!   our `mediawiki` channels ([`on_irc`]).
 //! * Out: MediaWiki's `IRCColourfulRCFeedFormatter` line, byte for byte for events that came
 //!   from a MediaWiki, so RC-feed bots (CVNBot, Huggle, ClueBot-style parsers) read ours as they
 //!   read irc.wikimedia.org; events from other wikis are written in the same shape.
@@ -26,9 +29,6 @@ pub enum RcFeedError {
     NotJson(String),
     #[error("missing or wrong field {0:?}")]
     Field(&'static str),
-    /// A kind MediaWiki's own IRC feed leaves out too (category membership).
-    #[error("change type {0:?} is not relayed")]
-    Skipped(String),
 }
 
 /// A MediaWiki change as the datagram gave it: the names it goes by (`wiki`, `server_name`)
@@ -81,7 +81,7 @@ fn from_fields(fields: &Map<String, Value>) -> Result<RcChange, RcFeedError> {
             ("newusers", _) => "user_created".into(),
             _ => log_action_name(&log_type),
         },
-        "categorize" => return Err(RcFeedError::Skipped(kind)),
+        "categorize" => "categorize".into(),
         _ => "external".into(),
     };
     let action = Action::parse(&action).map_err(|_| RcFeedError::Field("log_type"))?;
@@ -131,6 +131,7 @@ fn from_fields(fields: &Map<String, Value>) -> Result<RcChange, RcFeedError> {
     keep("log_action_comment", text("log_action_comment"));
     keep("server_url", text("server_url"));
     keep("server_script_path", text("server_script_path"));
+    event.source = Some(std::sync::Arc::new(fields.clone()));
     Ok(RcChange { wiki_id: text("wiki"), server_name: text("server_name"), event })
 }
 
@@ -196,6 +197,12 @@ fn decode_references(text: &str) -> String {
     out
 }
 
+/// Whether MediaWiki's IRC feed carries this event: it leaves category membership changes out
+/// (`IRCColourfulRCFeedFormatter` returns no line for them, T127360).
+pub fn on_irc(event: &Event) -> bool {
+    event.extra.get("mw_type").is_none_or(|kind| kind != "categorize")
+}
+
 /// The `IRCColourfulRCFeedFormatter` line of an event (without the newline).
 pub fn irc_line(event: &Event, wiki: Option<&WikiDescription>) -> String {
     let extra = |name: &str| event.extra.get(&format!("mw_{name}")).map(String::as_str);
@@ -228,8 +235,11 @@ pub fn irc_line(event: &Event, wiki: Option<&WikiDescription>) -> String {
         if event.bot {
             flag.push('B');
         }
-        let url = match extra("server_url") {
-            Some(server) => {
+        // The URL MediaWiki computed for this line (`RecentChange::getNotifyUrl`), as it gave it.
+        let notify_url = event.source.as_ref().and_then(|source| source.get("notify_url")?.as_str());
+        let url = match (notify_url, extra("server_url")) {
+            (Some(url), _) => url.to_owned(),
+            (None, Some(server)) => {
                 let script_path = extra("server_script_path").unwrap_or("/").trim_end_matches('/');
                 let mut url = format!("{server}{script_path}/index.php");
                 let this = event.revision.as_deref().unwrap_or("0");
@@ -246,7 +256,7 @@ pub fn irc_line(event: &Event, wiki: Option<&WikiDescription>) -> String {
                 }
                 url
             }
-            None => wiki::primary_url(event, wiki).unwrap_or_default(),
+            (None, None) => wiki::primary_url(event, wiki).unwrap_or_default(),
         };
         (irc_clean(&title), flag, irc_clean(&url), irc_clean(event.comment.as_deref().unwrap_or("")))
     };
@@ -272,7 +282,7 @@ pub fn irc_line(event: &Event, wiki: Option<&WikiDescription>) -> String {
 
 /// Log type, log action and the action comment of a log line; for events from other wikis, the
 /// English text MediaWiki would write.
-fn log_parts(event: &Event) -> (String, String, String) {
+pub(crate) fn log_parts(event: &Event) -> (String, String, String) {
     let extra = |name: &str| event.extra.get(&format!("mw_{name}")).cloned();
     if let (Some(log_type), Some(comment)) = (extra("log_type"), extra("log_action_comment")) {
         return (log_type, extra("log_action").unwrap_or_default(), comment);
@@ -293,7 +303,7 @@ fn log_parts(event: &Event) -> (String, String, String) {
 }
 
 /// The page a log line is about.
-fn log_target(event: &Event) -> String {
+pub(crate) fn log_target(event: &Event) -> String {
     match event.action.as_str() {
         "page_renamed" => event.old_name.clone().unwrap_or_default(),
         "file_attached" | "file_removed" => format!("File:{}", event.file.as_deref().unwrap_or("")),
@@ -360,7 +370,9 @@ mod tests {
         let block = r#"{"type":"log","title":"User:Spammer","timestamp":1764000000,"user":"Admin","log_type":"block","log_action":"block","wiki":"w"}"#;
         assert_eq!(parse_datagram(block.as_bytes()).unwrap().event.action.as_str(), "log_block");
         let categorize = r#"{"type":"categorize","title":"Category:X","timestamp":1764000000,"wiki":"w"}"#;
-        assert!(matches!(parse_datagram(categorize.as_bytes()), Err(RcFeedError::Skipped(_))));
+        let categorized = parse_datagram(categorize.as_bytes()).unwrap().event;
+        assert_eq!(categorized.action.as_str(), "categorize");
+        assert!(!on_irc(&categorized) && on_irc(&moved));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | [`publish`] | `POST /api/v1/events` |
 //! | [`history`] | `GET /api/v1/events[/{id}]`, `GET /changes`, `GET /?action=changes` |
 //! | [`stream`] | `GET /api/v1/stream` (Server-Sent Events) |
+//! | [`v2`] | `GET /v2/stream/{streams}`: Wikimedia's EventStreams contract |
 //! | [`wikis`] | description blocks, the channel directory, Atom feeds |
 //! | [`ops`] | `/metrics`, `/healthz`, `/` (the live page, `page.html`) |
 //!
@@ -20,6 +21,7 @@ pub mod ops;
 pub mod params;
 pub mod publish;
 pub mod stream;
+pub mod v2;
 pub mod wikis;
 
 use std::sync::Arc;
@@ -71,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", get(history::events).post(publish::publish))
         .route("/api/v1/events/{id}", get(history::event))
         .route("/api/v1/stream", get(stream::stream))
+        .route("/v2/stream/{streams}", get(v2::stream).options(v2::preflight))
         .route("/api/v1/wikis", get(wikis::list))
         .route("/api/v1/wikis/{wiki}", get(wikis::one))
         .route("/api/v1/channels", get(wikis::channels))

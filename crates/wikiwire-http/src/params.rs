@@ -110,6 +110,18 @@ impl Params {
     }
 }
 
+impl Params {
+    /// The filter keys among the remaining parameters; others are ignored (EventStreams' rule
+    /// for `/v2/stream`, whose clients add parameters of their own).
+    pub fn into_known_filter(self) -> Result<Filter, ApiError> {
+        let mut filter = Filter::all();
+        for (name, value) in self.pairs.iter().filter(|(name, _)| Filter::KEYS.contains(&name.as_str())) {
+            filter.add(name, value)?;
+        }
+        Ok(filter)
+    }
+}
+
 pub fn parse_id(text: &str) -> Option<u64> {
     if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;

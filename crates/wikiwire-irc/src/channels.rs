@@ -44,6 +44,13 @@ impl Channel {
             members: RwLock::new(HashMap::new()),
         }
     }
+    /// Whether a live event is said here: it passes the filter, and a `mediawiki` channel leaves
+    /// out what MediaWiki's own IRC feed leaves out (category membership changes).
+    pub fn carries(&self, event: &wikiwire_event::Event) -> bool {
+        self.filter.matches(event)
+            && (self.format != Format::Mediawiki || wikiwire_event::mediawiki::on_irc(event))
+    }
+
     /// Adds a listener; false if it was already there.
     pub fn join(&self, client: &Arc<Client>) -> bool {
         self.write().insert(client.id, Arc::clone(client)).is_none()

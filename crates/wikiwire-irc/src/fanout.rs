@@ -48,14 +48,14 @@ pub async fn run(server: Arc<Server>) {
     }
 }
 
-/// Puts one event into every channel whose filter passes it. The publisher's own connection is
+/// Puts one event into every channel that carries it (`Channel::carries`). The publisher's own connection is
 /// the speaker and does not hear itself (its acknowledgement is the echo-message).
 pub fn deliver(server: &Server, event: &Event) {
     let speaker_session =
         speaker(server, event).and_then(|publisher| server.session(publisher)).map(|client| client.id);
     let mut delivered = 0u64;
     for channel in server.channels.all() {
-        if !channel.filter.matches(event) {
+        if !channel.carries(event) {
             continue;
         }
         let mut variants = Variants::new(server, channel, event);

@@ -127,7 +127,30 @@ conformance!(
     retention_leaves_a_gap_and_ids_are_never_reused,
     a_key_is_remembered_exactly_as_long_as_its_event,
     cursors_are_kept,
+    the_source_object_is_kept_whole,
 );
+
+/// The object a wiki sent (MediaWiki's RCFeed datagram) is stored beside the event and read back
+/// whole by `get`, `query` and the bus, in both stores; an event without one reads back without.
+async fn the_source_object_is_kept_whole(kind: Kind) {
+    let Some(fixture) = Fixture::open(kind, Retention::default()).await else { return };
+    let store = &fixture.store;
+    let datagram = r#"{"type":"log","title":"Old","timestamp":1764000000,"user":"U","log_id":12,"log_type":"move","log_action":"move","log_params":{"target":"New","noredir":"0"},"notify_url":null,"server_name":"wiki.example","wiki":"A","comment":"שלום"}"#;
+    let change = wikiwire_event::mediawiki::parse_datagram(datagram.as_bytes()).unwrap();
+    let source = change.event.source.clone().expect("the datagram is kept");
+    let mut bus = store.bus().subscribe();
+    let appended =
+        store.append(vec![Draft::validate(change.event).unwrap(), edit("A", "Plain")]).await.unwrap();
+    let announced = bus.recv().await.unwrap();
+    let got = store.get(appended[0].event.id).await.unwrap().unwrap();
+    let page = store.query(Query::after(0, 10)).await.unwrap();
+    for event in [&*appended[0].event, &*announced, &got, &page.events[0]] {
+        assert_eq!(event.source.as_deref(), Some(&*source));
+    }
+    assert_eq!(source["log_params"]["target"], "New");
+    assert!(source["notify_url"].is_null(), "kept as sent; nulls go only when rendered");
+    assert_eq!(page.events[1].source, None);
+}
 
 async fn ids_are_increasing_contiguous_and_in_append_order(kind: Kind) {
     let Some(fixture) = Fixture::open(kind, Retention::default()).await else { return };

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::net::UdpSocket;
 use wikiwire_event::Draft;
-use wikiwire_event::mediawiki::{self, MAX_DATAGRAM, RcChange, RcFeedError};
+use wikiwire_event::mediawiki::{self, MAX_DATAGRAM, RcChange};
 use wikiwire_hub::config::RcFeedConfig;
 use wikiwire_hub::publisher::Publisher;
 use wikiwire_hub::{Hub, PublishError};
@@ -197,10 +197,6 @@ fn read(
     }
     let change = match mediawiki::parse_datagram(datagram) {
         Ok(change) => change,
-        Err(RcFeedError::Skipped(kind)) => {
-            tracing::debug!(%kind, "rcfeed: change type not relayed");
-            return None;
-        }
         Err(error) => {
             refuse(&error);
             return None;

@@ -157,7 +157,7 @@ impl Writer {
                     subject: subjects::event_subject(&prefix, draft.wiki(), draft.key()),
                     msg_id: self.next_id(),
                     keyed: draft.key().is_some(),
-                    payload: Bytes::from(draft.event().to_json()),
+                    payload: Bytes::from(draft.event().to_stored_json()),
                 },
             ));
         }

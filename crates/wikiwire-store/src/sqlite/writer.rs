@@ -355,7 +355,7 @@ fn insert_event(
             event.wiki,
             event.action.as_str(),
             key,
-            event.to_json(),
+            event.to_stored_json(),
             event.user,
         ])
         .map(drop)
