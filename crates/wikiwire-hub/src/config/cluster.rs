@@ -151,4 +151,22 @@ mod tests {
         }
         assert!(problems("node = \"a\"\nnats = []").iter().any(|problem| problem.contains("at least one")));
     }
+
+    #[test]
+    fn an_nkey_file_must_hold_a_user_seed_and_stand_alone() {
+        let directory = tempfile::tempdir().unwrap();
+        let (seed, public) = (directory.path().join("hub.nk"), directory.path().join("hub.pub"));
+        std::fs::write(&seed, "SUANOTAREALSEED\nUNOTAREALKEY\n").unwrap();
+        std::fs::write(&public, "UNOTAREALKEY\n").unwrap();
+        let section = |extra: String| problems(&format!("node = \"a\"\nnats = [\"nats://n:4222\"]\n{extra}"));
+        assert!(section(format!("nkey_file = {:?}", seed.display().to_string())).is_empty());
+        let found = section(format!("nkey_file = {:?}", public.display().to_string()));
+        assert!(found.iter().any(|problem| problem.contains("a user NKEY seed")), "{found:?}");
+        let both = section(format!(
+            "nkey_file = {:?}\ncredentials = {:?}",
+            seed.display().to_string(),
+            seed.display().to_string()
+        ));
+        assert!(both.iter().any(|problem| problem.contains("not both")), "{both:?}");
+    }
 }
