@@ -469,23 +469,22 @@ mod tests {
         call.try_to_value().unwrap()
     }
 
+    /// An API over a fresh outbox, with the secret `s3cret`; the directory holds the outbox.
+    fn api(refusal: Refusal) -> (Arc<Api>, State, tempfile::TempDir) {
+        let directory = tempfile::tempdir().unwrap();
+        let state = State::open(&directory.path().join("xmpp.sqlite")).unwrap();
+        let metrics = Arc::new(wikiwire_hub::Metrics::default());
+        let logins = Arc::new(wikiwire_hub::LoginGuard::new(metrics.clone()));
+        let api = Api::new("s3cret".into(), state.clone(), Arc::new(Notify::new()), metrics, logins, refusal);
+        (api, state, directory)
+    }
+
     /// A multicall answers each call in its place, and stores the items of the calls that were
     /// accepted, in the order of the calls; a bad call (a wrong JID, a wrong secret, an unknown
     /// method) changes nothing around it.
     #[tokio::test]
     async fn a_multicall_answers_each_call_and_stores_the_accepted_ones_in_order() {
-        let directory = tempfile::tempdir().unwrap();
-        let state = State::open(&directory.path().join("xmpp.sqlite")).unwrap();
-        let metrics = Arc::new(wikiwire_hub::Metrics::default());
-        let logins = Arc::new(wikiwire_hub::LoginGuard::new(metrics.clone()));
-        let api = Api::new(
-            "s3cret".into(),
-            state.clone(),
-            Arc::new(Notify::new()),
-            metrics,
-            logins,
-            Arc::new(|| None),
-        );
+        let (api, state, _directory) = api(Arc::new(|| None));
         let caller = Caller { api: &api, ip: None };
         let mut roster = HashMap::new();
         roster.insert("methodName".to_owned(), Value::String("addJIDToRoster".into()));
@@ -531,12 +530,7 @@ mod tests {
     /// A fault quotes at most the first 64 bytes of an unknown method's name, cut at a character.
     #[tokio::test]
     async fn an_unknown_method_is_named_briefly() {
-        let directory = tempfile::tempdir().unwrap();
-        let state = State::open(&directory.path().join("xmpp.sqlite")).unwrap();
-        let metrics = Arc::new(wikiwire_hub::Metrics::default());
-        let logins = Arc::new(wikiwire_hub::LoginGuard::new(metrics.clone()));
-        let api =
-            Api::new("s3cret".into(), state, Arc::new(Notify::new()), metrics, logins, Arc::new(|| None));
+        let (api, _state, _directory) = api(Arc::new(|| None));
         let caller = Caller { api: &api, ip: None };
         let name = "é".repeat(50_000);
         let fault = dispatch(&caller, &name, Vec::new()).await.unwrap_err();
@@ -549,12 +543,7 @@ mod tests {
     /// stored; calls that only answer still answer.
     #[tokio::test]
     async fn nothing_is_stored_while_the_hub_refuses() {
-        let directory = tempfile::tempdir().unwrap();
-        let state = State::open(&directory.path().join("xmpp.sqlite")).unwrap();
-        let metrics = Arc::new(wikiwire_hub::Metrics::default());
-        let logins = Arc::new(wikiwire_hub::LoginGuard::new(metrics.clone()));
-        let refusal: Refusal = Arc::new(|| Some("the store is damaged".to_owned()));
-        let api = Api::new("s3cret".into(), state.clone(), Arc::new(Notify::new()), metrics, logins, refusal);
+        let (api, state, _directory) = api(Arc::new(|| Some("the store is damaged".to_owned())));
         let caller = Caller { api: &api, ip: None };
         let calls = vec![notify("s3cret", "alice@example.org", "One")];
         let answer =
@@ -570,12 +559,7 @@ mod tests {
         for method in METHODS {
             assert!(!method.secret || method.params >= 1, "{}", method.name);
         }
-        let directory = tempfile::tempdir().unwrap();
-        let state = State::open(&directory.path().join("xmpp.sqlite")).unwrap();
-        let metrics = Arc::new(wikiwire_hub::Metrics::default());
-        let logins = Arc::new(wikiwire_hub::LoginGuard::new(metrics.clone()));
-        let api =
-            Api::new("s3cret".into(), state, Arc::new(Notify::new()), metrics, logins, Arc::new(|| None));
+        let (api, _state, _directory) = api(Arc::new(|| None));
         let caller = Caller { api: &api, ip: None };
         let listed = dispatch(&caller, "system.listMethods", vec![]).await.unwrap();
         let listed = Vec::<String>::try_from_value(&listed).unwrap();
