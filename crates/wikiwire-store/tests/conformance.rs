@@ -559,6 +559,16 @@ async fn jetstream_a_second_process_with_the_same_node_name_is_refused() {
     let next = JetStreamStore::open(options("second.sqlite")).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     next.close().await;
+    // A run that died (kill -9) leaves its entry, renewed no more: the next run waits for it to
+    // expire (the time to live), then starts.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let leases = async_nats::jetstream::new(client).get_key_value("WIKIWIRE_leases").await.unwrap();
+    leases.put(wikiwire_store::jetstream::lease::node_key("test"), "test.dead".into()).await.unwrap();
+    let started = Instant::now();
+    let after_crash = JetStreamStore::open(options("second.sqlite")).await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited > Duration::from_secs(1) && waited < Duration::from_secs(5), "waited {waited:?}");
+    after_crash.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

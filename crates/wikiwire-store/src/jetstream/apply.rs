@@ -34,6 +34,10 @@ const MAX_LAG: u64 = 1000;
 /// Unreadable stream messages logged one by one; past this, one line in every thousand (each is
 /// counted in `wikiwire_cluster_unreadable_total` and is a gap for followers anyway).
 const LOGGED_UNREADABLE: u64 = 100;
+/// Past `LOGGED_UNREADABLE`, one log line per this many unreadable messages.
+const LOG_UNREADABLE_EVERY: u64 = 1000;
+/// Bytes of a refusal's reason kept in the replica (it quotes the subject).
+const MAX_REASON: usize = 500;
 
 /// A stream message's payload (the draft's canonical JSON) as the event stored under `id`, if the
 /// subject it was published on is the one its wiki and key make: a message on another wiki's
@@ -162,7 +166,7 @@ async fn follow(inner: &Arc<Inner>) -> Result<(), String> {
                     // nats.conf); a message that is not an event of its subject's wiki is kept
                     // as unreadable, a gap every follower sees, rather than stopping every node.
                     let count = inner.unreadable.fetch_add(1, Ordering::Relaxed) + 1;
-                    if count <= LOGGED_UNREADABLE || count.is_multiple_of(1000) {
+                    if count <= LOGGED_UNREADABLE || count.is_multiple_of(LOG_UNREADABLE_EVERY) {
                         tracing::error!(
                             %error,
                             sequence,
@@ -191,7 +195,7 @@ fn unreadable_reason(error: StoreError) -> String {
         StoreError::Corrupt { reason, .. } => reason,
         other => other.to_string(),
     };
-    let mut end = reason.len().min(500);
+    let mut end = reason.len().min(MAX_REASON);
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
