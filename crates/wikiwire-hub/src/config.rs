@@ -143,6 +143,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.warnings(&mut warnings);
+        }
         warnings
     }
 

@@ -100,6 +100,20 @@ impl ClusterConfig {
     }
 }
 
+impl ClusterConfig {
+    /// What works but should not stay so.
+    pub fn warnings(&self, warnings: &mut Vec<String>) {
+        if self.nkey_file.is_none() && self.credentials.is_none() {
+            warnings.push(
+                "cluster: neither nkey_file nor credentials: the NATS servers must let anyone in, and whoever \
+                 reaches them can write the log or delete it; docs/deploy/nats.conf lets only the hubs' keys \
+                 write (operator guide, \"Who may write the log\")"
+                    .into(),
+            );
+        }
+    }
+}
+
 fn check_nats_url(url: &str) -> Result<(), String> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err("expected nats://host:port".into());
@@ -150,6 +164,19 @@ mod tests {
             assert!(text.contains(key), "{key} not in {text}");
         }
         assert!(problems("node = \"a\"\nnats = []").iter().any(|problem| problem.contains("at least one")));
+    }
+
+    #[test]
+    fn a_cluster_without_a_key_is_warned_about() {
+        let warned = |text: &str| {
+            let config: ClusterConfig = toml::from_str(text).expect("parses");
+            let mut warnings = Vec::new();
+            config.warnings(&mut warnings);
+            warnings
+        };
+        let open = warned("node = \"a\"\nnats = [\"nats://n:4222\"]");
+        assert!(open.iter().any(|warning| warning.contains("neither nkey_file nor credentials")), "{open:?}");
+        assert!(warned("node = \"a\"\nnats = [\"nats://n:4222\"]\nnkey_file = \"/x\"").is_empty());
     }
 
     #[test]
