@@ -8,6 +8,7 @@ leaves both running with the right token."""
 import json
 import signal
 import time
+import xmlrpc.client
 
 import pytest
 
@@ -48,8 +49,8 @@ class Network:
         self.wiki = MoinWiki(directory / "wiki", self.hub.http, WIKI, TOKEN, port=self.wiki_port)
         self.person = self.wiki.browser()
 
-    def restart_hub(self):
-        self.hub = Hub(self.directory / "hub", publishers=publishers(self.wiki_port), ports=self.ports)
+    def restart_hub(self, extra=""):
+        self.hub = Hub(self.directory / "hub", publishers=publishers(self.wiki_port), ports=self.ports, extra=extra)
 
     def events(self, since=0):
         return [event for event in self.hub.get(f"/api/v1/events?since={since}&limit=1000&links=1&wiki={WIKI}")["events"]]
@@ -203,3 +204,42 @@ def test_the_network_changes_macro_shows_other_wikis_and_says_when_the_hub_is_aw
         assert "Traceback" not in page and "execution failed" not in page
     finally:
         network.restart_hub()
+
+
+def test_the_bot_serves_moin2_pages_and_its_changes_through_prosody(network, tmp_path):
+    from xmpp_support import SECRET, Jabber, Prosody
+
+    person, wiki = network.person, network.wiki
+    person.edit("Bot Page", "Press the big button to start.", comment="for the bot")
+    prosody = Prosody(tmp_path / "prosody")
+    user = None
+    try:
+        prosody.register("bot", "bot-password-Xq7")
+        alice = prosody.register("alice", "alice-pw")
+        network.hub.stop()
+        network.restart_hub(prosody.hub_config() + f'\n[wiki]\nurl = "{wiki.url}"\ndialect = "moin2"\n')
+        assert xmlrpc.client.ServerProxy(network.hub.xmlrpc).addJIDToRoster(SECRET, alice) is True
+        user = Jabber(prosody, alice, "alice-pw", forms=False)
+        assert user.reply_to('getpage "Bot Page"')["body"].strip() == "Press the big button to start."
+        html = user.reply_to("getpagehtml Bot Page")["body"]
+        assert "<p" in html and "big button" in html, html
+        assert "Bot Page" in user.reply_to("getpagelist")["body"].splitlines()
+        info = user.reply_to('getpageinfo "Bot Page"')["body"]
+        assert info.startswith("Bot Page: revision 1 by Alice"), info
+        hits = user.reply_to("search button")["body"]
+        assert "Bot Page — Press the big button to start" in hits and f"<{wiki.url}Bot%20Page>" in hits, hits
+        assert "Bot Page" in user.reply_to("search title bot pa")["body"]
+        assert user.reply_to('getpage "No Such Page"')["body"] == "No Such Page is empty or does not exist."
+        assert user.reply_to('revertpage "Bot Page" 1')["body"] == "The wiki does not support revertpage."
+
+        # Subscribing to the wiki's changes on the hub, as for any wiki.
+        assert WIKI in user.reply_to(f'subscribe {WIKI} "Bot*"')["body"]
+        person.edit("Bot Page", "Press the small button.", comment="smaller")
+        got = user.wait_message(lambda m: m["type"] == "normal" and "Bot Page" in m["body"], 60)
+        assert "Alice" in got["body"] and "smaller" in got["body"], got
+    finally:
+        if user:
+            user.close()
+        network.hub.stop()
+        network.restart_hub()
+        prosody.stop()

@@ -80,7 +80,8 @@ pub struct XmlRpcConfig {
 #[serde(deny_unknown_fields)]
 pub struct WikiConfig {
     /// The wiki's address: for `moin`, the front page (`?action=xmlrpc2` is added); for
-    /// `wikirpc2`, the XML-RPC endpoint (DokuWiki: `.../lib/exe/xmlrpc.php`).
+    /// `wikirpc2`, the XML-RPC endpoint (DokuWiki: `.../lib/exe/xmlrpc.php`); for `moin2`, the
+    /// wiki's root (its views `+get/`, `+index/`, ... are below it).
     pub url: String,
     #[serde(default)]
     pub dialect: WikiDialect,
@@ -97,6 +98,8 @@ pub enum WikiDialect {
     #[default]
     Moin,
     Wikirpc2,
+    /// MoinMoin 2 over its HTTP views (it has no XML-RPC), read as an anonymous visitor.
+    Moin2,
 }
 
 fn default_xmpp_port() -> u16 {
@@ -154,6 +157,14 @@ impl XmppConfig {
                 }
                 WikiDialect::Wikirpc2 if wiki.user.is_some() != wiki.password.is_some() => {
                     problems.push("wiki: give both user and password, or neither".into())
+                }
+                WikiDialect::Moin2
+                    if wiki.secret.is_some() || wiki.user.is_some() || wiki.password.is_some() =>
+                {
+                    problems.push(
+                        "wiki: the moin2 dialect reads as an anonymous visitor: no secret, user or password"
+                            .into(),
+                    )
                 }
                 _ => {}
             }

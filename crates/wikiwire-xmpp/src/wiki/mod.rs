@@ -1,5 +1,5 @@
 //! Talking to the wiki for the bot's commands (SPEC §5): the Wiki XML-RPC interface v2, in two
-//! dialects.
+//! dialects, and MoinMoin 2's HTTP views in a third.
 //!
 //! * `moin`: MoinMoin at `<url>?action=xmlrpc2`. Each call is made as the Jabber user: the bot
 //!   asks `getJabberAuthToken(jid, secret)`, then sends `system.multicall` with
@@ -11,8 +11,11 @@
 //!   configured account (HTTP basic authentication). Full-text search is DokuWiki's
 //!   `dokuwiki.search`; title search filters `wiki.getAllPages` here; a revert reads the old
 //!   revision with `wiki.getPageVersion` and saves it with `wiki.putPage`.
+//! * `moin2`: MoinMoin 2, which has no XML-RPC, over its HTTP views (`+get`, `+content`,
+//!   `+index`, `+history`, `+search`) as an anonymous visitor; `revertpage` answers that the wiki
+//!   does not support it.
 //!
-//! Each dialect has its module (`moin`, `wikirpc2`); this one has what they share: the request
+//! Each dialect has its module (`moin`, `wikirpc2`, `moin2`); this one has what they share: the request
 //! and answer types, the transport, and the readers of XML-RPC answers. Answers are read with a
 //! size limit, and a document type declaration is refused as it is on the bot's own API. Tokens
 //! and the secret never reach a log line.
@@ -27,6 +30,7 @@ use wikiwire_hub::Metrics;
 use wikiwire_hub::config::{WikiConfig, WikiDialect};
 
 mod moin;
+mod moin2;
 mod wikirpc2;
 
 /// How long one call to the wiki may take.
@@ -107,7 +111,7 @@ impl Wiki {
                 let separator = if config.url.contains('?') { '&' } else { '?' };
                 format!("{}{separator}action=xmlrpc2", config.url)
             }
-            WikiDialect::Wikirpc2 => config.url.clone(),
+            WikiDialect::Wikirpc2 | WikiDialect::Moin2 => config.url.clone(),
         };
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
@@ -141,6 +145,7 @@ impl Wiki {
         match self.dialect {
             WikiDialect::Moin => self.moin(jid, request).await,
             WikiDialect::Wikirpc2 => self.wikirpc2(request).await,
+            WikiDialect::Moin2 => self.moin2(request).await,
         }
     }
 
@@ -183,6 +188,21 @@ impl Wiki {
         }
         parse_answer(&body, method)
     }
+}
+
+/// A title search over a list of page names (for wikis without one of their own).
+fn title_hits(pages: Vec<String>, query: &str, case: bool, regexp: bool) -> Result<Vec<Hit>, WikiError> {
+    let pattern = if regexp { query.to_owned() } else { regex::escape(query) };
+    let pattern = RegexBuilder::new(&pattern)
+        .case_insensitive(!case)
+        .size_limit(256 * 1024)
+        .build()
+        .map_err(|error| WikiError::Fault(error.to_string()))?;
+    Ok(pages
+        .into_iter()
+        .filter(|page| pattern.is_match(page))
+        .map(|page| Hit { page, context: String::new(), url: None })
+        .collect())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -24,18 +24,7 @@ impl Wiki {
             }
             Request::Search { query, title: true, case, regexp } => {
                 let pages = page_names(&self.call("wiki.getAllPages", vec![]).await?)?;
-                let pattern = if *regexp { query.clone() } else { regex::escape(query) };
-                let pattern = RegexBuilder::new(&pattern)
-                    .case_insensitive(!case)
-                    .size_limit(256 * 1024)
-                    .build()
-                    .map_err(|error| WikiError::Fault(error.to_string()))?;
-                let hits = pages
-                    .into_iter()
-                    .filter(|page| pattern.is_match(page))
-                    .map(|page| Hit { page, context: String::new(), url: None })
-                    .collect();
-                Ok(Answer::Hits(hits))
+                Ok(Answer::Hits(title_hits(pages, query, *case, *regexp)?))
             }
             Request::Revert { page, revision } => {
                 // DokuWiki's revisions are Unix times; its parser knows `<int>` better than `<i8>`.
