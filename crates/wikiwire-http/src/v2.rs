@@ -201,7 +201,14 @@ fn events(state: AppState, follower: Follower, open: GaugeGuard) -> Response {
             Some((Ok(event), (state, follower, open)))
         });
     let body = hello.chain(events).take_until(shutdown.cancelled_owned());
-    Sse::new(body).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")).into_response()
+    let mut response =
+        Sse::new(body).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")).into_response();
+    // As KafkaSSE says it: clients on `requests` (sseclient) read text without a charset as
+    // Latin-1, and every title that is not would come out garbled.
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    response
 }
 
 /// One JSON object per line after an empty one, as KafkaSSE writes them (and, like it, no
