@@ -229,11 +229,15 @@ pub(crate) async fn claim_node(
     };
     let mut seen = None;
     let mut waiting_logged = false;
+    let mut failure = None;
     loop {
         match bucket.create(&key, holder.to_owned().into()).await {
             Ok(revision) => return Ok(revision),
             Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {}
-            Err(error) => tracing::debug!(%error, "cannot take this node's name yet"),
+            Err(error) => {
+                tracing::debug!(%error, "cannot take this node's name yet");
+                failure = Some(error.to_string());
+            }
         }
         if let Ok(Some(entry)) = bucket.entry(&key).await
             && entry.operation == kv::Operation::Put
@@ -256,7 +260,12 @@ pub(crate) async fn claim_node(
             }
         }
         if Instant::now() >= deadline {
-            return Err(refused(&format!("the name's lease is still held after {ttl:?}")));
+            return Err(match (seen, failure) {
+                (None, Some(error)) => crate::StoreError::Unavailable(format!(
+                    "cannot take the name of node {node:?} in NATS (bucket of leases): {error}"
+                )),
+                _ => refused(&format!("the name's lease is still held after {ttl:?}")),
+            });
         }
         tokio::time::sleep(CLAIM_POLL).await;
     }

@@ -202,8 +202,9 @@ pub struct JetStreamStore {
 
 impl JetStreamStore {
     /// Connects, creates the stream (or checks the one there), opens the replica and starts the
-    /// writer and the applier. Fails when NATS cannot be reached within `connect_timeout`, or when
-    /// the stream is not the one this node's replica follows.
+    /// writer and the applier. Fails when NATS cannot be reached within `connect_timeout`, when
+    /// another running process holds this node's name, or when the stream is not the one this
+    /// node's replica follows.
     pub async fn open(options: JetStreamOptions) -> Result<JetStreamStore, StoreError> {
         let deadline = Instant::now() + options.connect_timeout;
         let client = connect(&options).await?;
