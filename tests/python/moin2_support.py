@@ -143,7 +143,8 @@ class Browser:
 
     def __init__(self, base):
         self.base = base.rstrip("/")
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
 
     def open(self, path, data=None, content_type=None):
         request = urllib.request.Request(self.base + path, data=data)

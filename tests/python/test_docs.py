@@ -28,6 +28,9 @@ SKIPPED = {
         "embedded defaults, which this file starts with the binary under test",
     ("README.md", "weechat -r"): "interactive clients: tests/python/test_terminal_clients.py drives them in tmux",
     ("README.md", "cargo run --release -p wikiwire-bench"): "benchmarks take minutes; figures in docs/PERFORMANCE.md",
+    ("docs/OPERATING.md", "/srv/moin/venv/bin/pip install"):
+        "installs into a wiki's virtualenv under /srv (scripts/test.sh installs the plug-in the same way "
+        "into target/moin2-venv, and test_moin2.py runs the wiki with it)",
     ("docs/OPERATING.md", "* * * * *"): "a crontab line for a DokuWiki install (test_contrib.py runs the script)",
     ("docs/OPERATING.md", "wikiwire migrate"): "needs a NATS cluster and /etc/wikiwire (test_cluster.py migrates)",
     ("docs/OPERATING.md", "sqlite3 /var/lib/wikiwire"): "a deployed hub's paths under /var/lib",
