@@ -6,14 +6,17 @@ the wiki. One wiki and one hub serve the module (creating an instance takes seco
 leaves both running with the right token."""
 
 import json
+import pathlib
 import signal
+import subprocess
+import sys
 import time
 import xmlrpc.client
 
 import pytest
 
-from conftest import MOIN_TOKEN, Hub, free_port, wait_for
-from moin2_support import USER, MoinWiki
+from conftest import MOIN_TOKEN, ROOT, Hub, free_port, wait_for
+from moin2_support import USER, VENV, MoinWiki, require_moin
 
 WIKI = "Moin2Wiki"
 TOKEN = "wwt_moin2-token-for-the-python-tests"
@@ -243,3 +246,31 @@ def test_the_bot_serves_moin2_pages_and_its_changes_through_prosody(network, tmp
         network.hub.stop()
         network.restart_hub()
         prosody.stop()
+
+
+def test_the_plug_in_is_a_wheel_that_installs_into_a_fresh_wiki_virtualenv(tmp_path):
+    """Issue 28: the wheel the operator guide's command builds, installed with pip into a new
+    virtualenv beside MoinMoin 2, brings the handler and the macro with it."""
+    require_moin()
+
+    def run(*command):
+        done = subprocess.run([str(part) for part in command], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{command}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    dist = tmp_path / "dist"
+    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", dist, ROOT / "integrations/moin2")
+    [wheel] = dist.glob("wikiwire_moin2-*-py3-none-any.whl")
+    moin_version = run(VENV / "bin/python", "-c", "import importlib.metadata as m; print(m.version('moin'))").strip()
+    fresh = tmp_path / "wiki-venv"
+    run(sys.executable, "-m", "venv", fresh)
+    run(fresh / "bin/pip", "install", "--quiet", "--disable-pip-version-check", f"moin=={moin_version}", wheel)
+    found = run(fresh / "bin/python", "-c", """
+import importlib.metadata, pathlib, wikiwire_moin2
+print(importlib.metadata.version("wikiwire-moin2"))
+print(sorted(path.name for path in pathlib.Path(wikiwire_moin2.PLUGIN_DIR).rglob("*.py")))
+print(callable(wikiwire_moin2.enable))
+""").splitlines()
+    assert found[2] == "True", found
+    assert "NetworkChanges.py" in found[1], found
+    assert pathlib.Path(str(wheel)).name.startswith(f"wikiwire_moin2-{found[0]}-")
