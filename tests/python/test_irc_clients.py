@@ -5,7 +5,7 @@ on refusals. Raw sockets, so every numeric is checked as sent."""
 
 import base64
 
-from conftest import MOIN_TOKEN, Raw, parse
+from conftest import MOIN_TOKEN, Raw, parse, wait_for
 
 
 def numerics(lines):
@@ -164,6 +164,49 @@ def test_labels_are_on_every_reply_to_a_labelled_line_refusals_included(hub):
     raw.expect(r"BATCH -")
     raw.send("@label=four MODE labeller +z")
     assert raw.expect(r" 501 ").startswith("@label=four ")
+    # Lines refused before they are parsed answer their label too (IRCv3 labeled-response).
+    raw.send(b"@label=five PRIVMSG #x :\xff\xfe")
+    assert raw.expect(r"FAIL \* INVALID_UTF8 ").startswith("@label=five ")
+    raw.send("@label=six PRIVMSG #x :" + "a" * 600)
+    assert raw.expect(r" 417 ").startswith("@label=six ")
+
+
+def lusers(raw):
+    """(visible, invisible, current, max) from a LUSERS answer."""
+    raw.send("LUSERS")
+    lines = raw.lines_until(r" 266 ")
+    client = next(parse(line)[3][1] for line in lines if parse(line)[2] == "251").split()
+    local = next(parse(line)[3] for line in lines if parse(line)[2] == "265")
+    return int(client[2]), int(client[5]), int(local[1]), int(local[2])
+
+
+def test_lusers_counts_invisible_users_and_keeps_the_maximum(hub):
+    first = Raw(hub).register("first")
+    second = Raw(hub).register("second")
+    third = Raw(hub).register("third")
+    assert lusers(first) == (3, 0, 3, 3)
+    second.send("MODE second +i")
+    second.expect(r" MODE second \+i")
+    assert lusers(first) == (2, 1, 3, 3)
+    third.close()
+    second.close()
+    wait_for(lambda: lusers(first)[2] == 1, what="two clients gone from LUSERS")
+    assert lusers(first) == (1, 0, 1, 3)
+
+
+def test_who_of_yourself_says_away_and_bot_and_user_needs_a_realname(hub):
+    raw = Raw(hub).register("hexchat")
+    raw.send("AWAY :lunch", "MODE hexchat +B", "WHO hexchat")
+    assert parse(raw.expect(r" 352 "))[3][6] == "GB"
+    raw.send("AWAY", "MODE hexchat -B", "WHO hexchat")
+    assert parse(raw.expect(r" 352 "))[3][6] == "H"
+    # Modern IRC, USER: empty username or realname is 461, and registration waits for a good one.
+    empty = Raw(hub)
+    empty.send("NICK empty", "USER u * * :", "USER  * * :Real Name")
+    empty.expect(r" 461 empty USER ")
+    empty.expect(r" 461 empty USER ")
+    empty.send("USER u * * :Real Name")
+    empty.expect(r" 001 empty ")
 
 
 SOPEL_USER = "wikiwire-sopel"

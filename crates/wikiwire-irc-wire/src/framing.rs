@@ -37,10 +37,28 @@ impl Limits {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
     Line(String),
-    /// Over the limits (417); its bytes were dropped.
-    TooLong,
-    /// Not UTF-8 (the server advertises UTF8ONLY); dropped.
-    InvalidUtf8,
+    /// Over the limits (417); its bytes were dropped. `label`: the line's `label` tag, when its
+    /// tags were read, so the refusal still answers the request (IRCv3 labeled-response).
+    TooLong {
+        label: Option<String>,
+    },
+    /// Not UTF-8 (the server advertises UTF8ONLY); dropped. `label` as for `TooLong`.
+    InvalidUtf8 {
+        label: Option<String>,
+    },
+}
+
+/// The `label` tag of a line's tag section, if the section was read whole and is UTF-8; the
+/// rest of the line (too long, or not UTF-8) is never decoded.
+pub fn label_of(content: &[u8]) -> Option<String> {
+    if content.first() != Some(&b'@') {
+        return None;
+    }
+    let end = content.iter().take(MAX_TAGS).position(|&b| b == b' ')?;
+    let tags = std::str::from_utf8(&content[..end]).ok()?;
+    // Parsed as a line of its own, so the tag's escapes are read as for any other line.
+    let request = crate::wire::Request::parse(&format!("{tags} PING x"))?;
+    request.tag("label").filter(|label| !label.is_empty()).map(str::to_owned)
 }
 
 /// Splits the next complete client line off `buffer`, if there is one. `discarding` is true while
@@ -55,10 +73,11 @@ pub fn next_frame_within(buffer: &mut BytesMut, discarding: &mut bool, limits: L
         let Some(end) = buffer.iter().position(|&b| b == b'\n') else {
             if buffer.len() > limits.line() {
                 // Drop what we have; keep dropping until the line ends.
-                buffer.clear();
                 let first = !*discarding;
+                let label = if first { label_of(&buffer[..]) } else { None };
+                buffer.clear();
                 *discarding = true;
-                return first.then_some(Frame::TooLong);
+                return first.then_some(Frame::TooLong { label });
             }
             return None;
         };
@@ -74,11 +93,11 @@ pub fn next_frame_within(buffer: &mut BytesMut, discarding: &mut bool, limits: L
             continue; // Empty lines are ignored (RFC 1459 §2.3.1).
         }
         if too_long(content, limits) {
-            return Some(Frame::TooLong);
+            return Some(Frame::TooLong { label: label_of(content) });
         }
         return Some(match std::str::from_utf8(content) {
             Ok(text) => Frame::Line(text.to_owned()),
-            Err(_) => Frame::InvalidUtf8,
+            Err(_) => Frame::InvalidUtf8 { label: label_of(content) },
         });
     }
 }
@@ -169,8 +188,11 @@ mod tests {
             frames(format!("{tags}{message}\r\n").as_bytes()),
             vec![Frame::Line(format!("{tags}{message}"))]
         );
-        assert_eq!(frames(format!("{message}x\r\n").as_bytes()), vec![Frame::TooLong]);
-        assert_eq!(frames(format!("@{} {message}\r\n", "a".repeat(4095)).as_bytes()), vec![Frame::TooLong]);
+        assert_eq!(frames(format!("{message}x\r\n").as_bytes()), vec![Frame::TooLong { label: None }]);
+        assert_eq!(
+            frames(format!("@{} {message}\r\n", "a".repeat(4095)).as_bytes()),
+            vec![Frame::TooLong { label: None }]
+        );
     }
 
     #[test]
@@ -182,21 +204,37 @@ mod tests {
             next_frame_within(&mut buffer, &mut discarding, Limits::FROM_SERVER),
             Some(Frame::Line(_))
         ));
-        assert_eq!(frames(line.as_bytes()), vec![Frame::TooLong]);
+        assert_eq!(frames(line.as_bytes()), vec![Frame::TooLong { label: None }]);
     }
 
     #[test]
     fn an_endless_line_is_reported_once_and_skipped() {
         let mut input = vec![b'x'; 20_000];
         input.extend_from_slice(b"\r\nPING ok\r\n");
-        assert_eq!(frames(&input), vec![Frame::TooLong, Frame::Line("PING ok".into())]);
+        assert_eq!(frames(&input), vec![Frame::TooLong { label: None }, Frame::Line("PING ok".into())]);
     }
 
     #[test]
     fn invalid_utf8_is_a_frame_of_its_own() {
         assert_eq!(
             frames(b"PRIVMSG #c :\xff\xfe\r\nPING a\r\n"),
-            vec![Frame::InvalidUtf8, Frame::Line("PING a".into())]
+            vec![Frame::InvalidUtf8 { label: None }, Frame::Line("PING a".into())]
+        );
+    }
+
+    #[test]
+    fn refused_lines_keep_their_label() {
+        let long = format!("@label=a\\sb;+x=1 PRIVMSG #c :{}\r\n", "x".repeat(600));
+        assert_eq!(frames(long.as_bytes()), vec![Frame::TooLong { label: Some("a b".into()) }]);
+        // Longer than a whole line: the label is read from what was buffered.
+        let endless = format!("@label=L7 PRIVMSG #c :{}\r\nPING a\r\n", "x".repeat(20_000));
+        assert_eq!(
+            frames(endless.as_bytes()),
+            vec![Frame::TooLong { label: Some("L7".into()) }, Frame::Line("PING a".into())]
+        );
+        assert_eq!(
+            frames(b"@label=u8 PRIVMSG #c :\xff\r\n@label=\xff PRIVMSG #c :\xff\r\n"),
+            vec![Frame::InvalidUtf8 { label: Some("u8".into()) }, Frame::InvalidUtf8 { label: None }]
         );
     }
 
@@ -209,7 +247,7 @@ mod tests {
             client.write_all(b"\r\nQUIT\r\n").await.unwrap();
         });
         let mut reader = LineReader::new(server);
-        assert_eq!(reader.next().await.unwrap(), Some(Frame::TooLong));
+        assert_eq!(reader.next().await.unwrap(), Some(Frame::TooLong { label: None }));
         assert!(reader.pending() <= MAX_LINE + 4096);
         assert_eq!(reader.next().await.unwrap(), Some(Frame::Line("QUIT".into())));
         writer.await.unwrap();

@@ -111,6 +111,11 @@ impl Channels {
         self.list.iter().find(|channel| channel.name.eq_ignore_ascii_case(name))
     }
 
+    /// Channels in the directory (LUSERS).
+    pub fn count(&self) -> usize {
+        self.list.len()
+    }
+
     pub fn all(&self) -> &[Arc<Channel>] {
         &self.list
     }

@@ -112,12 +112,14 @@ async fn read_loop<R: AsyncRead + Unpin>(server: &Arc<Server>, client: &Arc<Clie
                 // connection's task (it is most of the task's size).
                 Box::pin(commands::handle(server, client, pipeline.as_ref(), &text)).await
             }
-            Frame::TooLong => {
+            // A refused line still answers its label (IRCv3 labeled-response): a client waiting
+            // for it would otherwise wait forever.
+            Frame::TooLong { label } => {
                 let mut context = Context::new(server, client);
                 context.numeric(ERR_INPUTTOOLONG, &[]);
-                context.finish(None);
+                context.finish(label.as_deref());
             }
-            Frame::InvalidUtf8 => {
+            Frame::InvalidUtf8 { label } => {
                 let mut context = Context::new(server, client);
                 context.fail(
                     "*",
@@ -125,7 +127,7 @@ async fn read_loop<R: AsyncRead + Unpin>(server: &Arc<Server>, client: &Arc<Clie
                     &[],
                     "Message rejected: this network only carries UTF-8 (UTF8ONLY)",
                 );
-                context.finish(None);
+                context.finish(label.as_deref());
             }
         }
     }

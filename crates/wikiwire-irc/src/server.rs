@@ -58,6 +58,21 @@ struct Registry {
     sessions: HashMap<String, Arc<Client>>,
     per_ip: HashMap<IpAddr, usize>,
     connections: usize,
+    /// Registered clients, and the most there have been at once (LUSERS). Not `nicks.len()`:
+    /// listeners may share a nick (`wikimedia_compat`).
+    users: usize,
+    max_users: usize,
+    /// Registered clients with user mode `+i`.
+    invisible: usize,
+}
+
+/// What LUSERS tells (Modern IRC, RPL_LUSERCLIENT to RPL_GLOBALUSERS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts {
+    pub users: usize,
+    pub invisible: usize,
+    pub max_users: usize,
+    pub connections: usize,
 }
 
 pub struct Server {
@@ -233,6 +248,8 @@ impl Server {
             }
         };
         registry.nicks.insert(folded, Arc::clone(client));
+        registry.users += 1;
+        registry.max_users = registry.max_users.max(registry.users);
         Ok(displaced)
     }
 
@@ -252,16 +269,24 @@ impl Server {
         Ok(())
     }
 
-    /// Forgets a client that is gone: its nick and session, if still its own, and its channels.
+    /// Forgets a client that is gone: its nick and session, if still its own, its channels and
+    /// its place in the counts. Called once per connection (by [`Release`]).
     pub fn release(&self, client: &Arc<Client>) {
-        let (nick, account, channels) = {
+        let (nick, account, channels, registered, invisible) = {
             let mut state = client.state();
-            (state.nick.clone(), state.account.clone(), std::mem::take(&mut state.channels))
+            let channels = std::mem::take(&mut state.channels);
+            (state.nick.clone(), state.account.clone(), channels, state.registered, state.invisible)
         };
         for channel in channels.into_iter().filter_map(|index| self.channels.get(index)) {
             channel.part(client.id);
         }
         let mut registry = self.registry();
+        if registered {
+            registry.users -= 1;
+            if invisible {
+                registry.invisible -= 1;
+            }
+        }
         if registry.nicks.get(&fold(&nick)).is_some_and(|holder| holder.id == client.id) {
             registry.nicks.remove(&fold(&nick));
         }
@@ -273,9 +298,23 @@ impl Server {
         }
     }
 
-    /// (registered clients, connections) for LUSERS.
-    pub fn counts(&self) -> (usize, usize) {
+    /// A registered client's `+i` was set (`true`) or cleared.
+    pub fn invisible_changed(&self, invisible: bool) {
+        let mut registry = self.registry();
+        if invisible {
+            registry.invisible += 1;
+        } else {
+            registry.invisible -= 1;
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
         let registry = self.registry();
-        (registry.nicks.len(), registry.connections)
+        Counts {
+            users: registry.users,
+            invisible: registry.invisible,
+            max_users: registry.max_users,
+            connections: registry.connections,
+        }
     }
 }

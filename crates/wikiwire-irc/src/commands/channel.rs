@@ -141,6 +141,7 @@ pub fn mode(context: &mut Context<'_>, request: &Request) {
     let (mut adding, mut unknown) = (true, false);
     let mut applied = String::new();
     let mut applied_sign: Option<bool> = None;
+    let mut invisible_changed = None;
     {
         let mut state = context.client.state();
         for letter in change.chars() {
@@ -161,12 +162,18 @@ pub fn mode(context: &mut Context<'_>, request: &Request) {
                 continue;
             }
             *flag = adding;
+            if letter == 'i' {
+                invisible_changed = Some(adding);
+            }
             if applied_sign != Some(adding) {
                 applied.push(if adding { '+' } else { '-' });
                 applied_sign = Some(adding);
             }
             applied.push(letter);
         }
+    }
+    if let Some(invisible) = invisible_changed {
+        context.server.invisible_changed(invisible);
     }
     if !applied.is_empty() {
         let mask = context.mask();

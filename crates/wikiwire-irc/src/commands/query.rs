@@ -63,15 +63,23 @@ pub fn who(context: &mut Context<'_>, request: &Request) {
     context.numeric(RPL_ENDOFWHO, &[&mask]);
 }
 
+/// Your own WHO line. Its flags are what clients track you by (HexChat and WeeChat read away
+/// from them): `G` when away, else `H`, then `B` for bot mode (IRCv3 bot-mode).
 fn who_self(context: &mut Context<'_>, channel: &str) {
-    let (nick, user, realname) = {
+    let (nick, user, realname, flags) = {
         let state = context.client.state();
-        (state.nick.clone(), state.user.clone().unwrap_or_default(), state.realname.clone())
+        let mut flags = String::from(if state.away.is_some() { "G" } else { "H" });
+        if state.bot || state.account.is_some() {
+            flags.push('B');
+        }
+        (state.nick.clone(), state.user.clone().unwrap_or_default(), state.realname.clone(), flags)
     };
     let host = context.server.settings.listener_host();
     let server_name = context.server.settings.server_name.clone();
-    context
-        .numeric(RPL_WHOREPLY, &[channel, &user, &host, &server_name, &nick, "H", &format!("0 {realname}")]);
+    context.numeric(
+        RPL_WHOREPLY,
+        &[channel, &user, &host, &server_name, &nick, &flags, &format!("0 {realname}")],
+    );
 }
 
 pub fn whois(context: &mut Context<'_>, request: &Request) {
@@ -220,23 +228,23 @@ pub fn motd(context: &mut Context<'_>) {
     context.numeric(RPL_ENDOFMOTD, &[]);
 }
 
+/// Modern IRC's LUSERS replies: visible and invisible users apart (RPL_LUSERCLIENT), and the
+/// most users there have been at once since start (RPL_LOCALUSERS, RPL_GLOBALUSERS).
 pub fn lusers(context: &mut Context<'_>) {
-    let (registered, connections) = context.server.counts();
-    let channels = context.server.channels.all().len().to_string();
-    let unknown = connections.saturating_sub(registered).to_string();
-    context
-        .numeric(RPL_LUSERCLIENT, &[&format!("There are {registered} users and 0 invisible on 1 servers")]);
+    let counts = context.server.counts();
+    let channels = context.server.channels.count().to_string();
+    let unknown = counts.connections.saturating_sub(counts.users).to_string();
+    let (users, max) = (counts.users, counts.max_users);
+    let visible = users.saturating_sub(counts.invisible);
+    context.numeric(
+        RPL_LUSERCLIENT,
+        &[&format!("There are {visible} users and {} invisible on 1 servers", counts.invisible)],
+    );
     context.numeric(RPL_LUSEROP, &["0"]);
     context.numeric(RPL_LUSERUNKNOWN, &[&unknown]);
     context.numeric(RPL_LUSERCHANNELS, &[&channels]);
-    context.numeric(RPL_LUSERME, &[&format!("I have {registered} clients and 0 servers")]);
-    let count = registered.to_string();
-    context.numeric(
-        RPL_LOCALUSERS,
-        &[&count, &count, &format!("Current local users {registered}, max {registered}")],
-    );
-    context.numeric(
-        RPL_GLOBALUSERS,
-        &[&count, &count, &format!("Current global users {registered}, max {registered}")],
-    );
+    context.numeric(RPL_LUSERME, &[&format!("I have {users} clients and 0 servers")]);
+    let (current, most) = (users.to_string(), max.to_string());
+    context.numeric(RPL_LOCALUSERS, &[&current, &most, &format!("Current local users {users}, max {max}")]);
+    context.numeric(RPL_GLOBALUSERS, &[&current, &most, &format!("Current global users {users}, max {max}")]);
 }

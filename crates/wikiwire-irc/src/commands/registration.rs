@@ -242,6 +242,12 @@ pub fn user(context: &mut Context<'_>, request: &Request) {
             drop(state);
             return context.numeric(ERR_ALREADYREGISTERED, &[]);
         }
+        // Modern IRC, USER: an empty username SHOULD be refused with 461 "even if an empty
+        // parameter is provided"; an empty realname is refused the same way (as Sable does).
+        if request.params[0].is_empty() || request.params[3].is_empty() {
+            drop(state);
+            return context.numeric(ERR_NEEDMOREPARAMS, &["USER"]);
+        }
         let user: String = request.params[0]
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
