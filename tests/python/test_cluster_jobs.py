@@ -82,9 +82,11 @@ class Load(threading.Thread):
 
 
 def Publisher(hubs, pause=0.25):
-    """One MoinMaster event per request; `acked` holds the ids."""
+    """One MoinMaster event per request; `acked` holds the ids. Each event has a key, as a wiki's
+    would: an attempt refused with 503 (or cut off) during a failover may still have stored it, and
+    the retry then gets the first id back instead of storing the change a second time."""
     def send(hub, n):
-        event = {"wiki": "MoinMaster", "action": "SAVE", "page": f"Relayed {n}", "user": "u"}
+        event = {"wiki": "MoinMaster", "action": "SAVE", "page": f"Relayed {n}", "user": "u", "key": f"relayed-{n}"}
         status, body = hub.request("POST", "/api/v1/events", [event], token=MOIN_TOKEN)
         return json.loads(body)["ids"] if status in (200, 201) else None
     return Load(hubs, send, pause)
