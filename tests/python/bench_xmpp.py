@@ -1,11 +1,14 @@
 """Benchmark (figures, no assertions): how many notifications per second the Jabber bot delivers
 to Prosody, and how fast they reach a client.
 
-    cargo build --release -p wikiwire && python3 tests/python/bench_xmpp.py [COUNT]
+    cargo build --release -p wikiwire && python3 tests/python/bench_xmpp.py [COUNT] [--no-smacks]
 
 It starts Prosody from Debian and the real `wikiwire serve` (release build if there is one),
 sends COUNT notifications through the XML-RPC API the way MoinMoin does (`system.multicall`,
 100 calls a request, one recipient each), and reports:
+
+With `--no-smacks` Prosody runs without stream management (XEP-0198), and an answered ping
+after each batch stands in for the acknowledgements.
 
 * accepted: notifications per second stored in the outbox (XML-RPC `true`);
 * to the server: notifications per second acknowledged by Prosody (stream management), with
@@ -51,11 +54,13 @@ def send(rpc, jid, count, tag):
 
 
 def main():
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
-    print(f"binary: {BINARY}")
+    arguments = [argument for argument in sys.argv[1:] if not argument.startswith("--")]
+    smacks = "--no-smacks" not in sys.argv[1:]
+    count = int(arguments[0]) if arguments else 5000
+    print(f"binary: {BINARY}; stream management: {'on' if smacks else 'off'}")
     with tempfile.TemporaryDirectory() as directory:
         directory = pathlib.Path(directory)
-        prosody = Prosody(directory / "prosody")
+        prosody = Prosody(directory / "prosody", smacks=smacks)
         prosody.register("bot", BOT_PASSWORD)
         alice = prosody.register("alice", "alice-pw")
         (directory / "hub").mkdir()

@@ -476,6 +476,7 @@ async fn jetstream_the_bots_shared_outbox_keeps_order_and_fences_positions() {
     assert_eq!(texts, vec![item("one"), item("two"), item("three")]);
     outbox_b.done(pending[0].0).await.unwrap();
     outbox_b.done(pending[0].0).await.unwrap(); // twice across a takeover: harmless
+    outbox_a.done(pending[0].0).await.unwrap(); // and from the other node
     assert_eq!(outbox_a.waiting().await.unwrap(), 2);
 
     // A position moves with its items; a node that did not see the last move cannot write.

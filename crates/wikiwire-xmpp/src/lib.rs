@@ -86,7 +86,7 @@ impl Run {
         let connector = connector::Connector::new(&self.server, xmpp.port, xmpp.ca_file.as_deref())?;
         let (session, incoming, session_task) =
             session::start(connector, jid, xmpp.password.clone(), xmpp.keepalive, stop.clone());
-        let (bot, commands) = bot::Bot::new(
+        let (bot, commands, removals) = bot::Bot::new(
             Arc::clone(&self.hub),
             Arc::clone(lease),
             stop.clone(),
@@ -101,6 +101,7 @@ impl Run {
         });
         tasks.spawn(Arc::clone(&bot).run_incoming(incoming));
         tasks.spawn(Arc::clone(&bot).run_dispatch());
+        tasks.spawn(Arc::clone(&bot).run_removals(removals));
         let commands = Arc::new(tokio::sync::Mutex::new(commands));
         for _ in 0..bot::COMMAND_WORKERS {
             tasks.spawn(Arc::clone(&bot).run_commands(Arc::clone(&commands)));

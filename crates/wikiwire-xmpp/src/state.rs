@@ -144,6 +144,12 @@ impl State {
         both!(self.done(id))
     }
 
+    /// Removes delivered items, all in one go where the backend can (one transaction on one
+    /// node); an item already gone is no error.
+    pub async fn done_many(&self, ids: Vec<i64>) -> Result<(), StateError> {
+        both!(self.done_many(ids))
+    }
+
     pub async fn outbox_len(&self) -> Result<u64, StateError> {
         both!(self.outbox_len())
     }
@@ -264,8 +270,20 @@ impl Local {
     }
 
     pub async fn done(&self, id: i64) -> Result<(), StateError> {
+        self.done_many(vec![id]).await
+    }
+
+    /// One transaction, so one sync to disk for a whole round of acknowledgements.
+    pub async fn done_many(&self, ids: Vec<i64>) -> Result<(), StateError> {
         self.with(move |connection| {
-            connection.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+            let transaction = connection.transaction()?;
+            {
+                let mut statement = transaction.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+                for id in ids {
+                    statement.execute([id])?;
+                }
+            }
+            transaction.commit()?;
             Ok(())
         })
         .await
@@ -391,6 +409,12 @@ impl Shared {
 
     async fn done(&self, id: i64) -> Result<(), StateError> {
         self.outbox.done(u64::try_from(id).unwrap_or(0)).await.map_err(shared_error)
+    }
+
+    /// The deletions go out together (each is its own request to the stream's leader).
+    async fn done_many(&self, ids: Vec<i64>) -> Result<(), StateError> {
+        let deletions = ids.into_iter().map(|id| self.done(id));
+        futures::future::join_all(deletions).await.into_iter().collect()
     }
 
     async fn outbox_len(&self) -> Result<u64, StateError> {
@@ -570,6 +594,9 @@ mod tests {
         assert_eq!(state.cursor("events").await.unwrap(), Some(7));
         state.done(pending[0].0).await.unwrap();
         assert_eq!(state.outbox_len().await.unwrap(), 2);
+        // Removed in one go; an id already gone is no error.
+        state.done_many(vec![pending[0].0, pending[1].0, pending[2].0]).await.unwrap();
+        assert_eq!(state.outbox_len().await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -181,8 +181,10 @@ impl SharedOutbox {
     pub async fn done(&self, sequence: u64) -> Result<(), StoreError> {
         match self.stream.delete_message(sequence).await {
             Ok(_) => Ok(()),
-            // Delivered twice across a takeover: already gone.
-            Err(error) if error.to_string().contains("no message found") => Ok(()),
+            // Already gone (removed by the node that held the lease before, or by a retry whose
+            // first answer was lost). The server says so with 10037, or with a failed delete
+            // (10057) of "no message found" or "sequence … not found".
+            Err(error) if already_gone(&error) => Ok(()),
             Err(error) => Err(unavailable(error)),
         }
     }
@@ -289,6 +291,18 @@ impl SharedOutbox {
             }
         }
         Err(unavailable("nothing to publish"))
+    }
+}
+
+fn already_gone(error: &stream::DeleteMessageError) -> bool {
+    use async_nats::jetstream::ErrorCode;
+    match error.kind() {
+        stream::DeleteMessageErrorKind::JetStream(error) => {
+            error.error_code() == ErrorCode::NO_MESSAGE_FOUND
+                || (error.error_code() == ErrorCode::STREAM_MESSAGE_DELETE_FAILED
+                    && error.to_string().contains(" found"))
+        }
+        _ => false,
     }
 }
 

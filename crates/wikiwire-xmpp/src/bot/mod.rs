@@ -43,7 +43,7 @@ use crate::session::{Incoming, Xmpp};
 use crate::state::State;
 use crate::wiki::Wiki;
 
-mod outbox;
+pub mod outbox;
 mod replies;
 
 /// Commands waiting for a worker; past it, a user is told the bot is busy.
@@ -118,8 +118,10 @@ pub struct Bot {
     contacts: Mutex<Contacts>,
     pub(crate) wake: Arc<Notify>,
     session: watch::Sender<Option<Session>>,
-    /// Outbox ids sent and not yet acknowledged.
-    in_flight: Mutex<HashSet<i64>>,
+    /// Outbox items handed to the session and not yet removed from the outbox.
+    flight: Mutex<outbox::Flight>,
+    /// Delivered items, to `run_removals`.
+    removals: mpsc::Sender<i64>,
     subscriptions: Mutex<Vec<Compiled>>,
     commands: mpsc::Sender<(Jid, Message)>,
 }
@@ -135,7 +137,7 @@ impl Bot {
         xmpp: Xmpp,
         wiki: Option<Arc<Wiki>>,
         wake: Arc<Notify>,
-    ) -> Result<(Arc<Bot>, CommandQueue), String> {
+    ) -> Result<(Arc<Bot>, CommandQueue, outbox::Removals), String> {
         // The account; a resource in `jid` is the session's, not part of who the bot is.
         let me = Jid::new(&config.jid).map_err(|error| format!("xmpp.jid: {error}"))?.to_bare();
         let mut rooms = HashSet::new();
@@ -143,6 +145,7 @@ impl Bot {
             rooms.insert(BareJid::new(&room.jid).map_err(|error| format!("xmpp.rooms: {error}"))?);
         }
         let (commands, queue) = mpsc::channel(COMMAND_QUEUE);
+        let (removals, removed) = outbox::removals();
         let bot = Bot {
             hub,
             lease,
@@ -157,11 +160,12 @@ impl Bot {
             contacts: Mutex::new(Contacts::default()),
             wake,
             session: watch::channel(None).0,
-            in_flight: Mutex::new(HashSet::new()),
+            flight: Mutex::new(outbox::Flight::default()),
+            removals,
             subscriptions: Mutex::new(Vec::new()),
             commands,
         };
-        Ok((Arc::new(bot), queue))
+        Ok((Arc::new(bot), queue, removed))
     }
 
     fn metrics(&self) -> &wikiwire_hub::Metrics {

@@ -1,10 +1,21 @@
 //! The outbox dispatcher: items leave in order; with stream management an item is done when the
 //! server acknowledges its stanza, without it a ping after a batch stands in; roster changes are
 //! IQs, done when answered. Room lines wait until the bot is in the room.
+//!
+//! **What may be delivered twice.** An item the server has taken but the outbox still holds is
+//! sent again by whoever runs the bot next (another node after a takeover, this one after a
+//! crash). The dispatcher keeps that set small and bounded: at most [`IN_FLIGHT`] items are out
+//! at a time, counted from the moment they are handed to the session until their removal from
+//! the outbox has been committed; acknowledged items are removed in rounds (one transaction on
+//! one node) by one task, so a short window costs no throughput. This holder itself never sends
+//! an item twice: a removal that fails is retried, not forgotten, and an item removed while the
+//! outbox was being read is not taken from that (older) reading.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio_xmpp::Stanza;
 use tokio_xmpp::jid::{BareJid, Jid};
 use tokio_xmpp::parsers::message::{Id, Lang, Message};
@@ -19,11 +30,61 @@ use crate::notification::Notification;
 use crate::render;
 use crate::state::Item;
 
-/// Items read from the outbox at a time, and most items sent but not yet acknowledged.
-const BATCH: usize = 200;
-const IN_FLIGHT: usize = 1000;
+/// Items sent between two pings without stream management, and read from the outbox at a time.
+pub const BATCH: usize = 50;
+/// Most items out at once: handed to the session and not yet removed from the outbox. This is
+/// the most a takeover or a crash can deliver twice. Two batches, so that one is confirmed while
+/// the next is on the wire.
+pub const IN_FLIGHT: usize = 2 * BATCH;
 /// Longest line sent to a room.
 const MAX_ROOM_LINE: usize = 4096;
+/// Waits between attempts to remove delivered items while the store does not answer.
+const REMOVAL_RETRY: Duration = Duration::from_millis(250);
+const REMOVAL_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The items this holder has out.
+#[derive(Default)]
+pub(crate) struct Flight {
+    /// Handed to the session, not yet removed from the outbox.
+    out: HashSet<i64>,
+    /// Removed since the current reading of the outbox began: that reading may still list them.
+    removed: HashSet<i64>,
+}
+
+impl Flight {
+    /// A reading of the outbox begins: what was removed before it cannot be in it.
+    fn reading(&mut self) {
+        self.removed.clear();
+    }
+
+    /// Whether an item of the reading is to be sent now.
+    fn fresh(&self, id: i64) -> bool {
+        !self.out.contains(&id) && !self.removed.contains(&id)
+    }
+
+    /// Its removal from the outbox is committed.
+    fn removed(&mut self, id: i64) {
+        self.out.remove(&id);
+        self.removed.insert(id);
+    }
+
+    /// Not taken by the server: the outbox sends it again.
+    fn returned(&mut self, id: i64) {
+        self.out.remove(&id);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.out.len()
+    }
+}
+
+/// Delivered items on their way to removal.
+pub type Removals = mpsc::Receiver<i64>;
+
+pub(crate) fn removals() -> (mpsc::Sender<i64>, Removals) {
+    // Never more than IN_FLIGHT ids exist to send; the bound only keeps that visible.
+    mpsc::channel(IN_FLIGHT)
+}
 
 impl Bot {
     /// Sends the outbox, forever: items in order, each done when the server has taken it.
@@ -51,10 +112,73 @@ impl Bot {
         }
     }
 
+    /// Removes delivered items from the outbox, in rounds: whatever was acknowledged while the
+    /// last round was being committed goes in the next one. A failed removal is tried again
+    /// (with a growing pause) until it succeeds or this run of the bot ends: the items stay out,
+    /// so this holder never sends them again. When the run ends (shutdown, or the lease lost),
+    /// what was delivered is removed once more before the task goes: the next holder would send
+    /// it again.
+    pub async fn run_removals(self: Arc<Self>, mut removals: Removals) {
+        let mut round = Vec::with_capacity(IN_FLIGHT);
+        let mut last = false;
+        while !last {
+            round.clear();
+            tokio::select! {
+                received = removals.recv_many(&mut round, IN_FLIGHT) => if received == 0 { return },
+                _ = self.stop.cancelled() => {
+                    while let Ok(id) = removals.try_recv() {
+                        round.push(id);
+                    }
+                    if round.is_empty() {
+                        return;
+                    }
+                    last = true;
+                }
+            }
+            let mut pause = REMOVAL_RETRY;
+            loop {
+                match self.state.done_many(round.clone()).await {
+                    Ok(()) => break,
+                    Err(error) if last || self.stop.is_cancelled() => {
+                        tracing::warn!(%error, items = round.len(),
+                            "delivered items left in the outbox: the next run of the bot sends them again");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, items = round.len(), retry_in = ?pause,
+                            "cannot remove delivered items from the outbox yet");
+                    }
+                }
+                tokio::select! {
+                    _ = self.stop.cancelled() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(REMOVAL_RETRY_MAX);
+            }
+            {
+                let mut flight = lock(&self.flight);
+                for id in &round {
+                    flight.removed(*id);
+                }
+            }
+            self.metrics().xmpp_delivered.add(round.len() as u64);
+            self.wake.notify_one();
+        }
+    }
+
+    /// An item the server has taken: removed from the outbox by `run_removals`.
+    async fn delivered(&self, id: i64) {
+        if self.removals.send(id).await.is_err() {
+            // The run is ending; the item stays out until it does.
+            tracing::debug!(id, "delivered item not removed: the bot is stopping");
+        }
+    }
+
     /// Sends what is pending and not in flight.
     async fn dispatch(self: &Arc<Self>, session: Session) -> Result<(), crate::state::StateError> {
         loop {
-            if lock(&self.in_flight).len() >= IN_FLIGHT {
+            let room = IN_FLIGHT.saturating_sub(lock(&self.flight).len()).min(BATCH);
+            if room == 0 {
                 return Ok(());
             }
             let waiting: Vec<String> = {
@@ -65,10 +189,11 @@ impl Bot {
                     .map(|room| room.to_string())
                     .collect()
             };
+            lock(&self.flight).reading();
             let pending = self.state.pending(BATCH + IN_FLIGHT, waiting).await?;
             let fresh: Vec<(i64, Item)> = {
-                let in_flight = lock(&self.in_flight);
-                pending.into_iter().filter(|(id, _)| !in_flight.contains(id)).take(BATCH).collect()
+                let flight = lock(&self.flight);
+                pending.into_iter().filter(|(id, _)| flight.fresh(*id)).take(room).collect()
             };
             if fresh.is_empty() {
                 return Ok(());
@@ -77,7 +202,7 @@ impl Bot {
             for (id, item) in fresh {
                 // The last moment to find out that another node runs the bot now.
                 if *self.session.borrow() != Some(session) || !self.lease.valid() {
-                    return Ok(());
+                    break;
                 }
                 match item {
                     Item::RosterAdd { jid } => self.roster(id, &jid, true).await,
@@ -88,10 +213,10 @@ impl Bot {
                             self.state.done(id).await?;
                             continue;
                         };
-                        lock(&self.in_flight).insert(id);
+                        lock(&self.flight).out.insert(id);
                         let Some(token) = self.xmpp.send(stanza).await else {
-                            lock(&self.in_flight).remove(&id);
-                            return Ok(());
+                            lock(&self.flight).returned(id);
+                            break;
                         };
                         if session.stream_management {
                             tokio::spawn(Arc::clone(self).await_ack(id, token));
@@ -101,23 +226,27 @@ impl Bot {
                     }
                 }
             }
-            if !batch.is_empty() {
-                // No stream management: an answered ping means everything before it arrived.
-                let answered = self.ping().await;
-                for (id, token) in batch {
-                    if answered {
-                        self.delivered(id).await;
-                    } else if matches!(token.state(), StanzaState::Queued) {
-                        // Never written to the broken stream: it goes out on the next one by
-                        // itself; sending the item again would deliver it twice.
-                        tokio::spawn(Arc::clone(self).await_next_stream(id, token));
-                        continue;
-                    }
-                    lock(&self.in_flight).remove(&id);
-                }
-                if !answered {
+            if batch.is_empty() {
+                if *self.session.borrow() != Some(session) || !self.lease.valid() {
                     return Ok(());
                 }
+                continue;
+            }
+            // No stream management: an answered ping means everything before it arrived.
+            let answered = self.ping().await;
+            for (id, token) in batch {
+                if answered {
+                    self.delivered(id).await;
+                } else if matches!(token.state(), StanzaState::Queued) {
+                    // Never written to the broken stream: it goes out on the next one by
+                    // itself; sending the item again would deliver it twice.
+                    tokio::spawn(Arc::clone(self).await_next_stream(id, token));
+                } else {
+                    lock(&self.flight).returned(id);
+                }
+            }
+            if !answered {
+                return Ok(());
             }
         }
     }
@@ -135,9 +264,10 @@ impl Bot {
         let sent = matches!(token.wait_for(StanzaStage::Sent).await, Some(StanzaState::Sent { .. }));
         if sent && self.ping().await {
             self.delivered(id).await;
+        } else {
+            lock(&self.flight).returned(id);
+            self.wake.notify_one();
         }
-        lock(&self.in_flight).remove(&id);
-        self.wake.notify_one();
     }
 
     async fn await_ack(self: Arc<Self>, id: i64, mut token: tokio_xmpp::stanzastream::StanzaToken) {
@@ -146,17 +276,8 @@ impl Bot {
             self.delivered(id).await;
         } else {
             tracing::debug!(id, "a stanza was not acknowledged; it will be sent again");
-        }
-        lock(&self.in_flight).remove(&id);
-        self.wake.notify_one();
-    }
-
-    async fn delivered(&self, id: i64) {
-        match self.state.done(id).await {
-            Ok(()) => self.metrics().xmpp_delivered.inc(),
-            Err(error) => {
-                tracing::error!(%error, id, "cannot mark an outbox item done; it may be sent twice")
-            }
+            lock(&self.flight).returned(id);
+            self.wake.notify_one();
         }
     }
 
@@ -166,6 +287,7 @@ impl Bot {
             let _ = self.state.done(id).await;
             return;
         };
+        lock(&self.flight).out.insert(id);
         let item = RosterItem {
             jid: bare.clone(),
             name: None,
@@ -186,9 +308,12 @@ impl Bot {
             }
             Err(crate::session::IqError::Refused(condition)) => {
                 tracing::warn!(jid = %bare, add, %condition, "the server refused a roster change");
-                let _ = self.state.done(id).await;
+                self.delivered(id).await;
             }
-            Err(error) => tracing::debug!(jid = %bare, %error, "roster change not answered; will try again"),
+            Err(error) => {
+                tracing::debug!(jid = %bare, %error, "roster change not answered; will try again");
+                lock(&self.flight).returned(id);
+            }
         }
     }
 
@@ -231,5 +356,31 @@ impl Bot {
     pub(crate) fn room_line(&self, event: &Event, filter: &Filter) -> String {
         let wiki = self.hub.publishers().wiki(&event.wiki);
         line::render(event, wiki, Format::Text, filter.single_wiki().is_none(), MAX_ROOM_LINE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_removed_while_the_outbox_is_read_is_not_sent_again() {
+        let mut flight = Flight::default();
+        flight.out.insert(7);
+        flight.out.insert(8);
+        // A reading begins; item 7's removal commits while it runs, so the reading lists it.
+        flight.reading();
+        flight.removed(7);
+        assert!(!flight.fresh(7), "listed by a reading older than its removal");
+        assert!(!flight.fresh(8), "still out");
+        assert!(flight.fresh(9));
+        assert_eq!(flight.len(), 1);
+        // The next reading began after the removal: the store no longer lists 7, and an item
+        // that reuses its id (SQLite may) is new.
+        flight.reading();
+        assert!(flight.fresh(7));
+        flight.returned(8);
+        assert!(flight.fresh(8), "not taken by the server: sent again");
+        assert_eq!(flight.len(), 0);
     }
 }
