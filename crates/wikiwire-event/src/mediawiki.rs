@@ -19,6 +19,10 @@ use crate::text::clean;
 use crate::wiki::{self, WikiDescription};
 use crate::{Action, Event, Timestamp};
 
+/// The `extra` field keeping a datagram's channel prefix, when its `[[rcfeed]]` makes channels
+/// from prefixes.
+pub const CHANNEL_EXTRA: &str = "mw_channel";
+
 /// Largest datagram read; MediaWiki cuts its UDP lines at 64 KiB.
 pub const MAX_DATAGRAM: usize = 65_536;
 
@@ -38,6 +42,9 @@ pub enum RcFeedError {
 pub struct RcChange {
     pub wiki_id: Option<String>,
     pub server_name: Option<String>,
+    /// What came before the JSON (`udp://host:port/<prefix>` in `$wgRCFeeds`; Wikimedia's
+    /// `#en.wikipedia\t`), trimmed: the channel irc.wikimedia.org says the change in.
+    pub prefix: Option<String>,
     pub event: Event,
 }
 
@@ -58,7 +65,10 @@ pub fn parse_datagram(datagram: &[u8]) -> Result<RcChange, RcFeedError> {
     let Value::Object(fields) = value else {
         return Err(RcFeedError::NotJson("not a JSON object".into()));
     };
-    from_fields(&fields)
+    let prefix = text[..text.len() - json.len()].trim();
+    let mut change = from_fields(&fields)?;
+    change.prefix = (!prefix.is_empty()).then(|| prefix.to_owned());
+    Ok(change)
 }
 
 fn from_fields(fields: &Map<String, Value>) -> Result<RcChange, RcFeedError> {
@@ -132,7 +142,7 @@ fn from_fields(fields: &Map<String, Value>) -> Result<RcChange, RcFeedError> {
     keep("server_url", text("server_url"));
     keep("server_script_path", text("server_script_path"));
     event.source = Some(std::sync::Arc::new(fields.clone()));
-    Ok(RcChange { wiki_id: text("wiki"), server_name: text("server_name"), event })
+    Ok(RcChange { wiki_id: text("wiki"), server_name: text("server_name"), prefix: None, event })
 }
 
 /// `log_<type>` within the action syntax (`[a-z][a-z0-9_]{0,31}`).
@@ -356,6 +366,11 @@ mod tests {
         let prefixed = format!("#examplewiki {DELETE}\n");
         let change = parse_datagram(prefixed.as_bytes()).unwrap();
         assert_eq!(change.event.action.as_str(), "page_deleted");
+        assert_eq!(change.prefix.as_deref(), Some("#examplewiki"));
+        // Wikimedia's `$wgRCFeeds` URI ends its prefix with a tab; MediaWiki adds a space.
+        let wikimedia = format!("#en.wikipedia\t {EDIT}");
+        assert_eq!(parse_datagram(wikimedia.as_bytes()).unwrap().prefix.as_deref(), Some("#en.wikipedia"));
+        assert_eq!(parse_datagram(EDIT.as_bytes()).unwrap().prefix, None);
         // MediaWiki's line carries the log action comment as given, the target painted.
         assert_eq!(
             irc_line(&change.event, None),

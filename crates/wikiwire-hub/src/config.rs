@@ -32,7 +32,7 @@ mod xmpp;
 pub use cluster::{ClusterConfig, DEFAULT_LEASE_TTL};
 pub use http::HttpConfig;
 pub use irc::{ChannelConfig, IrcConfig, PortRange};
-pub use publisher::{PublisherConfig, RcFeedConfig};
+pub use publisher::{PublisherConfig, RcFeedChannels, RcFeedConfig};
 pub use relay::{RelayAuth, RelayConfig};
 pub use store::{LimitsConfig, StoreConfig, Synchronous};
 pub use wikiwire_irc_wire::names::{check_channel_name, check_nick};

@@ -93,6 +93,10 @@ pub struct Metrics {
     pub irc_dcc_refused: Counter,
     /// Connections to a DCC port from an address other than the asking client's.
     pub irc_dcc_strangers: Counter,
+    /// Channels made from RCFeed prefixes (`[[rcfeed]] channels = "from-prefix"`).
+    pub irc_prefix_channels: Gauge,
+    /// Changes whose prefix made no channel: the cap was reached, or another wiki has it.
+    pub irc_prefix_refused: Counter,
     pub relay_connected: Gauge,
     pub relay_lines: Counter,
     pub relay_failures: Counter,
@@ -273,6 +277,18 @@ impl Metrics {
                 "",
                 "Times a row-by-row history query waited for the same address's earlier one.",
                 Value::Counter(&self.irc_history_waits),
+            ),
+            (
+                "wikiwire_irc_prefix_channels",
+                "",
+                "IRC channels made from RCFeed prefixes.",
+                Value::Gauge(&self.irc_prefix_channels),
+            ),
+            (
+                "wikiwire_irc_prefix_refused_total",
+                "",
+                "Changes whose RCFeed prefix made no channel (irc.max_prefix_channels reached, or another wiki's).",
+                Value::Counter(&self.irc_prefix_refused),
             ),
             (
                 "wikiwire_irc_dcc_open",

@@ -1,5 +1,8 @@
 //! The channels of the hub's directory (`wikiwire_hub::channels`), fixed at start, with their
-//! members. Listeners cannot create channels.
+//! members; and, for an `[[rcfeed]]` with `channels = "from-prefix"`, `mediawiki` channels made
+//! by the first change whose datagram names them (irc.wikimedia.org's `#en.wikipedia`), at most
+//! `irc.max_prefix_channels`, each carrying one wiki of the publisher whose feed named it.
+//! Listeners cannot create channels.
 //!
 //! Membership is owned here: a channel holds its members, a client only the indices of its
 //! channels in the directory (no reference back, so no cycle), and the connection's
@@ -9,10 +12,12 @@
 //! listens (members, whom other listeners never see).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 
 use wikiwire_event::{Filter, Format};
 use wikiwire_hub::ChannelSpec;
+use wikiwire_irc_wire::names::check_channel_name;
 
 use crate::client::Client;
 
@@ -28,6 +33,8 @@ pub struct Channel {
     pub speakers: Vec<String>,
     /// Prefix readable lines with the wiki name: the channel carries several wikis.
     pub show_wiki: bool,
+    /// Made from an RCFeed prefix (not declared): the wiki it carries.
+    pub prefix_wiki: Option<String>,
     members: RwLock<HashMap<u64, Arc<Client>>>,
 }
 
@@ -41,9 +48,11 @@ impl Channel {
             topic: spec.topic.clone(),
             speakers: spec.speakers.clone(),
             show_wiki: spec.show_wiki,
+            prefix_wiki: None,
             members: RwLock::new(HashMap::new()),
         }
     }
+
     /// Whether a live event is said here: it passes the filter, and a `mediawiki` channel leaves
     /// out what MediaWiki's own IRC feed leaves out (category membership changes).
     pub fn carries(&self, event: &wikiwire_event::Event) -> bool {
@@ -88,35 +97,168 @@ impl Channel {
     }
 }
 
+/// Why a change's prefix made no channel.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PrefixRefusal {
+    /// Not a channel name this server allows.
+    Name,
+    /// `irc.max_prefix_channels` are made already.
+    Full,
+    /// Another wiki made it first: one prefix channel carries one wiki.
+    OtherWiki,
+}
+
+/// A channel to make from a prefix: its name, the wiki it carries, who speaks there, its topic.
+pub struct PrefixChannel<'a> {
+    pub name: &'a str,
+    pub wiki: &'a str,
+    pub publisher: &'a str,
+    pub topic: String,
+}
+
 #[derive(Debug, Default)]
 pub struct Channels {
     list: Vec<Arc<Channel>>,
+    /// Channels made from prefixes, in the order made; their indices follow `list`'s. Slots are
+    /// set once and never emptied, so `get` hands out references without a lock.
+    made: Box<[OnceLock<Arc<Channel>>]>,
+    /// How many `made` slots are set (stored after the slot is).
+    made_count: AtomicUsize,
+    /// Made channels by folded name; also the lock that makes one at a time.
+    made_names: Mutex<HashMap<String, usize>>,
 }
 
 impl Channels {
-    /// The channels of the hub's directory, each with room for members.
-    pub fn new(specs: &[ChannelSpec]) -> Channels {
+    /// The channels of the hub's directory, each with room for members, and room for
+    /// `max_made` channels made from prefixes.
+    pub fn new(specs: &[ChannelSpec], max_made: usize) -> Channels {
         Channels {
             list: specs.iter().enumerate().map(|(index, spec)| Arc::new(Channel::new(index, spec))).collect(),
+            made: (0..max_made).map(|_| OnceLock::new()).collect(),
+            made_count: AtomicUsize::new(0),
+            made_names: Mutex::default(),
         }
     }
 
     /// The channel at `index` of the directory.
     pub fn get(&self, index: usize) -> Option<&Arc<Channel>> {
-        self.list.get(index)
+        match index.checked_sub(self.list.len()) {
+            None => self.list.get(index),
+            Some(made) => self.made.get(made)?.get(),
+        }
     }
 
     /// Channel names compare without ASCII case (CASEMAPPING=ascii).
     pub fn find(&self, name: &str) -> Option<&Arc<Channel>> {
-        self.list.iter().find(|channel| channel.name.eq_ignore_ascii_case(name))
+        if let Some(channel) = self.list.iter().find(|channel| channel.name.eq_ignore_ascii_case(name)) {
+            return Some(channel);
+        }
+        if self.made.is_empty() {
+            return None;
+        }
+        let index = *self.names().get(&name.to_ascii_lowercase())?;
+        self.made.get(index)?.get()
     }
 
     /// Channels in the directory (LUSERS).
     pub fn count(&self) -> usize {
-        self.list.len()
+        self.list.len() + self.made_count.load(Ordering::Acquire)
     }
 
-    pub fn all(&self) -> &[Arc<Channel>] {
-        &self.list
+    /// Channels made from prefixes.
+    pub fn made(&self) -> usize {
+        self.made_count.load(Ordering::Acquire)
+    }
+
+    /// Every channel: the declared ones, then those made from prefixes.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Channel>> {
+        let made = self.made_count.load(Ordering::Acquire);
+        self.list.iter().chain(self.made[..made].iter().filter_map(OnceLock::get))
+    }
+
+    /// The channel a change's prefix names, made on first use. `Ok(None)` when a declared
+    /// channel has that name: it carries what its filter says, and nothing is made.
+    pub fn from_prefix(&self, wanted: PrefixChannel<'_>) -> Result<Option<&Arc<Channel>>, PrefixRefusal> {
+        check_channel_name(wanted.name).map_err(|_| PrefixRefusal::Name)?;
+        if self.list.iter().any(|channel| channel.name.eq_ignore_ascii_case(wanted.name)) {
+            return Ok(None);
+        }
+        let mut names = self.names();
+        let folded = wanted.name.to_ascii_lowercase();
+        if let Some(&index) = names.get(&folded) {
+            let channel = self.made.get(index).and_then(OnceLock::get).ok_or(PrefixRefusal::Full)?;
+            return if channel.prefix_wiki.as_deref() == Some(wanted.wiki) {
+                Ok(Some(channel))
+            } else {
+                Err(PrefixRefusal::OtherWiki)
+            };
+        }
+        let slot = names.len();
+        let Some(cell) = self.made.get(slot) else { return Err(PrefixRefusal::Full) };
+        let filter = Filter::parse(&format!("wiki={}", wanted.wiki)).map_err(|_| PrefixRefusal::Name)?;
+        let channel = Arc::new(Channel {
+            index: self.list.len() + slot,
+            name: wanted.name.to_owned(),
+            format: Format::Mediawiki,
+            filter,
+            topic: wanted.topic,
+            speakers: vec![wanted.publisher.to_owned()],
+            show_wiki: false,
+            prefix_wiki: Some(wanted.wiki.to_owned()),
+            members: RwLock::new(HashMap::new()),
+        });
+        // Only this function sets slots, one at a time under `names`: the slot is empty.
+        let _ = cell.set(channel);
+        names.insert(folded, slot);
+        self.made_count.store(slot + 1, Ordering::Release);
+        Ok(cell.get())
+    }
+
+    fn names(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        // Poisoning only means a panic between two plain map operations.
+        self.made_names.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted<'a>(name: &'a str, wiki: &'a str) -> PrefixChannel<'a> {
+        PrefixChannel { name, wiki, publisher: "wmf", topic: format!("Recent changes of {wiki}") }
+    }
+
+    #[test]
+    fn prefix_channels_are_made_once_bounded_and_one_wiki_each() {
+        let declared = ChannelSpec {
+            name: "#declared".into(),
+            format: Format::Text,
+            filter: Filter::all(),
+            topic: String::new(),
+            speakers: vec![],
+            show_wiki: true,
+        };
+        let channels = Channels::new(&[declared], 2);
+        assert!(matches!(channels.from_prefix(wanted("#DECLARED", "enwiki")), Ok(None)));
+        assert_eq!(channels.from_prefix(wanted("no hash", "enwiki")).err(), Some(PrefixRefusal::Name));
+        let made = channels.from_prefix(wanted("#en.wikipedia", "enwiki")).unwrap().unwrap();
+        assert_eq!(
+            (made.index, made.format, made.speakers.as_slice()),
+            (1, Format::Mediawiki, &["wmf".to_owned()][..])
+        );
+        let again = channels.from_prefix(wanted("#EN.wikipedia", "enwiki")).unwrap().unwrap();
+        assert!(Arc::ptr_eq(made, again));
+        assert_eq!(
+            channels.from_prefix(wanted("#en.wikipedia", "dewiki")).err(),
+            Some(PrefixRefusal::OtherWiki)
+        );
+        channels.from_prefix(wanted("#de.wikipedia", "dewiki")).unwrap().unwrap();
+        assert_eq!(channels.from_prefix(wanted("#fr.wikipedia", "frwiki")).err(), Some(PrefixRefusal::Full));
+        assert_eq!(channels.count(), 3);
+        let names: Vec<&str> = channels.all().map(|channel| channel.name.as_str()).collect();
+        assert_eq!(names, ["#declared", "#en.wikipedia", "#de.wikipedia"]);
+        assert_eq!(channels.find("#De.Wikipedia").map(|channel| channel.index), Some(2));
+        assert_eq!(channels.get(2).map(|channel| channel.name.as_str()), Some("#de.wikipedia"));
+        assert!(channels.get(3).is_none() && channels.find("#fr.wikipedia").is_none());
     }
 }

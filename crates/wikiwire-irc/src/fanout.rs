@@ -54,6 +54,9 @@ pub fn deliver(server: &Server, event: &Event) {
     let speaker_session =
         speaker(server, event).and_then(|publisher| server.session(publisher)).map(|client| client.id);
     let mut delivered = 0u64;
+    // A change whose RCFeed prefix names a channel not made yet makes it (it then carries the
+    // wiki's changes like a declared channel).
+    server.prefix_channel(event);
     for channel in server.channels.all() {
         if !channel.carries(event) {
             continue;

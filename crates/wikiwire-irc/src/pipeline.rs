@@ -182,7 +182,10 @@ fn reply(
             server.hub.metrics().irc_published.inc();
             let caps = client.caps();
             if caps.has(caps::ECHO_MESSAGE) {
-                context.push(event_line(server, &pending.channel, &appended.event, TagSet::of(caps)));
+                let mut echo = event_line(server, &pending.channel, &appended.event, TagSet::of(caps));
+                // The echo comes from the publisher itself, even where `rc-pmtpa` says it to others.
+                echo.source = Some(server.settings.publisher_mask(&pending.publisher.name));
+                context.push(echo);
             }
         }
         Err(error @ PublishError::NotYourWiki { .. }) => {

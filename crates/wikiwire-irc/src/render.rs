@@ -46,7 +46,11 @@ pub fn speaker<'a>(server: &'a Server, event: &Event) -> Option<&'a str> {
 /// The PRIVMSG that carries `event` in `channel`, with the tags of `tags`.
 pub fn event_line(server: &Server, channel: &Channel, event: &Event, tags: TagSet) -> Line {
     let publisher = speaker(server, event).unwrap_or("wikiwire");
-    let source = server.settings.publisher_mask(publisher);
+    let source = if server.settings.wikimedia_speaks(channel) {
+        server.settings.wikimedia_mask()
+    } else {
+        server.settings.publisher_mask(publisher)
+    };
     // `:source PRIVMSG #channel :payload\r\n` must fit 512 bytes.
     let overhead = 1 + source.len() + " PRIVMSG ".len() + channel.name.len() + " :".len() + 2;
     let budget = 512usize.saturating_sub(overhead);

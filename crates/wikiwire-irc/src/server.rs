@@ -8,15 +8,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::task::TaskTracker;
-use wikiwire_hub::config::{Config, IrcConfig};
+use wikiwire_event::{Event, Format};
+use wikiwire_hub::config::{Config, IrcConfig, RcFeedChannels};
 use wikiwire_hub::{Hub, Publisher};
 
-use crate::channels::Channels;
+use crate::channels::{Channel, Channels, PrefixChannel, PrefixRefusal};
 use crate::client::Client;
 use crate::turns::{Turn, Turns};
 
 /// The history service's nick (SPEC §3): reserved like a publisher's.
 pub const HISTSERV: &str = "HistServ";
+/// Who speaks in `mediawiki` channels under `wikimedia_compat`: irc.wikimedia.org's bot, as
+/// `rc-pmtpa!rc-pmtpa@<server name>` (ircstream's `botid`). Reserved like a publisher's nick.
+pub const WIKIMEDIA_SPEAKER: &str = "rc-pmtpa";
 
 pub struct Settings {
     pub server_name: String,
@@ -40,6 +44,24 @@ impl Settings {
 
     pub fn histserv_mask(&self) -> String {
         format!("{HISTSERV}!{HISTSERV}@services.{}", self.server_name)
+    }
+
+    /// Whether `channel` is spoken by [`WIKIMEDIA_SPEAKER`] instead of its publishers.
+    pub fn wikimedia_speaks(&self, channel: &Channel) -> bool {
+        self.limits.wikimedia_compat && channel.format == Format::Mediawiki
+    }
+
+    pub fn wikimedia_mask(&self) -> String {
+        format!("{WIKIMEDIA_SPEAKER}!{WIKIMEDIA_SPEAKER}@{}", self.server_name)
+    }
+
+    /// The nicks shown as `channel`'s voiced members (NAMES, WHO).
+    pub fn shown_speakers<'a>(&self, channel: &'a Channel) -> Vec<&'a str> {
+        if self.wikimedia_speaks(channel) {
+            vec![WIKIMEDIA_SPEAKER]
+        } else {
+            channel.speakers.iter().map(String::as_str).collect()
+        }
     }
 }
 
@@ -83,6 +105,8 @@ pub struct Server {
     pub dcc: Arc<crate::dcc::Offers>,
     /// Row-by-row history queries: one at a time per address.
     pub turns: Arc<Turns>,
+    /// Publishers whose `[[rcfeed]]` makes channels from prefixes.
+    prefix_publishers: Vec<String>,
     registry: Mutex<Registry>,
     next_id: AtomicU64,
     /// Connection tasks; shutdown waits for their goodbyes.
@@ -131,7 +155,14 @@ pub fn fold(nick: &str) -> String {
 
 impl Server {
     pub fn new(hub: Arc<Hub>, config: &Config) -> Result<Arc<Server>, String> {
-        let channels = Channels::new(hub.channels());
+        let prefix_publishers: Vec<String> = config
+            .rcfeeds
+            .iter()
+            .filter(|feed| feed.channels == RcFeedChannels::FromPrefix)
+            .map(|feed| feed.publisher.clone())
+            .collect();
+        let made = if prefix_publishers.is_empty() { 0 } else { config.irc.max_prefix_channels };
+        let channels = Channels::new(hub.channels(), made);
         let now = wikiwire_event::Timestamp::now();
         let motd = match &config.irc.motd {
             Some(text) => text.lines().map(str::to_owned).collect(),
@@ -150,6 +181,7 @@ impl Server {
             channels,
             dcc: crate::dcc::Offers::new(&config.irc, Arc::clone(hub.metrics())),
             turns: Arc::default(),
+            prefix_publishers,
             hub,
             registry: Mutex::new(Registry::default()),
             next_id: AtomicU64::new(1),
@@ -206,13 +238,26 @@ impl Server {
         self.registry().sessions.get(&fold(publisher)).cloned()
     }
 
-    /// Publishers' names and HistServ belong to them alone.
+    /// Publishers' names and HistServ belong to them alone; so does `rc-pmtpa` under
+    /// `wikimedia_compat`.
     pub fn reserved(&self, nick: &str) -> bool {
-        nick.eq_ignore_ascii_case(HISTSERV) || self.hub.publishers().by_name(nick).is_some()
+        nick.eq_ignore_ascii_case(HISTSERV)
+            || (self.settings.limits.wikimedia_compat && nick.eq_ignore_ascii_case(WIKIMEDIA_SPEAKER))
+            || self.hub.publishers().by_name(nick).is_some()
+    }
+
+    /// Listeners may share a nick (SPEC §8, `wikimedia_compat`): as on irc.wikimedia.org, where
+    /// bots run many connections under one name. They cannot see each other, so nothing a nick
+    /// addresses is ambiguous; publishers' nicks stay theirs alone ([`Server::reserved`]).
+    fn shared_nicks(&self) -> bool {
+        self.settings.limits.wikimedia_compat
     }
 
     /// Whether `nick` is free for this client right now (before it registers or changes nick).
     pub fn check_nick(&self, client: &Client, nick: &str) -> Result<(), NickRefusal> {
+        if self.shared_nicks() {
+            return Ok(());
+        }
         match self.registry().nicks.get(&fold(nick)) {
             Some(holder) if holder.id != client.id => Err(NickRefusal::InUse),
             _ => Ok(()),
@@ -241,6 +286,12 @@ impl Server {
                 if self.reserved(nick) {
                     return Err(NickRefusal::Reserved);
                 }
+                if self.shared_nicks() {
+                    // Shared nicks are held by no one: only publishers are found by nick.
+                    registry.users += 1;
+                    registry.max_users = registry.max_users.max(registry.users);
+                    return Ok(None);
+                }
                 if registry.nicks.get(&folded).is_some_and(|holder| holder.id != client.id) {
                     return Err(NickRefusal::InUse);
                 }
@@ -257,6 +308,9 @@ impl Server {
     pub fn rename(&self, client: &Arc<Client>, old: &str, new: &str) -> Result<(), NickRefusal> {
         if self.reserved(new) {
             return Err(NickRefusal::Reserved);
+        }
+        if self.shared_nicks() {
+            return Ok(());
         }
         let mut registry = self.registry();
         if registry.nicks.get(&fold(new)).is_some_and(|holder| holder.id != client.id) {
@@ -294,6 +348,44 @@ impl Server {
             let key = fold(&publisher.name);
             if registry.sessions.get(&key).is_some_and(|holder| holder.id == client.id) {
                 registry.sessions.remove(&key);
+            }
+        }
+    }
+
+    /// The channel a change's RCFeed prefix names (`[[rcfeed]] channels = "from-prefix"`), made
+    /// on its first change; only for the wikis of a publisher whose feed asked for it, so no
+    /// one else can make channels by sending an `mw_channel` field.
+    pub fn prefix_channel(&self, event: &Event) -> Option<&Arc<Channel>> {
+        let prefix = event.extra.get(wikiwire_event::mediawiki::CHANNEL_EXTRA)?;
+        let publisher = &self.hub.publishers().wiki(&event.wiki)?.publisher;
+        if !self.prefix_publishers.iter().any(|name| name.eq_ignore_ascii_case(publisher)) {
+            return None;
+        }
+        // The topic of the wiki's own channel, which carries the same events.
+        let topic = self
+            .hub
+            .channel(&format!("#{}", event.wiki))
+            .map_or_else(|| format!("Recent changes of {}", event.wiki), |spec| spec.topic.clone());
+        let wanted = PrefixChannel { name: prefix, wiki: &event.wiki, publisher, topic };
+        let metrics = self.hub.metrics();
+        match self.channels.from_prefix(wanted) {
+            Ok(channel) => {
+                metrics.irc_prefix_channels.set(self.channels.made() as i64);
+                channel
+            }
+            Err(refusal) => {
+                metrics.irc_prefix_refused.inc();
+                static REFUSED: wikiwire_hub::LogGate =
+                    wikiwire_hub::LogGate::new(std::time::Duration::from_secs(60));
+                if let Some(also) = REFUSED.admit() {
+                    let why = match refusal {
+                        PrefixRefusal::Name => "not a channel name",
+                        PrefixRefusal::Full => "irc.max_prefix_channels reached",
+                        PrefixRefusal::OtherWiki => "another wiki's channel",
+                    };
+                    tracing::warn!(channel = %prefix, wiki = %event.wiki, why, also, "IRC: no channel made from an RCFeed prefix");
+                }
+                None
             }
         }
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::net::UdpSocket;
 use wikiwire_event::Draft;
 use wikiwire_event::mediawiki::{self, MAX_DATAGRAM, RcChange};
-use wikiwire_hub::config::RcFeedConfig;
+use wikiwire_hub::config::{RcFeedChannels, RcFeedConfig, check_channel_name};
 use wikiwire_hub::publisher::Publisher;
 use wikiwire_hub::{Hub, PublishError};
 
@@ -213,6 +213,12 @@ fn read(
     };
     let mut event = change.event;
     event.wiki = wiki;
+    if config.channels == RcFeedChannels::FromPrefix
+        && let Some(prefix) = change.prefix.filter(|prefix| check_channel_name(prefix).is_ok())
+    {
+        // Read by the IRC server, which makes the channel (`wikiwire_irc::channels`).
+        event.extra.insert(mediawiki::CHANNEL_EXTRA.to_owned(), prefix);
+    }
     match Draft::validate(event) {
         Ok(draft) => Some(draft),
         Err(error) => {

@@ -20,6 +20,9 @@ pub const DEFAULT_DCC_MAX_BYTES: usize = 8 * 1024 * 1024;
 pub const DEFAULT_DCC_MAX_TRANSFERS: usize = 10;
 /// DCC offers and transfers open at once for one client address.
 pub const DEFAULT_DCC_MAX_PER_IP: usize = 2;
+/// Channels made from RCFeed prefixes (`[[rcfeed]] channels = "from-prefix"`) at most: a farm
+/// as large as Wikimedia's has about a thousand wikis.
+pub const DEFAULT_MAX_PREFIX_CHANNELS: usize = 2048;
 
 /// The embedded IRC server (SPEC §3).
 #[derive(Clone, Debug, Deserialize)]
@@ -75,6 +78,11 @@ pub struct IrcConfig {
     pub dcc_max_per_ip: usize,
     /// Events one publisher connection may have read but not yet committed; more input waits.
     pub publish_queue: usize,
+    /// irc.wikimedia.org's ways, for the bots written for it: `mediawiki` channels are spoken
+    /// by `rc-pmtpa`, and listeners may share a nick (they cannot see each other).
+    pub wikimedia_compat: bool,
+    /// Most channels made from RCFeed prefixes; past it a new prefix is counted and not made.
+    pub max_prefix_channels: usize,
 }
 
 impl Default for IrcConfig {
@@ -108,6 +116,8 @@ impl Default for IrcConfig {
             dcc_max_transfers: DEFAULT_DCC_MAX_TRANSFERS,
             dcc_max_per_ip: DEFAULT_DCC_MAX_PER_IP,
             publish_queue: DEFAULT_PUBLISH_QUEUE,
+            wikimedia_compat: false,
+            max_prefix_channels: DEFAULT_MAX_PREFIX_CHANNELS,
         }
     }
 }

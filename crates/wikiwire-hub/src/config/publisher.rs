@@ -109,6 +109,23 @@ pub struct RcFeedConfig {
     /// Source addresses (IPs) whose datagrams are taken; default loopback only.
     #[serde(default = "default_rcfeed_allow")]
     pub allow: Vec<std::net::IpAddr>,
+    /// Which IRC channels carry these changes: the declared ones only, or also a `mediawiki`
+    /// channel named by each datagram's prefix (`udp://host:port/#en.wikipedia` in `$wgRCFeeds`),
+    /// made on its first change, as irc.wikimedia.org does.
+    #[serde(default)]
+    pub channels: RcFeedChannels,
+}
+
+/// `[[rcfeed]] channels`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RcFeedChannels {
+    /// The configured channels and each wiki's own, by their filters.
+    #[default]
+    Declared,
+    /// Also `#<prefix>` for each datagram with a prefix that is a channel name; the prefix is
+    /// kept with the event (`extra.mw_channel`).
+    FromPrefix,
 }
 
 fn default_rcfeed_allow() -> Vec<std::net::IpAddr> {

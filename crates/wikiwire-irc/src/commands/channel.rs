@@ -78,11 +78,13 @@ pub fn names(context: &mut Context<'_>, request: &Request) {
     }
 }
 
-/// The publishers (voiced), and yourself if you are in the channel.
+/// The publishers (voiced; `rc-pmtpa` in a `mediawiki` channel under `wikimedia_compat`), and
+/// yourself if you are in the channel.
 fn names_reply(context: &mut Context<'_>, channel: &Channel) {
     let nick = context.client.nick();
-    let mut names: Vec<String> = channel.speakers.iter().map(|speaker| format!("+{speaker}")).collect();
-    let speaks_here = channel.speakers.iter().any(|speaker| speaker.eq_ignore_ascii_case(&nick));
+    let speakers = context.server.settings.shown_speakers(channel);
+    let mut names: Vec<String> = speakers.iter().map(|speaker| format!("+{speaker}")).collect();
+    let speaks_here = speakers.iter().any(|speaker| speaker.eq_ignore_ascii_case(&nick));
     if channel.is_member(context.client.id) && !speaks_here {
         names.push(nick);
     }
@@ -203,7 +205,7 @@ pub fn user_modes(context: &Context<'_>) -> String {
 pub fn list(context: &mut Context<'_>, request: &Request) {
     let wanted: Option<Vec<&str>> = request.param(0).map(|names| names.split(',').collect());
     context.numeric(RPL_LISTSTART, &["Channel"]);
-    let channels: Vec<Arc<Channel>> = context.server.channels.all().to_vec();
+    let channels: Vec<Arc<Channel>> = context.server.channels.all().cloned().collect();
     for channel in channels {
         if wanted
             .as_ref()

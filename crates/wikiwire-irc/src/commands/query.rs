@@ -4,7 +4,7 @@
 
 use crate::numeric::*;
 use crate::respond::Context;
-use crate::server::HISTSERV;
+use crate::server::{HISTSERV, WIKIMEDIA_SPEAKER};
 use crate::wire::Request;
 
 /// What a WHO or WHOIS may show of a nick.
@@ -12,6 +12,8 @@ enum Visible {
     Yourself,
     Publisher(String, Vec<String>),
     HistServ,
+    /// `rc-pmtpa`, under `wikimedia_compat`.
+    Speaker,
 }
 
 fn visible(context: &Context<'_>, nick: &str) -> Option<Visible> {
@@ -20,6 +22,9 @@ fn visible(context: &Context<'_>, nick: &str) -> Option<Visible> {
     }
     if nick.eq_ignore_ascii_case(HISTSERV) {
         return Some(Visible::HistServ);
+    }
+    if context.server.settings.limits.wikimedia_compat && nick.eq_ignore_ascii_case(WIKIMEDIA_SPEAKER) {
+        return Some(Visible::Speaker);
     }
     let publisher = context.server.hub.publishers().by_name(nick)?;
     Some(Visible::Publisher(publisher.name.clone(), publisher.wikis.clone()))
@@ -30,12 +35,16 @@ pub fn who(context: &mut Context<'_>, request: &Request) {
     let server_name = context.server.settings.server_name.clone();
     let publisher_host = format!("publisher.{server_name}");
     if let Some(channel) = context.server.channels.find(&mask).cloned() {
-        for speaker in &channel.speakers {
-            let realname = format!("0 wikiwire publisher {speaker}");
-            context.numeric(
-                RPL_WHOREPLY,
-                &[&channel.name, speaker, &publisher_host, &server_name, speaker, "HB+", &realname],
-            );
+        if context.server.settings.wikimedia_speaks(&channel) {
+            who_speaker(context, &channel.name, "HB+");
+        } else {
+            for speaker in &channel.speakers {
+                let realname = format!("0 wikiwire publisher {speaker}");
+                context.numeric(
+                    RPL_WHOREPLY,
+                    &[&channel.name, speaker, &publisher_host, &server_name, speaker, "HB+", &realname],
+                );
+            }
         }
         if channel.is_member(context.client.id) {
             who_self(context, &channel.name);
@@ -57,10 +66,19 @@ pub fn who(context: &mut Context<'_>, request: &Request) {
                     &["*", HISTSERV, &host, &server_name, HISTSERV, "HB", "0 History service"],
                 );
             }
+            Some(Visible::Speaker) => who_speaker(context, "*", "HB"),
             None => {}
         }
     }
     context.numeric(RPL_ENDOFWHO, &[&mask]);
+}
+
+/// `rc-pmtpa`'s WHO line: its host is the server's name, as on irc.wikimedia.org.
+fn who_speaker(context: &mut Context<'_>, channel: &str, flags: &str) {
+    let server_name = context.server.settings.server_name.clone();
+    let realname = format!("0 {WIKIMEDIA_SPEAKER}");
+    let nick = WIKIMEDIA_SPEAKER;
+    context.numeric(RPL_WHOREPLY, &[channel, nick, &server_name, &server_name, nick, flags, &realname]);
 }
 
 /// Your own WHO line. Its flags are what clients track you by (HexChat and WeeChat read away
@@ -101,7 +119,6 @@ pub fn whois(context: &mut Context<'_>, request: &Request) {
                 .server
                 .channels
                 .all()
-                .iter()
                 .filter(|channel| channel.may_speak(&name))
                 .map(|channel| format!("+{}", channel.name))
                 .collect();
@@ -120,6 +137,12 @@ pub fn whois(context: &mut Context<'_>, request: &Request) {
             );
             context.numeric(RPL_WHOISSERVER, &[HISTSERV, &server_name, &network]);
             context.numeric(RPL_WHOISBOT, &[HISTSERV]);
+        }
+        Some(Visible::Speaker) => {
+            let nick = WIKIMEDIA_SPEAKER;
+            context.numeric(RPL_WHOISUSER, &[nick, nick, &server_name, "*", "Recent changes of the wikis"]);
+            context.numeric(RPL_WHOISSERVER, &[nick, &server_name, &network]);
+            context.numeric(RPL_WHOISBOT, &[nick]);
         }
         Some(Visible::Yourself) => {
             let (user, realname, channels) = {
@@ -180,6 +203,7 @@ pub fn userhost(context: &mut Context<'_>, request: &Request) {
                 format!("{name}=+{name}@publisher.{server_name}")
             }
             Some(Visible::HistServ) => format!("{HISTSERV}=+{HISTSERV}@services.{server_name}"),
+            Some(Visible::Speaker) => format!("{WIKIMEDIA_SPEAKER}=+{WIKIMEDIA_SPEAKER}@{server_name}"),
             Some(Visible::Publisher(..)) | None => continue,
         };
         replies.push(reply);
@@ -196,7 +220,7 @@ pub fn ison(context: &mut Context<'_>, request: &Request) {
         .flat_map(|param| param.split(' '))
         .filter(|nick| !nick.is_empty())
         .filter(|nick| match visible(context, nick) {
-            Some(Visible::Yourself | Visible::HistServ) => true,
+            Some(Visible::Yourself | Visible::HistServ | Visible::Speaker) => true,
             Some(Visible::Publisher(name, _)) => context.server.client_by_nick(&name).is_some(),
             None => false,
         })

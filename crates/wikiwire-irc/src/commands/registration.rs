@@ -355,7 +355,6 @@ fn welcome(context: &mut Context<'_>) {
             .server
             .channels
             .all()
-            .iter()
             .filter(|channel| channel.may_speak(&publisher.name))
             .map(|channel| channel.name.clone())
             .collect();
