@@ -211,6 +211,16 @@ def test_prefix_channels_are_bounded_one_wiki_each_and_only_the_feed_publishers(
         raw.send("JOIN #fr.wikipedia,#evil")
         raw.expect(r" 403 listener #fr.wikipedia ")
         raw.expect(r" 403 listener #evil ")
+        # A restarted hub makes them again from the log, before any new change: bots rejoin at once.
+        raw.close()
+        hub.stop()
+        hub.start()
+        again = Raw(hub).register("listener")
+        again.send("JOIN #en.wikipedia,#de.wikipedia")
+        again.expect(r":listener!\S+ JOIN #en.wikipedia")
+        again.expect(r":listener!\S+ JOIN #de.wikipedia")
+        send(hub, "#en.wikipedia", change(title="After"))
+        assert "rc-pmtpa!" in again.expect(r"PRIVMSG #en.wikipedia .*After")
     finally:
         hub.stop()
 

@@ -352,6 +352,11 @@ impl Server {
         }
     }
 
+    /// Whether some `[[rcfeed]]` makes channels from prefixes.
+    pub fn makes_prefix_channels(&self) -> bool {
+        !self.prefix_publishers.is_empty()
+    }
+
     /// The channel a change's RCFeed prefix names (`[[rcfeed]] channels = "from-prefix"`), made
     /// on its first change; only for the wikis of a publisher whose feed asked for it, so no
     /// one else can make channels by sending an `mw_channel` field.

@@ -189,6 +189,8 @@ async fn start_irc(
     tracker: &TaskTracker,
 ) -> anyhow::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
     let server = wikiwire_irc::Server::new(Arc::clone(hub), config).map_err(anyhow::Error::msg)?;
+    // Before anyone can JOIN: channels made from RCFeed prefixes by earlier runs.
+    let after = wikiwire_irc::fanout::restore_prefix_channels(&server).await;
     let listener = TcpListener::bind(config.irc.listen)
         .await
         .with_context(|| format!("cannot listen for IRC on {}", config.irc.listen))?;
@@ -205,7 +207,7 @@ async fn start_irc(
         }
         _ => None,
     };
-    tracker.spawn(wikiwire_irc::fanout::run(Arc::clone(&server)));
+    tracker.spawn(wikiwire_irc::fanout::run(Arc::clone(&server), after));
     tracker.spawn(wikiwire_irc::serve(Arc::clone(&server), listener, None));
     tracker.spawn(wikiwire_irc::finish(server));
     Ok((Some(irc), ircs))
