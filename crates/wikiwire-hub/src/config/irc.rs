@@ -23,6 +23,8 @@ pub const DEFAULT_DCC_MAX_PER_IP: usize = 2;
 /// Channels made from RCFeed prefixes (`[[rcfeed]] channels = "from-prefix"`) at most: a farm
 /// as large as Wikimedia's has about a thousand wikis.
 pub const DEFAULT_MAX_PREFIX_CHANNELS: usize = 2048;
+/// The largest `max_prefix_channels` accepted: room for each is kept from the start.
+pub const MAX_PREFIX_CHANNELS: usize = 100_000;
 
 /// The embedded IRC server (SPEC §3).
 #[derive(Clone, Debug, Deserialize)]
@@ -167,6 +169,9 @@ impl IrcConfig {
         if irc.max_clients == 0 {
             problems.push("irc.max_clients: at least 1".into());
         }
+        if irc.max_prefix_channels > MAX_PREFIX_CHANNELS {
+            problems.push(format!("irc.max_prefix_channels: at most {MAX_PREFIX_CHANNELS}"));
+        }
         let mut names: Vec<String> =
             wikis.iter().flat_map(|(wiki, _)| [format!("#{wiki}"), format!("#{wiki}.events")]).collect();
         for (index, channel) in channels.iter().enumerate() {
@@ -243,4 +248,37 @@ pub struct ChannelConfig {
     #[serde(default)]
     pub filter: String,
     pub topic: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, RcFeedChannels};
+
+    #[test]
+    fn wikimedia_compatibility_is_asked_for_and_bounded() {
+        let plain = Config::parse("").unwrap();
+        assert!(!plain.irc.wikimedia_compat);
+        assert_eq!(plain.irc.max_prefix_channels, super::DEFAULT_MAX_PREFIX_CHANNELS);
+        let config = Config::parse(
+            r#"
+            [irc]
+            wikimedia_compat = true
+            max_prefix_channels = 100001
+            [[publisher]]
+            name = "wmf"
+            token = "wwt_abcdefghijklmnopqrstuvwxyz0123456789"
+            wikis = ["enwiki"]
+            [[rcfeed]]
+            listen = "127.0.0.1:9390"
+            publisher = "wmf"
+            channels = "from-prefix"
+            "#,
+        )
+        .unwrap();
+        assert!(config.irc.wikimedia_compat);
+        assert_eq!(config.rcfeeds[0].channels, RcFeedChannels::FromPrefix);
+        assert_eq!(config.check(), ["irc.max_prefix_channels: at most 100000"]);
+        let wrong = "[[rcfeed]]\nlisten = \"127.0.0.1:9390\"\npublisher = \"w\"\nchannels = \"all\"";
+        assert!(Config::parse(wrong).unwrap_err().contains("from-prefix"));
+    }
 }
