@@ -108,12 +108,13 @@ pub enum PrefixRefusal {
     OtherWiki,
 }
 
-/// A channel to make from a prefix: its name, the wiki it carries, who speaks there, its topic.
+/// A channel to make from a prefix: its name, the wiki it carries, who speaks there, and its
+/// topic (asked only when the channel is made).
 pub struct PrefixChannel<'a> {
     pub name: &'a str,
     pub wiki: &'a str,
     pub publisher: &'a str,
-    pub topic: String,
+    pub topic: &'a dyn Fn() -> String,
 }
 
 #[derive(Debug, Default)]
@@ -201,7 +202,7 @@ impl Channels {
             name: wanted.name.to_owned(),
             format: Format::Mediawiki,
             filter,
-            topic: wanted.topic,
+            topic: (wanted.topic)(),
             speakers: vec![wanted.publisher.to_owned()],
             show_wiki: false,
             prefix_wiki: Some(wanted.wiki.to_owned()),
@@ -225,7 +226,7 @@ mod tests {
     use super::*;
 
     fn wanted<'a>(name: &'a str, wiki: &'a str) -> PrefixChannel<'a> {
-        PrefixChannel { name, wiki, publisher: "wmf", topic: format!("Recent changes of {wiki}") }
+        PrefixChannel { name, wiki, publisher: "wmf", topic: &|| "Recent changes".to_owned() }
     }
 
     #[test]

@@ -367,11 +367,12 @@ impl Server {
             return None;
         }
         // The topic of the wiki's own channel, which carries the same events.
-        let topic = self
-            .hub
-            .channel(&format!("#{}", event.wiki))
-            .map_or_else(|| format!("Recent changes of {}", event.wiki), |spec| spec.topic.clone());
-        let wanted = PrefixChannel { name: prefix, wiki: &event.wiki, publisher, topic };
+        let topic = || {
+            self.hub
+                .channel(&format!("#{}", event.wiki))
+                .map_or_else(|| format!("Recent changes of {}", event.wiki), |spec| spec.topic.clone())
+        };
+        let wanted = PrefixChannel { name: prefix, wiki: &event.wiki, publisher, topic: &topic };
         let metrics = self.hub.metrics();
         match self.channels.from_prefix(wanted) {
             Ok(channel) => {
