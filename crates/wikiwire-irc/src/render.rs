@@ -7,7 +7,7 @@ use wikiwire_event::{Event, line};
 
 use crate::caps::{self, Caps};
 use crate::channels::Channel;
-use crate::server::Server;
+use crate::server::{Server, WIKIMEDIA_SPEAKER};
 use crate::wire::{Line, escaped_length};
 
 /// Client-only tags may take 4094 bytes (IRCv3 message-tags, "Size limit").
@@ -46,11 +46,9 @@ pub fn speaker<'a>(server: &'a Server, event: &Event) -> Option<&'a str> {
 /// The PRIVMSG that carries `event` in `channel`, with the tags of `tags`.
 pub fn event_line(server: &Server, channel: &Channel, event: &Event, tags: TagSet) -> Line {
     let publisher = speaker(server, event).unwrap_or("wikiwire");
-    let source = if server.settings.wikimedia_speaks(channel) {
-        server.settings.wikimedia_mask()
-    } else {
-        server.settings.publisher_mask(publisher)
-    };
+    let wikimedia = server.settings.wikimedia_speaks(channel);
+    let source =
+        if wikimedia { server.settings.wikimedia_mask() } else { server.settings.publisher_mask(publisher) };
     // `:source PRIVMSG #channel :payload\r\n` must fit 512 bytes.
     let overhead = 1 + source.len() + " PRIVMSG ".len() + channel.name.len() + " :".len() + 2;
     let budget = 512usize.saturating_sub(overhead);
@@ -63,8 +61,11 @@ pub fn event_line(server: &Server, channel: &Channel, event: &Event, tags: TagSe
     if tags.message_tags() {
         line = line.tag("msgid", Some(event.id.to_string())).tag("bot", None);
     }
+    // `rc-pmtpa` is the server's own reserved speaker: its account is its nick, as WHOIS says,
+    // so clients that check the account against the speaker (wikiwire listen) trust it.
     if tags.account() {
-        line = line.tag("account", Some(publisher.to_owned()));
+        let account = if wikimedia { WIKIMEDIA_SPEAKER } else { publisher };
+        line = line.tag("account", Some(account.to_owned()));
     }
     if tags.message_tags() {
         let json = event.to_json();

@@ -142,6 +142,7 @@ pub fn whois(context: &mut Context<'_>, request: &Request) {
             let nick = WIKIMEDIA_SPEAKER;
             context.numeric(RPL_WHOISUSER, &[nick, nick, &server_name, "*", "Recent changes of the wikis"]);
             context.numeric(RPL_WHOISSERVER, &[nick, &server_name, &network]);
+            context.numeric(RPL_WHOISACCOUNT, &[nick, nick]);
             context.numeric(RPL_WHOISBOT, &[nick]);
         }
         Some(Visible::Yourself) => {
