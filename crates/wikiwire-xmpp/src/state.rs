@@ -150,6 +150,14 @@ impl State {
         both!(self.done_many(ids))
     }
 
+    /// Whether a reading of the outbox that begins after a removal is committed never lists the
+    /// removed item, and whether ids may come back. One node's SQLite file: yes (the same
+    /// connection), and an emptied outbox numbers from 1 again. A cluster: a reading may be
+    /// served by a replica a moment behind, and ids (stream sequences) never come back.
+    pub fn reads_its_removals(&self) -> bool {
+        matches!(self.backend, Backend::Local(_))
+    }
+
     pub async fn outbox_len(&self) -> Result<u64, StateError> {
         both!(self.outbox_len())
     }

@@ -182,8 +182,8 @@ impl SharedOutbox {
         match self.stream.delete_message(sequence).await {
             Ok(_) => Ok(()),
             // Already gone (removed by the node that held the lease before, or by a retry whose
-            // first answer was lost). The server says so with 10037, or with a failed delete
-            // (10057) of "no message found" or "sequence … not found".
+            // first answer was lost). The server says so with 10037 or 10043, or with a failed
+            // delete (10057) of "no message found" or "sequence … not found".
             Err(error) if already_gone(&error) => Ok(()),
             Err(error) => Err(unavailable(error)),
         }
@@ -299,6 +299,7 @@ fn already_gone(error: &stream::DeleteMessageError) -> bool {
     match error.kind() {
         stream::DeleteMessageErrorKind::JetStream(error) => {
             error.error_code() == ErrorCode::NO_MESSAGE_FOUND
+                || error.error_code() == ErrorCode::SEQUENCE_NOT_FOUND
                 || (error.error_code() == ErrorCode::STREAM_MESSAGE_DELETE_FAILED
                     && error.to_string().contains(" found"))
         }

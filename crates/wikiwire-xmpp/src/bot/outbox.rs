@@ -9,11 +9,12 @@
 //! the outbox has been committed; acknowledged items are removed in rounds (one transaction on
 //! one node) by one task, so a short window costs no throughput. This holder itself never sends
 //! an item twice: a removal that fails is retried, not forgotten, and an item removed while the
-//! outbox was being read is not taken from that (older) reading.
+//! outbox was being read is not taken from that (older) reading, nor, in a cluster, from a
+//! reading served by a replica that has not applied the removal yet.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_xmpp::Stanza;
@@ -41,31 +42,40 @@ const MAX_ROOM_LINE: usize = 4096;
 /// Waits between attempts to remove delivered items while the store does not answer.
 const REMOVAL_RETRY: Duration = Duration::from_millis(250);
 const REMOVAL_RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long removed items are not sent again where readings may lag behind removals (a
+/// cluster): far longer than a NATS replica takes to apply a deletion its leader acknowledged.
+const REMOVED_MEMORY: Duration = Duration::from_secs(30);
 
 /// The items this holder has out.
 #[derive(Default)]
 pub(crate) struct Flight {
     /// Handed to the session, not yet removed from the outbox.
     out: HashSet<i64>,
-    /// Removed since the current reading of the outbox began: that reading may still list them.
-    removed: HashSet<i64>,
+    /// Removed, and when: a reading that began before, or a lagging replica, may still list them.
+    removed: HashMap<i64, Instant>,
 }
 
 impl Flight {
-    /// A reading of the outbox begins: what was removed before it cannot be in it.
-    fn reading(&mut self) {
-        self.removed.clear();
+    /// A reading of the outbox begins. Where readings see every removal committed before them
+    /// (one node), what was removed can no longer be listed, and its id may be given to a new
+    /// item; elsewhere removed items are remembered for a while.
+    fn reading(&mut self, sees_removals: bool) {
+        if sees_removals {
+            self.removed.clear();
+        } else {
+            self.removed.retain(|_, at| at.elapsed() < REMOVED_MEMORY);
+        }
     }
 
     /// Whether an item of the reading is to be sent now.
     fn fresh(&self, id: i64) -> bool {
-        !self.out.contains(&id) && !self.removed.contains(&id)
+        !self.out.contains(&id) && !self.removed.contains_key(&id)
     }
 
     /// Its removal from the outbox is committed.
     fn removed(&mut self, id: i64) {
         self.out.remove(&id);
-        self.removed.insert(id);
+        self.removed.insert(id, Instant::now());
     }
 
     /// Not taken by the server: the outbox sends it again.
@@ -189,7 +199,7 @@ impl Bot {
                     .map(|room| room.to_string())
                     .collect()
             };
-            lock(&self.flight).reading();
+            lock(&self.flight).reading(self.state.reads_its_removals());
             let pending = self.state.pending(BATCH + IN_FLIGHT, waiting).await?;
             let fresh: Vec<(i64, Item)> = {
                 let flight = lock(&self.flight);
@@ -369,15 +379,18 @@ mod tests {
         flight.out.insert(7);
         flight.out.insert(8);
         // A reading begins; item 7's removal commits while it runs, so the reading lists it.
-        flight.reading();
+        flight.reading(true);
         flight.removed(7);
         assert!(!flight.fresh(7), "listed by a reading older than its removal");
         assert!(!flight.fresh(8), "still out");
         assert!(flight.fresh(9));
         assert_eq!(flight.len(), 1);
-        // The next reading began after the removal: the store no longer lists 7, and an item
-        // that reuses its id (SQLite may) is new.
-        flight.reading();
+        // In a cluster a replica may still list 7 in the next reading.
+        flight.reading(false);
+        assert!(!flight.fresh(7), "remembered where readings lag");
+        // On one node the next reading began after the removal: the store no longer lists 7,
+        // and an item that reuses its id (SQLite may) is new.
+        flight.reading(true);
         assert!(flight.fresh(7));
         flight.returned(8);
         assert!(flight.fresh(8), "not taken by the server: sent again");
