@@ -1,6 +1,6 @@
-//! An IRC client connection, for the subscriber and the relay: TCP or TLS, registration with CAP
-//! 302, SASL PLAIN or PASS or NickServ, another nick when ours is taken, JOIN with the channel's
-//! topic, modes and names, and PING answered on the way. Lines are framed with the server-side
+//! An IRC client connection, for the subscriber and the relay: TCP or TLS, registration (the
+//! lines of [`crate::registration`]: CAP 302, SASL PLAIN or PASS or NickServ, another nick when
+//! ours is taken), JOIN with the channel's topic, modes and names, and PING answered on the way. Lines are framed with the server-side
 //! limits (8191 bytes of tags) and parsed like the server parses its own.
 //!
 //! Every method is cancel-safe, so callers may `select!` on `next()`: reading keeps partial lines
@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -20,12 +19,12 @@ use wikiwire_irc_wire::framing::{Frame, Limits, LineReader};
 use wikiwire_irc_wire::numeric::code;
 use wikiwire_irc_wire::wire::{Line, Request};
 
+use crate::registration::Registration;
+
 use wikiwire_irc_wire::IrcTarget;
 
 /// Connecting and registering may take this long.
 const REGISTRATION: Duration = Duration::from_secs(30);
-/// Nicks tried after the first is taken.
-const NICK_ATTEMPTS: usize = 5;
 /// Channel membership prefixes that may speak in a moderated channel.
 pub const SPEAKING_PREFIXES: &str = "~&@%+";
 
@@ -154,145 +153,22 @@ impl Connection {
         Ok(connection)
     }
 
+    /// Registers: the lines of [`Registration`] carried both ways until it says it is done.
     async fn register(&mut self, login: &Login, wanted: &[&str]) -> Result<(), ClientError> {
-        let mut text = String::from("CAP LS 302\r\n");
-        if let Auth::Pass(password) = &login.auth {
-            text.push_str(&format!("PASS {password}\r\n"));
-        }
-        text.push_str(&format!("NICK {}\r\nUSER {} 0 * :{}\r\n", login.nick, login.user, login.realname));
-        self.write_text(&text).await?;
-        let sasl = matches!(login.auth, Auth::Sasl { .. });
-        let mut offered: Vec<String> = Vec::new();
-        let mut attempts = 0;
+        let mut registration = Registration::new(login, wanted);
+        self.write_lines(&registration.start()).await?;
         loop {
             let message = self.read().await?;
-            match message.verb.as_str() {
-                "CAP" => match message.param(1).unwrap_or("") {
-                    "LS" => {
-                        let more = message.params.len() > 3 && message.param(2) == Some("*");
-                        let list = message.params.last().cloned().unwrap_or_default();
-                        offered.extend(
-                            list.split(' ')
-                                .filter(|cap| !cap.is_empty())
-                                .map(|cap| cap.split('=').next().unwrap_or(cap).to_owned()),
-                        );
-                        if more {
-                            continue;
-                        }
-                        let mut request: Vec<&str> = wanted
-                            .iter()
-                            .copied()
-                            .filter(|cap| offered.iter().any(|offer| offer == cap))
-                            .collect();
-                        if sasl {
-                            if !offered.iter().any(|offer| offer == "sasl") {
-                                return Err(ClientError::Auth("the server offers no SASL".into()));
-                            }
-                            request.push("sasl");
-                        }
-                        if request.is_empty() {
-                            self.write_text("CAP END\r\n").await?;
-                        } else {
-                            self.writer
-                                .write_all(format!("CAP REQ :{}\r\n", request.join(" ")).as_bytes())
-                                .await?;
-                        }
-                    }
-                    "ACK" => {
-                        self.caps = message
-                            .params
-                            .last()
-                            .map(|list| list.split(' ').map(str::to_owned).collect())
-                            .unwrap_or_default();
-                        if sasl && self.caps.iter().any(|cap| cap == "sasl") {
-                            self.write_text("AUTHENTICATE PLAIN\r\n").await?;
-                        } else {
-                            self.write_text("CAP END\r\n").await?;
-                        }
-                    }
-                    "NAK" => {
-                        if sasl {
-                            return Err(ClientError::Auth("the server refused the SASL capability".into()));
-                        }
-                        self.write_text("CAP END\r\n").await?;
-                    }
-                    _ => {}
-                },
-                "AUTHENTICATE" if message.param(0) == Some("+") => {
-                    if let Auth::Sasl { account, password } = &login.auth {
-                        let payload = base64::engine::general_purpose::STANDARD
-                            .encode(format!("{account}\0{account}\0{password}"));
-                        let mut text = String::new();
-                        for chunk in payload.as_bytes().chunks(400) {
-                            text.push_str(&format!(
-                                "AUTHENTICATE {}\r\n",
-                                std::str::from_utf8(chunk).unwrap_or("")
-                            ));
-                        }
-                        if payload.len() % 400 == 0 {
-                            text.push_str("AUTHENTICATE +\r\n");
-                        }
-                        self.write_text(&text).await?;
-                    }
-                }
-                code::RPL_SASLSUCCESS => self.write_text("CAP END\r\n").await?,
-                code::ERR_NICKLOCKED
-                | code::ERR_SASLFAIL
-                | code::ERR_SASLTOOLONG
-                | code::ERR_SASLABORTED
-                | code::RPL_SASLMECHS => {
-                    return Err(ClientError::Auth(message.params.last().cloned().unwrap_or_default()));
-                }
-                code::ERR_PASSWDMISMATCH => return Err(ClientError::Auth("password incorrect".into())),
-                code::ERR_NICKNAMEINUSE | code::ERR_NICKCOLLISION => {
-                    attempts += 1;
-                    if attempts > NICK_ATTEMPTS {
-                        return Err(ClientError::Nick(format!(
-                            "{} and {NICK_ATTEMPTS} variants are taken",
-                            login.nick
-                        )));
-                    }
-                    self.nick = alternative_nick(&login.nick, attempts, false);
-                    self.write_text(&format!("NICK {}\r\n", self.nick)).await?;
-                }
-                // Our own nick is invalid; an alternative may only be too long (NICKLEN comes
-                // after registration), so shorter ones are tried.
-                code::ERR_ERRONEUSNICKNAME if attempts > 0 && attempts <= NICK_ATTEMPTS => {
-                    self.nick = alternative_nick(&login.nick, attempts, true);
-                    self.write_text(&format!("NICK {}\r\n", self.nick)).await?;
-                }
-                // Services hold a registered nick for a while after renaming an impostor (InspIRCd
-                // answers 432 "Services reserved nickname"): an account holder logs in under
-                // another nick, and trust by account still holds.
-                code::ERR_ERRONEUSNICKNAME
-                    if attempts == 0 && !matches!(login.auth, Auth::None | Auth::Pass(_)) =>
-                {
-                    attempts += 1;
-                    self.nick = alternative_nick(&login.nick, attempts, false);
-                    self.write_text(&format!("NICK {}\r\n", self.nick)).await?;
-                }
-                code::ERR_ERRONEUSNICKNAME => {
-                    return Err(ClientError::Nick(format!("{:?} is not a valid nick here", self.nick)));
-                }
-                code::RPL_WELCOME => {
-                    if let Some(nick) = message.param(0) {
-                        self.nick = nick.to_owned();
-                    }
-                }
-                code::RPL_MYINFO => self.version = message.param(2).unwrap_or("").to_owned(),
-                code::RPL_ISUPPORT => {
-                    let tokens = message.params.iter().skip(1).take(message.params.len().saturating_sub(2));
-                    self.isupport.extend(tokens.cloned());
-                }
-                code::RPL_ENDOFMOTD | code::ERR_NOMOTD => break,
-                _ => {}
+            let step = registration.feed(&message)?;
+            self.write_lines(&step.send).await?;
+            if step.registered {
+                break;
             }
         }
-        if let Auth::NickServ { account, password } = &login.auth {
-            self.writer
-                .write_all(format!("PRIVMSG NickServ :IDENTIFY {account} {password}\r\n").as_bytes())
-                .await?;
-        }
+        self.nick = registration.nick;
+        self.caps = registration.caps;
+        self.version = registration.version;
+        self.isupport = registration.isupport;
         Ok(())
     }
 
@@ -310,8 +186,11 @@ impl Connection {
         self.flush().await
     }
 
-    async fn write_text(&mut self, text: &str) -> Result<(), ClientError> {
-        self.outgoing.extend_from_slice(text.as_bytes());
+    async fn write_lines(&mut self, lines: &[String]) -> Result<(), ClientError> {
+        for line in lines {
+            self.outgoing.extend_from_slice(line.as_bytes());
+            self.outgoing.extend_from_slice(b"\r\n");
+        }
         self.flush().await
     }
 
@@ -429,17 +308,6 @@ impl Connection {
     }
 }
 
-/// The `attempt`-th other nick: `nick_`, `nick__`, ...; `short`, for networks whose NICKLEN the
-/// nick already fills: `nic1`, `nic2`, ... (one character replaced by a digit).
-fn alternative_nick(nick: &str, attempt: usize, short: bool) -> String {
-    if !short {
-        return format!("{nick}{}", "_".repeat(attempt));
-    }
-    let mut base: String = nick.chars().collect();
-    base.pop();
-    format!("{base}{}", attempt % 10)
-}
-
 /// TLS with the aws-lc-rs provider, trusting the Mozilla roots and any configured CA file.
 async fn tls_connect(
     stream: TcpStream,
@@ -472,17 +340,4 @@ async fn tls_connect(
         .connect(name, stream)
         .await
         .map_err(|error| ClientError::Tls(format!("handshake with {host}: {error}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::alternative_nick;
-
-    #[test]
-    fn alternative_nicks_fit_short_limits_too() {
-        assert_eq!(alternative_nick("wikirelay", 1, false), "wikirelay_");
-        assert_eq!(alternative_nick("wikirelay", 2, false), "wikirelay__");
-        assert_eq!(alternative_nick("wikirelay", 1, true), "wikirela1");
-        assert_eq!(alternative_nick("wikirelay", 3, true).len(), 9);
-    }
 }

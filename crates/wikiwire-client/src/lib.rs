@@ -2,12 +2,14 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`connection`] | an IRC client connection: TLS, CAP, SASL/PASS/NickServ, JOIN |
+//! | [`connection`] | an IRC client connection: TCP or TLS, the registration's lines carried, JOIN |
+//! | [`registration`] | registration as a pure state machine: CAP, SASL/PASS/NickServ, nick fallbacks |
 //! | [`subscriber`] | `Subscriber`: HTTP catch-up and live IRC merged by id, trusted, resumable |
 //! | [`cursor`] | the cursor file, replaced atomically |
 
 pub mod connection;
 pub mod cursor;
+pub mod registration;
 pub mod subscriber;
 
 pub use connection::{Auth, ClientError, Connection, Login, TlsSettings};

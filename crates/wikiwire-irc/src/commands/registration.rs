@@ -18,7 +18,7 @@ use crate::wire::{Line, Request};
 /// Base64 SASL payload accepted at most (a name and a token fit easily).
 const SASL_LIMIT: usize = 2048;
 /// AUTHENTICATE sends base64 in chunks of this size; a shorter chunk ends the payload.
-const SASL_CHUNK: usize = 400;
+const SASL_CHUNK: usize = wikiwire_irc_wire::sasl::CHUNK;
 
 pub fn cap(context: &mut Context<'_>, request: &Request) {
     let subcommand = request.params[0].to_ascii_uppercase();
