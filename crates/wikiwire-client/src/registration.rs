@@ -324,7 +324,11 @@ mod tests {
             let joined: String = chunks.iter().filter(|chunk| **chunk != "+").copied().collect();
             let decoded = base64::engine::general_purpose::STANDARD.decode(&joined).unwrap();
             assert_eq!(decoded.len(), 12 + length);
-            assert_eq!(chunks.last() == Some(&"+"), joined.len().is_multiple_of(sasl::CHUNK), "{length}: {chunks:?}");
+            assert_eq!(
+                chunks.last() == Some(&"+"),
+                joined.len().is_multiple_of(sasl::CHUNK),
+                "{length}: {chunks:?}"
+            );
         }
     }
 
