@@ -374,3 +374,19 @@ def test_node_eventsource_runs_the_wikitech_example_and_json_lines(tmp_path):
             node.kill()
             node.wait()
         hub.stop()
+
+
+def test_api_v1_stream_says_utf_8_so_sseclient_reads_a_hebrew_title_whole(hub):
+    """`/api/v1/stream` (wikiwire's own shape) names its charset as `/v2` does: without it,
+    sseclient (on requests) decodes the body as Latin-1 and a Hebrew page name comes out garbled."""
+    title = "\u05e2\u05de\u05d5\u05d3 \u05e8\u05d0\u05e9\u05d9"  # "עמוד ראשי", the Hebrew Main Page
+    (event_id,) = hub.publish({"wiki": "MoinMaster", "action": "page_changed", "page": title, "user": "\u05d0\u05dc\u05d9\u05e1"})
+    answer = requests.get(hub.http + "/api/v1/stream?since=0", stream=True, timeout=10)
+    assert answer.headers["content-type"] == "text/event-stream; charset=utf-8"
+    answer.close()
+    for message in sseclient.SSEClient(hub.http + "/api/v1/stream?since=0", timeout=10):
+        if message.data:
+            break
+    assert message.id == str(event_id)
+    event = json.loads(message.data)
+    assert (event["page"], event["user"]) == (title, "\u05d0\u05dc\u05d9\u05e1")

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures_util::{Stream, StreamExt, stream};
+use axum::response::{IntoResponse, Response};
+use futures_util::{StreamExt, stream};
 use wikiwire_hub::metrics::GaugeGuard;
 use wikiwire_hub::{Follower, Item, Lag};
 
@@ -25,7 +26,7 @@ pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut params = Params::parse(raw.as_deref())?;
     let since = params.take_id("since")?;
     let links = params.take_flag("links")?.then(|| state.clone());
@@ -43,10 +44,20 @@ pub async fn stream(
     let follower = state.hub.follow(resume.or(since), filter, Lag::End).await?;
     let open = GaugeGuard::new(Arc::clone(state.hub.metrics()), |metrics| &metrics.sse_clients);
     // A first comment sends the headers and tells the client the stream is live.
-    let hello = stream::once(async { Ok(SseEvent::default().retry(RETRY).comment("wikiwire stream")) });
+    let hello = stream::once(async {
+        Ok::<_, Infallible>(SseEvent::default().retry(RETRY).comment("wikiwire stream"))
+    });
     let events = stream::unfold((follower, open, links), next_event);
     let body = hello.chain(events).take_until(state.hub.shutdown().clone().cancelled_owned());
-    Ok(Sse::new(body).keep_alive(KeepAlive::new().interval(state.heartbeat).text("heartbeat")))
+    let mut response = Sse::new(body)
+        .keep_alive(KeepAlive::new().interval(state.heartbeat).text("heartbeat"))
+        .into_response();
+    // Clients on `requests` (sseclient) read text without a charset as Latin-1, which garbles
+    // every title that is not; the charset changes nothing for an EventSource.
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    Ok(response)
 }
 
 /// What a stream carries along: its follower, its place in the metrics, and, when links were

@@ -23,7 +23,7 @@ async fn open(
     }
     let response = request.send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(response.headers()["content-type"], "text/event-stream; charset=utf-8");
     Box::pin(response.bytes_stream().eventsource().map(|event| event.expect("well-formed SSE")))
 }
 
