@@ -46,6 +46,8 @@ pub struct AppState {
     pub heartbeat: Duration,
     /// Time a client has to send a request body (a slow body holds a connection and a buffer).
     pub body_timeout: Duration,
+    /// `/v2/stream`'s events, each rendered once for all its clients.
+    pub renders: Arc<v2::Renders>,
 }
 
 /// An event's canonical JSON; with `links`, also the links to the change: the publisher's own

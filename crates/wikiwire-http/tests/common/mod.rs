@@ -81,6 +81,7 @@ pub async fn start(options: Options) -> TestHub {
         max_body: options.max_body,
         heartbeat: options.heartbeat,
         body_timeout: Duration::from_secs(30),
+        renders: Default::default(),
     };
     tokio::spawn(wikiwire_http::serve(listener, state));
     TestHub { url, hub, client: reqwest::Client::new(), _directory: directory }

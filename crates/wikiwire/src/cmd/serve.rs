@@ -115,6 +115,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_body: config.http.max_body,
         heartbeat: config.http.heartbeat,
         body_timeout: config.http.body_timeout,
+        renders: Default::default(),
     };
     let limits = wikiwire_http::ConnectionLimits::from(&config.http);
     tracker.spawn(async move {
