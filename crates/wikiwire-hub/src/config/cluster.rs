@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Copies of the stream when the configuration does not say.
-pub const DEFAULT_REPLICAS: usize = 3;
-/// A job's lease lifetime when the configuration does not say.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+/// The store's defaults, written once there.
+pub use wikiwire_store::jetstream::{DEFAULT_LEASE_TTL, DEFAULT_REPLICAS};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

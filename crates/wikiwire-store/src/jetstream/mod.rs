@@ -40,6 +40,11 @@ use crate::{
 
 /// The replica state row that records which stream it follows (the stream's creation time, µs).
 const STREAM_CREATED: &str = "stream_created";
+/// Copies of the stream unless the configuration says otherwise: 3 survives the loss of a NATS
+/// server.
+pub const DEFAULT_REPLICAS: usize = 3;
+/// How long a job's lease lives without a renewal unless the configuration says otherwise.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 /// How long closing waits for the store's tasks (the writer, the applier, lease releases).
 const CLOSE_TASKS: Duration = Duration::from_secs(5);
 /// How long closing waits for NATS to confirm what this node sent last.
@@ -91,7 +96,7 @@ impl JetStreamOptions {
         JetStreamOptions {
             node: node.into(),
             servers,
-            replicas: 3,
+            replicas: DEFAULT_REPLICAS,
             credentials: None,
             nkey_file: None,
             ca_file: None,
@@ -101,7 +106,7 @@ impl JetStreamOptions {
             retention: Retention::default(),
             publish_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(30),
-            lease_ttl: Duration::from_secs(15),
+            lease_ttl: DEFAULT_LEASE_TTL,
             first_sequence: None,
             lose_answers: 0,
         }
