@@ -169,3 +169,62 @@ async fn a_client_that_stops_reading_is_dropped_while_others_keep_up() {
     assert!(stalled_events < total, "the stalled client got all {stalled_events} events: it was not dropped");
     assert!(hub.hub.metrics().followers_lagged.get() >= 1);
 }
+
+/// `/v2/stream` as NDJSON: the first `count` bodies after `query`.
+async fn v2_lines(client: reqwest::Client, url: String, query: &str, count: usize) -> Vec<serde_json::Value> {
+    let response = client
+        .get(format!("{url}/v2/stream/recentchange{query}"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let (mut text, mut lines) = (Vec::new(), Vec::new());
+    while lines.len() < count {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), body.next()).await.expect("in time");
+        text.extend_from_slice(&chunk.expect("stream open").unwrap());
+        while let Some(end) = text.iter().position(|&byte| byte == b'\n') {
+            let line: Vec<u8> = text.drain(..=end).collect();
+            if line.len() > 1 {
+                lines.push(serde_json::from_slice(&line).unwrap());
+            }
+        }
+    }
+    lines
+}
+
+/// Each event is rendered once and shared by the `/v2` clients (1024 slots by id): a slot that a
+/// later event took (1025 after 1) is never sent for the earlier one, live or from history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_clients_share_renderings_and_never_get_another_events() {
+    let limits = wikiwire_hub::config::LimitsConfig { publish_rate: 1e6, publish_burst: 1e6 };
+    let hub = start(Options { limits, ..Options::default() }).await;
+    let live = tokio::spawn(v2_lines(hub.client.clone(), hub.url.clone(), "", 1100));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while hub.hub.metrics().sse_clients.get() < 1 {
+        assert!(std::time::Instant::now() < deadline, "the live client connected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for batch in 0..2 {
+        let events: Vec<_> = (0..550).map(|n| edit(&format!("Page {}", batch * 550 + n + 1))).collect();
+        let response = hub
+            .client
+            .post(format!("{}/api/v1/events", hub.url))
+            .bearer_auth(common::TOKEN)
+            .json(&events)
+            .send()
+            .await;
+        assert_eq!(response.unwrap().status(), 201);
+    }
+    let check = |bodies: &[serde_json::Value]| {
+        for (index, body) in bodies.iter().enumerate() {
+            let id = index as u64 + 1;
+            assert_eq!(body["meta"]["offset"], json!(id));
+            assert_eq!(body["title"], json!(format!("Page {id}")));
+        }
+    };
+    check(&live.await.unwrap());
+    check(&v2_lines(hub.client.clone(), hub.url.clone(), "?since=0", 1100).await);
+    check(&v2_lines(hub.client.clone(), hub.url.clone(), "?since=0", 1100).await);
+}
