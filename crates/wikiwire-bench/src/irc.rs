@@ -41,6 +41,8 @@ pub struct Hub {
     child: tokio::process::Child,
     pub http: String,
     pub irc: String,
+    /// The first `[[rcfeed]]` listener's address, when the configuration has one.
+    pub rcfeed: Option<String>,
 }
 
 impl Hub {
@@ -48,19 +50,29 @@ impl Hub {
         self.child.id()
     }
 
-    fn rss_kib(&self) -> anyhow::Result<u64> {
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
         rss_kib(self.child.id().context("hub exited")?)
     }
 }
 
 pub async fn start_hub(binary: PathBuf, directory: &std::path::Path) -> anyhow::Result<Hub> {
+    start_hub_with(binary, directory, "", "").await
+}
+
+/// A hub whose configuration has `http` added to its `[http]` table and `rest` at its end.
+pub async fn start_hub_with(
+    binary: PathBuf,
+    directory: &std::path::Path,
+    http: &str,
+    rest: &str,
+) -> anyhow::Result<Hub> {
     let config = directory.join("bench.toml");
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n[irc]\nlisten = \"127.0.0.1:0\"\nmax_per_ip = 0\nmax_clients = 20000\n\
+            "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n{http}[irc]\nlisten = \"127.0.0.1:0\"\nmax_per_ip = 0\nmax_clients = 20000\n\
              [limits]\npublish_rate = 1000000\npublish_burst = 1000000\n\
-             [[publisher]]\nname = \"bench\"\ntoken = \"{TOKEN}\"\nwikis = [\"BenchWiki\"]\n",
+             [[publisher]]\nname = \"bench\"\ntoken = \"{TOKEN}\"\nwikis = [\"BenchWiki\"]\n{rest}",
             directory.join("data")
         ),
     )?;
@@ -75,19 +87,22 @@ pub async fn start_hub(binary: PathBuf, directory: &std::path::Path) -> anyhow::
             format!("cannot start {} (build it with `cargo build --release -p wikiwire`)", binary.display())
         })?;
     let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let (mut http, mut irc) = (None, None);
+    let (mut http, mut irc, mut rcfeed) = (None, None, None);
     while let Some(line) = lines.next_line().await? {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["HTTP", url] => http = Some(url.trim_end_matches('/').to_owned()),
             ["IRC", url] => irc = Some(url.trim_start_matches("irc://").trim_end_matches('/').to_owned()),
+            ["RCFEED", address, ..] if rcfeed.is_none() => {
+                rcfeed = Some(address.trim_start_matches("udp://").trim_end_matches('/').to_owned())
+            }
             _ if line.starts_with("Stop it with") => break,
             _ => {}
         }
     }
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     match (http, irc) {
-        (Some(http), Some(irc)) => Ok(Hub { child, http, irc }),
+        (Some(http), Some(irc)) => Ok(Hub { child, http, irc, rcfeed }),
         _ => bail!("the hub did not print its addresses"),
     }
 }

@@ -3,6 +3,7 @@
 //!     cargo run --release -p wikiwire-bench -- http
 //!     cargo build --release -p wikiwire && cargo run --release -p wikiwire-bench -- irc
 //!     cargo build --release -p wikiwire && cargo run --release -p wikiwire-bench -- versus
+//!     cargo build --release -p wikiwire && cargo run --release -p wikiwire-bench -- v2
 //!
 //! Figures are printed, never asserted: timing belongs in notes, not in tests.
 
@@ -10,6 +11,7 @@ mod catchup;
 mod http;
 mod irc;
 mod nats;
+mod v2;
 mod versus;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +34,9 @@ enum Bench {
     /// Side by side with InspIRCd 3 (Debian): one publisher line per event, burst and steady rate,
     /// N listeners; deliveries per second, latency, memory, and the ratios.
     Versus(versus::Args),
+    /// `/v2/stream` (EventStreams) fan-out: N clients at a steady rate of RCFeed datagrams;
+    /// every delivery counted, latency, memory per client.
+    V2(v2::Args),
 }
 
 #[tokio::main]
@@ -41,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Irc(args) => irc::run(args).await,
         Bench::Catchup(args) => catchup::run(args).await,
         Bench::Versus(args) => versus::run(args).await,
+        Bench::V2(args) => v2::run(args).await,
     }
 }
 
