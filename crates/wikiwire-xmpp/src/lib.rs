@@ -37,6 +37,10 @@ use tokio_xmpp::jid::Jid;
 use wikiwire_hub::{Config, Hub};
 use wikiwire_store::Lease;
 
+/// How long a run that stops cleanly (SIGTERM) waits for the server to take what it has out, and
+/// for those items to leave the outbox, before it stops: the next holder would send them again.
+const HAND_OVER: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Everything one run of the bot needs; a run lasts as long as this node holds the bot's lease.
 struct Run {
     hub: Arc<Hub>,
@@ -57,14 +61,18 @@ impl Run {
             let Some(lease) = leases.acquire("xmpp", &shutdown).await else { return };
             let lease = Arc::new(lease);
             tracing::info!("this node runs the Jabber bot");
-            let stop = shutdown.child_token();
+            // Not a child of `shutdown`: at shutdown the run first hands over, then stops.
+            let stop = CancellationToken::new();
             let tasks = TaskTracker::new();
-            if let Err(error) = self.once(&lease, &stop, &tasks) {
-                tracing::error!(%error, "the Jabber bot cannot start");
-                return;
-            }
+            let bot = match self.once(&lease, &stop, &tasks) {
+                Ok(bot) => bot,
+                Err(error) => {
+                    tracing::error!(%error, "the Jabber bot cannot start");
+                    return;
+                }
+            };
             tokio::select! {
-                _ = shutdown.cancelled() => {}
+                _ = shutdown.cancelled() => bot.hand_over(HAND_OVER).await,
                 _ = lease.lost() => tracing::warn!("the bot's lease was lost: this node stopped the Jabber bot"),
             }
             stop.cancel();
@@ -80,7 +88,12 @@ impl Run {
     }
 
     /// Starts the session, dispatcher, command workers and followers of one run.
-    fn once(&self, lease: &Arc<Lease>, stop: &CancellationToken, tasks: &TaskTracker) -> Result<(), String> {
+    fn once(
+        &self,
+        lease: &Arc<Lease>,
+        stop: &CancellationToken,
+        tasks: &TaskTracker,
+    ) -> Result<Arc<bot::Bot>, String> {
         let xmpp = &self.xmpp;
         let jid = Jid::new(&xmpp.jid).map_err(|error| format!("xmpp.jid: {error}"))?;
         let connector = connector::Connector::new(&self.server, xmpp.port, xmpp.ca_file.as_deref())?;
@@ -110,7 +123,7 @@ impl Run {
         for room in xmpp.rooms.clone() {
             tasks.spawn(feeds::room(Arc::clone(&bot), room));
         }
-        Ok(())
+        Ok(bot)
     }
 }
 

@@ -107,6 +107,8 @@ pub struct Bot {
     pub(crate) lease: Arc<Lease>,
     /// Ends everything of this run of the bot: the hub's shutdown, or the lease lost.
     pub(crate) stop: CancellationToken,
+    /// Set when the run is about to stop cleanly: nothing more leaves the outbox.
+    handing_over: CancellationToken,
     config: XmppConfig,
     pub(crate) state: State,
     xmpp: Xmpp,
@@ -150,6 +152,7 @@ impl Bot {
             hub,
             lease,
             stop,
+            handing_over: CancellationToken::new(),
             config,
             state,
             xmpp,

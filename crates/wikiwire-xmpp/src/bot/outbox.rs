@@ -184,9 +184,30 @@ impl Bot {
         }
     }
 
+    /// Before a clean stop: sends nothing more, and waits (at most `within`, and only while a
+    /// session is up to answer) until what is out has been taken by the server and removed from
+    /// the outbox, so that the next holder does not send it again.
+    pub async fn hand_over(&self, within: Duration) {
+        self.handing_over.cancel();
+        let deadline = tokio::time::Instant::now() + within;
+        while lock(&self.flight).len() > 0
+            && self.session.borrow().is_some()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = lock(&self.flight).len();
+        if left > 0 {
+            tracing::info!(items = left, "stopping with items out: the next run of the bot sends them again");
+        }
+    }
+
     /// Sends what is pending and not in flight.
     async fn dispatch(self: &Arc<Self>, session: Session) -> Result<(), crate::state::StateError> {
         loop {
+            if self.handing_over.is_cancelled() {
+                return Ok(());
+            }
             let room = IN_FLIGHT.saturating_sub(lock(&self.flight).len()).min(BATCH);
             if room == 0 {
                 return Ok(());
@@ -242,8 +263,11 @@ impl Bot {
                 }
                 continue;
             }
-            // No stream management: an answered ping means everything before it arrived.
-            let answered = self.ping().await;
+            // No stream management: an answered ping means everything before it arrived, if it
+            // was answered on the stream that carried the batch (a new stream, one generation
+            // on, proves nothing of what the broken one took).
+            let same_stream = || *self.session.borrow() == Some(session);
+            let answered = same_stream() && self.ping().await && same_stream();
             for (id, token) in batch {
                 if answered {
                     self.delivered(id).await;
