@@ -350,6 +350,13 @@ def tally(alice, notifier, timeout=60):
     return delivered, twice, lost, same_session
 
 
+def tally_after(alice, notifier, more, what):
+    """The tally once `more` notifications have been acknowledged from now on."""
+    acked = len(notifier.acked)
+    wait_for(lambda: len(notifier.acked) >= acked + more, 60, what)
+    return tally(alice, notifier)
+
+
 def check_tally(figures):
     delivered, twice, lost, same_session = figures
     assert not lost, f"acknowledged and never delivered: {lost}"
@@ -453,9 +460,7 @@ def test_rolling_restart_under_notifications_loses_none(tmp_path, nats, any_pros
         wait_for(lambda: len(received(alice)) >= 5, 60, "notifications before the restarts")
         steps = restart_everything(nats, hubs)
         wait_for(lambda: sum(bot_connected(hub) for hub in hubs) == 1, 60, "one node running the bot after the restarts")
-        acked = len(notifier.acked)
-        wait_for(lambda: len(notifier.acked) >= acked + 10, 60, "notifications after the restarts")
-        counted = tally(alice, notifier)
+        counted = tally_after(alice, notifier, 10, "notifications after the restarts")
     finally:
         notifier.stopping.set()
         alice.close()
@@ -542,9 +547,7 @@ def test_a_single_hub_killed_and_restarted_under_notifications(tmp_path, any_pro
         hub.start()
         wait_for(lambda: bot_connected(hub), 30, "the bot online again")
         back = time.monotonic() - killed_at
-        acked = len(notifier.acked)
-        wait_for(lambda: len(notifier.acked) >= acked + 200, 60, "notifications after the restart")
-        counted = tally(alice, notifier)
+        counted = tally_after(alice, notifier, 200, "notifications after the restart")
     finally:
         notifier.stopping.set()
         alice.close()
