@@ -390,3 +390,54 @@ def test_api_v1_stream_says_utf_8_so_sseclient_reads_a_hebrew_title_whole(hub):
     assert message.id == str(event_id)
     event = json.loads(message.data)
     assert (event["page"], event["user"]) == (title, "\u05d0\u05dc\u05d9\u05e1")
+
+
+STREAMS = """
+[[stream]]
+name = "moin.saves"
+filter = "wiki=MoinFarm"
+
+[[stream]]
+name = "front"
+filter = "page=Front*"
+
+[[stream]]
+name = "antispam"
+filter = "action=antispam_updated"
+"""
+
+
+def offsets_until(url, title):
+    """The offsets of every event of one NDJSON stream up to the one titled `title`."""
+    offsets = []
+    with requests.get(url, headers={"Accept": "application/json"}, stream=True, timeout=10) as response:
+        assert response.status_code == 200, response.text
+        for line in response.iter_lines():
+            if line:
+                event = json.loads(line)
+                offsets.append(event["meta"]["offset"])
+                if event["title"] == title:
+                    return offsets
+
+
+def test_configured_streams_carry_their_filter_and_several_their_union(tmp_path):
+    """Issue 26, item 2: the configuration may name more streams, each a filter."""
+    hub = Hub(tmp_path, publishers=PUBLISHERS + STREAMS, ports=(free_port(), free_port()))
+    try:
+        fill(hub)
+        farm = [{"wiki": "MoinFarm", "action": "SAVE", "page": "Front Page", "user": "Bob"},
+                {"wiki": "MoinFarm", "action": "SAVE", "page": "Middle", "user": "Bob"},
+                {"wiki": "MoinFarm", "action": "antispam_updated", "page": "BadContent", "user": "Bob"}]
+        status, _ = hub.request("POST", "/api/v1/events", farm, token=OTHER_TOKEN)
+        assert status == 201
+        base = hub.http + "/v2/stream/"
+        assert offsets_until(base + "moin.saves?since=0", "BadContent") == [8, 9, 10]
+        # A stream's filter and the request's narrow together.
+        assert offsets_until(base + "front?since=0&wiki=MoinFarm", "Front Page") == [8]
+        # Several streams: what any of them carries, each event once.
+        assert offsets_until(base + "front,antispam?since=0", "BadContent") == [8, 10]
+        assert offsets_until(base + "antispam,recentchange?since=0", "BadContent") == list(range(1, 11))
+        status, body = hub.request("GET", "/v2/stream/antispam,nope")
+        assert status == 400 and b"nope" in body, body
+    finally:
+        hub.stop()

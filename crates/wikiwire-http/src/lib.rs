@@ -48,6 +48,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// `/v2/stream`'s events, each rendered once for all its clients.
     pub renders: Arc<v2::Renders>,
+    /// `/v2/stream`'s configured streams (`[[stream]]`) by name, with their filters.
+    pub streams: Arc<std::collections::HashMap<String, wikiwire_event::Filter>>,
 }
 
 /// An event's canonical JSON; with `links`, also the links to the change: the publisher's own

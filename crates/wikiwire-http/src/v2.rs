@@ -30,7 +30,7 @@ use futures_util::{StreamExt, stream};
 use wikiwire_event::eventstreams::{self, Resume};
 use wikiwire_event::{Event, Timestamp};
 use wikiwire_hub::metrics::GaugeGuard;
-use wikiwire_hub::{Follower, Item, Lag};
+use wikiwire_hub::{FollowError, Follower, Item, Lag};
 use wikiwire_store::{Query, StoreError};
 
 use crate::AppState;
@@ -97,8 +97,17 @@ pub async fn stream(
         detail,
         uri: uri.clone(),
     };
-    let unknown: Vec<&str> =
-        streams.split(',').filter(|name| !eventstreams::STREAM_NAMES.contains(name)).collect();
+    // The built-in names carry every event; a configured one ([[stream]]) its filter.
+    let (mut everything, mut configured, mut unknown) = (false, Vec::new(), Vec::new());
+    for name in streams.split(',') {
+        if eventstreams::STREAM_NAMES.contains(&name) {
+            everything = true;
+        } else if let Some(filter) = state.streams.get(name) {
+            configured.push(filter.clone());
+        } else {
+            unknown.push(name);
+        }
+    }
     if !unknown.is_empty() {
         return problem("not_found", "Stream Not Found", format!("Invalid streams: {}", unknown.join(",")))
             .into_response();
@@ -131,9 +140,18 @@ pub async fn stream(
         }
     };
     // EventStreams ignores parameters it does not know; ours that it does not have are filters.
-    let filter = match params.into_known_filter() {
+    let mut filter = match params.into_known_filter() {
         Ok(filter) => filter,
         Err(error) => return problem("bad_request", "Bad Request", error.error).into_response(),
+    };
+    // One configured stream narrows what is followed; several are matched event by event.
+    let any_of = match (everything, configured.len()) {
+        (true, _) | (false, 0) => Vec::new(),
+        (false, 1) => {
+            filter = configured[0].clone().and(&filter);
+            Vec::new()
+        }
+        (false, _) => configured,
     };
     let json_lines = headers
         .get(header::ACCEPT)
@@ -148,7 +166,7 @@ pub async fn stream(
         state.hub.follow(after, filter, Lag::End).await
     };
     let follower = match started.await {
-        Ok(follower) => follower,
+        Ok(follower) => Selected { follower, any_of },
         Err(error) => return ApiError::from(error).into_response(),
     };
     let open = GaugeGuard::new(Arc::clone(state.hub.metrics()), |metrics| &metrics.sse_clients);
@@ -226,9 +244,30 @@ fn render(state: &AppState, event: &Event) -> Rendered {
     Rendered { id: event.id, sse_id: eventstreams::event_id(event), body, line }
 }
 
-type Streaming = (AppState, Follower, GaugeGuard);
+/// A request's events: its follower, and with several configured streams, their filters (an
+/// event goes out when any of them carries it).
+struct Selected {
+    follower: Follower,
+    any_of: Vec<wikiwire_event::Filter>,
+}
 
-fn events(state: AppState, follower: Follower, open: GaugeGuard) -> Response {
+impl Selected {
+    async fn next(&mut self) -> Result<Item, FollowError> {
+        loop {
+            let item = self.follower.next().await?;
+            match &item {
+                Item::Event(event)
+                    if !self.any_of.is_empty() && !self.any_of.iter().any(|filter| filter.matches(event)) => {
+                }
+                _ => return Ok(item),
+            }
+        }
+    }
+}
+
+type Streaming = (AppState, Selected, GaugeGuard);
+
+fn events(state: AppState, follower: Selected, open: GaugeGuard) -> Response {
     let heartbeat = state.heartbeat;
     let shutdown = state.hub.shutdown().clone();
     // KafkaSSE's first bytes: a comment that sends the headers.
@@ -264,7 +303,7 @@ fn events(state: AppState, follower: Follower, open: GaugeGuard) -> Response {
 
 /// One JSON object per line after an empty one, as KafkaSSE writes them (and, like it, no
 /// heartbeat: a line reader would have to skip it).
-fn lines(state: AppState, follower: Follower, open: GaugeGuard) -> Response {
+fn lines(state: AppState, follower: Selected, open: GaugeGuard) -> Response {
     let shutdown = state.hub.shutdown().clone();
     let hello = stream::once(async { Ok::<_, Infallible>(Bytes::from_static(b"\n")) });
     let events =

@@ -13,6 +13,7 @@
 //! | `relay` | `[[relay]]` |
 //! | `xmpp` | `[xmpp]`, `[xmlrpc]`, `[wiki]` |
 //! | `cluster` | `[cluster]` |
+//! | `stream` | `[[stream]]` (more streams for `/v2/stream`) |
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +28,7 @@ mod irc;
 mod publisher;
 mod relay;
 mod store;
+mod stream;
 mod xmpp;
 
 pub use cluster::{ClusterConfig, DEFAULT_LEASE_TTL};
@@ -35,6 +37,7 @@ pub use irc::{ChannelConfig, IrcConfig, PortRange};
 pub use publisher::{PublisherConfig, RcFeedChannels, RcFeedConfig};
 pub use relay::{RelayAuth, RelayConfig};
 pub use store::{LimitsConfig, StoreConfig, Synchronous};
+pub use stream::StreamConfig;
 pub use wikiwire_irc_wire::names::{check_channel_name, check_nick};
 pub use xmpp::{RoomConfig, SubscriptionPolicy, WikiConfig, WikiDialect, XmlRpcConfig, XmppConfig};
 
@@ -55,6 +58,9 @@ pub struct Config {
     /// MediaWiki RCFeed listeners (UDP, `JSONRCFeedFormatter`).
     #[serde(rename = "rcfeed")]
     pub rcfeeds: Vec<RcFeedConfig>,
+    /// Named streams for `/v2/stream` beside the built-in ones.
+    #[serde(rename = "stream")]
+    pub streams: Vec<StreamConfig>,
     /// The Jabber notification bot (SPEC §5); absent: no bot.
     pub xmpp: Option<XmppConfig>,
     /// The bot's XML-RPC API for wikis (MoinMoin's `notification_bot_uri`).
@@ -77,6 +83,7 @@ impl Default for Config {
             channels: Vec::new(),
             relays: Vec::new(),
             rcfeeds: Vec::new(),
+            streams: Vec::new(),
             xmpp: None,
             xmlrpc: None,
             wiki: None,
@@ -160,6 +167,7 @@ impl Config {
         self.irc.check(&self.channels, &wikis, &mut problems);
         RelayConfig::check_all(&self.relays, &mut problems);
         RcFeedConfig::check_all(&self.rcfeeds, &self.publishers, &mut problems);
+        StreamConfig::check_all(&self.streams, &mut problems);
         XmppConfig::check_all(self.xmpp.as_ref(), self.xmlrpc.as_ref(), self.wiki.as_ref(), &mut problems);
         if let Some(cluster) = &self.cluster {
             cluster.check(&mut problems);

@@ -82,6 +82,7 @@ pub async fn start(options: Options) -> TestHub {
         heartbeat: options.heartbeat,
         body_timeout: Duration::from_secs(30),
         renders: Default::default(),
+        streams: Default::default(),
     };
     tokio::spawn(wikiwire_http::serve(listener, state));
     TestHub { url, hub, client: reqwest::Client::new(), _directory: directory }

@@ -110,12 +110,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let hub = Hub::new(Arc::clone(&store), publishers, channels, public_url, shutdown.clone());
     let tracker = TaskTracker::new();
+    let streams = config
+        .streams
+        .iter()
+        .map(|stream| Ok((stream.name.clone(), wikiwire_event::Filter::parse(&stream.filter)?)))
+        .collect::<Result<_, wikiwire_event::FieldError>>()
+        .map_err(|error| anyhow::anyhow!("stream filter: {error}"))?;
     let state = wikiwire_http::AppState {
         hub: Arc::clone(&hub),
         max_body: config.http.max_body,
         heartbeat: config.http.heartbeat,
         body_timeout: config.http.body_timeout,
         renders: Default::default(),
+        streams: Arc::new(streams),
     };
     let limits = wikiwire_http::ConnectionLimits::from(&config.http);
     tracker.spawn(async move {
