@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import pathlib
+import random
 import re
 import select
 import signal
@@ -232,6 +233,19 @@ def wait_for(condition, timeout=30, what="condition"):
 
 
 def free_port():
+    """A free port for a server a test starts, below the kernel's range for outgoing connections:
+    a server stopped and started again on its port (a hub or NATS node restarted) finds it still
+    free, where a port from that range could meanwhile be the local end of any outgoing connection
+    (seen: a restarted NATS node's cluster port taken, "bind: address already in use")."""
+    low = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(100):
+        port = random.randrange(10000, low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

@@ -172,21 +172,12 @@ impl Wiki {
             request = request.basic_auth(user, Some(password));
         }
         // reqwest's error text names the URL, never the body: safe to show.
-        let mut response =
+        let response =
             request.send().await.map_err(|error| WikiError::Unreachable(error.without_url().to_string()))?;
         if !response.status().is_success() {
             return Err(WikiError::Unreachable(format!("HTTP {}", response.status())));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) =
-            response.chunk().await.map_err(|error| WikiError::Unreachable(error.without_url().to_string()))?
-        {
-            if body.len() + chunk.len() > MAX_ANSWER {
-                return Err(WikiError::Malformed(format!("an answer over {MAX_ANSWER} bytes")));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        parse_answer(&body, method)
+        parse_answer(&read_bounded(response).await?, method)
     }
 }
 
@@ -207,6 +198,21 @@ fn title_hits(pages: Vec<String>, query: &str, case: bool, regexp: bool) -> Resu
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A wiki's answer, read chunk by chunk up to `MAX_ANSWER` bytes (a larger one is refused before
+/// it is all in memory).
+async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, WikiError> {
+    let mut body = Vec::new();
+    while let Some(chunk) =
+        response.chunk().await.map_err(|error| WikiError::Unreachable(error.without_url().to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(WikiError::Malformed(format!("an answer over {MAX_ANSWER} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Reads a method response or a fault. Faults whose code is not an integer (MoinMoin sends

@@ -77,7 +77,7 @@ impl Wiki {
     }
 
     async fn get_text(&self, url: reqwest::Url) -> Result<Option<String>, WikiError> {
-        let mut response = self
+        let response = self
             .http
             .get(url)
             .send()
@@ -91,16 +91,7 @@ impl Wiki {
             status if !status.is_success() => return Err(WikiError::Unreachable(format!("HTTP {status}"))),
             _ => {}
         }
-        let mut body = Vec::new();
-        while let Some(chunk) =
-            response.chunk().await.map_err(|error| WikiError::Unreachable(error.without_url().to_string()))?
-        {
-            if body.len() + chunk.len() > MAX_ANSWER {
-                return Err(WikiError::Malformed(format!("an answer over {MAX_ANSWER} bytes")));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Some(String::from_utf8_lossy(&body).into_owned()))
+        Ok(Some(String::from_utf8_lossy(&read_bounded(response).await?).into_owned()))
     }
 }
 
