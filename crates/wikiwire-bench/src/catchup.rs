@@ -40,7 +40,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         command
     };
     client
-        .post(format!("{}/api/v1/events", hub.http))
+        .post(wikiwire_event::api::events(&hub.http))
         .bearer_auth(TOKEN)
         .json(&json!({"wiki": "BenchWiki", "action": "page_changed", "page": "Start", "user": "bench"}))
         .send()
@@ -54,7 +54,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                             "comment": "a typical edit summary", "revision": "2", "old_revision": "1"}))
             .collect();
         client
-            .post(format!("{}/api/v1/events", hub.http))
+            .post(wikiwire_event::api::events(&hub.http))
             .bearer_auth(TOKEN)
             .json(&batch)
             .send()

@@ -139,7 +139,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let wanted = 10_000.min(total / 4);
         while read < wanted {
             let page: serde_json::Value = client
-                .get(format!("{url}/api/v1/events?since={since}&limit=1000{filter}"))
+                .get(format!("{}&limit=1000{filter}", wikiwire_event::api::events_since(&url, since)))
                 .send()
                 .await?
                 .json()
@@ -260,7 +260,7 @@ async fn publish(
     per_request: usize,
     connections: usize,
 ) -> anyhow::Result<Measured> {
-    let url = format!("{url}/api/v1/events");
+    let url = wikiwire_event::api::events(url);
     pool(connections, events / per_request, |tickets| {
         let url = url.clone();
         async move {
@@ -338,7 +338,8 @@ async fn publish_raw(
                     r#"{{"wiki":"BenchWiki","action":"page_changed","page":"Raw {request}","user":"Bench","comment":"a typical edit summary of some length","revision":"42","old_revision":"41"}}"#
                 );
                 let head = format!(
-                    "POST /api/v1/events HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    "POST {} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    wikiwire_event::api::EVENTS,
                     body.len()
                 );
                 let sent = Instant::now();

@@ -245,7 +245,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .map(|n| json!({"wiki": "BenchWiki", "action": "page_changed", "page": format!("Burst {chunk}/{n}"), "user": "bench"}))
                 .collect();
             client
-                .post(format!("{}/api/v1/events", hub.http))
+                .post(wikiwire_event::api::events(&hub.http))
                 .bearer_auth(TOKEN)
                 .json(&batch)
                 .send()
@@ -266,7 +266,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let sent = epoch.elapsed().as_micros() as u64;
             let event = json!({"wiki": "BenchWiki", "action": "page_changed", "page": format!("Rate {n}"), "user": "bench", "comment": sent.to_string()});
             client
-                .post(format!("{}/api/v1/events", hub.http))
+                .post(wikiwire_event::api::events(&hub.http))
                 .bearer_auth(TOKEN)
                 .json(&event)
                 .send()

@@ -52,7 +52,7 @@ fn entry(out: &mut String, meta: &FeedMeta<'_>, event: &Event, wiki: Option<&Wik
         title.push_str(&format!(" by {user}"));
     }
     out.push_str("  <entry>\n");
-    out.push_str(&format!("    <id>{}/api/v1/events/{}</id>\n", escape(meta.public_url), event.id));
+    out.push_str(&format!("    <id>{}</id>\n", escape(&crate::api::event(meta.public_url, event.id))));
     out.push_str(&format!("    <title type=\"text\">{}</title>\n", escape(&text::clean(&title))));
     out.push_str(&format!("    <updated>{}</updated>\n", event.time));
     let author = event.user.as_deref().unwrap_or(&event.wiki);

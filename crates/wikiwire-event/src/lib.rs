@@ -3,6 +3,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`api`] | the HTTP API's paths, and the URLs that point at them |
 //! | [`time`] | `Timestamp`, RFC 3339 / unix-seconds parsing |
 //! | [`action`] | canonical actions, MoinMoin aliases, required fields |
 //! | [`event`] | `Event`, `Draft`, `Link` |
@@ -19,6 +20,7 @@
 //! | [`wiki`] | wiki description blocks and link templates |
 
 pub mod action;
+pub mod api;
 pub mod atom;
 pub mod event;
 pub mod eventstreams;

@@ -34,6 +34,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use wikiwire_event::api;
 use wikiwire_hub::Hub;
 
 use crate::error::ApiError;
@@ -74,14 +75,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(ops::root))
         .route("/changes", get(history::changes_route))
-        .route("/api/v1/events", get(history::events).post(publish::publish))
-        .route("/api/v1/events/{id}", get(history::event))
-        .route("/api/v1/stream", get(stream::stream))
+        .route(api::EVENTS, get(history::events).post(publish::publish))
+        .route(api::EVENT, get(history::event))
+        .route(api::STREAM, get(stream::stream))
         .route("/v2/stream/{streams}", get(v2::stream).options(v2::preflight))
-        .route("/api/v1/wikis", get(wikis::list))
-        .route("/api/v1/wikis/{wiki}", get(wikis::one))
-        .route("/api/v1/channels", get(wikis::channels))
-        .route("/api/v1/channels/{name}", get(wikis::channel))
+        .route(api::WIKIS, get(wikis::list))
+        .route(api::WIKI, get(wikis::one))
+        .route(api::CHANNELS, get(wikis::channels))
+        .route(api::CHANNEL, get(wikis::channel))
         .route("/feeds/{file}", get(wikis::feed))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))

@@ -7,9 +7,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use wikiwire_event::atom::{self, FeedMeta};
-use wikiwire_event::{Filter, Timestamp, WikiDescription};
+use wikiwire_event::{Filter, Timestamp, WikiDescription, api};
 use wikiwire_hub::ChannelSpec;
-use wikiwire_hub::channels::channel_url;
 use wikiwire_store::Query;
 
 use crate::AppState;
@@ -25,8 +24,8 @@ fn describe(state: &AppState, wiki: &WikiDescription) -> Value {
     let name = &wiki.name;
     // Serialising a struct of strings cannot fail.
     let mut value = serde_json::to_value(wiki).expect("description serialises");
-    value["history"] = Value::String(format!("{public}/api/v1/events?wiki={name}"));
-    value["stream"] = Value::String(format!("{public}/api/v1/stream?wiki={name}"));
+    value["history"] = Value::String(format!("{}?wiki={name}", api::events(public)));
+    value["stream"] = Value::String(format!("{}?wiki={name}", api::stream(public)));
     value["feed"] = Value::String(format!("{public}/feeds/{name}.atom"));
     value["url"] = Value::String(state.hub.wiki_url(name));
     value
@@ -54,7 +53,7 @@ fn describe_channel(state: &AppState, channel: &ChannelSpec) -> Value {
         "filter": channel.filter.to_string(),
         "topic": channel.topic,
         "speakers": channel.speakers,
-        "url": channel_url(state.hub.public_url(), &channel.name),
+        "url": api::channel(state.hub.public_url(), &channel.name),
     })
 }
 

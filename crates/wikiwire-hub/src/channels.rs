@@ -39,11 +39,6 @@ impl ChannelSpec {
     }
 }
 
-/// Where a channel is described over HTTP (`#` escaped).
-pub fn channel_url(public_url: &str, name: &str) -> String {
-    format!("{public_url}/api/v1/channels/{}", name.replace('#', "%23"))
-}
-
 /// Builds the directory; `config check` has already validated names and filters.
 pub fn directory(
     publishers: &Publishers,
@@ -55,7 +50,7 @@ pub fn directory(
     for wiki in publishers.wikis() {
         let name = &wiki.name;
         let filter = Filter::parse(&format!("wiki={name}")).map_err(|error| error.to_string())?;
-        let description = format!("{public_url}/api/v1/wikis/{name}");
+        let description = wikiwire_event::api::wiki(public_url, name);
         channels.push(ChannelSpec::new(
             format!("#{name}"),
             wiki_format,
@@ -79,7 +74,7 @@ pub fn directory(
                 if filter.is_all() { "all events".to_owned() } else { format!("events where {filter}") };
             format!("{what} ({})", channel.format.name())
         });
-        let topic = format!("{topic} | channel: {}", channel_url(public_url, &channel.name));
+        let topic = format!("{topic} | channel: {}", wikiwire_event::api::channel(public_url, &channel.name));
         channels.push(ChannelSpec::new(channel.name.clone(), channel.format, filter, topic, publishers));
     }
     Ok(channels)

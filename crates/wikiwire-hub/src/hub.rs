@@ -95,7 +95,7 @@ impl Hub {
 
     /// Where a wiki's description block is served (it goes in channel topics).
     pub fn wiki_url(&self, wiki: &str) -> String {
-        format!("{}/api/v1/wikis/{wiki}", self.public_url)
+        wikiwire_event::api::wiki(&self.public_url, wiki)
     }
 
     /// Stores the drafts, all or none, after checking the publisher may announce for each wiki

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use wikiwire_event::{Event, Filter};
+use wikiwire_event::{Event, Filter, api};
 
 use super::SubscriberError;
 use super::live::{HistoryBatch, HistoryRequest, Live};
@@ -73,7 +73,7 @@ impl HttpHistory {
     }
 
     fn page_url(&self, since: u64, query: &Filter) -> Result<String, SubscriberError> {
-        let mut url = format!("{}/api/v1/events?since={since}&limit={PAGE}", self.base()?);
+        let mut url = format!("{}&limit={PAGE}", api::events_since(self.base()?, since));
         if !query.is_all() {
             url.push('&');
             url.push_str(&query.to_string());
@@ -84,7 +84,7 @@ impl HttpHistory {
     /// One event by id (a live line too long to carry it).
     pub async fn event(&self, id: u64) -> Result<Event, SubscriberError> {
         let value = self
-            .get_json(&format!("{}/api/v1/events/{id}", self.base()?))
+            .get_json(&api::event(self.base()?, id))
             .await?
             .ok_or_else(|| SubscriberError::Http(format!("event {id} not found")))?;
         Event::from_json(&value.to_string())

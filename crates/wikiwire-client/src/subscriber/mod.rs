@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use wikiwire_event::{Event, Filter, WikiDescription};
+use wikiwire_event::{Event, Filter, WikiDescription, api};
 use wikiwire_irc_wire::IrcTarget;
 
 use crate::connection::{Auth, ClientError, Connection, Login, TlsSettings};
@@ -361,25 +361,19 @@ impl Subscriber {
     /// blocks (once), the log's last id.
     async fn read_hub(&mut self, base: &str) -> Result<(), SubscriberError> {
         let channel = &self.options.irc.channel;
-        self.query =
-            match self.hub.get_json(&format!("{base}/api/v1/channels/{}", channel.replace('#', "%23"))).await
-            {
-                Ok(Some(channel)) => {
-                    let text = channel["filter"].as_str().unwrap_or("");
-                    let filter = Filter::parse(text)
-                        .map_err(|error| SubscriberError::Http(format!("channel filter: {error}")))?;
-                    filter.and(&self.options.filter)
-                }
-                // Not a wikiwire channel (a relay elsewhere): the caller's filter says what it carries.
-                Ok(None) => self.options.filter.clone(),
-                Err(error) => return Err(error),
-            };
-        // Description blocks, once, for links in rendered lines.
-        let list = if self.wikis.is_empty() {
-            self.hub.get_json(&format!("{base}/api/v1/wikis")).await?
-        } else {
-            None
+        self.query = match self.hub.get_json(&api::channel(base, channel)).await {
+            Ok(Some(channel)) => {
+                let text = channel["filter"].as_str().unwrap_or("");
+                let filter = Filter::parse(text)
+                    .map_err(|error| SubscriberError::Http(format!("channel filter: {error}")))?;
+                filter.and(&self.options.filter)
+            }
+            // Not a wikiwire channel (a relay elsewhere): the caller's filter says what it carries.
+            Ok(None) => self.options.filter.clone(),
+            Err(error) => return Err(error),
         };
+        // Description blocks, once, for links in rendered lines.
+        let list = if self.wikis.is_empty() { self.hub.get_json(&api::wikis(base)).await? } else { None };
         for value in list.iter().flat_map(|list| list["wikis"].as_array().into_iter().flatten()) {
             if let Ok(wiki) = serde_json::from_value::<WikiDescription>(value.clone()) {
                 self.wikis.insert(wiki.name.to_ascii_lowercase(), wiki);
@@ -422,7 +416,7 @@ impl Subscriber {
 fn http_from_topic(topic: &str) -> Option<String> {
     let start = topic.find("http://").or_else(|| topic.find("https://"))?;
     let url = topic[start..].split_whitespace().next()?;
-    url.find("/api/v1/").map(|end| url[..end].to_owned())
+    api::hub_of(url).map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ pub async fn handle(context: &mut Context<'_>, text: &str) {
     }
     if page.next.is_some() {
         let last = page.events.last().map_or(query.after, |event| event.id);
-        let mut url = format!("{}/api/v1/events?since={last}", context.server.hub.public_url());
+        let mut url = wikiwire_event::api::events_since(context.server.hub.public_url(), last);
         for (name, value) in [("from", query.from), ("to", query.to)] {
             if let Some(time) = value {
                 url.push_str(&format!("&{name}={time}"));

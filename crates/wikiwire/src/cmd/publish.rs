@@ -26,7 +26,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
         (None, Some(config)) => local_address(config),
         (None, None) => "http://127.0.0.1:8080".to_owned(),
     };
-    let url = format!("{}/api/v1/events", base.trim_end_matches('/'));
+    let url = wikiwire_event::api::events(base.trim_end_matches('/'));
     let response = reqwest::Client::new()
         .post(&url)
         .bearer_auth(token)
