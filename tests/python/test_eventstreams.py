@@ -319,6 +319,9 @@ def test_pywikibot_eventstreams_across_a_hub_restart_and_site_rc_listener(tmp_pa
         hub.stop()
         hub.start()
         send(hub, CHANGES[4:])
+        # The datagrams are stored in the order they came, once the hub has read them: the event
+        # over HTTP comes after them only when they are in.
+        wait_for(lambda: hub.last_id() == len(CHANGES), what=lambda: hub.read_log())
         status, _ = hub.request("POST", "/api/v1/events", {"wiki": "MoinFarm", "action": "SAVE", "page": "Elsewhere",
                                                            "user": "Bob"}, token=OTHER_TOKEN)
         assert status == 201

@@ -164,9 +164,14 @@ def test_dcc_is_bounded_per_address_and_a_transfer_ends_with_its_client(tmp_path
         greedy[0].wait_closed()
         receiver.settimeout(5)
         received, deadline = 0, time.monotonic() + 5
-        while chunk := receiver.recv(65536):
-            received += len(chunk)
-            assert time.monotonic() < deadline, "the transfer outlived its client"
+        try:
+            while chunk := receiver.recv(65536):
+                received += len(chunk)
+                assert time.monotonic() < deadline, "the transfer outlived its client"
+        except ConnectionResetError:
+            # Ended with data still unsent: the kernel may reset instead of closing. Ended all
+            # the same.
+            pass
         receiver.close()
         wait_for(lambda: hub.metric("wikiwire_irc_dcc_open") == 2, what="the place given back")
         greedy[2].send("PRIVMSG HistServ :send since 0")
