@@ -6,7 +6,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use wikiwire_client::subscriber::fuzz_server_line;
-use wikiwire_irc::framing::{Frame, Limits, MAX_MESSAGE, MAX_SERVER_TAGS, next_frame_within};
+use wikiwire_irc_wire::framing::{Frame, Limits, MAX_MESSAGE, MAX_SERVER_TAGS, next_frame_within};
 
 fuzz_target!(|data: &[u8]| {
     let mut buffer = BytesMut::from(data);

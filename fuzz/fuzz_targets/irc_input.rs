@@ -4,8 +4,8 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use wikiwire_irc::framing::{Frame, MAX_MESSAGE, MAX_TAGS, next_frame};
-use wikiwire_irc::wire::Request;
+use wikiwire_irc_wire::framing::{Frame, MAX_MESSAGE, MAX_TAGS, next_frame};
+use wikiwire_irc_wire::wire::Request;
 
 fuzz_target!(|data: &[u8]| {
     let mut buffer = BytesMut::from(data);

@@ -10,11 +10,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
+use wikiwire_irc_wire::framing::{Frame, LineReader};
+use wikiwire_irc_wire::numeric::ERR_INPUTTOOLONG;
+use wikiwire_irc_wire::wire::Line;
 
 use crate::client::Client;
 use crate::commands;
-use crate::framing::{Frame, LineReader};
-use crate::numeric::ERR_INPUTTOOLONG;
 use crate::pipeline::Pipeline;
 use crate::respond::Context;
 use crate::server::{Admission, Release, Server};
@@ -78,7 +79,7 @@ async fn read_loop<R: AsyncRead + Unpin>(server: &Arc<Server>, client: &Arc<Clie
                     (true, Some(_)) => client.close(&format!("Ping timeout: {} seconds", limits.ping_timeout.as_secs())),
                     (true, None) => {
                         ping_sent = Some(Instant::now());
-                        let ping = crate::wire::Line::new("PING").param(server.settings.server_name.clone());
+                        let ping = Line::new("PING").param(server.settings.server_name.clone());
                         client.send(ping.to_bytes());
                     }
                 }

@@ -22,9 +22,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use wikiwire_hub::config::{IrcConfig, PortRange};
 use wikiwire_hub::{LogGate, Metrics};
+use wikiwire_irc_wire::wire::Line;
 
 use crate::client::Client;
-use crate::wire::Line;
 
 /// A transfer that has begun may take this long.
 const TRANSFER_TIME: Duration = Duration::from_secs(300);

@@ -4,11 +4,11 @@
 
 use bytes::Bytes;
 use wikiwire_event::{Event, line};
+use wikiwire_irc_wire::wire::{Line, escaped_length};
 
 use crate::caps::{self, Caps};
 use crate::channels::Channel;
 use crate::server::{Server, WIKIMEDIA_SPEAKER};
-use crate::wire::{Line, escaped_length};
 
 /// Client-only tags may take 4094 bytes (IRCv3 message-tags, "Size limit").
 const CLIENT_TAG_BUDGET: usize = 4094;

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use wikiwire_irc_wire::numeric::Numeric;
+use wikiwire_irc_wire::wire::Line;
+
 use crate::caps::{self, Caps};
 use crate::client::Client;
-use crate::numeric::Numeric;
 use crate::server::Server;
-use crate::wire::Line;
 
 static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
 

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use wikiwire_irc_wire::numeric::*;
+use wikiwire_irc_wire::wire::{Line, Request};
+
 use crate::channels::Channel;
-use crate::numeric::*;
 use crate::respond::Context;
-use crate::wire::{Line, Request};
 
 /// Channels one client may be in.
 const MAX_CHANNELS: usize = 100;

@@ -4,13 +4,13 @@
 //! Order is by event id, the log's own order.
 
 use wikiwire_event::{Event, Timestamp};
+use wikiwire_irc_wire::wire::Request;
 use wikiwire_store::{Query, StoreError};
 
 use crate::caps;
 use crate::channels::Channel;
 use crate::render::{TagSet, event_line};
 use crate::respond::{Context, batch_reference};
-use crate::wire::Request;
 
 /// A message reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,11 +4,11 @@
 //! before the request, the answer is a file of JSON lines offered by DCC (see [`crate::dcc`]).
 
 use wikiwire_event::{Filter, Format, Timestamp, line};
+use wikiwire_irc_wire::wire::Line;
 use wikiwire_store::{MAX_PAGE, Query};
 
 use crate::dcc;
 use crate::respond::Context;
-use crate::wire::Line;
 
 /// Events one answer carries at most.
 const LIMIT: usize = 50;

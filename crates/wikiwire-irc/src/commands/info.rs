@@ -2,11 +2,11 @@
 //! IRC). A target other than this server gets 402: there is no other server to ask.
 
 use wikiwire_event::Timestamp;
+use wikiwire_irc_wire::numeric::*;
+use wikiwire_irc_wire::wire::Request;
 
 use super::registration;
-use crate::numeric::*;
 use crate::respond::Context;
-use crate::wire::Request;
 
 /// `false` (after 402) when the request names another server.
 fn this_server(context: &mut Context<'_>, request: &Request) -> bool {

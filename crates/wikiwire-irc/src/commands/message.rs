@@ -6,14 +6,14 @@
 use std::sync::Arc;
 
 use wikiwire_event::{Timestamp, packed};
+use wikiwire_irc_wire::numeric::*;
+use wikiwire_irc_wire::wire::Request;
 
 use super::histserv;
 use crate::channels::Channel;
-use crate::numeric::*;
 use crate::pipeline::{self, Pending, Pipeline};
 use crate::respond::Context;
 use crate::server::HISTSERV;
-use crate::wire::Request;
 
 pub async fn privmsg(context: &mut Context<'_>, pipeline: Option<&Pipeline>, request: &Request) {
     // A publisher's valid event is queued and answered in its turn (`pipeline`); every other

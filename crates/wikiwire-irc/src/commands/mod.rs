@@ -13,12 +13,13 @@ mod registration;
 
 use std::sync::Arc;
 
+use wikiwire_irc_wire::numeric::{ERR_NEEDMOREPARAMS, ERR_NOTREGISTERED, ERR_UNKNOWNCOMMAND};
+use wikiwire_irc_wire::wire::Request;
+
 use crate::client::Client;
-use crate::numeric::{ERR_NEEDMOREPARAMS, ERR_NOTREGISTERED, ERR_UNKNOWNCOMMAND};
 use crate::pipeline::Pipeline;
 use crate::respond::Context;
 use crate::server::Server;
-use crate::wire::Request;
 
 #[derive(Clone, Copy, Debug)]
 enum Handler {

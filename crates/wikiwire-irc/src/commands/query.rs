@@ -2,10 +2,11 @@
 //! other (SPEC §3): queries show publishers, services and yourself; another listener's nick is
 //! answered as if no one had it (only NICK, which must refuse it, tells that it is taken).
 
-use crate::numeric::*;
+use wikiwire_irc_wire::numeric::*;
+use wikiwire_irc_wire::wire::Request;
+
 use crate::respond::Context;
 use crate::server::{HISTSERV, WIKIMEDIA_SPEAKER};
-use crate::wire::Request;
 
 /// What a WHO or WHOIS may show of a nick.
 enum Visible {

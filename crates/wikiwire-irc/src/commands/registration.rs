@@ -6,14 +6,14 @@
 use base64::Engine as _;
 use wikiwire_hub::Claim;
 use wikiwire_irc_wire::names::{CHANNELLEN, NICKLEN, check_nick};
+use wikiwire_irc_wire::numeric::*;
+use wikiwire_irc_wire::wire::{Line, Request};
 
 use super::query;
 use crate::caps;
 use crate::client::Sasl;
-use crate::numeric::*;
 use crate::respond::Context;
 use crate::server::NickRefusal;
-use crate::wire::{Line, Request};
 
 /// Base64 SASL payload accepted at most (a name and a token fit easily).
 const SASL_LIMIT: usize = 2048;
@@ -68,7 +68,7 @@ pub fn authenticate(context: &mut Context<'_>, request: &Request) {
     }
     let data = request.params[0].as_str();
     enum Step {
-        Reply(crate::numeric::Numeric),
+        Reply(Numeric),
         Mechanisms,
         Continue,
         More,

@@ -210,14 +210,14 @@ async fn start_irc(
                 .await
                 .with_context(|| format!("cannot listen for IRC over TLS on {}", config.irc.tls_listen))?;
             let address = tls_listener.local_addr()?;
-            tracker.spawn(wikiwire_irc::serve(Arc::clone(&server), tls_listener, Some(acceptor)));
+            tracker.spawn(wikiwire_irc::listener::serve(Arc::clone(&server), tls_listener, Some(acceptor)));
             Some(address)
         }
         _ => None,
     };
     tracker.spawn(wikiwire_irc::fanout::run(Arc::clone(&server), after));
-    tracker.spawn(wikiwire_irc::serve(Arc::clone(&server), listener, None));
-    tracker.spawn(wikiwire_irc::finish(server));
+    tracker.spawn(wikiwire_irc::listener::serve(Arc::clone(&server), listener, None));
+    tracker.spawn(wikiwire_irc::listener::finish(server));
     Ok((Some(irc), ircs))
 }
 
