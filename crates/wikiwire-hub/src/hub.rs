@@ -12,7 +12,7 @@ use wikiwire_store::{Appended, Retention, Store, StoreError};
 use crate::channels::ChannelSpec;
 use crate::follow::{Follower, Lag};
 use crate::login_guard::LoginGuard;
-use crate::metrics::{Metrics, Sample};
+use crate::metrics::{Metrics, Row, Value};
 use crate::publisher::{Publisher, Publishers};
 
 /// Why a publish was refused. Nothing was stored.
@@ -137,31 +137,23 @@ impl Hub {
     /// The metrics page, with the figures that live in the store.
     pub async fn render_metrics(&self) -> String {
         let bounds = self.store.bounds().await.unwrap_or_default();
-        let mut samples = vec![
-            Sample {
-                name: "wikiwire_last_event_id",
-                help: "The newest event id.",
-                kind: "gauge",
-                value: bounds.last_id as i64,
-            },
-            Sample {
-                name: "wikiwire_pruned_through_id",
-                help: "Every event up to this id was removed by retention.",
-                kind: "gauge",
-                value: bounds.pruned_through as i64,
-            },
-            Sample {
-                name: "wikiwire_bus_receivers",
-                help: "Outputs listening to the bus.",
-                kind: "gauge",
-                value: self.store.bus().receivers() as i64,
-            },
+        let mut store_rows = vec![
+            Row::new("wikiwire_last_event_id", "The newest event id.", Value::Level(bounds.last_id as i64)),
+            Row::new(
+                "wikiwire_pruned_through_id",
+                "Every event up to this id was removed by retention.",
+                Value::Level(bounds.pruned_through as i64),
+            ),
+            Row::new(
+                "wikiwire_bus_receivers",
+                "Outputs listening to the bus.",
+                Value::Level(self.store.bus().receivers() as i64),
+            ),
         ];
         if let Some(cluster) = self.store.cluster_status() {
-            let gauge = |name, help, value: u64| Sample { name, help, kind: "gauge", value: value as i64 };
-            let counter =
-                |name, help, value: u64| Sample { name, help, kind: "counter", value: value as i64 };
-            samples.extend([
+            let gauge = |name, help, value: u64| Row::new(name, help, Value::Level(value as i64));
+            let counter = |name, help, value: u64| Row::new(name, help, Value::Total(value));
+            store_rows.extend([
                 gauge(
                     "wikiwire_cluster_applied_id",
                     "The newest event this node's replica applied and announced.",
@@ -209,7 +201,7 @@ impl Hub {
                 ),
             ]);
         }
-        self.metrics.render(&samples)
+        self.metrics.render(store_rows)
     }
 
     /// Applies retention once a minute until shutdown.

@@ -124,326 +124,286 @@ pub struct Metrics {
     pub xmpp_wiki_failures: Counter,
 }
 
-/// A value read at render time, for figures that live elsewhere (the store's last id).
-pub struct Sample<'a> {
+/// One series on the metrics page. The hub's own counters and gauges and the figures read from
+/// the store when the page is written (its last id, the cluster's state) are rows alike, so one
+/// writer lays out the page.
+pub struct Row<'a> {
     pub name: &'a str,
+    /// Prometheus labels as written between the braces (`reason="invalid"`); empty for none.
+    pub labels: &'a str,
     pub help: &'a str,
-    pub kind: &'a str,
-    pub value: i64,
+    pub value: Value<'a>,
 }
 
-enum Value<'a> {
+/// A row's number: one of the hub's counters or gauges, read as the page is written, or a figure
+/// already read elsewhere.
+pub enum Value<'a> {
     Counter(&'a Counter),
     Gauge(&'a Gauge),
+    /// A figure that only goes up (a count the store keeps).
+    Total(u64),
+    /// A figure that moves both ways (an id, a lag, a 0-or-1 state).
+    Level(i64),
+}
+
+impl<'a> From<&'a Counter> for Value<'a> {
+    fn from(counter: &'a Counter) -> Value<'a> {
+        Value::Counter(counter)
+    }
+}
+
+impl<'a> From<&'a Gauge> for Value<'a> {
+    fn from(gauge: &'a Gauge) -> Value<'a> {
+        Value::Gauge(gauge)
+    }
+}
+
+impl Value<'_> {
+    /// The Prometheus type.
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Counter(_) | Value::Total(_) => "counter",
+            Value::Gauge(_) | Value::Level(_) => "gauge",
+        }
+    }
+
+    fn number(&self) -> i64 {
+        match self {
+            Value::Counter(counter) => counter.get() as i64,
+            Value::Gauge(gauge) => gauge.get(),
+            Value::Total(total) => *total as i64,
+            Value::Level(level) => *level,
+        }
+    }
+}
+
+impl<'a> Row<'a> {
+    pub fn new(name: &'a str, help: &'a str, value: impl Into<Value<'a>>) -> Row<'a> {
+        Row { name, labels: "", help, value: value.into() }
+    }
+
+    /// The same series with labels: `reason="invalid"`.
+    pub fn labelled(self, labels: &'a str) -> Row<'a> {
+        Row { labels, ..self }
+    }
+}
+
+/// The Prometheus text exposition format (version 0.0.4): `# HELP` and `# TYPE` once per name,
+/// before the first of its rows (rows of one name must follow each other).
+fn render_rows(rows: &[Row<'_>]) -> String {
+    let mut out = String::new();
+    let mut last_name = "";
+    for Row { name, labels, help, value } in rows {
+        if *name != last_name {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {}", value.kind());
+            last_name = name;
+        }
+        let number = value.number();
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {number}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {number}");
+        }
+    }
+    out
 }
 
 impl Metrics {
-    /// (name, labels, help, value): one row per series.
-    fn table(&self) -> Vec<(&'static str, &'static str, &'static str, Value<'_>)> {
+    /// One row per series, in the order of the page.
+    fn table(&self) -> Vec<Row<'_>> {
         const REJECTED: &str = "Events refused at publish, by reason.";
         const HTTP_REFUSED: &str =
             "HTTP connections answered 503 and closed at once, by cap: per address, or no room.";
         vec![
-            (
+            Row::new(
                 "wikiwire_events_published_total",
-                "",
                 "Events stored and announced.",
-                Value::Counter(&self.events_published),
+                &self.events_published,
             ),
-            (
+            Row::new(
                 "wikiwire_events_duplicate_total",
-                "",
                 "Events not stored again because their (wiki, key) was known.",
-                Value::Counter(&self.events_duplicate),
+                &self.events_duplicate,
             ),
-            (
-                "wikiwire_publish_rejected_total",
-                "reason=\"invalid\"",
-                REJECTED,
-                Value::Counter(&self.rejected_invalid),
-            ),
-            (
-                "wikiwire_publish_rejected_total",
-                "reason=\"unauthorized\"",
-                REJECTED,
-                Value::Counter(&self.rejected_unauthorized),
-            ),
-            (
-                "wikiwire_publish_rejected_total",
-                "reason=\"forbidden\"",
-                REJECTED,
-                Value::Counter(&self.rejected_forbidden),
-            ),
-            (
-                "wikiwire_publish_rejected_total",
-                "reason=\"rate_limited\"",
-                REJECTED,
-                Value::Counter(&self.rejected_rate),
-            ),
-            (
-                "wikiwire_publish_rejected_total",
-                "reason=\"too_large\"",
-                REJECTED,
-                Value::Counter(&self.rejected_too_large),
-            ),
-            (
+            Row::new("wikiwire_publish_rejected_total", REJECTED, &self.rejected_invalid)
+                .labelled("reason=\"invalid\""),
+            Row::new("wikiwire_publish_rejected_total", REJECTED, &self.rejected_unauthorized)
+                .labelled("reason=\"unauthorized\""),
+            Row::new("wikiwire_publish_rejected_total", REJECTED, &self.rejected_forbidden)
+                .labelled("reason=\"forbidden\""),
+            Row::new("wikiwire_publish_rejected_total", REJECTED, &self.rejected_rate)
+                .labelled("reason=\"rate_limited\""),
+            Row::new("wikiwire_publish_rejected_total", REJECTED, &self.rejected_too_large)
+                .labelled("reason=\"too_large\""),
+            Row::new(
                 "wikiwire_login_failures_total",
-                "",
                 "Logins with a wrong secret (IRC PASS or SASL, HTTP publisher tokens, the XML-RPC secret).",
-                Value::Counter(&self.login_failures),
+                &self.login_failures,
             ),
-            (
+            Row::new(
                 "wikiwire_login_refused_total",
-                "",
                 "Logins refused without a look at the secret: their address must wait after repeated failures.",
-                Value::Counter(&self.login_refused),
+                &self.login_refused,
             ),
-            (
+            Row::new(
                 "wikiwire_login_forgotten_total",
-                "",
                 "Failed-login records (addresses, networks) forgotten early because the table was full.",
-                Value::Counter(&self.login_forgotten),
+                &self.login_forgotten,
             ),
-            (
-                "wikiwire_http_requests_total",
-                "",
-                "HTTP requests served.",
-                Value::Counter(&self.http_requests),
-            ),
-            (
-                "wikiwire_http_connections_refused_total",
-                "reason=\"address\"",
-                HTTP_REFUSED,
-                Value::Counter(&self.http_refused),
-            ),
-            (
-                "wikiwire_http_connections_refused_total",
-                "reason=\"full\"",
-                HTTP_REFUSED,
-                Value::Counter(&self.http_refused_full),
-            ),
-            (
+            Row::new("wikiwire_http_requests_total", "HTTP requests served.", &self.http_requests),
+            Row::new("wikiwire_http_connections_refused_total", HTTP_REFUSED, &self.http_refused)
+                .labelled("reason=\"address\""),
+            Row::new("wikiwire_http_connections_refused_total", HTTP_REFUSED, &self.http_refused_full)
+                .labelled("reason=\"full\""),
+            Row::new(
                 "wikiwire_http_connections",
-                "",
                 "Open HTTP connections (the API's listener and the XML-RPC API's).",
-                Value::Gauge(&self.http_connections),
+                &self.http_connections,
             ),
-            ("wikiwire_sse_clients", "", "Open Server-Sent Events streams.", Value::Gauge(&self.sse_clients)),
-            (
+            Row::new("wikiwire_sse_clients", "Open Server-Sent Events streams.", &self.sse_clients),
+            Row::new(
                 "wikiwire_followers_lagged_total",
-                "",
                 "Times an output fell behind the bus and resumed from the store or was dropped.",
-                Value::Counter(&self.followers_lagged),
+                &self.followers_lagged,
             ),
-            ("wikiwire_irc_connections", "", "Open IRC connections.", Value::Gauge(&self.irc_connections)),
-            (
+            Row::new("wikiwire_irc_connections", "Open IRC connections.", &self.irc_connections),
+            Row::new(
                 "wikiwire_irc_refused_total",
-                "",
                 "IRC connections refused by the per-address or total limit.",
-                Value::Counter(&self.irc_refused),
+                &self.irc_refused,
             ),
-            (
+            Row::new(
                 "wikiwire_irc_sendq_exceeded_total",
-                "",
                 "IRC clients cut off because they did not read fast enough.",
-                Value::Counter(&self.irc_sendq_exceeded),
+                &self.irc_sendq_exceeded,
             ),
-            (
+            Row::new(
                 "wikiwire_irc_flood_waits_total",
-                "",
                 "Times an IRC client's input was slowed by flood control.",
-                Value::Counter(&self.irc_flood_waits),
+                &self.irc_flood_waits,
             ),
-            (
+            Row::new(
                 "wikiwire_irc_lines_delivered_total",
-                "",
                 "Event lines queued to IRC clients.",
-                Value::Counter(&self.irc_lines_delivered),
+                &self.irc_lines_delivered,
             ),
-            (
-                "wikiwire_irc_published_total",
-                "",
-                "Events published by PRIVMSG.",
-                Value::Counter(&self.irc_published),
-            ),
-            (
+            Row::new("wikiwire_irc_published_total", "Events published by PRIVMSG.", &self.irc_published),
+            Row::new(
                 "wikiwire_irc_publish_waits_total",
-                "",
                 "Times a publisher's IRC input waited for the store (irc.publish_queue was full).",
-                Value::Counter(&self.irc_publish_waits),
+                &self.irc_publish_waits,
             ),
-            (
+            Row::new(
                 "wikiwire_irc_history_waits_total",
-                "",
                 "Times a row-by-row history query waited for the same address's earlier one.",
-                Value::Counter(&self.irc_history_waits),
+                &self.irc_history_waits,
             ),
-            (
+            Row::new(
                 "wikiwire_irc_prefix_channels",
-                "",
                 "IRC channels made from RCFeed prefixes.",
-                Value::Gauge(&self.irc_prefix_channels),
+                &self.irc_prefix_channels,
             ),
-            (
+            Row::new(
                 "wikiwire_irc_prefix_refused_total",
-                "",
                 "Changes whose RCFeed prefix made no channel (irc.max_prefix_channels reached, or another wiki's).",
-                Value::Counter(&self.irc_prefix_refused),
+                &self.irc_prefix_refused,
             ),
-            (
-                "wikiwire_irc_dcc_open",
-                "",
-                "HistServ DCC offers and transfers open.",
-                Value::Gauge(&self.irc_dcc_open),
-            ),
-            (
+            Row::new("wikiwire_irc_dcc_open", "HistServ DCC offers and transfers open.", &self.irc_dcc_open),
+            Row::new(
                 "wikiwire_irc_dcc_refused_total",
-                "",
                 "HistServ DCC requests refused by the per-address or total limit, or for want of a port.",
-                Value::Counter(&self.irc_dcc_refused),
+                &self.irc_dcc_refused,
             ),
-            (
+            Row::new(
                 "wikiwire_irc_dcc_strangers_total",
-                "",
                 "Connections to a DCC port from another address than the asking client's, closed.",
-                Value::Counter(&self.irc_dcc_strangers),
+                &self.irc_dcc_strangers,
             ),
-            (
-                "wikiwire_relay_connected",
-                "",
-                "Relays connected to their network.",
-                Value::Gauge(&self.relay_connected),
-            ),
-            (
+            Row::new("wikiwire_relay_connected", "Relays connected to their network.", &self.relay_connected),
+            Row::new(
                 "wikiwire_relay_lines_total",
-                "",
                 "Events relayed and acknowledged by the other network.",
-                Value::Counter(&self.relay_lines),
+                &self.relay_lines,
             ),
-            (
+            Row::new(
                 "wikiwire_relay_failures_total",
-                "",
                 "Relay sessions that ended in an error.",
-                Value::Counter(&self.relay_failures),
+                &self.relay_failures,
             ),
-            (
+            Row::new(
                 "wikiwire_rcfeed_datagrams_total",
-                "result=\"accepted\"",
                 "MediaWiki RCFeed datagrams, by result.",
-                Value::Counter(&self.rcfeed_accepted),
-            ),
-            (
+                &self.rcfeed_accepted,
+            )
+            .labelled("result=\"accepted\""),
+            Row::new(
                 "wikiwire_rcfeed_datagrams_total",
-                "result=\"refused\"",
                 "MediaWiki RCFeed datagrams, by result.",
-                Value::Counter(&self.rcfeed_refused),
-            ),
-            (
+                &self.rcfeed_refused,
+            )
+            .labelled("result=\"refused\""),
+            Row::new(
                 "wikiwire_rcfeed_datagrams_total",
-                "result=\"queue_full\"",
                 "MediaWiki RCFeed datagrams, by result.",
-                Value::Counter(&self.rcfeed_queue_dropped),
-            ),
-            (
+                &self.rcfeed_queue_dropped,
+            )
+            .labelled("result=\"queue_full\""),
+            Row::new(
                 "wikiwire_rcfeed_datagrams_total",
-                "result=\"kernel_dropped\"",
                 "MediaWiki RCFeed datagrams, by result.",
-                Value::Counter(&self.rcfeed_kernel_dropped),
-            ),
-            (
+                &self.rcfeed_kernel_dropped,
+            )
+            .labelled("result=\"kernel_dropped\""),
+            Row::new(
                 "wikiwire_xmlrpc_calls_total",
-                "",
                 "XML-RPC requests from wikis to the notification bot.",
-                Value::Counter(&self.xmlrpc_calls),
+                &self.xmlrpc_calls,
             ),
-            (
+            Row::new(
                 "wikiwire_xmlrpc_faults_total",
-                "",
                 "XML-RPC requests answered with a fault.",
-                Value::Counter(&self.xmlrpc_faults),
+                &self.xmlrpc_faults,
             ),
-            (
+            Row::new(
                 "wikiwire_xmpp_connected",
-                "",
                 "1 while the notification bot has a stream to its XMPP server.",
-                Value::Gauge(&self.xmpp_connected),
+                &self.xmpp_connected,
             ),
-            (
+            Row::new(
                 "wikiwire_xmpp_connections_total",
-                "",
                 "XMPP streams started (not counting resumptions).",
-                Value::Counter(&self.xmpp_connections),
+                &self.xmpp_connections,
             ),
-            (
+            Row::new(
                 "wikiwire_xmpp_delivered_total",
-                "",
                 "Outbox items (notifications, room lines, roster changes) acknowledged by the XMPP server.",
-                Value::Counter(&self.xmpp_delivered),
+                &self.xmpp_delivered,
             ),
-            (
-                "wikiwire_xmpp_outbox",
-                "",
-                "Items waiting in the bot's outbox.",
-                Value::Gauge(&self.xmpp_outbox),
-            ),
-            (
+            Row::new("wikiwire_xmpp_outbox", "Items waiting in the bot's outbox.", &self.xmpp_outbox),
+            Row::new(
                 "wikiwire_xmpp_resources",
-                "",
                 "Online client resources of contacts whose features (forms, OOB) the bot knows.",
-                Value::Gauge(&self.xmpp_resources),
+                &self.xmpp_resources,
             ),
-            (
-                "wikiwire_xmpp_commands_total",
-                "",
-                "Commands users sent to the bot.",
-                Value::Counter(&self.xmpp_commands),
-            ),
-            (
+            Row::new("wikiwire_xmpp_commands_total", "Commands users sent to the bot.", &self.xmpp_commands),
+            Row::new(
                 "wikiwire_xmpp_wiki_calls_total",
-                "",
                 "XML-RPC calls the bot made to the wiki.",
-                Value::Counter(&self.xmpp_wiki_calls),
+                &self.xmpp_wiki_calls,
             ),
-            (
+            Row::new(
                 "wikiwire_xmpp_wiki_failures_total",
-                "",
                 "Calls to the wiki that failed (unreachable or malformed answer, not faults).",
-                Value::Counter(&self.xmpp_wiki_failures),
+                &self.xmpp_wiki_failures,
             ),
         ]
     }
 
-    /// The Prometheus text exposition format (version 0.0.4).
-    pub fn render(&self, samples: &[Sample<'_>]) -> String {
-        let mut out = String::new();
-        let mut last_name = "";
-        for (name, labels, help, value) in self.table() {
-            let kind = match value {
-                Value::Counter(_) => "counter",
-                Value::Gauge(_) => "gauge",
-            };
-            if name != last_name {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                last_name = name;
-            }
-            let number = match value {
-                Value::Counter(counter) => counter.get() as i64,
-                Value::Gauge(gauge) => gauge.get(),
-            };
-            if labels.is_empty() {
-                let _ = writeln!(out, "{name} {number}");
-            } else {
-                let _ = writeln!(out, "{name}{{{labels}}} {number}");
-            }
-        }
-        for sample in samples {
-            let _ = writeln!(
-                out,
-                "# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}",
-                sample.name, sample.help, sample.kind, sample.value
-            );
-        }
-        out
+    /// The metrics page: the hub's rows, then `more` (the figures read from the store).
+    pub fn render(&self, more: Vec<Row<'_>>) -> String {
+        let mut rows = self.table();
+        rows.extend(more);
+        render_rows(&rows)
     }
 }
 
@@ -451,24 +411,49 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    /// Sets one distinct number in each counter and gauge of the table (gauges negative, as they
+    /// may be) and returns them in the table's order.
+    fn number_every_row(metrics: &Metrics) -> Vec<i64> {
+        let rows = metrics.table();
+        let mut numbers = Vec::new();
+        for (index, row) in rows.iter().enumerate() {
+            match row.value {
+                Value::Counter(counter) => counter.add(1000 + index as u64),
+                Value::Gauge(gauge) => gauge.set(-(index as i64)),
+                Value::Total(_) | Value::Level(_) => {
+                    panic!("{}: the table holds the hub's own series", row.name)
+                }
+            }
+            numbers.push(row.value.number());
+        }
+        numbers
+    }
+
     #[test]
     fn every_field_is_rendered() {
         // One distinct value per counter and gauge: each must appear on the page.
         let metrics = Metrics::default();
-        let rows = metrics.table();
-        for (index, (_, _, _, value)) in rows.iter().enumerate() {
-            match value {
-                Value::Counter(counter) => counter.add(1000 + index as u64),
-                Value::Gauge(gauge) => gauge.set(1000 + index as i64),
-            }
-        }
-        let page = metrics.render(&[]);
-        for index in 0..rows.len() {
-            assert!(page.contains(&format!(" {}\n", 1000 + index)), "row {index} missing");
+        let numbers = number_every_row(&metrics);
+        let page = metrics.render(Vec::new());
+        for (index, number) in numbers.iter().enumerate() {
+            assert!(page.contains(&format!(" {number}\n")), "row {index} missing");
         }
         // Fields = rows: a field added to the struct but not the table fails here.
         let fields = format!("{metrics:?}").matches(": Counter(").count()
             + format!("{metrics:?}").matches(": Gauge(").count();
-        assert_eq!(fields, rows.len());
+        assert_eq!(fields, numbers.len());
+    }
+
+    /// The page byte for byte, the store's figures after the hub's series (`metrics_page.txt`; a
+    /// new series is added there too).
+    #[test]
+    fn the_page_is_laid_out_as_prometheus_reads_it() {
+        let metrics = Metrics::default();
+        number_every_row(&metrics);
+        let store = vec![
+            Row::new("wikiwire_last_event_id", "The newest event id.", Value::Level(7)),
+            Row::new("wikiwire_publish_retries_total", "Appends sent again.", Value::Total(3)),
+        ];
+        assert_eq!(metrics.render(store), include_str!("metrics_page.txt"));
     }
 }
