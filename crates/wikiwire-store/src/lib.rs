@@ -7,6 +7,7 @@
 //! | [`sqlite`] | the embedded store: one SQLite file in WAL mode, one writer with group commit |
 //! | [`jetstream`] | the cluster store: one NATS JetStream stream shared by every hub node, read through a local SQLite replica |
 //! | [`lease`] | which process runs a job that must run once (relays, the bot): local, or in NATS |
+//! | [`outbox`] | the Jabber bot's durable state in bytes ([`Outbox`]): a SQLite file beside the log, or NATS |
 //!
 //! A store never renders, filters for output, or knows a protocol; it must never announce an event
 //! before its transaction committed, and must announce committed events in id order.
@@ -14,6 +15,7 @@
 pub mod bus;
 pub mod jetstream;
 pub mod lease;
+pub mod outbox;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use wikiwire_event::{Draft, Event, Filter, Timestamp};
 pub use bus::Bus;
 pub use jetstream::{JetStreamOptions, JetStreamStore};
 pub use lease::{Lease, Leases, LocalLeases};
+pub use outbox::Outbox;
 pub use sqlite::{Applied, Salvage, SqliteOptions, SqliteStore, create_private_dir, salvage, verify};
 
 /// Most events one history page may hold.
@@ -193,11 +196,9 @@ pub trait Store: Send + Sync + 'static {
     /// Writing the same id claims the cursor: a holder that was deposed cannot write it after.
     async fn set_cursor(&self, name: &str, id: u64, revision: u64) -> Result<u64, StoreError>;
 
-    /// The Jabber bot's state shared by every node of a cluster; `None` when the store is not
-    /// clustered (the bot keeps its own file then).
-    async fn shared_outbox(&self) -> Result<Option<Arc<jetstream::outbox::SharedOutbox>>, StoreError> {
-        Ok(None)
-    }
+    /// The Jabber bot's durable state (one handle per store, opened when first asked for): a
+    /// file beside the log on one node, shared in NATS by every node of a cluster.
+    async fn outbox(&self) -> Result<Arc<dyn Outbox>, StoreError>;
 
     /// Who runs the jobs that must run once (a relay, the bot).
     fn leases(&self) -> Arc<dyn Leases> {

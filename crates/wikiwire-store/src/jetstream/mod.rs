@@ -475,7 +475,7 @@ impl Store for JetStreamStore {
         Arc::clone(&self.inner.leases) as Arc<dyn Leases>
     }
 
-    async fn shared_outbox(&self) -> Result<Option<Arc<outbox::SharedOutbox>>, StoreError> {
+    async fn outbox(&self) -> Result<Arc<dyn crate::Outbox>, StoreError> {
         let inner = &self.inner;
         let outbox = inner
             .outbox
@@ -499,7 +499,7 @@ impl Store for JetStreamStore {
                 Ok::<_, StoreError>(Arc::new(opened))
             })
             .await?;
-        Ok(Some(Arc::clone(outbox)))
+        Ok(Arc::clone(outbox) as Arc<dyn crate::Outbox>)
     }
 
     /// The server applies retention to the stream; the applier prunes the replica to match.

@@ -1,4 +1,5 @@
-//! The Jabber bot's state in a cluster, shared by every node, in bytes (the bot owns the meaning).
+//! The Jabber bot's state in a cluster ([`Outbox`]), shared by every node, in bytes (the bot owns
+//! the meaning).
 //!
 //! * **Outbox**: the stream `<stream>_BOT`, one message per item on `wikiwire.bot.out.<unique>`,
 //!   removed when delivered. Any node stores items (the XML-RPC API answers on every node); the
@@ -16,12 +17,14 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, kv, stream};
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
 use super::subjects::{self, codes};
 use crate::StoreError;
+use crate::outbox::{Outbox, valid_key};
 
 /// Subjects of the bot's stream.
 const PREFIX: &str = "wikiwire.bot";
@@ -90,172 +93,6 @@ impl SharedOutbox {
         self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Stores items durably (in batches of up to 1000, each all or none).
-    pub async fn enqueue(&self, items: Vec<Bytes>) -> Result<(), StoreError> {
-        for chunk in items.chunks(BATCH) {
-            let messages = chunk.iter().map(|item| self.item_message(item.clone())).collect();
-            self.publish(messages).await?;
-        }
-        Ok(())
-    }
-
-    /// Stores items and moves the position `name` to `id` in one atomic batch, from the
-    /// sequence this node last saw (`StoreError::Conflict` when another node wrote it since).
-    pub async fn enqueue_at(&self, items: Vec<Bytes>, name: &str, id: u64) -> Result<(), StoreError> {
-        if items.len() >= BATCH {
-            let (first, rest) = items.split_at(items.len() - (BATCH - 1));
-            self.enqueue(first.to_vec()).await?;
-            return Box::pin(self.enqueue_at(rest.to_vec(), name, id)).await;
-        }
-        let expected =
-            self.positions.lock().ok().and_then(|positions| positions.get(name).copied()).unwrap_or(0);
-        let mut messages: Vec<_> = items.into_iter().map(|item| self.item_message(item)).collect();
-        let mut headers = HeaderMap::new();
-        headers.insert(subjects::EXPECTED_LAST_SUBJECT_SEQUENCE, expected.to_string().as_str());
-        messages.push((position_subject(name), headers, Bytes::from(id.to_string())));
-        let sequence = self.publish(messages).await.map_err(|error| match error {
-            StoreError::Conflict(_) => {
-                StoreError::Conflict(format!("the bot's position {name:?} was moved by another node"))
-            }
-            other => other,
-        })?;
-        if let Ok(mut positions) = self.positions.lock() {
-            positions.insert(name.to_owned(), sequence);
-        }
-        Ok(())
-    }
-
-    /// Where the follower `name` stands (and this node remembers the sequence to write from).
-    pub async fn position(&self, name: &str) -> Result<Option<u64>, StoreError> {
-        let found = self.stream.direct_get_last_for_subject(position_subject(name)).await;
-        let (id, sequence) = match found {
-            Ok(message) => {
-                let id = std::str::from_utf8(&message.payload).ok().and_then(|text| text.parse::<u64>().ok());
-                let id =
-                    id.ok_or_else(|| StoreError::Backend(format!("bot position {name:?} is not an id")))?;
-                (Some(id), message.sequence)
-            }
-            Err(error) if error.kind() == stream::DirectGetErrorKind::NotFound => (None, 0),
-            Err(error) => return Err(unavailable(error)),
-        };
-        if let Ok(mut positions) = self.positions.lock() {
-            positions.insert(name.to_owned(), sequence);
-        }
-        Ok(id)
-    }
-
-    /// Items still to deliver, oldest first, at most `limit`, each with its sequence.
-    pub async fn pending(&self, limit: usize) -> Result<Vec<(u64, Bytes)>, StoreError> {
-        let mut items = Vec::new();
-        if limit == 0 {
-            return Ok(items);
-        }
-        // A throwaway reader from the oldest item on; delivered items were deleted.
-        let consumer = self
-            .stream
-            .create_consumer(consumer::pull::Config {
-                filter_subject: format!("{PREFIX}.out.*"),
-                deliver_policy: consumer::DeliverPolicy::All,
-                ack_policy: consumer::AckPolicy::None,
-                inactive_threshold: Duration::from_secs(30),
-                ..Default::default()
-            })
-            .await
-            .map_err(unavailable)?;
-        let mut messages = consumer
-            .fetch()
-            // Returns at once with what is there (a fetch does not wait for more).
-            .max_messages(limit)
-            .messages()
-            .await
-            .map_err(unavailable)?;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(unavailable)?;
-            let sequence = message.info().map_err(unavailable)?.stream_sequence;
-            items.push((sequence, message.payload.clone()));
-        }
-        Ok(items)
-    }
-
-    /// An item was delivered.
-    pub async fn done(&self, sequence: u64) -> Result<(), StoreError> {
-        match self.stream.delete_message(sequence).await {
-            Ok(_) => Ok(()),
-            // Already gone (removed by the node that held the lease before, or by a retry whose
-            // first answer was lost). The server says so with 10037 or 10043, or with a failed
-            // delete (10057) of "no message found" or "sequence … not found".
-            Err(error) if already_gone(&error) => Ok(()),
-            Err(error) => Err(unavailable(error)),
-        }
-    }
-
-    /// Items waiting.
-    pub async fn waiting(&self) -> Result<u64, StoreError> {
-        let mut subjects =
-            self.stream.info_with_subjects(format!("{PREFIX}.pos.*")).await.map_err(unavailable)?;
-        let messages = subjects.info.state.messages;
-        let mut positions = 0;
-        while subjects.next().await.is_some() {
-            positions += 1;
-        }
-        Ok(messages.saturating_sub(positions))
-    }
-
-    /// Wakes `wake` whenever any node stores an item.
-    pub async fn notify_on_items(&self, wake: Arc<Notify>) -> Result<(), StoreError> {
-        let mut subscriber = self.client.subscribe(format!("{PREFIX}.out.*")).await.map_err(unavailable)?;
-        tokio::spawn(async move {
-            while subscriber.next().await.is_some() {
-                wake.notify_one();
-            }
-        });
-        Ok(())
-    }
-
-    /// A value and its revision.
-    pub async fn table_get(&self, key: &str) -> Result<Option<(Bytes, u64)>, StoreError> {
-        let entry = self.table.entry(key).await.map_err(unavailable)?;
-        Ok(entry
-            .filter(|entry| entry.operation == kv::Operation::Put)
-            .map(|entry| (entry.value, entry.revision)))
-    }
-
-    /// Writes `value` if the key is still at `revision` (0: absent); `Conflict` otherwise.
-    pub async fn table_put(&self, key: &str, value: Bytes, revision: u64) -> Result<u64, StoreError> {
-        let conflict = || StoreError::Conflict(format!("{key} changed meanwhile"));
-        if revision == 0 {
-            return self.table.create(key, value).await.map_err(|error| match error.kind() {
-                kv::CreateErrorKind::AlreadyExists => conflict(),
-                _ => unavailable(error),
-            });
-        }
-        self.table.update(key, value, revision).await.map_err(|error| match error.kind() {
-            kv::UpdateErrorKind::WrongLastRevision => conflict(),
-            _ => unavailable(error),
-        })
-    }
-
-    pub async fn table_delete(&self, key: &str) -> Result<(), StoreError> {
-        self.table.delete(key).await.map_err(unavailable)
-    }
-
-    /// Keys starting with `prefix`.
-    pub async fn table_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut keys = match self.table.keys().await {
-            Ok(keys) => keys,
-            Err(error) => return Err(unavailable(error)),
-        };
-        let mut found = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(unavailable)?;
-            if key.starts_with(prefix) {
-                found.push(key);
-            }
-        }
-        found.sort();
-        Ok(found)
-    }
-
     fn item_message(&self, payload: Bytes) -> (String, HeaderMap, Bytes) {
         let unique = format!("{}n{}", self.boot, self.next());
         let mut headers = HeaderMap::new();
@@ -291,6 +128,196 @@ impl SharedOutbox {
             }
         }
         Err(unavailable("nothing to publish"))
+    }
+}
+
+#[async_trait]
+impl Outbox for SharedOutbox {
+    /// Stores items durably (in batches of up to 1000, each all or none).
+    async fn enqueue(&self, items: Vec<Bytes>) -> Result<(), StoreError> {
+        for chunk in items.chunks(BATCH) {
+            let messages = chunk.iter().map(|item| self.item_message(item.clone())).collect();
+            self.publish(messages).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores items and moves the position `name` to `id` in one atomic batch, from the
+    /// sequence this node last saw (`StoreError::Conflict` when another node wrote it since).
+    async fn enqueue_at(&self, items: Vec<Bytes>, name: &str, id: u64) -> Result<(), StoreError> {
+        if items.len() >= BATCH {
+            let (first, rest) = items.split_at(items.len() - (BATCH - 1));
+            self.enqueue(first.to_vec()).await?;
+            return Box::pin(self.enqueue_at(rest.to_vec(), name, id)).await;
+        }
+        let expected =
+            self.positions.lock().ok().and_then(|positions| positions.get(name).copied()).unwrap_or(0);
+        let mut messages: Vec<_> = items.into_iter().map(|item| self.item_message(item)).collect();
+        let mut headers = HeaderMap::new();
+        headers.insert(subjects::EXPECTED_LAST_SUBJECT_SEQUENCE, expected.to_string().as_str());
+        messages.push((position_subject(name), headers, Bytes::from(id.to_string())));
+        let sequence = self.publish(messages).await.map_err(|error| match error {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("the bot's position {name:?} was moved by another node"))
+            }
+            other => other,
+        })?;
+        if let Ok(mut positions) = self.positions.lock() {
+            positions.insert(name.to_owned(), sequence);
+        }
+        Ok(())
+    }
+
+    /// Where the follower `name` stands (and this node remembers the sequence to write from).
+    async fn position(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let found = self.stream.direct_get_last_for_subject(position_subject(name)).await;
+        let (id, sequence) = match found {
+            Ok(message) => {
+                let id = std::str::from_utf8(&message.payload).ok().and_then(|text| text.parse::<u64>().ok());
+                let id =
+                    id.ok_or_else(|| StoreError::Backend(format!("bot position {name:?} is not an id")))?;
+                (Some(id), message.sequence)
+            }
+            Err(error) if error.kind() == stream::DirectGetErrorKind::NotFound => (None, 0),
+            Err(error) => return Err(unavailable(error)),
+        };
+        if let Ok(mut positions) = self.positions.lock() {
+            positions.insert(name.to_owned(), sequence);
+        }
+        Ok(id)
+    }
+
+    /// Items after `after`, oldest first, at most `limit`, each with its sequence.
+    async fn pending(&self, after: u64, limit: usize) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        let mut items = Vec::new();
+        if limit == 0 {
+            return Ok(items);
+        }
+        // A throwaway reader from the oldest item after `after` on; delivered items were deleted.
+        let consumer = self
+            .stream
+            .create_consumer(consumer::pull::Config {
+                filter_subject: format!("{PREFIX}.out.*"),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: after + 1 },
+                ack_policy: consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let mut messages = consumer
+            .fetch()
+            // Returns at once with what is there (a fetch does not wait for more).
+            .max_messages(limit)
+            .messages()
+            .await
+            .map_err(unavailable)?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(unavailable)?;
+            let sequence = message.info().map_err(unavailable)?.stream_sequence;
+            items.push((sequence, message.payload.clone()));
+        }
+        Ok(items)
+    }
+
+    /// An item was delivered.
+    async fn done(&self, sequence: u64) -> Result<(), StoreError> {
+        match self.stream.delete_message(sequence).await {
+            Ok(_) => Ok(()),
+            // Already gone (removed by the node that held the lease before, or by a retry whose
+            // first answer was lost). The server says so with 10037 or 10043, or with a failed
+            // delete (10057) of "no message found" or "sequence … not found".
+            Err(error) if already_gone(&error) => Ok(()),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    /// The deletions go out together (each is its own request to the stream's leader).
+    async fn done_many(&self, ids: Vec<u64>) -> Result<(), StoreError> {
+        let deletions = ids.into_iter().map(|id| self.done(id));
+        futures_util::future::join_all(deletions).await.into_iter().collect()
+    }
+
+    /// Items waiting.
+    async fn waiting(&self) -> Result<u64, StoreError> {
+        let mut subjects =
+            self.stream.info_with_subjects(format!("{PREFIX}.pos.*")).await.map_err(unavailable)?;
+        let messages = subjects.info.state.messages;
+        let mut positions = 0;
+        while subjects.next().await.is_some() {
+            positions += 1;
+        }
+        Ok(messages.saturating_sub(positions))
+    }
+
+    /// Wakes `wake` whenever any node stores an item.
+    async fn notify_on_items(&self, wake: Arc<Notify>) -> Result<(), StoreError> {
+        let mut subscriber = self.client.subscribe(format!("{PREFIX}.out.*")).await.map_err(unavailable)?;
+        tokio::spawn(async move {
+            while subscriber.next().await.is_some() {
+                wake.notify_one();
+            }
+        });
+        Ok(())
+    }
+
+    fn reads_its_removals(&self) -> bool {
+        false
+    }
+
+    /// A value and its revision.
+    async fn table_get(&self, key: &str) -> Result<Option<(Bytes, u64)>, StoreError> {
+        checked(key)?;
+        let entry = self.table.entry(key).await.map_err(unavailable)?;
+        Ok(entry
+            .filter(|entry| entry.operation == kv::Operation::Put)
+            .map(|entry| (entry.value, entry.revision)))
+    }
+
+    /// Writes `value` if the key is still at `revision` (0: absent); `Conflict` otherwise.
+    async fn table_put(&self, key: &str, value: Bytes, revision: u64) -> Result<u64, StoreError> {
+        checked(key)?;
+        let conflict = || StoreError::Conflict(format!("{key} changed meanwhile"));
+        if revision == 0 {
+            return self.table.create(key, value).await.map_err(|error| match error.kind() {
+                kv::CreateErrorKind::AlreadyExists => conflict(),
+                _ => unavailable(error),
+            });
+        }
+        self.table.update(key, value, revision).await.map_err(|error| match error.kind() {
+            kv::UpdateErrorKind::WrongLastRevision => conflict(),
+            _ => unavailable(error),
+        })
+    }
+
+    async fn table_delete(&self, key: &str) -> Result<(), StoreError> {
+        checked(key)?;
+        self.table.delete(key).await.map_err(unavailable)
+    }
+
+    /// Keys starting with `prefix`.
+    async fn table_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = match self.table.keys().await {
+            Ok(keys) => keys,
+            Err(error) => return Err(unavailable(error)),
+        };
+        let mut found = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(unavailable)?;
+            if key.starts_with(prefix) {
+                found.push(key);
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+}
+
+/// The same refusal as SQLite's, before NATS is asked.
+fn checked(key: &str) -> Result<(), StoreError> {
+    match valid_key(key) {
+        true => Ok(()),
+        false => Err(StoreError::Backend(format!("{key:?} is not a valid key for the bot's table"))),
     }
 }
 

@@ -2,6 +2,7 @@
 //! group commit ([`writer`]), and a small pool of read connections that never block the writer.
 
 mod integrity;
+mod outbox;
 mod salvage;
 mod schema;
 mod writer;
@@ -17,7 +18,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use wikiwire_event::{Draft, Event};
 
-use crate::{Appended, Bounds, Bus, Cursor, MAX_PAGE, Page, Query, Retention, Store, StoreError};
+use crate::{Appended, Bounds, Bus, Cursor, MAX_PAGE, Outbox, Page, Query, Retention, Store, StoreError};
+pub use outbox::SqliteOutbox;
 pub use salvage::{Salvage, salvage};
 use schema::backend;
 use writer::{Command, Writer, from_sql_id, to_sql_id};
@@ -143,6 +145,9 @@ pub struct SqliteStore {
     /// Permits for row-by-row queries (see [`SqliteOptions::concurrent_scans`]).
     scans: Semaphore,
     shared: Arc<Shared>,
+    /// The bot's state beside the log ([`outbox::FILE`]), opened when the bot first asks.
+    outbox: tokio::sync::OnceCell<Arc<SqliteOutbox>>,
+    outbox_path: PathBuf,
 }
 
 impl SqliteStore {
@@ -208,6 +213,8 @@ impl SqliteStore {
             readers: Arc::new(Readers::new(&options.path, options.readers.max(1))),
             scans: Semaphore::new(options.concurrent_scans.max(1)),
             shared,
+            outbox: tokio::sync::OnceCell::new(),
+            outbox_path: options.path.with_file_name(outbox::FILE),
         })
     }
 
@@ -332,6 +339,20 @@ impl Store for SqliteStore {
         self.refuse_if_damaged()?;
         let name = name.to_owned();
         self.command(|reply| Command::SetCursor { name, id, revision, reply }).await
+    }
+
+    async fn outbox(&self) -> Result<Arc<dyn Outbox>, StoreError> {
+        let path = self.outbox_path.clone();
+        let outbox = self
+            .outbox
+            .get_or_try_init(|| async move {
+                let opened = tokio::task::spawn_blocking(move || SqliteOutbox::open(&path)).await;
+                let opened =
+                    opened.map_err(|error| StoreError::Backend(format!("opening the bot's state: {error}")));
+                opened?.map(Arc::new)
+            })
+            .await?;
+        Ok(Arc::clone(outbox) as Arc<dyn Outbox>)
     }
 
     async fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
