@@ -60,10 +60,9 @@ pub trait Outbox: Send + Sync + 'static {
     /// (JetStream).
     async fn notify_on_items(&self, wake: Arc<Notify>) -> Result<(), StoreError>;
 
-    /// Whether a reading that begins after a removal returned never lists the removed item, and
-    /// whether ids may come back. One node's SQLite file: yes (the same connection), and an
-    /// emptied outbox numbers from 1 again. A cluster: a reading may be served by a replica a
-    /// moment behind, and ids (stream sequences) never come back.
+    /// Whether a reading that begins after a removal returned never lists the removed item. One
+    /// node's SQLite file: yes (the same connection). A cluster: a reading may be served by a
+    /// replica a moment behind. On both, an id is never given to another item.
     fn reads_its_removals(&self) -> bool;
 
     /// A value and its revision.

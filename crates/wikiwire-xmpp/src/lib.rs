@@ -97,8 +97,14 @@ impl Run {
         let xmpp = &self.xmpp;
         let jid = Jid::new(&xmpp.jid).map_err(|error| format!("xmpp.jid: {error}"))?;
         let connector = connector::Connector::new(&self.server, xmpp.port, xmpp.ca_file.as_deref())?;
-        let (session, incoming, session_task) =
-            session::start(connector, jid, xmpp.password.clone(), xmpp.keepalive, stop.clone());
+        let (session, incoming, session_task) = session::start(
+            connector,
+            jid,
+            xmpp.password.clone(),
+            xmpp.keepalive,
+            self.state.clone(),
+            stop.clone(),
+        );
         let (bot, commands, removals) = bot::Bot::new(
             Arc::clone(&self.hub),
             Arc::clone(lease),

@@ -5,8 +5,8 @@
 //! XML-RPC call, an event that matched a subscription, a round of acknowledgements), and one
 //! connection is what makes a reading see every removal committed before it.
 //!
-//! Tables: `outbox` (items; `INTEGER PRIMARY KEY` without AUTOINCREMENT, so an emptied outbox
-//! numbers from 1 again), `cursors` (positions with a revision), `entries` (the table, revisions
+//! Tables: `outbox` (items; `AUTOINCREMENT`, so an id is never given to another item, even
+//! after the outbox empties: the Jabber session's record names items by id), `cursors` (positions with a revision), `entries` (the table, revisions
 //! from the one counter in `counters`, so a key written again after a delete never gets an old
 //! revision back).
 
@@ -29,7 +29,7 @@ pub const FILE: &str = "xmpp.sqlite";
 
 /// The schema this code writes (`PRAGMA user_version`). 0 is the layout of the bot's own file
 /// before the store kept it: subscriptions and known JIDs in tables of their own.
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
 const VERSION_0: &str = "
     CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, item TEXT NOT NULL, created INTEGER NOT NULL);
@@ -44,6 +44,15 @@ const VERSION_1: &str = "
     CREATE TABLE entries (key TEXT PRIMARY KEY, value BLOB NOT NULL, revision INTEGER NOT NULL);
     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     INSERT INTO counters (name, value) VALUES ('entries', 0);
+";
+
+/// Ids never come back (the bot's stream record names items by id, and an item removed while
+/// the record still named it must not lend its id to a new one).
+const VERSION_2: &str = "
+    CREATE TABLE outbox_v2 (id INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL, created INTEGER NOT NULL);
+    INSERT INTO outbox_v2 (id, item, created) SELECT id, item, created FROM outbox ORDER BY id;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v2 RENAME TO outbox;
 ";
 
 pub struct SqliteOutbox {
@@ -320,9 +329,12 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
         return Ok(());
     }
     let transaction = connection.transaction().map_err(backend)?;
-    transaction.execute_batch(VERSION_0).map_err(backend)?;
-    transaction.execute_batch(VERSION_1).map_err(backend)?;
-    move_into_entries(&transaction)?;
+    if found < 1 {
+        transaction.execute_batch(VERSION_0).map_err(backend)?;
+        transaction.execute_batch(VERSION_1).map_err(backend)?;
+        move_into_entries(&transaction)?;
+    }
+    transaction.execute_batch(VERSION_2).map_err(backend)?;
     transaction.pragma_update(None, "user_version", VERSION).map_err(backend)?;
     transaction.commit().map_err(backend)?;
     Ok(())
@@ -402,6 +414,10 @@ mod tests {
         let outbox = SqliteOutbox::open(&path).unwrap();
         let pending = outbox.pending(0, 10).await.unwrap();
         assert_eq!(pending, vec![(1, Bytes::from_static(br#"{"kind":"roster_add","jid":"a@x.test"}"#))]);
+        // Emptied, the outbox does not give id 1 again.
+        outbox.done(1).await.unwrap();
+        outbox.enqueue(vec![Bytes::from_static(b"{}")]).await.unwrap();
+        assert_eq!(outbox.pending(0, 10).await.unwrap()[0].0, 2);
         assert_eq!(outbox.position("events").await.unwrap(), Some(42));
         outbox.enqueue_at(Vec::new(), "events", 43).await.unwrap();
         let subscriptions = outbox.table_get(&format!("sub.{}", hex::encode("a@x.test"))).await.unwrap();
@@ -415,5 +431,26 @@ mod tests {
         // Opened again: already at the current version, nothing moves.
         let outbox = SqliteOutbox::open(&path).unwrap();
         assert_eq!(outbox.table_keys("").await.unwrap().len(), 3);
+    }
+
+    /// A version 1 file keeps its items and ids, and from then on never gives an id again.
+    #[tokio::test]
+    async fn a_version_1_file_stops_reusing_ids() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join(FILE);
+        {
+            let connection = Connection::open(&path).unwrap();
+            connection.execute_batch(VERSION_0).unwrap();
+            connection.execute_batch(VERSION_1).unwrap();
+            connection
+                .execute_batch("INSERT INTO outbox (id, item, created) VALUES (3, 'a', 1), (5, 'b', 1); PRAGMA user_version = 1;")
+                .unwrap();
+        }
+        let outbox = SqliteOutbox::open(&path).unwrap();
+        let ids = |pending: Vec<(u64, Bytes)>| pending.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        assert_eq!(ids(outbox.pending(0, 10).await.unwrap()), [3, 5]);
+        outbox.done_many(vec![3, 5]).await.unwrap();
+        outbox.enqueue(vec![Bytes::from_static(b"c")]).await.unwrap();
+        assert_eq!(ids(outbox.pending(0, 10).await.unwrap()), [6]);
     }
 }

@@ -23,12 +23,12 @@ use tokio_xmpp::parsers::message::{Id, Lang, Message};
 use tokio_xmpp::parsers::ping::Ping;
 use tokio_xmpp::parsers::presence::Presence;
 use tokio_xmpp::parsers::roster::{Item as RosterItem, Roster, Subscription as RosterSubscription};
-use tokio_xmpp::stanzastream::{StanzaStage, StanzaState};
 use wikiwire_event::{Event, Filter, Format, line};
 
 use super::{Bot, Session, lock};
 use crate::notification::Notification;
 use crate::render;
+use crate::session::{Fate, Ticket};
 use crate::state::Item;
 
 /// Items sent between two pings without stream management, and read from the outbox at a time.
@@ -57,8 +57,8 @@ pub(crate) struct Flight {
 
 impl Flight {
     /// A reading of the outbox begins. Where readings see every removal committed before them
-    /// (one node), what was removed can no longer be listed, and its id may be given to a new
-    /// item; elsewhere removed items are remembered for a while.
+    /// (one node), what was removed can no longer be listed; elsewhere removed items are
+    /// remembered for a while.
     fn reading(&mut self, sees_removals: bool) {
         if sees_removals {
             self.removed.clear();
@@ -245,7 +245,7 @@ impl Bot {
                             continue;
                         };
                         lock(&self.flight).out.insert(id);
-                        let Some(token) = self.xmpp.send(stanza).await else {
+                        let Some(token) = self.xmpp.send(stanza, id).await else {
                             lock(&self.flight).returned(id);
                             break;
                         };
@@ -271,7 +271,7 @@ impl Bot {
             for (id, token) in batch {
                 if answered {
                     self.delivered(id).await;
-                } else if matches!(token.state(), StanzaState::Queued) {
+                } else if token.fate() == Fate::Queued {
                     // Never written to the broken stream: it goes out on the next one by
                     // itself; sending the item again would deliver it twice.
                     tokio::spawn(Arc::clone(self).await_next_stream(id, token));
@@ -294,8 +294,8 @@ impl Bot {
     /// Without stream management: an item whose stanza was still queued when the stream broke
     /// stays in flight until the stream has written it on the next connection, then a ping
     /// confirms it. If that fails too, the outbox sends the item again.
-    async fn await_next_stream(self: Arc<Self>, id: i64, mut token: tokio_xmpp::stanzastream::StanzaToken) {
-        let sent = matches!(token.wait_for(StanzaStage::Sent).await, Some(StanzaState::Sent { .. }));
+    async fn await_next_stream(self: Arc<Self>, id: i64, mut token: Ticket) {
+        let sent = token.wait(&[Fate::Written, Fate::Lost]).await == Fate::Written;
         if sent && self.ping().await {
             self.delivered(id).await;
         } else {
@@ -304,9 +304,8 @@ impl Bot {
         }
     }
 
-    async fn await_ack(self: Arc<Self>, id: i64, mut token: tokio_xmpp::stanzastream::StanzaToken) {
-        let state = token.wait_for(StanzaStage::Acked).await;
-        if matches!(state, Some(StanzaState::Acked { .. })) {
+    async fn await_ack(self: Arc<Self>, id: i64, mut token: Ticket) {
+        if token.wait(&[Fate::Taken, Fate::Lost]).await == Fate::Taken {
             self.delivered(id).await;
         } else {
             tracing::debug!(id, "a stanza was not acknowledged; it will be sent again");
@@ -412,8 +411,7 @@ mod tests {
         // In a cluster a replica may still list 7 in the next reading.
         flight.reading(false);
         assert!(!flight.fresh(7), "remembered where readings lag");
-        // On one node the next reading began after the removal: the store no longer lists 7,
-        // and an item that reuses its id (SQLite may) is new.
+        // On one node the next reading began after the removal: the store no longer lists 7.
         flight.reading(true);
         assert!(flight.fresh(7));
         flight.returned(8);
