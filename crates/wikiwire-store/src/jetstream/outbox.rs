@@ -8,8 +8,8 @@
 //!   per subject kept). Items and the position move together in one atomic batch, and the
 //!   position only from the sequence this node read or wrote last (Expected-Last-Subject-
 //!   Sequence): a node that lost the lease cannot write.
-//! * **Table**: the bucket `<stream>_bot` (subscriptions, known JIDs), each change a
-//!   compare-and-set on the key's revision.
+//! * **Table**: the bucket `<stream>_bot` (subscriptions, known JIDs, the session's records),
+//!   each change a compare-and-set on the key's revision.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -198,7 +198,9 @@ impl Outbox for SharedOutbox {
             .stream
             .create_consumer(consumer::pull::Config {
                 filter_subject: format!("{PREFIX}.out.*"),
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: after + 1 },
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: after.saturating_add(1),
+                },
                 ack_policy: consumer::AckPolicy::None,
                 inactive_threshold: Duration::from_secs(30),
                 ..Default::default()
