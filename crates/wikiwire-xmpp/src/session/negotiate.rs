@@ -18,7 +18,10 @@ use tokio_xmpp::parsers::bind::{BindQuery, BindResponse};
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::ns;
 use tokio_xmpp::parsers::sm::{self, Enable, Resume, StreamId};
-use tokio_xmpp::xmlstream::{ReadError, StreamHeader, Timeouts, XmppStream, XmppStreamElement};
+use tokio_xmpp::xmlstream::{
+    FallibleStreamElement, ReadError, StreamElementError, StreamHeader, Timeouts, XmppStream,
+    XmppStreamElement,
+};
 
 use crate::connector::Connector;
 
@@ -100,10 +103,17 @@ async fn next(stream: &mut Stream) -> Result<XmppStreamElement, NegotiationError
             Some(Err(ReadError::ParseError(error))) => {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, error).into());
             }
-            Some(Ok(element)) => match element.into_read_error() {
-                Ok(element) => return Ok(element),
-                Err(error) => tracing::debug!(%error, "an unreadable element while negotiating"),
-            },
+            Some(Ok(FallibleStreamElement::Ok(element))) => return Ok(element),
+            // xmpp-parsers 0.23 requires `h` on `<failed/>`, which XEP-0198 makes optional
+            // (Prosody leaves it out for a stream it never had): read as failed without a count.
+            Some(Ok(FallibleStreamElement::Err(StreamElementError::InvalidNonza { qname, .. })))
+                if qname.0.as_str() == ns::SM && qname.1.as_str() == "failed" =>
+            {
+                return Ok(XmppStreamElement::SM(sm::Nonza::Failed(sm::Failed { h: None, error: None })));
+            }
+            Some(Ok(FallibleStreamElement::Err(error))) => {
+                tracing::debug!(%error, "an unreadable element while negotiating")
+            }
         }
     }
 }
