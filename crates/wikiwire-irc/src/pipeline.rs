@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wikiwire_event::Draft;
 use wikiwire_hub::{Metrics, PublishError, Publisher};
+use wikiwire_store::groups::Groups;
 use wikiwire_store::{Appended, StoreError};
 
 use crate::caps;
@@ -101,18 +102,11 @@ impl Pipeline {
 async fn run(
     server: Arc<Server>,
     client: Arc<Client>,
-    mut items: mpsc::Receiver<Item>,
+    items: mpsc::Receiver<Item>,
     outstanding: Arc<AtomicUsize>,
 ) {
-    let mut held: Option<Item> = None;
-    loop {
-        let item = match held.take() {
-            Some(item) => item,
-            None => match items.recv().await {
-                Some(item) => item,
-                None => return,
-            },
-        };
+    let mut items = Groups::new(items);
+    while let Some(item) = items.first().await {
         let first = match item {
             Item::Settle(done) => {
                 let _ = done.send(());
@@ -121,19 +115,17 @@ async fn run(
             Item::Publish(pending) => *pending,
         };
         // Whatever the same publisher queued meanwhile joins this append.
-        let mut batch = vec![first];
-        while batch.len() < MOST {
-            match items.try_recv() {
-                Ok(Item::Publish(pending)) if Arc::ptr_eq(&pending.publisher, &batch[0].publisher) => {
-                    batch.push(*pending)
+        let batch = items.gather(
+            first,
+            MOST,
+            |_| 1,
+            |batch, _, item| match item {
+                Item::Publish(pending) if Arc::ptr_eq(&pending.publisher, &batch[0].publisher) => {
+                    Ok(*pending)
                 }
-                Ok(other) => {
-                    held = Some(other);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
+                other => Err(other),
+            },
+        );
         let count = batch.len();
         commit(&server, &client, batch).await;
         outstanding.fetch_sub(count, Ordering::AcqRel);

@@ -6,6 +6,7 @@
 //! | [`bus`] | the in-process broadcast of committed events, in id order |
 //! | [`sqlite`] | the embedded store: one SQLite file in WAL mode, one writer with group commit |
 //! | [`jetstream`] | the cluster store: one NATS JetStream stream shared by every hub node, read through a local SQLite replica |
+//! | [`groups`] | a queue read in groups for group commit (the JetStream writer, the IRC publish pipeline) |
 //! | [`lease`] | which process runs a job that must run once (relays, the bot): local, or in NATS |
 //! | [`outbox`] | the Jabber bot's durable state in bytes ([`Outbox`]): a SQLite file beside the log, or NATS |
 //!
@@ -13,6 +14,7 @@
 //! before its transaction committed, and must announce committed events in id order.
 
 pub mod bus;
+pub mod groups;
 pub mod jetstream;
 pub mod lease;
 pub mod outbox;

@@ -30,6 +30,7 @@ use wikiwire_event::{Draft, Event};
 use super::Inner;
 use super::apply::event_from_message;
 use super::subjects::{self, codes};
+use crate::groups::Groups;
 use crate::{Appended, StoreError};
 
 /// The server's limit on one atomic batch.
@@ -66,33 +67,19 @@ enum Outcome {
     SameAs(usize),
 }
 
-pub async fn run(inner: Arc<Inner>, mut requests: mpsc::Receiver<Request>) {
+pub async fn run(inner: Arc<Inner>, requests: mpsc::Receiver<Request>) {
     let mut writer = Writer::new(inner);
-    let mut held: Option<Request> = None;
-    loop {
-        let first = match held.take() {
-            Some(request) => request,
-            None => match requests.recv().await {
-                Some(request) => request,
-                None => return,
+    let mut requests = Groups::new(requests);
+    while let Some(first) = requests.first().await {
+        // Only appends that fit whole join the group; the next one starts the next group.
+        let group = requests.gather(
+            first,
+            MAX_BATCH,
+            |request| request.drafts.len(),
+            |_, filled, request| {
+                if filled + request.drafts.len() <= MAX_BATCH { Ok(request) } else { Err(request) }
             },
-        };
-        let mut count = first.drafts.len();
-        let mut group = vec![first];
-        while count < MAX_BATCH {
-            // Only appends that fit whole join the group; the next one starts the next group.
-            match requests.try_recv() {
-                Ok(request) if count + request.drafts.len() <= MAX_BATCH => {
-                    count += request.drafts.len();
-                    group.push(request);
-                }
-                Ok(request) => {
-                    held = Some(request);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
+        );
         writer.commit_group(group).await;
     }
 }

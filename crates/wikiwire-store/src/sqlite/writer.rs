@@ -57,6 +57,9 @@ pub struct Writer {
 
 impl Writer {
     pub fn run(mut self) {
+        // Its own group loop rather than `crate::groups::Groups` (the JetStream writer's and the
+        // IRC pipeline's): this is a plain thread with no runtime to await in, so it blocks in
+        // `blocking_recv` where `Groups::first` awaits.
         let mut held: Option<Command> = None;
         loop {
             let Some(command) = held.take().or_else(|| self.commands.blocking_recv()) else { break };
