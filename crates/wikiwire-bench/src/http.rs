@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wikiwire::cmd::serve;
-use wikiwire_hub::config::{ClusterConfig, Config, PublisherConfig, Synchronous};
+use wikiwire::config::Config;
+use wikiwire_hub::config::{ClusterConfig, PublisherConfig, Synchronous};
 
 use crate::percentile;
 
@@ -45,14 +46,15 @@ enum StoreKind {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let directory = tempfile::tempdir()?;
-    let mut config = Config { data_dir: directory.path().to_owned(), ..Config::default() };
-    config.http.listen = "127.0.0.1:0".parse()?;
+    let mut config = Config::default();
+    config.hub.data_dir = directory.path().to_owned();
+    config.hub.http.listen = "127.0.0.1:0".parse()?;
     config.irc.enabled = false;
-    config.http.max_body = 8 * 1024 * 1024;
-    config.limits.publish_rate = 1e9;
-    config.limits.publish_burst = 1e9;
-    config.store.synchronous = if args.normal { Synchronous::Normal } else { Synchronous::Full };
-    config.publishers = vec![PublisherConfig {
+    config.hub.http.max_body = 8 * 1024 * 1024;
+    config.hub.limits.publish_rate = 1e9;
+    config.hub.limits.publish_burst = 1e9;
+    config.hub.store.synchronous = if args.normal { Synchronous::Normal } else { Synchronous::Full };
+    config.hub.publishers = vec![PublisherConfig {
         name: "bench".into(),
         token: Some(TOKEN.into()),
         token_hash: None,
@@ -65,10 +67,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.notifications > 0 {
         // The bot itself is pointed at a closed port: what is measured is how fast calls are
         // stored in its outbox (answered `true`), not delivery to a Jabber server.
-        config.xmpp = Some(serde_json::from_value(
+        config.bot.xmpp = Some(serde_json::from_value(
             json!({"jid": "bot@bench.example", "password": "unused", "server": "127.0.0.1", "port": 9}),
         )?);
-        config.xmlrpc =
+        config.bot.xmlrpc =
             Some(serde_json::from_value(json!({"listen": "127.0.0.1:0", "secret": XMLRPC_SECRET}))?);
     }
     let nats = match args.store {
@@ -76,7 +78,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         StoreKind::R1 | StoreKind::R3 => {
             let count = if args.store == StoreKind::R1 { 1 } else { 3 };
             let servers = crate::nats::Servers::start(directory.path(), count)?;
-            config.cluster = Some(ClusterConfig {
+            config.hub.cluster = Some(ClusterConfig {
                 node: "bench".into(),
                 nats: servers.urls.clone(),
                 replicas: count,
@@ -153,10 +155,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     running.stop().await;
-    if let (Some(_servers), Some(cluster)) = (&nats, &config.cluster) {
+    if let (Some(_servers), Some(cluster)) = (&nats, &config.hub.cluster) {
         // A node that lost its replica (or a new node) rebuilds it from the stream.
         let rebuild = tempfile::tempdir()?;
-        let mut rebuilt = config.clone();
+        let mut rebuilt = config.hub.clone();
         rebuilt.data_dir = rebuild.path().to_owned();
         let retention = wikiwire_store::Retention::default();
         let options = serve::jetstream_options(&rebuilt, cluster, retention);

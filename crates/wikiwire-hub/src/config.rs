@@ -1,48 +1,53 @@
-//! The configuration file (TOML). The keys SPEC §7 fixes keep their names; everything has a safe
-//! default so `wikiwire serve` runs with no file at all. `Config::check` finds every mistake at
-//! once and says where, for `wikiwire config check`.
+//! The hub's part of the configuration file (TOML): what every front end shares. The keys SPEC
+//! §7 fixes keep their names; everything has a safe default so `wikiwire serve` runs with no file
+//! at all. Each front end owns its own sections (`[irc]`: `wikiwire_irc::Config`; `[[relay]]`:
+//! `wikiwire_relay::Config`; `[xmpp]`, `[xmlrpc]`, `[wiki]`: `wikiwire_xmpp::Config`), and the
+//! binary composes the whole file from the parts, refusing keys that no part knows.
 //!
 //! One module per section, each with its types, its one `Default` and its own check:
 //!
 //! | module | sections |
 //! |---|---|
-//! | `http` | `[http]` |
+//! | `http` | `[http]` (its `public_url` is every front end's) |
 //! | `store` | `[store]`, `[limits]` |
 //! | `publisher` | `[[publisher]]`, `[[rcfeed]]` |
-//! | `irc` | `[irc]`, `[[channel]]` (nick and channel-name rules are `wikiwire-irc-wire`'s) |
-//! | `relay` | `[[relay]]` |
-//! | `xmpp` | `[xmpp]`, `[xmlrpc]`, `[wiki]` |
+//! | `channel` | `[[channel]]` (nick and channel-name rules are `wikiwire-irc-wire`'s) |
 //! | `cluster` | `[cluster]` |
 //! | `stream` | `[[stream]]` (more streams for `/v2/stream`) |
+//!
+//! Here too the helpers every part's sections use: durations ([`duration`]) and URLs
+//! ([`check_url`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::token;
 
+mod channel;
 mod cluster;
 mod http;
-mod irc;
 mod publisher;
-mod relay;
 mod store;
 mod stream;
-mod xmpp;
 
+pub use channel::ChannelConfig;
 pub use cluster::{ClusterConfig, DEFAULT_LEASE_TTL};
 pub use http::HttpConfig;
-pub use irc::{ChannelConfig, IrcConfig, PortRange};
 pub use publisher::{PublisherConfig, RcFeedChannels, RcFeedConfig};
-pub use relay::{RelayAuth, RelayConfig};
 pub use store::{LimitsConfig, StoreConfig, Synchronous};
 pub use stream::StreamConfig;
 pub use wikiwire_irc_wire::names::{check_channel_name, check_nick};
-pub use xmpp::{RoomConfig, SubscriptionPolicy, WikiConfig, WikiDialect, XmlRpcConfig, XmppConfig};
 
+/// `data_dir`.
+pub const DEFAULT_DATA_DIR: &str = "./wikiwire-data";
+
+/// The hub's sections. Not `deny_unknown_fields`: the other parts' sections sit beside these in
+/// the same file; the binary refuses a key no part knows (each section refuses its own unknown
+/// keys).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Config {
     pub data_dir: PathBuf,
     pub http: HttpConfig,
@@ -50,23 +55,14 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(rename = "publisher")]
     pub publishers: Vec<PublisherConfig>,
-    pub irc: IrcConfig,
     #[serde(rename = "channel")]
     pub channels: Vec<ChannelConfig>,
-    #[serde(rename = "relay")]
-    pub relays: Vec<RelayConfig>,
     /// MediaWiki RCFeed listeners (UDP, `JSONRCFeedFormatter`).
     #[serde(rename = "rcfeed")]
     pub rcfeeds: Vec<RcFeedConfig>,
     /// Named streams for `/v2/stream` beside the built-in ones.
     #[serde(rename = "stream")]
     pub streams: Vec<StreamConfig>,
-    /// The Jabber notification bot (SPEC §5); absent: no bot.
-    pub xmpp: Option<XmppConfig>,
-    /// The bot's XML-RPC API for wikis (MoinMoin's `notification_bot_uri`).
-    pub xmlrpc: Option<XmlRpcConfig>,
-    /// The wiki the bot's commands talk to.
-    pub wiki: Option<WikiConfig>,
     /// Present: the log lives in NATS JetStream, shared with other hub nodes.
     pub cluster: Option<ClusterConfig>,
 }
@@ -74,62 +70,24 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            data_dir: PathBuf::from("./wikiwire-data"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             http: HttpConfig::default(),
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
             publishers: Vec::new(),
-            irc: IrcConfig::default(),
             channels: Vec::new(),
-            relays: Vec::new(),
             rcfeeds: Vec::new(),
             streams: Vec::new(),
-            xmpp: None,
-            xmlrpc: None,
-            wiki: None,
             cluster: None,
         }
     }
 }
 
-/// A configuration that cannot be used, with every reason found.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The reason is in the message, and not also a `source`: printed with its causes (as
-    /// anyhow does) it would be said twice.
-    #[error("cannot read {path}: {reason}")]
-    Read { path: PathBuf, reason: std::io::Error },
-    #[error("{path}: {message}")]
-    Syntax { path: PathBuf, message: String },
-    #[error("{path}: {}", problems.join("\n  "))]
-    Invalid { path: PathBuf, problems: Vec<String> },
-}
-
-/// A check of the configuration that lives with a protocol: adds one line per problem.
-pub type ProtocolCheck = fn(&Config, &mut Vec<String>);
-
 impl Config {
-    /// Reads and checks a file: the hub's rules (`check`), then the rules of the protocol crates
-    /// that are not the hub's to know (the bot's JIDs and languages: `wikiwire_xmpp::check_config`).
-    pub fn load(path: &Path, protocol_checks: &[ProtocolCheck]) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|reason| ConfigError::Read { path: path.to_owned(), reason })?;
-        let config =
-            Config::parse(&text).map_err(|message| ConfigError::Syntax { path: path.to_owned(), message })?;
-        let mut problems = config.check();
-        for check in protocol_checks {
-            check(&config, &mut problems);
-        }
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError::Invalid { path: path.to_owned(), problems })
-        }
-    }
-
-    /// Parses TOML; unknown keys and wrong types are errors with line and column.
+    /// Parses TOML; wrong types and unknown keys inside the hub's sections are errors with line
+    /// and column.
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|error| error.to_string().trim_end().to_owned())
+        parse(text)
     }
 
     /// What works but should not be left so, each as one readable sentence (printed by
@@ -156,23 +114,19 @@ impl Config {
         warnings
     }
 
-    /// Everything wrong with the meaning of the file, each as one readable sentence: each section
-    /// checks itself.
-    pub fn check(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        self.http.check(&mut problems);
-        self.limits.check(&mut problems);
-        self.store.check(&mut problems);
-        let wikis = PublisherConfig::check_all(&self.publishers, &mut problems);
-        self.irc.check(&self.channels, &wikis, &mut problems);
-        RelayConfig::check_all(&self.relays, &mut problems);
-        RcFeedConfig::check_all(&self.rcfeeds, &self.publishers, &mut problems);
-        StreamConfig::check_all(&self.streams, &mut problems);
-        XmppConfig::check_all(self.xmpp.as_ref(), self.xmlrpc.as_ref(), self.wiki.as_ref(), &mut problems);
+    /// Everything wrong with the meaning of the hub's sections, each as one readable sentence:
+    /// each section checks itself.
+    pub fn check(&self, problems: &mut Vec<String>) {
+        self.http.check(problems);
+        self.limits.check(problems);
+        self.store.check(problems);
+        let wikis = PublisherConfig::check_all(&self.publishers, problems);
+        ChannelConfig::check_all(&self.channels, &wikis, problems);
+        RcFeedConfig::check_all(&self.rcfeeds, &self.publishers, problems);
+        StreamConfig::check_all(&self.streams, problems);
         if let Some(cluster) = &self.cluster {
-            cluster.check(&mut problems);
+            cluster.check(problems);
         }
-        problems
     }
 
     /// `http.public_url` without a trailing slash, or the listen address.
@@ -184,7 +138,14 @@ impl Config {
     }
 }
 
-pub(crate) fn check_url(url: &str) -> Result<(), String> {
+/// Parses one part of the file (the hub's, or a front end's) from the whole text; wrong types
+/// and unknown keys inside a section are errors with line and column.
+pub fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    toml::from_str(text).map_err(|error| error.to_string().trim_end().to_owned())
+}
+
+/// For a section's `url`-like keys: `http://` or `https://` and something after it.
+pub fn check_url(url: &str) -> Result<(), String> {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
     match rest {
         Some(rest) if !rest.is_empty() && !url.contains(char::is_whitespace) => Ok(()),
@@ -216,14 +177,16 @@ enum DurationText {
     Text(String),
 }
 
-pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+/// `#[serde(deserialize_with = "duration")]`: a duration as seconds or text ([`parse_duration`]).
+pub fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     match DurationText::deserialize(deserializer)? {
         DurationText::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
         DurationText::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
     }
 }
 
-pub(crate) fn optional_duration<'de, D: serde::Deserializer<'de>>(
+/// [`duration`] for an optional key.
+pub fn optional_duration<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Duration>, D::Error> {
     duration(deserializer).map(Some)
@@ -234,15 +197,10 @@ mod tests {
     use super::*;
     use wikiwire_event::Format;
 
-    #[test]
-    fn dcc_ports_are_a_range_or_one_port() {
-        let config = Config::parse("[irc]\ndcc_ports = \"6800-6809\"").unwrap();
-        assert_eq!(config.irc.dcc_ports, Some(PortRange { first: 6800, last: 6809 }));
-        let config = Config::parse("[irc]\ndcc_ports = 6800").unwrap();
-        assert_eq!(config.irc.dcc_ports.map(PortRange::ports), Some(6800..=6800));
-        for wrong in ["\"6809-6800\"", "\"0-3\"", "\"ten\"", "70000"] {
-            assert!(Config::parse(&format!("[irc]\ndcc_ports = {wrong}")).is_err(), "{wrong}");
-        }
+    fn problems(config: &Config) -> Vec<String> {
+        let mut problems = Vec::new();
+        config.check(&mut problems);
+        problems
     }
 
     #[test]
@@ -250,7 +208,7 @@ mod tests {
         let config = Config::parse("").unwrap();
         assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.public_url(), "http://127.0.0.1:8080");
-        assert!(config.check().is_empty());
+        assert!(problems(&config).is_empty());
     }
 
     #[test]
@@ -286,7 +244,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let problems = config.check().join("\n");
+        let problems = problems(&config).join("\n");
         for expected in [
             "http.public_url",
             "name: must start with a letter",
@@ -308,9 +266,6 @@ mod tests {
     fn channels_are_checked() {
         let config = Config::parse(
             r##"
-            [irc]
-            server_name = "no dots"
-            tls_cert = "/x.pem"
             [[publisher]]
             name = "moin"
             token = "wwt_abcdefghijklmnopqrstuvwxyz0123456789"
@@ -330,17 +285,11 @@ mod tests {
             "##,
         )
         .unwrap();
-        let problems = config.check().join("\n");
-        for expected in [
-            "irc.server_name",
-            "tls_cert and tls_key",
-            "must start with #",
-            "already a channel",
-            "filter: colour",
-        ] {
+        let problems = problems(&config).join("\n");
+        for expected in ["must start with #", "already a channel", "filter: colour"] {
             assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
         }
-        assert_eq!(config.check().len(), 5, "{problems}");
+        assert_eq!(problems.lines().count(), 3, "{problems}");
         assert_eq!(config.channels[3].format, Format::Colour);
     }
 
@@ -370,45 +319,18 @@ mod tests {
             ],
             "loopback only unless told"
         );
-        let problems = config.check();
         assert_eq!(
-            problems,
+            problems(&config),
             vec![
                 "rcfeed[1] (127.0.0.1:9390): publisher: no [[publisher]] named \"nobody\"".to_owned(),
                 "rcfeed[1] (127.0.0.1:9390): listen: another rcfeed listens there".to_owned(),
             ]
         );
         assert!(Config::parse("[[rcfeed]]\nlisten = \"not an address\"\npublisher = \"x\"").is_err());
-    }
-
-    #[test]
-    fn relays_are_checked() {
-        let config = Config::parse(
-            r##"
-            [[relay]]
-            url = "irc://irc.example.org/#wiki"
-            nick = "wikirelay"
-            password = "secret"
-            [[relay]]
-            url = "http://nope"
-            nick = "9bad"
-            rate = 0
-            filter = "colour=red"
-            auth = "nickserv"
-            [[relay]]
-            url = "irc://irc.example.org/#wiki"
-            nick = "again"
-            "##,
-        )
-        .unwrap();
-        assert_eq!(config.relays[0].auth(), RelayAuth::Sasl);
-        assert_eq!(config.relays[2].auth(), RelayAuth::None);
-        let problems = config.check().join("\n");
-        for expected in
-            ["url: ", "nick: ", "rate: ", "filter: colour", "auth needs a password", "share the position"]
-        {
-            assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
-        }
+        let prefix = "[[rcfeed]]\nlisten = \"127.0.0.1:9390\"\npublisher = \"w\"\nchannels = \"from-prefix\"";
+        assert_eq!(Config::parse(prefix).unwrap().rcfeeds[0].channels, RcFeedChannels::FromPrefix);
+        let wrong = prefix.replace("from-prefix", "all");
+        assert!(Config::parse(&wrong).unwrap_err().contains("from-prefix"));
     }
 
     #[test]

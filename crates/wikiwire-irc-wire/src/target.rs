@@ -3,6 +3,11 @@
 
 use std::fmt;
 
+/// The port of `irc://` when the URL names none: plain IRC's by custom (RFC 7194 §1).
+pub const DEFAULT_PORT: u16 = 6667;
+/// The port of `ircs://` when the URL names none (RFC 7194 §2).
+pub const DEFAULT_TLS_PORT: u16 = 6697;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IrcTarget {
     pub tls: bool,
@@ -28,7 +33,7 @@ impl IrcTarget {
                 let port = port.parse().map_err(|_| format!("{url:?}: {port:?} is not a port"))?;
                 (host.trim_start_matches('[').trim_end_matches(']'), port)
             }
-            _ => (authority, if tls { 6697 } else { 6667 }),
+            _ => (authority, if tls { DEFAULT_TLS_PORT } else { DEFAULT_PORT }),
         };
         if host.is_empty() {
             return Err(format!("{url:?}: no host"));

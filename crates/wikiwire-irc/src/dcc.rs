@@ -20,11 +20,11 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use wikiwire_hub::config::{IrcConfig, PortRange};
 use wikiwire_hub::{LogGate, Metrics};
 use wikiwire_irc_wire::wire::Line;
 
 use crate::client::Client;
+use crate::config::{Config, PortRange};
 
 /// A transfer that has begun may take this long.
 const TRANSFER_TIME: Duration = Duration::from_secs(300);
@@ -96,7 +96,7 @@ pub struct File {
 }
 
 impl Offers {
-    pub fn new(config: &IrcConfig, metrics: Arc<Metrics>) -> Arc<Offers> {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Arc<Offers> {
         Arc::new(Offers {
             ports: config.dcc_ports,
             address: config.dcc_address,
@@ -280,11 +280,8 @@ mod tests {
     }
 
     fn offers(max_transfers: usize, max_per_ip: usize) -> (Arc<Offers>, Arc<Metrics>) {
-        let config = IrcConfig {
-            dcc_max_transfers: max_transfers,
-            dcc_max_per_ip: max_per_ip,
-            ..IrcConfig::default()
-        };
+        let config =
+            Config { dcc_max_transfers: max_transfers, dcc_max_per_ip: max_per_ip, ..Config::default() };
         let metrics = Arc::new(Metrics::default());
         (Offers::new(&config, Arc::clone(&metrics)), metrics)
     }

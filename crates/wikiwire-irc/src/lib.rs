@@ -4,6 +4,7 @@
 //! |---|---|
 //! | (`wikiwire-irc-wire`, imported directly) | framing with byte limits; `Request` and `Line` on the wire; numerics |
 //! | [`caps`] | protocol table: IRCv3 capabilities |
+//! | [`config`] | `[irc]`: the server's section of the configuration, its defaults and its check |
 //! | [`server`] | shared state: settings, nick and publisher-session registry, connection counts |
 //! | [`client`] | a client's identity and its send queue, bounded in bytes |
 //! | [`channels`] | the fixed channel directory and its members |
@@ -25,6 +26,7 @@ pub mod caps;
 pub mod channels;
 pub mod client;
 pub mod commands;
+pub mod config;
 pub mod connection;
 pub mod dcc;
 pub mod fanout;
@@ -36,4 +38,5 @@ pub mod server;
 pub mod tls;
 pub mod turns;
 
+pub use config::Config;
 pub use server::Server;

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::task::TaskTracker;
 use wikiwire_event::{Event, Format};
-use wikiwire_hub::config::{Config, IrcConfig, RcFeedChannels};
+use wikiwire_hub::config::{RcFeedChannels, RcFeedConfig};
 use wikiwire_hub::{Hub, Publisher};
 
+use crate::Config;
 use crate::channels::{Channel, Channels, PrefixChannel, PrefixRefusal};
 use crate::client::Client;
 use crate::turns::{Turn, Turns};
@@ -29,7 +30,7 @@ pub struct Settings {
     pub created: String,
     pub created_unix: i64,
     pub motd: Vec<String>,
-    pub limits: IrcConfig,
+    pub limits: Config,
 }
 
 impl Settings {
@@ -154,32 +155,32 @@ pub fn fold(nick: &str) -> String {
 }
 
 impl Server {
-    pub fn new(hub: Arc<Hub>, config: &Config) -> Result<Arc<Server>, String> {
-        let prefix_publishers: Vec<String> = config
-            .rcfeeds
+    /// `rcfeeds`: the hub's RCFeed listeners, whose prefixes may make channels.
+    pub fn new(hub: Arc<Hub>, config: &Config, rcfeeds: &[RcFeedConfig]) -> Result<Arc<Server>, String> {
+        let prefix_publishers: Vec<String> = rcfeeds
             .iter()
             .filter(|feed| feed.channels == RcFeedChannels::FromPrefix)
             .map(|feed| feed.publisher.clone())
             .collect();
-        let made = if prefix_publishers.is_empty() { 0 } else { config.irc.max_prefix_channels };
+        let made = if prefix_publishers.is_empty() { 0 } else { config.max_prefix_channels };
         let channels = Channels::new(hub.channels(), made);
         let now = wikiwire_event::Timestamp::now();
-        let motd = match &config.irc.motd {
+        let motd = match &config.motd {
             Some(text) => text.lines().map(str::to_owned).collect(),
             None => Vec::new(),
         };
         Ok(Arc::new(Server {
             settings: Settings {
-                server_name: config.irc.server_name.clone(),
-                network: config.irc.network.clone(),
+                server_name: config.server_name.clone(),
+                network: config.network.clone(),
                 version: format!("wikiwire-{}", env!("CARGO_PKG_VERSION")),
                 created: now.to_string(),
                 created_unix: now.millis() / 1000,
                 motd,
-                limits: config.irc.clone(),
+                limits: config.clone(),
             },
             channels,
-            dcc: crate::dcc::Offers::new(&config.irc, Arc::clone(hub.metrics())),
+            dcc: crate::dcc::Offers::new(config, Arc::clone(hub.metrics())),
             turns: Arc::default(),
             prefix_publishers,
             hub,

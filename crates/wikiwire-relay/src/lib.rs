@@ -24,13 +24,16 @@ use tokio_util::sync::CancellationToken;
 use wikiwire_client::connection::SPEAKING_PREFIXES;
 use wikiwire_client::{Auth, ClientError, Connection, Login, TlsSettings};
 use wikiwire_event::{Event, Filter, Format, line, packed};
-use wikiwire_hub::config::{RelayAuth, RelayConfig};
 use wikiwire_hub::metrics::GaugeGuard;
 use wikiwire_hub::{FollowError, Hub, Item, Lag};
 use wikiwire_irc_wire::IrcTarget;
 use wikiwire_irc_wire::numeric::code;
 use wikiwire_irc_wire::wire::{Line, Request};
 use wikiwire_store::{Lease, StoreError};
+
+pub mod config;
+
+pub use config::{Config, RelayAuth};
 
 /// Most events in one window to a wikiwire hub.
 const WINDOW: usize = 100;
@@ -62,14 +65,14 @@ enum RelayError {
 
 pub struct Relay {
     hub: Arc<Hub>,
-    config: RelayConfig,
+    config: Config,
     target: IrcTarget,
     filter: Filter,
 }
 
 impl Relay {
     /// From checked configuration.
-    pub fn new(hub: Arc<Hub>, config: RelayConfig) -> Result<Relay, String> {
+    pub fn new(hub: Arc<Hub>, config: Config) -> Result<Relay, String> {
         let target = IrcTarget::parse(&config.url)?;
         let filter = Filter::parse(&config.filter).map_err(|error| error.to_string())?;
         Ok(Relay { hub, config, target, filter })

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wikiwire_event::Filter;
-use wikiwire_hub::config::RoomConfig;
 use wikiwire_hub::follow::{FollowError, Item as FollowItem, Lag};
 
 use crate::bot::Bot;
+use crate::config::RoomConfig;
 use crate::state::Item;
 
 /// The cursor of the subscriptions follower.

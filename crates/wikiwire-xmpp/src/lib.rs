@@ -2,6 +2,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`config`] | `[xmpp]`, `[xmlrpc]`, `[wiki]`: the bot's part of the configuration and its check |
 //! | [`xmlrpc`] | the XML-RPC API for wikis (MoinMoin's `notification_bot_uri`) |
 //! | [`state`] | the outbox, subscriptions, cursors, known JIDs, session records: their encoding over the store's `Outbox` |
 //! | [`session`] | the XMPP stream (tokio-xmpp), reconnection, stream management, IQ answers |
@@ -16,6 +17,7 @@
 
 pub mod bot;
 pub mod commands;
+pub mod config;
 pub mod connector;
 pub mod feeds;
 pub mod i18n;
@@ -34,8 +36,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_xmpp::jid::Jid;
-use wikiwire_hub::{Config, Hub};
+use wikiwire_hub::Hub;
 use wikiwire_store::Lease;
+
+pub use config::Config;
 
 /// How long a run that stops cleanly (SIGTERM) waits for the server to take what it has out, and
 /// for those items to leave the outbox, before it stops: the next holder would send them again.
@@ -44,7 +48,7 @@ const HAND_OVER: std::time::Duration = std::time::Duration::from_secs(3);
 /// Everything one run of the bot needs; a run lasts as long as this node holds the bot's lease.
 struct Run {
     hub: Arc<Hub>,
-    xmpp: wikiwire_hub::config::XmppConfig,
+    xmpp: config::XmppConfig,
     state: state::State,
     wiki: Option<Arc<wiki::Wiki>>,
     wake: Arc<Notify>,
@@ -133,35 +137,6 @@ impl Run {
     }
 }
 
-/// The bot's own rules for its configuration, after the hub's (`Config::load` runs it): the
-/// account and rooms are JIDs as the XMPP address format has them (RFC 7622, the `jid` crate's
-/// parser, the one the session uses), the account and rooms with a local part; the language is
-/// one the bot has texts in.
-pub fn check_config(config: &Config, problems: &mut Vec<String>) {
-    let Some(xmpp) = &config.xmpp else { return };
-    // A domain needs no dot (Prosody's default host is `localhost`); the account may name the
-    // resource to bind: `bot@example.org/wikiwire`.
-    let account = Jid::new(&xmpp.jid).ok().filter(|jid| jid.node().is_some());
-    if account.is_none() {
-        problems.push(format!(
-            "xmpp.jid: {:?} is not a JID like bot@example.org (or bot@example.org/resource)",
-            xmpp.jid
-        ));
-    }
-    if !i18n::LANGUAGES.contains(&xmpp.language.as_str()) {
-        problems.push(format!("xmpp.language: one of {}", i18n::LANGUAGES.join(", ")));
-    }
-    for (index, room) in xmpp.rooms.iter().enumerate() {
-        let bare = tokio_xmpp::jid::BareJid::new(&room.jid).ok().filter(|jid| jid.node().is_some());
-        if bare.is_none() {
-            problems.push(format!(
-                "xmpp.rooms[{index}].jid: {:?} is not a room JID like changes@conference.example.org",
-                room.jid
-            ));
-        }
-    }
-}
-
 /// What `start` brought up.
 pub struct Started {
     /// The XML-RPC listener, when `[xmlrpc]` is configured.
@@ -171,8 +146,14 @@ pub struct Started {
 
 /// Starts the bot when `[xmpp]` is configured: with `[xmlrpc]`, the API for wikis (on every
 /// node of a cluster); and, while this node holds the bot's lease, its session, dispatcher,
-/// command workers and followers. Everything ends with the hub's shutdown.
-pub async fn start(hub: Arc<Hub>, config: &Config, tracker: &TaskTracker) -> Result<Option<Started>, String> {
+/// command workers and followers. Everything ends with the hub's shutdown. The XML-RPC listener
+/// has the HTTP API's `limits` ([http]).
+pub async fn start(
+    hub: Arc<Hub>,
+    config: &Config,
+    limits: wikiwire_http::ConnectionLimits,
+    tracker: &TaskTracker,
+) -> Result<Option<Started>, String> {
     let Some(xmpp) = config.xmpp.clone() else {
         return Ok(None);
     };
@@ -218,7 +199,6 @@ pub async fn start(hub: Arc<Hub>, config: &Config, tracker: &TaskTracker) -> Res
             );
             let shutdown = hub.shutdown().clone();
             let metrics = Arc::clone(hub.metrics());
-            let limits = wikiwire_http::ConnectionLimits::from(&config.http);
             tracker.spawn(async move {
                 // The same listener as the HTTP API: the same caps and timeouts ([http]).
                 let serve = wikiwire_http::serve_router(listener, router, shutdown, metrics, limits);
@@ -233,41 +213,4 @@ pub async fn start(hub: Arc<Hub>, config: &Config, tracker: &TaskTracker) -> Res
     let run = Run { hub: Arc::clone(&hub), xmpp: xmpp.clone(), state, wiki, wake, server };
     tracker.spawn(run.forever());
     Ok(Some(Started { xmlrpc, jid: xmpp.jid }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn problems(section: &str) -> Vec<String> {
-        let config = Config::parse(section).unwrap();
-        let mut problems = Vec::new();
-        check_config(&config, &mut problems);
-        problems
-    }
-
-    #[test]
-    fn the_bot_account_may_be_on_a_dotless_domain_and_name_its_resource() {
-        let jid_problems = |jid: &str| problems(&format!("[xmpp]\njid = {jid:?}\npassword = \"pw\"\n")).len();
-        assert_eq!(jid_problems("bot@localhost"), 0);
-        assert_eq!(jid_problems("bot@example.org/wikiwire"), 0);
-        assert_eq!(jid_problems("bot@example.org"), 0);
-        for wrong in ["example.org", "@example.org", "bot@", "bot@example.org/", "bot@exa mple.org"] {
-            assert_eq!(jid_problems(wrong), 1, "{wrong}");
-        }
-    }
-
-    #[test]
-    fn rooms_are_bare_jids_and_the_language_is_one_the_bot_speaks() {
-        let found = problems(
-            "[xmpp]\njid = \"bot@example.org\"\npassword = \"pw\"\nlanguage = \"fr\"\n\
-             [[xmpp.rooms]]\njid = \"changes@conference.example.org\"\n\
-             [[xmpp.rooms]]\njid = \"conference.example.org\"\n\
-             [[xmpp.rooms]]\njid = \"changes@conference.example.org/nick\"\n",
-        );
-        assert_eq!(found.len(), 3, "{found:?}");
-        assert!(found[0].starts_with("xmpp.language: one of en, de"), "{found:?}");
-        assert!(found[1].starts_with("xmpp.rooms[1].jid"), "{found:?}");
-        assert!(found[2].starts_with("xmpp.rooms[2].jid"), "{found:?}");
-    }
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use wikiwire_hub::config::{Config, IrcConfig};
+use wikiwire_hub::Config;
 use wikiwire_hub::{Hub, Publishers, token};
-use wikiwire_irc::Server;
+use wikiwire_irc::{Config as IrcConfig, Server};
 use wikiwire_store::{SqliteOptions, SqliteStore, Store};
 
 /// The publisher's token (PASS `moin:<token>`), for the wiki `MoinMaster`.
@@ -47,16 +47,15 @@ impl TestServer {
             "[[publisher]]\nname = \"moin\"\ntoken_hash = \"{hash}\"\nwikis = [\"MoinMaster\"]\n\
              base_url = \"https://master.example/\"\nengine = \"moin\"\n"
         );
-        let mut config = Config::parse(&text).expect("the harness's configuration parses");
-        config.irc.server_name = SERVER_NAME.into();
-        change(&mut config.irc);
-        let irc = &config.irc;
+        let config = Config::parse(&text).expect("the harness's configuration parses");
+        let mut irc = IrcConfig { server_name: SERVER_NAME.into(), ..IrcConfig::default() };
+        change(&mut irc);
         let url = "http://hub.harness.example";
         let publishers = Publishers::new(&config.publishers, &config.limits).expect("publishers");
         let channels = wikiwire_hub::channels::directory(&publishers, &config.channels, irc.wiki_format, url)
             .expect("the channel directory");
         let hub = Hub::new(store, publishers, channels, url.into(), CancellationToken::new());
-        let server = Server::new(Arc::clone(&hub), &config).expect("the IRC server's state");
+        let server = Server::new(Arc::clone(&hub), &irc, &config.rcfeeds).expect("the IRC server's state");
         TestServer { server, hub, _directory: directory }
     }
 

@@ -34,9 +34,9 @@ use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use wikiwire_event::Filter;
 use wikiwire_hub::Hub;
-use wikiwire_hub::config::{SubscriptionPolicy, XmppConfig};
 use wikiwire_store::Lease;
 
+use crate::config::{RoomConfig, SubscriptionPolicy, XmppConfig};
 use crate::i18n;
 use crate::render::{self, Features};
 use crate::session::{Incoming, Xmpp};
@@ -232,7 +232,7 @@ impl Bot {
         }
     }
 
-    async fn join(&self, room: &wikiwire_hub::config::RoomConfig) {
+    async fn join(&self, room: &RoomConfig) {
         let Ok(to) = Jid::new(&format!("{}/{}", room.jid, room.nick)) else {
             tracing::error!(room = %room.jid, nick = %room.nick, "cannot join: not a valid room JID with this nick");
             return;

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use dxr::{MethodCall, MethodResponse, TryFromValue, TryToValue, Value};
 use regex::RegexBuilder;
 use wikiwire_hub::Metrics;
-use wikiwire_hub::config::{WikiConfig, WikiDialect};
+
+use crate::config::{WikiConfig, WikiDialect};
 
 mod moin;
 mod moin2;

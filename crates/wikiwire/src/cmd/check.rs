@@ -8,8 +8,10 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
         return Ok(());
     };
     let config = crate::cmd::load_config(path)?;
+    let warnings = config.warnings();
+    let config = config.hub;
     let wikis: usize = config.publishers.iter().map(|publisher| publisher.wikis.len()).sum();
-    for warning in config.warnings() {
+    for warning in warnings {
         println!("warning: {warning}");
     }
     let log = match &config.cluster {

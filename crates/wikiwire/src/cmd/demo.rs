@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use wikiwire_event::{Action, Draft, Engine, Event, Timestamp};
 use wikiwire_hub::Hub;
-use wikiwire_hub::config::{Config, PublisherConfig};
+use wikiwire_hub::config::PublisherConfig;
 
 use crate::cmd::serve;
+use crate::config::Config;
 
 /// Pages, users and comments in the languages wikis are written in.
 const PAGES: &[&str] = &[
@@ -61,6 +62,7 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
         None => demo_config(),
     };
     let wikis: Vec<(String, String)> = config
+        .hub
         .publishers
         .iter()
         .flat_map(|publisher| publisher.wikis.iter().map(|wiki| (publisher.name.clone(), wiki.clone())))
@@ -98,7 +100,8 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
 
 /// Two demo wikis with tokens made for this run (the demo keeps no secrets).
 fn demo_config() -> Config {
-    let mut config = Config { data_dir: PathBuf::from("wikiwire-demo-data"), ..Config::default() };
+    let mut config = Config::default();
+    config.hub.data_dir = PathBuf::from("wikiwire-demo-data");
     let publisher = |name: &str, wiki: &str, engine: Engine, base: &str| PublisherConfig {
         name: name.into(),
         token: Some(wikiwire_hub::token::generate()),
@@ -109,7 +112,7 @@ fn demo_config() -> Config {
         links: Default::default(),
         allow_weak_token: false,
     };
-    config.publishers = vec![
+    config.hub.publishers = vec![
         publisher("moin", "MoinDemo", Engine::Moin, "https://moin.example.org/"),
         publisher("mediawiki", "WikiDemo", Engine::Mediawiki, "https://wiki.example.org/w/"),
     ];

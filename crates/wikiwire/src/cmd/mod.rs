@@ -11,11 +11,10 @@ pub mod token;
 
 use std::path::Path;
 
-use wikiwire_hub::Config;
-use wikiwire_hub::config::ConfigError;
+use crate::config::{Config, ConfigError};
 
-/// Reads a configuration file and checks it whole: the hub's rules and those the protocol crates
-/// own (the Jabber bot's JIDs and languages). Every command reads its file through here.
+/// Reads a configuration file and checks it whole: every part's sections, each by its own
+/// rules. Every command reads its file through here.
 pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
-    Config::load(path, &[wikiwire_xmpp::check_config])
+    Config::load(path)
 }

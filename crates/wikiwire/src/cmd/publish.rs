@@ -13,7 +13,7 @@ use crate::cmd::serve::local_token_path;
 
 pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
     let config = match &args.config {
-        Some(path) => Some(crate::cmd::load_config(path)?),
+        Some(path) => Some(crate::cmd::load_config(path)?.hub),
         None => None,
     };
     let body = match &args.json {
@@ -24,7 +24,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
     let base = match (&args.url, &config) {
         (Some(url), _) => url.clone(),
         (None, Some(config)) => local_address(config),
-        (None, None) => "http://127.0.0.1:8080".to_owned(),
+        (None, None) => local_address(&Config::default()),
     };
     let url = wikiwire_event::api::events(base.trim_end_matches('/'));
     let response = reqwest::Client::new()
@@ -73,7 +73,7 @@ fn token(args: &PublishArgs, config: Option<&Config>, body: &Value) -> anyhow::R
         (Some(path), _) => path.clone(),
         (None, Some(config)) if config.publishers.is_empty() => local_token_path(&config.data_dir),
         (None, Some(config)) => return publisher_token(config, body),
-        (None, None) => local_token_path(Path::new("./wikiwire-data")),
+        (None, None) => local_token_path(Path::new(wikiwire_hub::config::DEFAULT_DATA_DIR)),
     };
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(

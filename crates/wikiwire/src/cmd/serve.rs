@@ -10,9 +10,11 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use wikiwire_hub::config::{ClusterConfig, Config, PublisherConfig, Synchronous};
+use wikiwire_hub::config::{ClusterConfig, PublisherConfig, Synchronous};
 use wikiwire_hub::{Hub, Publishers, token};
 use wikiwire_store::{JetStreamOptions, JetStreamStore, Retention, SqliteOptions, SqliteStore, Store};
+
+use crate::config::Config;
 
 /// How long tasks get to finish after shutdown starts.
 const GRACE: Duration = Duration::from_secs(10);
@@ -93,24 +95,29 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     for warning in config.warnings() {
         tracing::warn!("configuration: {warning}");
     }
-    let publishers = publishers(&config)?;
-    let store = open_store(&config).await?;
-    let http_listener = TcpListener::bind(config.http.listen)
+    let publishers = publishers(&config.hub)?;
+    let store = open_store(&config.hub).await?;
+    let http_listener = TcpListener::bind(config.hub.http.listen)
         .await
-        .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
+        .with_context(|| format!("cannot listen for HTTP on {}", config.hub.http.listen))?;
     let http = http_listener.local_addr()?;
     // Without a configured public URL, the bound address is it (port 0 becomes the real port).
-    let public_url = match &config.http.public_url {
-        Some(_) => config.public_url(),
+    let public_url = match &config.hub.http.public_url {
+        Some(_) => config.hub.public_url(),
         None => format!("http://{http}"),
     };
-    let channels =
-        wikiwire_hub::channels::directory(&publishers, &config.channels, config.irc.wiki_format, &public_url)
-            .map_err(anyhow::Error::msg)?;
+    let channels = wikiwire_hub::channels::directory(
+        &publishers,
+        &config.hub.channels,
+        config.irc.wiki_format,
+        &public_url,
+    )
+    .map_err(anyhow::Error::msg)?;
     let shutdown = CancellationToken::new();
     let hub = Hub::new(Arc::clone(&store), publishers, channels, public_url, shutdown.clone());
     let tracker = TaskTracker::new();
     let streams = config
+        .hub
         .streams
         .iter()
         .map(|stream| Ok((stream.name.clone(), wikiwire_event::Filter::parse(&stream.filter)?)))
@@ -118,19 +125,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .map_err(|error| anyhow::anyhow!("stream filter: {error}"))?;
     let state = wikiwire_http::AppState {
         hub: Arc::clone(&hub),
-        max_body: config.http.max_body,
-        heartbeat: config.http.heartbeat,
-        body_timeout: config.http.body_timeout,
+        max_body: config.hub.http.max_body,
+        heartbeat: config.hub.http.heartbeat,
+        body_timeout: config.hub.http.body_timeout,
         renders: Default::default(),
         streams: Arc::new(streams),
     };
-    let limits = wikiwire_http::ConnectionLimits::from(&config.http);
+    let limits = wikiwire_http::ConnectionLimits::from(&config.hub.http);
     tracker.spawn(async move {
         if let Err(error) = wikiwire_http::serve_with(http_listener, state, limits).await {
             tracing::error!(%error, "HTTP server failed");
         }
     });
-    let retention = Retention { max_age: config.store.max_age, max_events: config.store.max_events };
+    let retention = Retention { max_age: config.hub.store.max_age, max_events: config.hub.store.max_events };
     tracker.spawn(Arc::clone(&hub).run_retention(retention));
     tracker.spawn(crate::memory::trim_periodically(shutdown.clone()));
     let (irc, ircs) =
@@ -141,14 +148,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tracker.spawn(relay.run());
     }
     let mut rcfeeds = Vec::new();
-    for feed in &config.rcfeeds {
+    for feed in &config.hub.rcfeeds {
         let socket = tokio::net::UdpSocket::bind(feed.listen)
             .await
             .with_context(|| format!("cannot listen for MediaWiki's RCFeed on udp {}", feed.listen))?;
         rcfeeds.push(socket.local_addr()?);
         tracker.spawn(crate::rcfeed::run(Arc::clone(&hub), feed.clone(), socket));
     }
-    let bot = wikiwire_xmpp::start(Arc::clone(&hub), &config, &tracker).await.map_err(anyhow::Error::msg)?;
+    let bot = wikiwire_xmpp::start(
+        Arc::clone(&hub),
+        &config.bot,
+        wikiwire_http::ConnectionLimits::from(&config.hub.http),
+        &tracker,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
     let (xmpp, xmlrpc) = match bot {
         Some(bot) => (Some(bot.jid), bot.xmlrpc),
         None => (None, None),
@@ -158,7 +172,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
 /// The log: SQLite in the data directory, or with `[cluster]` the JetStream stream shared by the
 /// hub nodes (read through a replica in the data directory).
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(config: &wikiwire_hub::Config) -> anyhow::Result<Arc<dyn Store>> {
     let retention = Retention { max_age: config.store.max_age, max_events: config.store.max_events };
     match &config.cluster {
         None => {
@@ -178,7 +192,11 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
-pub fn jetstream_options(config: &Config, cluster: &ClusterConfig, retention: Retention) -> JetStreamOptions {
+pub fn jetstream_options(
+    config: &wikiwire_hub::Config,
+    cluster: &ClusterConfig,
+    retention: Retention,
+) -> JetStreamOptions {
     let mut options =
         JetStreamOptions::new(&cluster.node, cluster.nats.clone(), config.data_dir.join("replica.sqlite"));
     options.replicas = cluster.replicas;
@@ -196,7 +214,8 @@ async fn start_irc(
     hub: &Arc<Hub>,
     tracker: &TaskTracker,
 ) -> anyhow::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
-    let server = wikiwire_irc::Server::new(Arc::clone(hub), config).map_err(anyhow::Error::msg)?;
+    let server = wikiwire_irc::Server::new(Arc::clone(hub), &config.irc, &config.hub.rcfeeds)
+        .map_err(anyhow::Error::msg)?;
     // Before anyone can JOIN: channels made from RCFeed prefixes by earlier runs.
     let after = wikiwire_irc::fanout::restore_prefix_channels(&server).await;
     let listener = TcpListener::bind(config.irc.listen)
@@ -223,7 +242,7 @@ async fn start_irc(
 
 /// The configured publishers; with none, a `local` publisher for wiki `local` whose token lives
 /// in the data directory, so a new hub can be tried at once.
-fn publishers(config: &Config) -> anyhow::Result<Publishers> {
+fn publishers(config: &wikiwire_hub::Config) -> anyhow::Result<Publishers> {
     let local;
     let configs = if config.publishers.is_empty() {
         local = [local_publisher(&config.data_dir)?];

@@ -1,4 +1,5 @@
-//! `[[relay]]`: events posted to a channel on another IRC network (SPEC §6).
+//! `[[relay]]`: the relays' section of the configuration (SPEC §6), its defaults and its check.
+//! The binary composes it into the whole file.
 
 use std::path::PathBuf;
 
@@ -9,7 +10,7 @@ use wikiwire_irc_wire::names::check_nick;
 /// Events posted to a channel on another IRC network (SPEC §6 "Relay").
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RelayConfig {
+pub struct Config {
     /// `irc://host[:port]/#channel` or `ircs://...` (a channel key may follow as `?key=...`).
     pub url: String,
     pub nick: String,
@@ -23,8 +24,8 @@ pub struct RelayConfig {
     /// Which events, in the filter language; all when empty.
     #[serde(default)]
     pub filter: String,
-    /// Lines per second (default 1, as networks expect of a bot).
-    #[serde(default = "one_line_per_second")]
+    /// Lines per second.
+    #[serde(default = "default_rate")]
     pub rate: f64,
     /// Extra CA certificates (PEM) for `ircs://` to a private network.
     pub ca_file: Option<PathBuf>,
@@ -41,7 +42,7 @@ pub enum RelayAuth {
     None,
 }
 
-impl RelayConfig {
+impl Config {
     /// The name under which the relay keeps its position.
     pub fn cursor_name(&self) -> String {
         format!("relay:{}", self.name.as_deref().unwrap_or(&self.url))
@@ -57,12 +58,18 @@ impl RelayConfig {
     }
 }
 
-fn one_line_per_second() -> f64 {
-    1.0
+/// `rate`: one line per second, as networks expect of a bot.
+pub const DEFAULT_RATE: f64 = 1.0;
+/// The fastest `rate` accepted, in lines per second.
+pub const MAX_RATE: f64 = 100.0;
+
+fn default_rate() -> f64 {
+    DEFAULT_RATE
 }
 
-impl RelayConfig {
-    pub(super) fn check_all(relays: &[RelayConfig], problems: &mut Vec<String>) {
+impl Config {
+    /// Every problem of every relay, each as one sentence starting with where it is.
+    pub fn check_all(relays: &[Config], problems: &mut Vec<String>) {
         let mut names: Vec<String> = Vec::new();
         for (index, relay) in relays.iter().enumerate() {
             let at = format!("relay[{index}] ({:?})", relay.url);
@@ -72,8 +79,8 @@ impl RelayConfig {
             if let Err(reason) = check_nick(&relay.nick) {
                 problems.push(format!("{at}: nick: {reason}"));
             }
-            if !(relay.rate > 0.0 && relay.rate <= 100.0) {
-                problems.push(format!("{at}: rate: lines per second, above 0 and at most 100"));
+            if !(relay.rate > 0.0 && relay.rate <= MAX_RATE) {
+                problems.push(format!("{at}: rate: lines per second, above 0 and at most {MAX_RATE}"));
             }
             if let Err(error) = Filter::parse(&relay.filter) {
                 problems.push(format!("{at}: filter: {error}"));
@@ -87,5 +94,56 @@ impl RelayConfig {
             }
             names.push(name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct File {
+        relay: Vec<Config>,
+    }
+
+    #[test]
+    fn relays_are_checked() {
+        let file: File = toml::from_str(
+            r##"
+            [[relay]]
+            url = "irc://irc.example.org/#wiki"
+            nick = "wikirelay"
+            password = "secret"
+            [[relay]]
+            url = "http://nope"
+            nick = "9bad"
+            rate = 0
+            filter = "colour=red"
+            auth = "nickserv"
+            [[relay]]
+            url = "irc://irc.example.org/#wiki"
+            nick = "again"
+            "##,
+        )
+        .unwrap();
+        let relays = file.relay;
+        assert_eq!(relays[0].auth(), RelayAuth::Sasl);
+        assert_eq!(relays[0].rate, DEFAULT_RATE);
+        assert_eq!(relays[2].auth(), RelayAuth::None);
+        let mut problems = Vec::new();
+        Config::check_all(&relays, &mut problems);
+        let problems = problems.join("\n");
+        for expected in
+            ["url: ", "nick: ", "rate: ", "filter: colour", "auth needs a password", "share the position"]
+        {
+            assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error =
+            toml::from_str::<File>("[[relay]]\nurl = \"irc://x/#y\"\nnick = \"n\"\nrte = 2\n").unwrap_err();
+        assert!(error.to_string().contains("rte"), "{error}");
     }
 }
