@@ -1,6 +1,6 @@
 //! `[http]`: the HTTP API, feeds and the live page.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -39,6 +39,18 @@ pub struct HttpConfig {
     pub body_timeout: Duration,
 }
 
+/// `http.listen`: loopback, so that a hub is not open to the world until it is asked to be.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
+/// `http.max_body`, in bytes.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// `http.heartbeat`.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+/// `http.header_timeout`.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// `http.write_timeout`.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// `http.body_timeout`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// `http.max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// `http.max_connections_per_ip`.
@@ -49,16 +61,16 @@ pub const DEFAULT_RESERVED_DIVISOR: usize = 10;
 impl Default for HttpConfig {
     fn default() -> HttpConfig {
         HttpConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: DEFAULT_LISTEN,
             public_url: None,
-            max_body: 1024 * 1024,
-            heartbeat: Duration::from_secs(15),
+            max_body: DEFAULT_MAX_BODY,
+            heartbeat: DEFAULT_HEARTBEAT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             reserved_connections: None,
-            header_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(30),
-            body_timeout: Duration::from_secs(30),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 }

@@ -35,9 +35,14 @@ pub struct LimitsConfig {
     pub publish_burst: f64,
 }
 
+/// `limits.publish_rate`, events per second.
+pub const DEFAULT_PUBLISH_RATE: f64 = 1000.0;
+/// `limits.publish_burst`, events.
+pub const DEFAULT_PUBLISH_BURST: f64 = 20_000.0;
+
 impl Default for LimitsConfig {
     fn default() -> LimitsConfig {
-        LimitsConfig { publish_rate: 1000.0, publish_burst: 20_000.0 }
+        LimitsConfig { publish_rate: DEFAULT_PUBLISH_RATE, publish_burst: DEFAULT_PUBLISH_BURST }
     }
 }
 
