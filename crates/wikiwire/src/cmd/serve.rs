@@ -155,14 +155,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         rcfeeds.push(socket.local_addr()?);
         tracker.spawn(crate::rcfeed::run(Arc::clone(&hub), feed.clone(), socket));
     }
-    let bot = wikiwire_xmpp::start(
-        Arc::clone(&hub),
-        &config.bot,
-        wikiwire_http::ConnectionLimits::from(&config.hub.http),
-        &tracker,
-    )
-    .await
-    .map_err(anyhow::Error::msg)?;
+    // The XML-RPC API is served like the HTTP API: the same caps and timeouts ([http]).
+    let bot = wikiwire_xmpp::start(Arc::clone(&hub), &config.bot, limits, &tracker)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let (xmpp, xmlrpc) = match bot {
         Some(bot) => (Some(bot.jid), bot.xmlrpc),
         None => (None, None),
