@@ -564,3 +564,90 @@ def test_a_single_hub_killed_and_restarted_under_notifications(tmp_path, any_pro
     report(f"bot {mode(prosody)}, a single hub killed (-9) and restarted: online again after {back:.1f} s; "
            f"{len(notifier.acked)} acknowledged: {figures(counted)}")
     check_tally(counted, prosody.smacks)
+
+
+class Cable:
+    """A TCP path from the hub to the XMPP server that the test can cut: every connection through
+    it is reset at once (the server stays up, and sees its client go)."""
+
+    def __init__(self, target_port):
+        import socket
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        import socket
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.connections.append((client, server))
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self.pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def pump(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self):
+        import socket
+        import struct
+        with self.lock:
+            connections, self.connections = self.connections, []
+        for pair in connections:
+            for end in pair:
+                try:
+                    end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    end.close()
+                except OSError:
+                    pass
+        return len(connections)
+
+    def close(self):
+        self.listener.close()
+        self.cut()
+
+
+def test_the_bots_connection_cut_under_notifications(tmp_path, any_prosody):
+    """One node: the TCP connection to the XMPP server is reset three times under load while the
+    server stays up. With stream management the bot resumes its own stream and sends only what
+    the server had not taken."""
+    from xmpp_support import DOMAIN, Jabber
+    prosody = any_prosody
+    alice = Jabber(prosody, f"alice@{DOMAIN}", "alice-password-1")
+    cable = Cable(prosody.port)
+    (tmp_path / "single").mkdir()
+    config = prosody.hub_config().replace(f"port = {prosody.port}\n", f"port = {cable.port}\n")
+    hub = Hub(tmp_path / "single", extra=config)
+    notifier = Notifier([hub], f"alice@{DOMAIN}", per_call=BURST)
+    try:
+        wait_for(lambda: bot_connected(hub), 30, "the bot online")
+        notifier.start()
+        for cut in range(3):
+            wait_for(lambda: len(received(alice)) >= 100 * (cut + 1), 60, f"notifications before cut {cut + 1}")
+            assert cable.cut() == 1, "the bot's one connection"
+            wait_for(lambda: bot_connected(hub), 60, "the bot online again")
+        counted = tally_after(alice, notifier, 100, "notifications after the cuts")
+    finally:
+        notifier.stopping.set()
+        alice.close()
+        hub.stop(signal.SIGKILL)
+        cable.close()
+    log = (tmp_path / "single" / "hub.log").read_text()
+    resumed = log.count("XMPP stream resumed")
+    report(f"bot {mode(prosody)}, its connection to the XMPP server reset 3 times under load: resumed "
+           f"{resumed} times; {len(notifier.acked)} acknowledged: {figures(counted)}")
+    if prosody.smacks:
+        assert resumed == 3, log[-3000:]
+    check_tally(counted, prosody.smacks)
