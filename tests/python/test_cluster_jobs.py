@@ -267,9 +267,9 @@ def test_rolling_restart_of_every_nats_and_hub_node_under_load(tmp_path, nats):
 # The Jabber bot: configured on every node, delivered by the node holding its lease; the wikis'
 # XML-RPC calls are taken by any node and stored in NATS.
 
-def prosody_server(tmp_path, smacks=True):
+def prosody_server(tmp_path, smacks=True, hibernation=60):
     from xmpp_support import Prosody
-    server = Prosody(tmp_path / "prosody", smacks=smacks)
+    server = Prosody(tmp_path / "prosody", smacks=smacks, hibernation=hibernation)
     server.register("bot", "bot-password-Xq7")
     server.register("alice", "alice-password-1")
     return server
@@ -651,3 +651,36 @@ def test_the_bots_connection_cut_under_notifications(tmp_path, any_prosody):
     if prosody.smacks:
         assert resumed == 3, log[-3000:]
     check_tally(counted, prosody.smacks)
+
+
+def test_a_single_hub_back_after_the_server_dropped_its_stream(tmp_path):
+    """Stream management, one node killed (-9) and started again only after Prosody stopped
+    keeping its stream (hibernation 2 s): the resumption is refused, but Prosody's <failed h/>
+    still counts what it took, so nothing repeats."""
+    from xmpp_support import DOMAIN, Jabber
+    prosody = prosody_server(tmp_path, hibernation=2)
+    try:
+        alice = Jabber(prosody, f"alice@{DOMAIN}", "alice-password-1")
+        (tmp_path / "single").mkdir()
+        hub = Hub(tmp_path / "single", extra=prosody.hub_config())
+        notifier = Notifier([hub], f"alice@{DOMAIN}", per_call=BURST)
+        try:
+            wait_for(lambda: bot_connected(hub), 30, "the bot online")
+            notifier.start()
+            wait_for(lambda: len(received(alice)) >= 200, 60, "notifications before the kill")
+            hub.stop(signal.SIGKILL)
+            time.sleep(5)
+            hub.start()
+            wait_for(lambda: bot_connected(hub), 30, "the bot online again")
+            counted = tally_after(alice, notifier, 100, "notifications after the restart")
+        finally:
+            notifier.stopping.set()
+            alice.close()
+            hub.stop(signal.SIGKILL)
+    finally:
+        prosody.stop()
+    log = (tmp_path / "single" / "hub.log").read_text()
+    assert "did not resume the stream" in log, log[-3000:]
+    report(f"bot with stream management, a single hub killed (-9) and restarted after its stream's "
+           f"hibernation ended: {len(notifier.acked)} acknowledged: {figures(counted)}")
+    check_tally(counted, smacks=True)

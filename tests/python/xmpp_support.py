@@ -24,9 +24,10 @@ SECRET = "xmlrpc-secret-Zr81"
 
 class Prosody:
     """Prosody on a free port, foreground, with offline storage, a MUC component and (unless
-    `smacks=False`) XEP-0198 stream management."""
+    `smacks=False`) XEP-0198 stream management, which keeps a broken stream `hibernation`
+    seconds."""
 
-    def __init__(self, directory, port=None, smacks=True):
+    def __init__(self, directory, port=None, smacks=True, hibernation=60):
         self.directory = pathlib.Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "data").mkdir(exist_ok=True)
@@ -49,7 +50,7 @@ https_ports = {{}}
 c2s_require_encryption = true
 allow_registration = false
 authentication = "internal_hashed"
-smacks_hibernation_time = 60
+smacks_hibernation_time = {hibernation}
 modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "presence"; "offline"; {'"smacks";' if smacks else ''} "posix"; }}
 modules_disabled = {{ "s2s" }}
 ssl = {{ key = "{self.key}"; certificate = "{self.certificate}" }}
