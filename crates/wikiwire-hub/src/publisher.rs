@@ -60,6 +60,16 @@ impl Bucket {
     }
 }
 
+/// A publisher the configuration describes but that cannot be made (`config check` refuses these
+/// first).
+#[derive(Debug, thiserror::Error)]
+pub enum PublisherError {
+    #[error("{publisher}: {reason}")]
+    TokenHash { publisher: String, reason: &'static str },
+    #[error("{publisher}: no token")]
+    NoToken { publisher: String },
+}
+
 /// Every publisher and every wiki's description block.
 #[derive(Debug, Default)]
 pub struct Publishers {
@@ -69,15 +79,14 @@ pub struct Publishers {
 
 impl Publishers {
     /// From checked configuration (`Config::check` passed, so hashes parse).
-    pub fn new(configs: &[PublisherConfig], limits: &LimitsConfig) -> Result<Publishers, String> {
+    pub fn new(configs: &[PublisherConfig], limits: &LimitsConfig) -> Result<Publishers, PublisherError> {
         let mut publishers = Publishers::default();
         for config in configs {
             let token_hash = match (&config.token, &config.token_hash) {
-                (_, Some(hash)) => {
-                    token::parse_hash(hash).map_err(|reason| format!("{}: {reason}", config.name))?
-                }
+                (_, Some(hash)) => token::parse_hash(hash)
+                    .map_err(|reason| PublisherError::TokenHash { publisher: config.name.clone(), reason })?,
                 (Some(token), None) => token::hash(token),
-                (None, None) => return Err(format!("{}: no token", config.name)),
+                (None, None) => return Err(PublisherError::NoToken { publisher: config.name.clone() }),
             };
             for wiki in &config.wikis {
                 publishers.wikis.push(WikiDescription::new(

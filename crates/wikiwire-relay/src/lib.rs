@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wikiwire_client::connection::SPEAKING_PREFIXES;
 use wikiwire_client::{Auth, ClientError, Connection, Login, TlsSettings};
-use wikiwire_event::{Event, Filter, Format, line, packed};
+use wikiwire_event::{Event, FieldError, Filter, Format, line, packed};
 use wikiwire_hub::metrics::GaugeGuard;
 use wikiwire_hub::{FollowError, Hub, Item, Lag};
 use wikiwire_irc_wire::IrcTarget;
@@ -63,6 +63,17 @@ enum RelayError {
     LeaseLost,
 }
 
+/// A relay the configuration describes but that cannot be made (`config check` refuses these
+/// first): shown as the URL's or the filter's own error.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// `IrcTarget::parse` says why in words; it has no error of its own to keep.
+    #[error("{0}")]
+    Url(String),
+    #[error(transparent)]
+    Filter(#[from] FieldError),
+}
+
 pub struct Relay {
     hub: Arc<Hub>,
     config: Config,
@@ -72,9 +83,9 @@ pub struct Relay {
 
 impl Relay {
     /// From checked configuration.
-    pub fn new(hub: Arc<Hub>, config: Config) -> Result<Relay, String> {
-        let target = IrcTarget::parse(&config.url)?;
-        let filter = Filter::parse(&config.filter).map_err(|error| error.to_string())?;
+    pub fn new(hub: Arc<Hub>, config: Config) -> Result<Relay, SetupError> {
+        let target = IrcTarget::parse(&config.url).map_err(SetupError::Url)?;
+        let filter = Filter::parse(&config.filter)?;
         Ok(Relay { hub, config, target, filter })
     }
 

@@ -14,9 +14,30 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension};
 /// Problems named in the refusal at most; the rest are counted.
 const SHOWN: usize = 5;
 
+/// What the check found wrong, in words for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum Damage {
+    /// The problems `quick_check` named: the first few, and how many more.
+    #[error("{0}")]
+    Pages(String),
+    #[error("the state row {0} is missing")]
+    MissingState(&'static str),
+    #[error("event {id} is stored past the last assigned id {last_id}")]
+    PastLastId { id: i64, last_id: i64 },
+    #[error(
+        "the last acknowledged event {last_id} is missing (the newest stored is {newest}): the file lost its end"
+    )]
+    LostEnd { last_id: i64, newest: i64 },
+    #[error("the last acknowledged event {last_id} is missing (no event is stored): the file lost its end")]
+    NoEvent { last_id: i64 },
+    /// SQLite could not read what the check asked for.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
 /// Every page walked (`quick_check`), under a watchdog that interrupts the walk when the budget
 /// is spent. `Err` says what is wrong, in words for the operator.
-pub fn walk_pages(connection: &Connection, budget: Duration) -> Result<(), String> {
+pub fn walk_pages(connection: &Connection, budget: Duration) -> Result<(), Damage> {
     let started = Instant::now();
     let interrupt = connection.get_interrupt_handle();
     let (finished, wait) = mpsc::channel::<()>();
@@ -33,7 +54,7 @@ pub fn walk_pages(connection: &Connection, budget: Duration) -> Result<(), Strin
             tracing::debug!(elapsed = ?started.elapsed(), "store integrity check passed");
             Ok(())
         }
-        Ok(problems) => Err(describe(&problems)),
+        Ok(problems) => Err(Damage::Pages(describe(&problems))),
         Err(error) if error.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) => {
             tracing::warn!(
                 budget = ?budget,
@@ -43,7 +64,7 @@ pub fn walk_pages(connection: &Connection, budget: Duration) -> Result<(), Strin
             );
             Ok(())
         }
-        Err(error) => Err(error.to_string()),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -70,31 +91,25 @@ fn describe(problems: &[String]) -> String {
 }
 
 /// The newest acknowledged event must be stored and readable, unless retention removed it.
-pub fn check_end(connection: &Connection) -> Result<(), String> {
-    let state = |name: &str| -> Result<i64, String> {
+pub fn check_end(connection: &Connection) -> Result<(), Damage> {
+    let state = |name: &'static str| -> Result<i64, Damage> {
         connection
             .query_row("SELECT value FROM state WHERE name = ?1", [name], |row| row.get(0))
-            .optional()
-            .map_err(|error| error.to_string())?
-            .ok_or_else(|| format!("the state row {name} is missing"))
+            .optional()?
+            .ok_or(Damage::MissingState(name))
     };
     let (last_id, pruned_through) = (state("last_id")?, state("pruned_through")?);
     let newest: Option<(i64, i64)> = connection
         .query_row("SELECT id, length(body) FROM events ORDER BY id DESC LIMIT 1", [], |row| {
             Ok((row.get(0)?, row.get(1)?))
         })
-        .optional()
-        .map_err(|error| error.to_string())?;
+        .optional()?;
     match newest {
-        Some((id, _)) if id > last_id => {
-            Err(format!("event {id} is stored past the last assigned id {last_id}"))
+        Some((id, _)) if id > last_id => Err(Damage::PastLastId { id, last_id }),
+        Some((id, _)) if id < last_id && last_id > pruned_through => {
+            Err(Damage::LostEnd { last_id, newest: id })
         }
-        Some((id, _)) if id < last_id && last_id > pruned_through => Err(format!(
-            "the last acknowledged event {last_id} is missing (the newest stored is {id}): the file lost its end"
-        )),
-        None if last_id > pruned_through => Err(format!(
-            "the last acknowledged event {last_id} is missing (no event is stored): the file lost its end"
-        )),
+        None if last_id > pruned_through => Err(Damage::NoEvent { last_id }),
         _ => Ok(()),
     }
 }

@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use wikiwire_event::{Draft, Event};
 
 use crate::{Appended, Bounds, Bus, Cursor, MAX_PAGE, Outbox, Page, Query, Retention, Store, StoreError};
+pub use integrity::Damage;
 pub use outbox::SqliteOutbox;
 pub use salvage::{Salvage, salvage};
 use schema::backend;
@@ -178,9 +179,10 @@ impl SqliteStore {
             .map_err(backend)
             .map_err(refuse_damage)?;
         // Before the migrations write into it, and after them (the end check reads their tables).
-        integrity::walk_pages(&connection, options.integrity_budget).map_err(damaged)?;
+        integrity::walk_pages(&connection, options.integrity_budget)
+            .map_err(|damage| damaged(damage.to_string()))?;
         schema::migrate(&mut connection).map_err(refuse_damage)?;
-        integrity::check_end(&connection).map_err(damaged)?;
+        integrity::check_end(&connection).map_err(|damage| damaged(damage.to_string()))?;
         let state = |name: &str| -> Result<u64, StoreError> {
             connection
                 .query_row("SELECT value FROM state WHERE name = ?1", [name], |row| row.get::<_, i64>(0))
@@ -374,9 +376,8 @@ impl Store for SqliteStore {
 
 /// Checks a store file with no time limit (for `wikiwire repair`, with the hub stopped): `Err`
 /// says what is damaged.
-pub fn verify(path: &Path) -> Result<(), String> {
-    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .map_err(|error| error.to_string())?;
+pub fn verify(path: &Path) -> Result<(), Damage> {
+    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     integrity::walk_pages(&connection, Duration::from_secs(365 * 24 * 3600))?;
     integrity::check_end(&connection)
 }

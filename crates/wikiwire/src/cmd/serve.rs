@@ -111,8 +111,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         &config.hub.channels,
         config.irc.wiki_format,
         &public_url,
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let shutdown = CancellationToken::new();
     let hub = Hub::new(Arc::clone(&store), publishers, channels, public_url, shutdown.clone());
     let tracker = TaskTracker::new();
@@ -143,8 +142,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (irc, ircs) =
         if config.irc.enabled { start_irc(&config, &hub, &tracker).await? } else { (None, None) };
     for relay in &config.relays {
-        let relay =
-            wikiwire_relay::Relay::new(Arc::clone(&hub), relay.clone()).map_err(anyhow::Error::msg)?;
+        let relay = wikiwire_relay::Relay::new(Arc::clone(&hub), relay.clone())?;
         tracker.spawn(relay.run());
     }
     let mut rcfeeds = Vec::new();
@@ -246,7 +244,7 @@ fn publishers(config: &wikiwire_hub::Config) -> anyhow::Result<Publishers> {
     } else {
         &config.publishers[..]
     };
-    Publishers::new(configs, &config.limits).map_err(anyhow::Error::msg)
+    Ok(Publishers::new(configs, &config.limits)?)
 }
 
 fn local_publisher(data_dir: &Path) -> anyhow::Result<PublisherConfig> {
