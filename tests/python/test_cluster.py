@@ -13,6 +13,7 @@ import pathlib
 import shutil
 import signal
 import socket
+import struct
 import threading
 import time
 import urllib.error
@@ -328,13 +329,15 @@ def test_all_nats_nodes_killed_and_back_hubs_recover_without_restart(tmp_path, n
 
 class Balancer(threading.Thread):
     """A TCP load balancer in front of the hub nodes (as an operator runs one): each connection
-    goes to the first backend that accepts it."""
+    goes to the first backend that accepts it. `cut()` resets every connection through it."""
 
     def __init__(self, backends):
         super().__init__(daemon=True)
         self.backends = backends
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
+        self.connections = []
+        self.lock = threading.Lock()
         self.start()
 
     def run(self):
@@ -353,6 +356,8 @@ class Balancer(threading.Thread):
             else:
                 client.close()
                 continue
+            with self.lock:
+                self.connections.append((client, upstream))
             for source, target in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self.pipe, args=(source, target), daemon=True).start()
 
@@ -369,6 +374,20 @@ class Balancer(threading.Thread):
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+    def cut(self):
+        """Resets every connection through the balancer (both ends see a reset, not a close);
+        returns how many there were."""
+        with self.lock:
+            connections, self.connections = self.connections, []
+        for pair in connections:
+            for end in pair:
+                try:
+                    end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    end.close()
+                except OSError:
+                    pass
+        return len(connections)
 
     def close(self):
         self.listener.close()

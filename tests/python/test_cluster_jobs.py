@@ -538,16 +538,25 @@ def test_kill_9_of_the_node_running_both_the_bot_and_a_relay_while_both_are_busy
     check_tally(counted, smacks=True)
 
 
-def test_a_single_hub_killed_and_restarted_under_notifications(tmp_path, any_prosody):
-    """One node, its outbox in xmpp.sqlite: kill -9 under load, started again on the same data."""
+def single_bot(tmp_path, prosody, port=None):
+    """One hub (no cluster) running the bot on `prosody` (through `port` when given), online;
+    alice, and a wiki that will notify her (not started)."""
     from xmpp_support import DOMAIN, Jabber
-    prosody = any_prosody
     alice = Jabber(prosody, f"alice@{DOMAIN}", "alice-password-1")
     (tmp_path / "single").mkdir()
-    hub = Hub(tmp_path / "single", extra=prosody.hub_config())
-    notifier = Notifier([hub], f"alice@{DOMAIN}", per_call=BURST)
+    config = prosody.hub_config()
+    if port:
+        config = config.replace(f"port = {prosody.port}\n", f"port = {port}\n")
+    hub = Hub(tmp_path / "single", extra=config)
+    wait_for(lambda: bot_connected(hub), 30, "the bot online")
+    return alice, hub, Notifier([hub], f"alice@{DOMAIN}", per_call=BURST)
+
+
+def test_a_single_hub_killed_and_restarted_under_notifications(tmp_path, any_prosody):
+    """One node, its outbox in xmpp.sqlite: kill -9 under load, started again on the same data."""
+    prosody = any_prosody
+    alice, hub, notifier = single_bot(tmp_path, prosody)
     try:
-        wait_for(lambda: bot_connected(hub), 30, "the bot online")
         notifier.start()
         # Killed in full flow, and loaded again after the restart.
         wait_for(lambda: len(received(alice)) >= 200, 60, "notifications before the kill")
@@ -566,73 +575,15 @@ def test_a_single_hub_killed_and_restarted_under_notifications(tmp_path, any_pro
     check_tally(counted, prosody.smacks)
 
 
-class Cable:
-    """A TCP path from the hub to the XMPP server that the test can cut: every connection through
-    it is reset at once (the server stays up, and sees its client go)."""
-
-    def __init__(self, target_port):
-        import socket
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        import socket
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target_port))
-            with self.lock:
-                self.connections.append((client, server))
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self.pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def pump(source, sink):
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-
-    def cut(self):
-        import socket
-        import struct
-        with self.lock:
-            connections, self.connections = self.connections, []
-        for pair in connections:
-            for end in pair:
-                try:
-                    end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    end.close()
-                except OSError:
-                    pass
-        return len(connections)
-
-    def close(self):
-        self.listener.close()
-        self.cut()
-
-
 def test_the_bots_connection_cut_under_notifications(tmp_path, any_prosody):
-    """One node: the TCP connection to the XMPP server is reset three times under load while the
-    server stays up. With stream management the bot resumes its own stream and sends only what
-    the server had not taken."""
-    from xmpp_support import DOMAIN, Jabber
+    """One node: the TCP connection to the XMPP server (through a balancer the test can cut) is
+    reset three times under load while the server stays up. With stream management the bot
+    resumes its own stream and sends only what the server had not taken."""
     prosody = any_prosody
-    alice = Jabber(prosody, f"alice@{DOMAIN}", "alice-password-1")
-    cable = Cable(prosody.port)
-    (tmp_path / "single").mkdir()
-    config = prosody.hub_config().replace(f"port = {prosody.port}\n", f"port = {cable.port}\n")
-    hub = Hub(tmp_path / "single", extra=config)
-    notifier = Notifier([hub], f"alice@{DOMAIN}", per_call=BURST)
+    from test_cluster import Balancer
+    cable = Balancer([prosody.port])
+    alice, hub, notifier = single_bot(tmp_path, prosody, cable.port)
     try:
-        wait_for(lambda: bot_connected(hub), 30, "the bot online")
         notifier.start()
         for cut in range(3):
             wait_for(lambda: len(received(alice)) >= 100 * (cut + 1), 60, f"notifications before cut {cut + 1}")
@@ -657,15 +608,10 @@ def test_a_single_hub_back_after_the_server_dropped_its_stream(tmp_path):
     """Stream management, one node killed (-9) and started again only after Prosody stopped
     keeping its stream (hibernation 2 s): the resumption is refused, but Prosody's <failed h/>
     still counts what it took, so nothing repeats."""
-    from xmpp_support import DOMAIN, Jabber
     prosody = prosody_server(tmp_path, hibernation=2)
     try:
-        alice = Jabber(prosody, f"alice@{DOMAIN}", "alice-password-1")
-        (tmp_path / "single").mkdir()
-        hub = Hub(tmp_path / "single", extra=prosody.hub_config())
-        notifier = Notifier([hub], f"alice@{DOMAIN}", per_call=BURST)
+        alice, hub, notifier = single_bot(tmp_path, prosody)
         try:
-            wait_for(lambda: bot_connected(hub), 30, "the bot online")
             notifier.start()
             wait_for(lambda: len(received(alice)) >= 200, 60, "notifications before the kill")
             hub.stop(signal.SIGKILL)
