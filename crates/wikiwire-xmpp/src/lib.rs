@@ -137,6 +137,29 @@ impl Run {
     }
 }
 
+/// Why the bot could not start. Each keeps what failed as its source; shown with its chain (as
+/// `wikiwire serve` does) it reads `the bot's state: <why>`, `xmpp.jid: <why>` and so on.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the bot's state")]
+    State(#[source] wikiwire_store::StoreError),
+    #[error(transparent)]
+    Wake(#[from] state::StateError),
+    #[error("xmpp.jid")]
+    Jid(#[source] tokio_xmpp::jid::Error),
+    /// The connector's or the wiki client's set-up, which say why in words.
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot listen for XML-RPC on {address}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Address(std::io::Error),
+}
+
 /// What `start` brought up.
 pub struct Started {
     /// The XML-RPC listener, when `[xmlrpc]` is configured.
@@ -153,30 +176,32 @@ pub async fn start(
     config: &Config,
     limits: wikiwire_http::ConnectionLimits,
     tracker: &TaskTracker,
-) -> Result<Option<Started>, String> {
+) -> Result<Option<Started>, StartError> {
     let Some(xmpp) = config.xmpp.clone() else {
         return Ok(None);
     };
     // In a cluster the outbox, positions and subscriptions are shared in NATS: any node takes
     // the wikis' calls, the node holding the bot's lease delivers.
-    let outbox = hub.store().outbox().await.map_err(|error| format!("the bot's state: {error}"))?;
+    let outbox = hub.store().outbox().await.map_err(StartError::State)?;
     let state = state::State::new(outbox);
-    let jid = Jid::new(&xmpp.jid).map_err(|error| format!("xmpp.jid: {error}"))?;
+    let jid = Jid::new(&xmpp.jid).map_err(StartError::Jid)?;
     let server = xmpp.server.clone().unwrap_or_else(|| jid.domain().to_string());
     // Checked once here, so that a bad CA file stops the start instead of every run.
-    connector::Connector::new(&server, xmpp.port, xmpp.ca_file.as_deref())?;
+    connector::Connector::new(&server, xmpp.port, xmpp.ca_file.as_deref()).map_err(StartError::Setup)?;
     let wiki = match &config.wiki {
-        Some(wiki) => Some(Arc::new(wiki::Wiki::new(wiki, Arc::clone(hub.metrics()))?)),
+        Some(wiki) => {
+            Some(Arc::new(wiki::Wiki::new(wiki, Arc::clone(hub.metrics())).map_err(StartError::Setup)?))
+        }
         None => None,
     };
     let wake = Arc::new(Notify::new());
-    state.notify_on_items(Arc::clone(&wake)).await.map_err(|error| error.to_string())?;
+    state.notify_on_items(Arc::clone(&wake)).await?;
     let xmlrpc = match &config.xmlrpc {
         Some(api) => {
             let listener = TcpListener::bind(api.listen)
                 .await
-                .map_err(|error| format!("cannot listen for XML-RPC on {}: {error}", api.listen))?;
-            let address = listener.local_addr().map_err(|error| error.to_string())?;
+                .map_err(|source| StartError::Listen { address: api.listen, source })?;
+            let address = listener.local_addr().map_err(StartError::Address)?;
             let router = xmlrpc::router(
                 xmlrpc::Api::new(
                     api.secret.clone(),

@@ -154,9 +154,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tracker.spawn(crate::rcfeed::run(Arc::clone(&hub), feed.clone(), socket));
     }
     // The XML-RPC API is served like the HTTP API: the same caps and timeouts ([http]).
-    let bot = wikiwire_xmpp::start(Arc::clone(&hub), &config.bot, limits, &tracker)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let bot = wikiwire_xmpp::start(Arc::clone(&hub), &config.bot, limits, &tracker).await?;
     let (xmpp, xmlrpc) = match bot {
         Some(bot) => (Some(bot.jid), bot.xmlrpc),
         None => (None, None),
