@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use quick_xml::Reader;
-use quick_xml::events::Event as XmlEvent;
+use quick_xml::events::{BytesRef, Event as XmlEvent};
 use wikiwire_event::atom::{self, FeedMeta};
 use wikiwire_event::packed::{self, CORE_BUDGET};
 use wikiwire_event::text::{self, TextOptions, TextStyle};
@@ -180,18 +180,7 @@ fn read_changes(document: &str) -> Vec<Event> {
             }
             XmlEvent::Text(chunk) => text.push_str(&chunk.xml_content().expect("valid text")),
             XmlEvent::GeneralRef(reference) => {
-                let resolved = match reference.resolve_char_ref().expect("valid reference") {
-                    Some(c) => c.to_string(),
-                    None => match std::str::from_utf8(&reference).unwrap() {
-                        "amp" => "&".into(),
-                        "lt" => "<".into(),
-                        "gt" => ">".into(),
-                        "quot" => "\"".into(),
-                        "apos" => "'".into(),
-                        other => panic!("unexpected entity {other}"),
-                    },
-                };
-                text.push_str(&resolved);
+                text.push_str(&resolve(&reference));
             }
             XmlEvent::End(end) => {
                 let name = String::from_utf8(end.name().as_ref().to_vec()).unwrap();
@@ -227,6 +216,21 @@ fn read_changes(document: &str) -> Vec<Event> {
     events
 }
 
+/// The text a character or entity reference stands for: a number, or one of XML's five named entities.
+fn resolve(reference: &BytesRef) -> String {
+    match reference.resolve_char_ref().expect("valid reference") {
+        Some(c) => c.to_string(),
+        None => match std::str::from_utf8(reference).unwrap() {
+            "amp" => "&".into(),
+            "lt" => "<".into(),
+            "gt" => ">".into(),
+            "quot" => "\"".into(),
+            "apos" => "'".into(),
+            other => panic!("unexpected entity {other}"),
+        },
+    }
+}
+
 /// The text of every `ww:event` element of an Atom feed.
 fn read_atom_events(document: &str) -> Vec<String> {
     let mut reader = Reader::from_str(document);
@@ -241,17 +245,7 @@ fn read_atom_events(document: &str) -> Vec<String> {
             }
             XmlEvent::Text(chunk) if inside => text.push_str(&chunk.xml_content().unwrap()),
             XmlEvent::GeneralRef(reference) if inside => {
-                let resolved = match reference.resolve_char_ref().unwrap() {
-                    Some(c) => c.to_string(),
-                    None => match std::str::from_utf8(&reference).unwrap() {
-                        "amp" => "&".into(),
-                        "lt" => "<".into(),
-                        "gt" => ">".into(),
-                        "quot" => "\"".into(),
-                        other => panic!("unexpected entity {other}"),
-                    },
-                };
-                text.push_str(&resolved);
+                text.push_str(&resolve(&reference));
             }
             XmlEvent::End(end) if end.name().as_ref() == b"ww:event" => {
                 inside = false;

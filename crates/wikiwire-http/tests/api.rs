@@ -30,15 +30,7 @@ async fn publish_json_then_read_it_back() {
 async fn packed_form_bodies_one_event_per_line() {
     let hub = start(Options::default()).await;
     let body = "wiki=MoinMaster&action=SAVE&page=Front+Page&user=A%20B\nwiki=MoinMaster&action=SAVENEW&page=%D7%90&user=u\n";
-    let response = hub
-        .client
-        .post(format!("{}/api/v1/events", hub.url))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = hub.post_body("application/x-www-form-urlencoded", body).await;
     assert_eq!(response.status(), 201);
     let (_, history) = hub.get_json("/api/v1/events").await;
     assert_eq!(history["events"][0]["page"], "Front Page");
@@ -94,87 +86,31 @@ async fn every_refusal_is_json_and_stores_nothing() {
         Some("old_name"),
     )
     .await;
+    check(hub.post_body("application/json", "{\"wiki\": ").await, 400, Some("body")).await;
+    check(hub.post_body("application/json", b"{\"wiki\": \"\xff\xfe\"}".to_vec()).await, 400, Some("body"))
+        .await;
     check(
-        client
-            .post(&url)
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
-            .body("{\"wiki\": ")
-            .send()
-            .await
-            .unwrap(),
+        hub.post_body(
+            "application/x-www-form-urlencoded",
+            b"wiki=MoinMaster&action=SAVE&page=\xff&user=u".to_vec(),
+        )
+        .await,
         400,
         Some("body"),
     )
     .await;
     check(
-        client
-            .post(&url)
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
-            .body(b"{\"wiki\": \"\xff\xfe\"}".to_vec())
-            .send()
-            .await
-            .unwrap(),
-        400,
-        Some("body"),
-    )
-    .await;
-    check(
-        client
-            .post(&url)
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(b"wiki=MoinMaster&action=SAVE&page=\xff&user=u".to_vec())
-            .send()
-            .await
-            .unwrap(),
-        400,
-        Some("body"),
-    )
-    .await;
-    check(
-        client
-            .post(&url)
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("wiki=MoinMaster&action=SAVE&page=%FF&user=u")
-            .send()
-            .await
-            .unwrap(),
+        hub.post_body("application/x-www-form-urlencoded", "wiki=MoinMaster&action=SAVE&page=%FF&user=u")
+            .await,
         400,
         Some("page"),
     )
     .await;
-    check(
-        client
-            .post(&url)
-            .bearer_auth(TOKEN)
-            .header("content-type", "text/csv")
-            .body("a,b")
-            .send()
-            .await
-            .unwrap(),
-        415,
-        None,
-    )
-    .await;
+    check(hub.post_body("text/csv", "a,b").await, 415, None).await;
     check(client.post(&url).bearer_auth(TOKEN).json(&json!({"wiki": "MoinMaster", "action": "SAVE", "page": "P", "user": "u", "comment": "x".repeat(5000)})).send().await.unwrap(), 413, None).await;
     // Without a Content-Length the limit holds while reading.
     let chunks = futures_util::stream::iter((0..100).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
-    check(
-        client
-            .post(&url)
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
-            .body(reqwest::Body::wrap_stream(chunks))
-            .send()
-            .await
-            .unwrap(),
-        413,
-        None,
-    )
-    .await;
+    check(hub.post_body("application/json", reqwest::Body::wrap_stream(chunks)).await, 413, None).await;
     check(hub.publish(json!([])).await, 400, Some("body")).await;
     check(
         hub.publish(json!({"wiki": "MoinMaster", "action": "SAVE", "page": "P", "user": "u", "id": 7})).await,

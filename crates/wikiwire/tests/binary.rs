@@ -170,46 +170,18 @@ async fn with_no_configuration_a_local_publisher_works_at_once() {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
-        .args([
-            "publish",
-            "--url",
-            &hub.url,
-            "--wiki",
-            "local",
-            "--action",
-            "page_changed",
-            "--page",
-            "Front Page",
-            "--user",
-            "Alice",
-            "--field",
-            "origin=cli",
-        ])
-        .current_dir(directory.path())
-        .output()
-        .unwrap();
+    let output = publish_page_changed(
+        directory.path(),
+        &hub.url,
+        &["--page", "Front Page", "--user", "Alice", "--field", "origin=cli"],
+    );
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "1");
     let event: serde_json::Value =
         reqwest::get(format!("{}/api/v1/events/1", hub.url)).await.unwrap().json().await.unwrap();
     assert_eq!(event["extra"]["origin"], "cli");
 
-    let refused = Command::new(env!("CARGO_BIN_EXE_wikiwire"))
-        .args([
-            "publish",
-            "--url",
-            &hub.url,
-            "--wiki",
-            "local",
-            "--action",
-            "page_changed",
-            "--user",
-            "Alice",
-        ])
-        .current_dir(directory.path())
-        .output()
-        .unwrap();
+    let refused = publish_page_changed(directory.path(), &hub.url, &["--user", "Alice"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("page: required for page_changed"));
 
@@ -226,6 +198,17 @@ async fn with_no_configuration_a_local_publisher_works_at_once() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "2\n3\n");
     hub.child.kill().unwrap();
     hub.child.wait().unwrap();
+}
+
+/// `wikiwire publish --url URL --wiki local --action page_changed` with `fields` after it, run in
+/// `directory` so that it finds the local token there.
+fn publish_page_changed(directory: &Path, url: &str, fields: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wikiwire"))
+        .args(["publish", "--url", url, "--wiki", "local", "--action", "page_changed"])
+        .args(fields)
+        .current_dir(directory)
+        .output()
+        .unwrap()
 }
 
 fn config_check(path: &Path) -> std::process::Output {
