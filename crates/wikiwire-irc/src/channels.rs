@@ -25,14 +25,8 @@ use crate::client::Client;
 pub struct Channel {
     /// Its place in the directory: what a client keeps of the channels it joined.
     pub index: usize,
-    pub name: String,
-    pub format: Format,
-    pub filter: Filter,
-    pub topic: String,
-    /// Publishers whose events this channel may carry: they are its voiced members.
-    pub speakers: Vec<String>,
-    /// Prefix readable lines with the wiki name: the channel carries several wikis.
-    pub show_wiki: bool,
+    /// Its name, format, filter, topic and speakers (its publishers, voiced members here).
+    pub spec: ChannelSpec,
     /// Made from an RCFeed prefix (not declared): the wiki it carries.
     pub prefix_wiki: Option<String>,
     members: RwLock<HashMap<u64, Arc<Client>>>,
@@ -40,24 +34,14 @@ pub struct Channel {
 
 impl Channel {
     fn new(index: usize, spec: &ChannelSpec) -> Channel {
-        Channel {
-            index,
-            name: spec.name.clone(),
-            format: spec.format,
-            filter: spec.filter.clone(),
-            topic: spec.topic.clone(),
-            speakers: spec.speakers.clone(),
-            show_wiki: spec.show_wiki,
-            prefix_wiki: None,
-            members: RwLock::new(HashMap::new()),
-        }
+        Channel { index, spec: spec.clone(), prefix_wiki: None, members: RwLock::new(HashMap::new()) }
     }
 
     /// Whether a live event is said here: it passes the filter, and a `mediawiki` channel leaves
     /// out what MediaWiki's own IRC feed leaves out (category membership changes).
     pub fn carries(&self, event: &wikiwire_event::Event) -> bool {
-        self.filter.matches(event)
-            && (self.format != Format::Mediawiki || wikiwire_event::mediawiki::on_irc(event))
+        self.spec.filter.matches(event)
+            && (self.spec.format != Format::Mediawiki || wikiwire_event::mediawiki::on_irc(event))
     }
 
     /// Adds a listener; false if it was already there.
@@ -80,11 +64,11 @@ impl Channel {
 
     /// Everyone in the channel: its publishers and its listeners.
     pub fn population(&self) -> usize {
-        self.speakers.len() + self.read().len()
+        self.spec.speakers.len() + self.read().len()
     }
 
     pub fn may_speak(&self, publisher: &str) -> bool {
-        self.speakers.iter().any(|speaker| speaker.eq_ignore_ascii_case(publisher))
+        self.spec.speakers.iter().any(|speaker| speaker.eq_ignore_ascii_case(publisher))
     }
 
     fn read(&self) -> RwLockReadGuard<'_, HashMap<u64, Arc<Client>>> {
@@ -151,7 +135,7 @@ impl Channels {
 
     /// Channel names compare without ASCII case (CASEMAPPING=ascii).
     pub fn find(&self, name: &str) -> Option<&Arc<Channel>> {
-        if let Some(channel) = self.list.iter().find(|channel| channel.name.eq_ignore_ascii_case(name)) {
+        if let Some(channel) = self.list.iter().find(|channel| channel.spec.name.eq_ignore_ascii_case(name)) {
             return Some(channel);
         }
         if self.made.is_empty() {
@@ -181,7 +165,7 @@ impl Channels {
     /// channel has that name: it carries what its filter says, and nothing is made.
     pub fn from_prefix(&self, wanted: PrefixChannel<'_>) -> Result<Option<&Arc<Channel>>, PrefixRefusal> {
         check_channel_name(wanted.name).map_err(|_| PrefixRefusal::Name)?;
-        if self.list.iter().any(|channel| channel.name.eq_ignore_ascii_case(wanted.name)) {
+        if self.list.iter().any(|channel| channel.spec.name.eq_ignore_ascii_case(wanted.name)) {
             return Ok(None);
         }
         let mut names = self.names();
@@ -199,12 +183,14 @@ impl Channels {
         let filter = Filter::parse(&format!("wiki={}", wanted.wiki)).map_err(|_| PrefixRefusal::Name)?;
         let channel = Arc::new(Channel {
             index: self.list.len() + slot,
-            name: wanted.name.to_owned(),
-            format: Format::Mediawiki,
-            filter,
-            topic: (wanted.topic)(),
-            speakers: vec![wanted.publisher.to_owned()],
-            show_wiki: false,
+            spec: ChannelSpec {
+                name: wanted.name.to_owned(),
+                format: Format::Mediawiki,
+                filter,
+                topic: (wanted.topic)(),
+                speakers: vec![wanted.publisher.to_owned()],
+                show_wiki: false,
+            },
             prefix_wiki: Some(wanted.wiki.to_owned()),
             members: RwLock::new(HashMap::new()),
         });
@@ -244,7 +230,7 @@ mod tests {
         assert_eq!(channels.from_prefix(wanted("no hash", "enwiki")).err(), Some(PrefixRefusal::Name));
         let made = channels.from_prefix(wanted("#en.wikipedia", "enwiki")).unwrap().unwrap();
         assert_eq!(
-            (made.index, made.format, made.speakers.as_slice()),
+            (made.index, made.spec.format, made.spec.speakers.as_slice()),
             (1, Format::Mediawiki, &["wmf".to_owned()][..])
         );
         let again = channels.from_prefix(wanted("#EN.wikipedia", "enwiki")).unwrap().unwrap();
@@ -256,10 +242,10 @@ mod tests {
         channels.from_prefix(wanted("#de.wikipedia", "dewiki")).unwrap().unwrap();
         assert_eq!(channels.from_prefix(wanted("#fr.wikipedia", "frwiki")).err(), Some(PrefixRefusal::Full));
         assert_eq!(channels.count(), 3);
-        let names: Vec<&str> = channels.all().map(|channel| channel.name.as_str()).collect();
+        let names: Vec<&str> = channels.all().map(|channel| channel.spec.name.as_str()).collect();
         assert_eq!(names, ["#declared", "#en.wikipedia", "#de.wikipedia"]);
         assert_eq!(channels.find("#De.Wikipedia").map(|channel| channel.index), Some(2));
-        assert_eq!(channels.get(2).map(|channel| channel.name.as_str()), Some("#de.wikipedia"));
+        assert_eq!(channels.get(2).map(|channel| channel.spec.name.as_str()), Some("#de.wikipedia"));
         assert!(channels.get(3).is_none() && channels.find("#fr.wikipedia").is_none());
     }
 }

@@ -168,7 +168,7 @@ fn reply(
     result: Result<Appended, PublishError>,
 ) {
     let mut context = Context::new(server, client);
-    let channel = &pending.channel.name;
+    let channel = &pending.channel.spec.name;
     match result {
         Ok(appended) => {
             server.hub.metrics().irc_published.inc();

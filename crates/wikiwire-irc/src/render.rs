@@ -50,11 +50,11 @@ pub fn event_line(server: &Server, channel: &Channel, event: &Event, tags: TagSe
     let source =
         if wikimedia { server.settings.wikimedia_mask() } else { server.settings.publisher_mask(publisher) };
     // `:source PRIVMSG #channel :payload\r\n` must fit 512 bytes.
-    let overhead = 1 + source.len() + " PRIVMSG ".len() + channel.name.len() + " :".len() + 2;
+    let overhead = 1 + source.len() + " PRIVMSG ".len() + channel.spec.name.len() + " :".len() + 2;
     let budget = 512usize.saturating_sub(overhead);
     let wiki = server.hub.publishers().wiki(&event.wiki);
-    let payload = line::render(event, wiki, channel.format, channel.show_wiki, budget);
-    let mut line = Line::new("PRIVMSG").source(source).param(channel.name.clone()).text(payload);
+    let payload = line::render(event, wiki, channel.spec.format, channel.spec.show_wiki, budget);
+    let mut line = Line::new("PRIVMSG").source(source).param(channel.spec.name.clone()).text(payload);
     if tags.time() {
         line = line.tag("time", Some(event.time.to_string()));
     }

@@ -49,7 +49,7 @@ impl Settings {
 
     /// Whether `channel` is spoken by [`WIKIMEDIA_SPEAKER`] instead of its publishers.
     pub fn wikimedia_speaks(&self, channel: &Channel) -> bool {
-        self.limits.wikimedia_compat && channel.format == Format::Mediawiki
+        self.limits.wikimedia_compat && channel.spec.format == Format::Mediawiki
     }
 
     pub fn wikimedia_mask(&self) -> String {
@@ -61,7 +61,7 @@ impl Settings {
         if self.wikimedia_speaks(channel) {
             vec![WIKIMEDIA_SPEAKER]
         } else {
-            channel.speakers.iter().map(String::as_str).collect()
+            channel.spec.speakers.iter().map(String::as_str).collect()
         }
     }
 }

@@ -36,7 +36,7 @@ pub fn join(context: &mut Context<'_>, request: &Request) {
         }
         context.client.state().channels.push(channel.index);
         let mask = context.mask();
-        context.push(Line::new("JOIN").source(mask).param(channel.name.clone()));
+        context.push(Line::new("JOIN").source(mask).param(channel.spec.name.clone()));
         topic_reply(context, &channel);
         names_reply(context, &channel);
     }
@@ -56,7 +56,7 @@ pub fn part(context: &mut Context<'_>, request: &Request) {
             before != state.channels.len()
         };
         if !was_member {
-            context.numeric(ERR_NOTONCHANNEL, &[&channel.name]);
+            context.numeric(ERR_NOTONCHANNEL, &[&channel.spec.name]);
             continue;
         }
         leave(context, &channel, &reason);
@@ -66,7 +66,7 @@ pub fn part(context: &mut Context<'_>, request: &Request) {
 fn leave(context: &mut Context<'_>, channel: &Channel, reason: &str) {
     channel.part(context.client.id);
     let mask = context.mask();
-    context.push(Line::new("PART").source(mask).param(channel.name.clone()).text(reason));
+    context.push(Line::new("PART").source(mask).param(channel.spec.name.clone()).text(reason));
 }
 
 pub fn names(context: &mut Context<'_>, request: &Request) {
@@ -91,9 +91,9 @@ fn names_reply(context: &mut Context<'_>, channel: &Channel) {
     }
     // 353 lines stay well under 512 bytes: at most 20 names of at most 33 bytes each.
     for chunk in names.chunks(20) {
-        context.numeric(RPL_NAMREPLY, &["=", &channel.name, &chunk.join(" ")]);
+        context.numeric(RPL_NAMREPLY, &["=", &channel.spec.name, &chunk.join(" ")]);
     }
-    context.numeric(RPL_ENDOFNAMES, &[&channel.name]);
+    context.numeric(RPL_ENDOFNAMES, &[&channel.spec.name]);
 }
 
 pub fn topic(context: &mut Context<'_>, request: &Request) {
@@ -101,7 +101,7 @@ pub fn topic(context: &mut Context<'_>, request: &Request) {
         return context.numeric(ERR_NOSUCHCHANNEL, &[&request.params[0]]);
     };
     if request.params.len() > 1 {
-        return context.numeric(ERR_CHANOPRIVSNEEDED, &[&channel.name]);
+        return context.numeric(ERR_CHANOPRIVSNEEDED, &[&channel.spec.name]);
     }
     topic_reply(context, &channel);
 }
@@ -109,8 +109,8 @@ pub fn topic(context: &mut Context<'_>, request: &Request) {
 fn topic_reply(context: &mut Context<'_>, channel: &Channel) {
     let created = context.server.settings.created_unix.to_string();
     let server_name = context.server.settings.server_name.clone();
-    context.numeric(RPL_TOPIC, &[&channel.name, &channel.topic]);
-    context.numeric(RPL_TOPICWHOTIME, &[&channel.name, &server_name, &created]);
+    context.numeric(RPL_TOPIC, &[&channel.spec.name, &channel.spec.topic]);
+    context.numeric(RPL_TOPICWHOTIME, &[&channel.spec.name, &server_name, &created]);
 }
 
 pub fn mode(context: &mut Context<'_>, request: &Request) {
@@ -123,12 +123,14 @@ pub fn mode(context: &mut Context<'_>, request: &Request) {
         match changes.first().copied() {
             None => {
                 let created = context.server.settings.created_unix.to_string();
-                context.numeric(RPL_CHANNELMODEIS, &[&channel.name, "+mnt"]);
-                context.numeric(RPL_CREATIONTIME, &[&channel.name, &created]);
+                context.numeric(RPL_CHANNELMODEIS, &[&channel.spec.name, "+mnt"]);
+                context.numeric(RPL_CREATIONTIME, &[&channel.spec.name, &created]);
             }
             // Asking for the ban list is how many clients look at a channel: it is empty.
-            Some("b" | "+b") if changes.len() == 1 => context.numeric(RPL_ENDOFBANLIST, &[&channel.name]),
-            Some(_) => context.numeric(ERR_CHANOPRIVSNEEDED, &[&channel.name]),
+            Some("b" | "+b") if changes.len() == 1 => {
+                context.numeric(RPL_ENDOFBANLIST, &[&channel.spec.name])
+            }
+            Some(_) => context.numeric(ERR_CHANOPRIVSNEEDED, &[&channel.spec.name]),
         }
         return;
     }
@@ -210,12 +212,12 @@ pub fn list(context: &mut Context<'_>, request: &Request) {
     for channel in channels {
         if wanted
             .as_ref()
-            .is_some_and(|names| !names.iter().any(|name| name.eq_ignore_ascii_case(&channel.name)))
+            .is_some_and(|names| !names.iter().any(|name| name.eq_ignore_ascii_case(&channel.spec.name)))
         {
             continue;
         }
         let population = channel.population().to_string();
-        context.numeric(RPL_LIST, &[&channel.name, &population, &channel.topic]);
+        context.numeric(RPL_LIST, &[&channel.spec.name, &population, &channel.spec.topic]);
     }
     context.numeric(RPL_LISTEND, &[]);
 }

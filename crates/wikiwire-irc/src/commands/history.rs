@@ -32,7 +32,7 @@ fn reference(text: &str) -> Option<Reference> {
 
 /// A query between two exclusive references, in one direction.
 fn between(channel: &Channel, lower: Reference, upper: Reference, descending: bool, limit: usize) -> Query {
-    let mut query = Query { filter: channel.filter.clone(), descending, ..Query::after(0, limit) };
+    let mut query = Query { filter: channel.spec.filter.clone(), descending, ..Query::after(0, limit) };
     match lower {
         Reference::Id(id) => query.after = id,
         Reference::Time(time) => {
@@ -106,7 +106,7 @@ pub async fn chathistory(context: &mut Context<'_>, request: &Request) {
         return context.fail("CHATHISTORY", "INVALID_PARAMS", &[&subcommand, "*"], "Only LATEST takes *");
     }
     // A pattern channel's queries read row by row: one at a time per address (`crate::turns`).
-    let turn = context.server.scan_turn(context.client.ip, &channel.filter).await;
+    let turn = context.server.scan_turn(context.client.ip, &channel.spec.filter).await;
     let events = read(context, &channel, &subcommand, first, second, limit).await;
     drop(turn);
     let events = match events {
@@ -129,7 +129,7 @@ pub async fn chathistory(context: &mut Context<'_>, request: &Request) {
                 .from_server("BATCH")
                 .param(format!("+{reference}"))
                 .param("chathistory")
-                .param(channel.name.clone()),
+                .param(channel.spec.name.clone()),
         );
     }
     for event in &events {
@@ -202,19 +202,21 @@ async fn targets(context: &mut Context<'_>, first: &str, second: &str, limit: us
     let channels: Vec<_> =
         joined.into_iter().filter_map(|index| context.server.channels.get(index).cloned()).collect();
     let mut found: Vec<(Timestamp, String)> = Vec::new();
-    let turn = match channels.iter().find(|channel| channel.filter.needs_row_scan()) {
-        Some(channel) => context.server.scan_turn(context.client.ip, &channel.filter).await,
+    let turn = match channels.iter().find(|channel| channel.spec.filter.needs_row_scan()) {
+        Some(channel) => context.server.scan_turn(context.client.ip, &channel.spec.filter).await,
         None => None,
     };
     for channel in channels {
         let query = Query {
             from: Some(from),
             to: Some(to),
-            filter: channel.filter.clone(),
+            filter: channel.spec.filter.clone(),
             ..Query::latest(None, 1)
         };
         match context.server.hub.store().query(query).await {
-            Ok(page) => found.extend(page.events.first().map(|event| (event.time, channel.name.clone()))),
+            Ok(page) => {
+                found.extend(page.events.first().map(|event| (event.time, channel.spec.name.clone())))
+            }
             Err(error) => {
                 tracing::error!(%error, "CHATHISTORY TARGETS cannot read the store");
                 return context.fail(

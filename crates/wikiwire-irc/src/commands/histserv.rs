@@ -54,9 +54,12 @@ pub async fn handle(context: &mut Context<'_>, text: &str) {
     };
     let (filter, format, show_wiki, channel_label) = match channel_name {
         Some(name) => match context.server.channels.find(name) {
-            Some(channel) => {
-                (channel.filter.clone(), channel.format, channel.show_wiki, channel.name.clone())
-            }
+            Some(channel) => (
+                channel.spec.filter.clone(),
+                channel.spec.format,
+                channel.spec.show_wiki,
+                channel.spec.name.clone(),
+            ),
             None => return say(context, &[&format!("No channel {name}; /LIST shows them")]),
         },
         None => (Filter::all(), Format::Text, true, "all wikis".to_owned()),

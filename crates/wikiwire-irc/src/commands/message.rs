@@ -57,8 +57,9 @@ fn event(context: &Context<'_>, request: &Request) -> Result<Pending, Refusal> {
         Ok(draft) => draft,
         Err(error) => return Err(Refusal::Invalid(channel, error.to_string())),
     };
-    if !channel.filter.matches(draft.event()) {
-        let reason = format!("this event does not belong in {} (filter: {})", channel.name, channel.filter);
+    if !channel.spec.filter.matches(draft.event()) {
+        let reason =
+            format!("this event does not belong in {} (filter: {})", channel.spec.name, channel.spec.filter);
         return Err(Refusal::Invalid(channel, reason));
     }
     Ok(Pending { channel, publisher, draft, label: context.label.clone() })
@@ -67,7 +68,7 @@ fn event(context: &Context<'_>, request: &Request) -> Result<Pending, Refusal> {
 /// Every answer to a PRIVMSG that publishes nothing.
 async fn answer(context: &mut Context<'_>, request: &Request, refusal: Refusal) {
     if let Refusal::Invalid(channel, reason) = refusal {
-        return context.fail("PRIVMSG", "INVALID_EVENT", &[&channel.name], &reason);
+        return context.fail("PRIVMSG", "INVALID_EVENT", &[&channel.spec.name], &reason);
     }
     let Some(target) = request.param(0).map(str::to_owned) else {
         return context.numeric(ERR_NORECIPIENT, &[]);
@@ -77,7 +78,7 @@ async fn answer(context: &mut Context<'_>, request: &Request, refusal: Refusal) 
     };
     if target.starts_with('#') {
         match context.server.channels.find(&target) {
-            Some(channel) => context.numeric(ERR_CANNOTSENDTOCHAN, &[&channel.name]),
+            Some(channel) => context.numeric(ERR_CANNOTSENDTOCHAN, &[&channel.spec.name]),
             None => context.numeric(ERR_NOSUCHCHANNEL, &[&target]),
         }
     } else if target.eq_ignore_ascii_case(HISTSERV) {

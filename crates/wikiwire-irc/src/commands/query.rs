@@ -37,18 +37,18 @@ pub fn who(context: &mut Context<'_>, request: &Request) {
     let publisher_host = format!("publisher.{server_name}");
     if let Some(channel) = context.server.channels.find(&mask).cloned() {
         if context.server.settings.wikimedia_speaks(&channel) {
-            who_speaker(context, &channel.name, "HB+");
+            who_speaker(context, &channel.spec.name, "HB+");
         } else {
-            for speaker in &channel.speakers {
+            for speaker in &channel.spec.speakers {
                 let realname = format!("0 wikiwire publisher {speaker}");
                 context.numeric(
                     RPL_WHOREPLY,
-                    &[&channel.name, speaker, &publisher_host, &server_name, speaker, "HB+", &realname],
+                    &[&channel.spec.name, speaker, &publisher_host, &server_name, speaker, "HB+", &realname],
                 );
             }
         }
         if channel.is_member(context.client.id) {
-            who_self(context, &channel.name);
+            who_self(context, &channel.spec.name);
         }
     } else {
         match visible(context, &mask) {
@@ -121,7 +121,7 @@ pub fn whois(context: &mut Context<'_>, request: &Request) {
                 .channels
                 .all()
                 .filter(|channel| channel.may_speak(&name))
-                .map(|channel| format!("+{}", channel.name))
+                .map(|channel| format!("+{}", channel.spec.name))
                 .collect();
             if !channels.is_empty() {
                 context.numeric(RPL_WHOISCHANNELS, &[&name, &channels.join(" ")]);
@@ -153,7 +153,7 @@ pub fn whois(context: &mut Context<'_>, request: &Request) {
                     .channels
                     .iter()
                     .filter_map(|&index| context.server.channels.get(index))
-                    .map(|channel| channel.name.clone())
+                    .map(|channel| channel.spec.name.clone())
                     .collect();
                 (state.user.clone().unwrap_or_default(), state.realname.clone(), channels)
             };

@@ -356,7 +356,7 @@ fn welcome(context: &mut Context<'_>) {
             .channels
             .all()
             .filter(|channel| channel.may_speak(&publisher.name))
-            .map(|channel| channel.name.clone())
+            .map(|channel| channel.spec.name.clone())
             .collect();
         let text = format!(
             "You speak for {}. Publish by PRIVMSG of a packed event to {}; echo-message gives you its id.",
