@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::irc::{TOKEN, start_hub};
+use crate::irc::start_hub;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -39,27 +39,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         command.env("RUST_LOG", "warn").stdout(Stdio::piped()).kill_on_drop(true);
         command
     };
-    client
-        .post(wikiwire_event::api::events(&hub.http))
-        .bearer_auth(TOKEN)
-        .json(&json!({"wiki": "BenchWiki", "action": "page_changed", "page": "Start", "user": "bench"}))
-        .send()
-        .await?
-        .error_for_status()?;
+    hub.publish(
+        &client,
+        &json!({"wiki": "BenchWiki", "action": "page_changed", "page": "Start", "user": "bench"}),
+    )
+    .await?;
 
     let publishing = Instant::now();
     for chunk in 0..args.behind.div_ceil(1000) {
-        let batch: Vec<_> = (0..1000.min(args.behind - chunk * 1000))
+        let batch: serde_json::Value = (0..1000.min(args.behind - chunk * 1000))
             .map(|n| json!({"wiki": "BenchWiki", "action": "page_changed", "page": format!("Page {chunk}/{n}"), "user": "bench",
                             "comment": "a typical edit summary", "revision": "2", "old_revision": "1"}))
             .collect();
-        client
-            .post(wikiwire_event::api::events(&hub.http))
-            .bearer_auth(TOKEN)
-            .json(&batch)
-            .send()
-            .await?
-            .error_for_status()?;
+        hub.publish(&client, &batch).await?;
     }
     println!("published {} events in {:.2} s", args.behind, publishing.elapsed().as_secs_f64());
 

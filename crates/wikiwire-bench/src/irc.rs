@@ -53,6 +53,18 @@ impl Hub {
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         rss_kib(self.child.id().context("hub exited")?)
     }
+
+    /// Publishes `body`, one event or an array of them, as the bench publisher over HTTP.
+    pub async fn publish(&self, client: &reqwest::Client, body: &serde_json::Value) -> anyhow::Result<()> {
+        client
+            .post(wikiwire_event::api::events(&self.http))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
 }
 
 pub async fn start_hub(binary: PathBuf, directory: &std::path::Path) -> anyhow::Result<Hub> {
@@ -241,16 +253,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         // Throughput: a burst published as fast as possible, until every listener has it all.
         let started = Instant::now();
         for chunk in 0..args.burst.div_ceil(100) {
-            let batch: Vec<_> = (0..100.min(args.burst - chunk * 100))
+            let batch: serde_json::Value = (0..100.min(args.burst - chunk * 100))
                 .map(|n| json!({"wiki": "BenchWiki", "action": "page_changed", "page": format!("Burst {chunk}/{n}"), "user": "bench"}))
                 .collect();
-            client
-                .post(wikiwire_event::api::events(&hub.http))
-                .bearer_auth(TOKEN)
-                .json(&batch)
-                .send()
-                .await?
-                .error_for_status()?;
+            hub.publish(&client, &batch).await?;
         }
         let expected = (count * args.burst) as u64;
         listeners.wait_for(expected, Duration::from_secs(300), "the burst").await?;
@@ -265,13 +271,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ticker.tick().await;
             let sent = epoch.elapsed().as_micros() as u64;
             let event = json!({"wiki": "BenchWiki", "action": "page_changed", "page": format!("Rate {n}"), "user": "bench", "comment": sent.to_string()});
-            client
-                .post(wikiwire_event::api::events(&hub.http))
-                .bearer_auth(TOKEN)
-                .json(&event)
-                .send()
-                .await?
-                .error_for_status()?;
+            hub.publish(&client, &event).await?;
         }
         let expected = expected + count as u64 * total;
         listeners.wait_for(expected, Duration::from_secs(600), "the rate events").await?;
