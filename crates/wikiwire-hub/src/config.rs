@@ -203,6 +203,15 @@ mod tests {
         problems
     }
 
+    /// What `config check` reports, one problem a line, after asserting that it says each of `expected`.
+    fn reported(config: &Config, expected: &[&str]) -> String {
+        let problems = problems(config).join("\n");
+        for expected in expected {
+            assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
+        }
+        problems
+    }
+
     #[test]
     fn an_empty_file_is_the_embedded_default() {
         let config = Config::parse("").unwrap();
@@ -244,22 +253,22 @@ mod tests {
             "#,
         )
         .unwrap();
-        let problems = problems(&config).join("\n");
-        for expected in [
-            "http.public_url",
-            "name: must start with a letter",
-            "token: at least",
-            "\"Moin Master\"",
-            "token_hash: ",
-            "wikis: name at least one wiki",
-            "name: used by another publisher",
-            "token or token_hash, not both",
-            "\"a\" already belongs",
-            "base_url",
-            "publisher[2] (\"DUP\"): links.diff: unknown placeholder {revison}",
-        ] {
-            assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
-        }
+        reported(
+            &config,
+            &[
+                "http.public_url",
+                "name: must start with a letter",
+                "token: at least",
+                "\"Moin Master\"",
+                "token_hash: ",
+                "wikis: name at least one wiki",
+                "name: used by another publisher",
+                "token or token_hash, not both",
+                "\"a\" already belongs",
+                "base_url",
+                "publisher[2] (\"DUP\"): links.diff: unknown placeholder {revison}",
+            ],
+        );
     }
 
     #[test]
@@ -285,10 +294,7 @@ mod tests {
             "##,
         )
         .unwrap();
-        let problems = problems(&config).join("\n");
-        for expected in ["must start with #", "already a channel", "filter: colour"] {
-            assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
-        }
+        let problems = reported(&config, &["must start with #", "already a channel", "filter: colour"]);
         assert_eq!(problems.lines().count(), 3, "{problems}");
         assert_eq!(config.channels[3].format, Format::Colour);
     }
