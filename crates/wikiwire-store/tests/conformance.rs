@@ -8,28 +8,20 @@
 //! `WIKIWIRE_NATS_SERVER`); without it those tests say so and pass, except under `CI=true`,
 //! where a missing server is a failure.
 
+mod common;
 mod nats;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
 use serde_json::json;
-use wikiwire_event::{Draft, Timestamp, fields};
+use wikiwire_event::Draft;
 use wikiwire_store::{
     JetStreamOptions, JetStreamStore, Query, Retention, SqliteOptions, SqliteStore, Store, StoreError,
 };
 
+use common::{append_concurrently, draft, edit};
 use nats::NatsServer;
-
-fn draft(value: serde_json::Value) -> Draft {
-    let serde_json::Value::Object(map) = value else { panic!("object expected") };
-    fields::parse_submission(map, Timestamp::now()).expect("valid test event")
-}
-
-fn edit(wiki: &str, page: &str) -> Draft {
-    draft(json!({"wiki": wiki, "action": "page_changed", "page": page, "user": "Alice"}))
-}
 
 fn keyed(wiki: &str, page: &str, key: &str) -> Draft {
     draft(json!({"wiki": wiki, "action": "page_changed", "page": page, "user": "Alice", "key": key}))
@@ -235,15 +227,7 @@ async fn concurrent_appends_get_distinct_contiguous_ids_in_bus_order(kind: Kind)
     let Some(fixture) = Fixture::open(kind, Retention::default()).await else { return };
     let store = Arc::clone(&fixture.store);
     let mut live = store.bus().subscribe();
-    let tasks = (0..200).map(|index| {
-        let store = Arc::clone(&store);
-        tokio::spawn(
-            async move { store.append(vec![edit("A", &format!("P{index}"))]).await.unwrap()[0].event.id },
-        )
-    });
-    let mut ids: Vec<u64> = join_all(tasks).await.into_iter().map(Result::unwrap).collect();
-    ids.sort_unstable();
-    assert_eq!(ids, (1..=200).collect::<Vec<_>>());
+    append_concurrently(&store, 200).await;
     let announced: Vec<u64> = (0..200).map(|_| live.try_recv().unwrap().id).collect();
     assert_eq!(announced, (1..=200).collect::<Vec<_>>(), "announced once each, in id order");
     store.close().await;

@@ -1,22 +1,17 @@
 //! The SQLite store on real files: ids, durability across reopen, idempotency, group commit,
 //! bus order, queries, retention, cursors and schema versions.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::json;
-use wikiwire_event::{Draft, Filter, Timestamp, fields};
+use wikiwire_event::{Filter, Timestamp};
 use wikiwire_store::{Query, Retention, SqliteOptions, SqliteStore, Store, StoreError};
 
-fn draft(value: serde_json::Value) -> Draft {
-    let serde_json::Value::Object(map) = value else { panic!("object expected") };
-    fields::parse_submission(map, Timestamp::now()).expect("valid test event")
-}
-
-fn edit(wiki: &str, page: &str) -> Draft {
-    draft(json!({"wiki": wiki, "action": "page_changed", "page": page, "user": "Alice"}))
-}
+use common::{append_concurrently, draft, edit};
 
 fn open(directory: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(SqliteOptions::new(directory.path().join("events.sqlite"))).expect("store opens")
@@ -70,15 +65,7 @@ async fn concurrent_appends_share_transactions_and_arrive_in_order() {
     let directory = tempfile::tempdir().unwrap();
     let store = Arc::new(open(&directory));
     let mut live = store.bus().subscribe();
-    let tasks = (0..500).map(|n| {
-        let store = Arc::clone(&store);
-        tokio::spawn(
-            async move { store.append(vec![edit("A", &format!("Page {n}"))]).await.unwrap()[0].event.id },
-        )
-    });
-    let mut ids: Vec<u64> = join_all(tasks).await.into_iter().map(Result::unwrap).collect();
-    ids.sort_unstable();
-    assert_eq!(ids, (1..=500).collect::<Vec<_>>());
+    append_concurrently(&store, 500).await;
     let transactions = store.stats().transactions.load(std::sync::atomic::Ordering::Relaxed);
     assert!(transactions < 500, "group commit put 500 appends in {transactions} transactions");
     for expected in 1..=500 {

@@ -393,24 +393,31 @@ fn move_into_entries(transaction: &Transaction<'_>) -> Result<(), StoreError> {
 mod tests {
     use super::*;
 
+    /// The outbox file in `directory` as an older version left it: `batches` of SQL run on it.
+    fn old_file(directory: &tempfile::TempDir, batches: &[&str]) -> std::path::PathBuf {
+        let path = directory.path().join(FILE);
+        let connection = Connection::open(&path).unwrap();
+        for batch in batches {
+            connection.execute_batch(batch).unwrap();
+        }
+        path
+    }
+
     /// A file as the bot wrote it before the store kept it is read on: its items, positions,
     /// subscriptions and known JIDs.
     #[tokio::test]
     async fn a_version_0_file_is_migrated() {
         let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join(FILE);
-        {
-            let connection = Connection::open(&path).unwrap();
-            connection.execute_batch(VERSION_0).unwrap();
-            connection
-                .execute_batch(
-                    r#"INSERT INTO outbox (item, created) VALUES ('{"kind":"roster_add","jid":"a@x.test"}', 1);
-                       INSERT INTO cursors (name, id) VALUES ('events', 42);
-                       INSERT INTO subscriptions VALUES ('a@x.test', 'MoinMaster', 'Help/*'), ('a@x.test', 'Beta', '*');
-                       INSERT INTO known VALUES ('b@x.test');"#,
-                )
-                .unwrap();
-        }
+        let path = old_file(
+            &directory,
+            &[
+                VERSION_0,
+                r#"INSERT INTO outbox (item, created) VALUES ('{"kind":"roster_add","jid":"a@x.test"}', 1);
+                   INSERT INTO cursors (name, id) VALUES ('events', 42);
+                   INSERT INTO subscriptions VALUES ('a@x.test', 'MoinMaster', 'Help/*'), ('a@x.test', 'Beta', '*');
+                   INSERT INTO known VALUES ('b@x.test');"#,
+            ],
+        );
         let outbox = SqliteOutbox::open(&path).unwrap();
         let pending = outbox.pending(0, 10).await.unwrap();
         assert_eq!(pending, vec![(1, Bytes::from_static(br#"{"kind":"roster_add","jid":"a@x.test"}"#))]);
@@ -437,15 +444,14 @@ mod tests {
     #[tokio::test]
     async fn a_version_1_file_stops_reusing_ids() {
         let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join(FILE);
-        {
-            let connection = Connection::open(&path).unwrap();
-            connection.execute_batch(VERSION_0).unwrap();
-            connection.execute_batch(VERSION_1).unwrap();
-            connection
-                .execute_batch("INSERT INTO outbox (id, item, created) VALUES (3, 'a', 1), (5, 'b', 1); PRAGMA user_version = 1;")
-                .unwrap();
-        }
+        let path = old_file(
+            &directory,
+            &[
+                VERSION_0,
+                VERSION_1,
+                "INSERT INTO outbox (id, item, created) VALUES (3, 'a', 1), (5, 'b', 1); PRAGMA user_version = 1;",
+            ],
+        );
         let outbox = SqliteOutbox::open(&path).unwrap();
         let ids = |pending: Vec<(u64, Bytes)>| pending.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
         assert_eq!(ids(outbox.pending(0, 10).await.unwrap()), [3, 5]);
