@@ -378,23 +378,26 @@ fn truthy(value: &Value) -> bool {
     }
 }
 
+/// A list's items as `read` makes them; an item it cannot read is passed over. Not a list:
+/// malformed, "expected `what`".
+fn list_of<T>(value: &Value, what: &str, read: impl FnMut(&Value) -> Option<T>) -> Result<Vec<T>, WikiError> {
+    let items =
+        Vec::<Value>::try_from_value(value).map_err(|_| WikiError::Malformed(format!("expected {what}")))?;
+    Ok(items.iter().filter_map(read).collect())
+}
+
 /// Page names: strings (MoinMoin, JSPWiki) or structs with `id` or `name` (DokuWiki).
 fn page_names(value: &Value) -> Result<Vec<String>, WikiError> {
-    let items = Vec::<Value>::try_from_value(value)
-        .map_err(|_| WikiError::Malformed("expected a list of pages".into()))?;
-    Ok(items
-        .iter()
-        .filter_map(|item| match item {
-            Value::String(name) => Some(name.clone()),
-            _ => {
-                let members = HashMap::<String, Value>::try_from_value(item).ok()?;
-                members
-                    .get("id")
-                    .or_else(|| members.get("name"))
-                    .and_then(|name| String::try_from_value(name).ok())
-            }
-        })
-        .collect())
+    list_of(value, "a list of pages", |item| match item {
+        Value::String(name) => Some(name.clone()),
+        _ => {
+            let members = HashMap::<String, Value>::try_from_value(item).ok()?;
+            members
+                .get("id")
+                .or_else(|| members.get("name"))
+                .and_then(|name| String::try_from_value(name).ok())
+        }
+    })
 }
 
 fn page_info(value: &Value) -> Result<PageInfo, WikiError> {

@@ -122,14 +122,9 @@ impl Wiki {
 
 /// MoinMoin's `searchPagesEx`: a list of `[name, context, url]`.
 fn moin_hits(value: &Value) -> Result<Vec<Hit>, WikiError> {
-    let items = Vec::<Value>::try_from_value(value)
-        .map_err(|_| WikiError::Malformed("expected search results".into()))?;
-    Ok(items
-        .iter()
-        .filter_map(|item| {
-            let fields = Vec::<Value>::try_from_value(item).ok()?;
-            let field = |index: usize| fields.get(index).and_then(|value| String::try_from_value(value).ok());
-            Some(Hit { page: field(0)?, context: field(1).unwrap_or_default(), url: field(2) })
-        })
-        .collect())
+    list_of(value, "search results", |item| {
+        let fields = Vec::<Value>::try_from_value(item).ok()?;
+        let field = |index: usize| fields.get(index).and_then(|value| String::try_from_value(value).ok());
+        Some(Hit { page: field(0)?, context: field(1).unwrap_or_default(), url: field(2) })
+    })
 }

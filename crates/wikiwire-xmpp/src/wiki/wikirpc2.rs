@@ -48,17 +48,12 @@ impl Wiki {
 
 /// DokuWiki's `dokuwiki.search`: structs with `id` and `snippet`.
 fn dokuwiki_hits(value: &Value) -> Result<Vec<Hit>, WikiError> {
-    let items = Vec::<Value>::try_from_value(value)
-        .map_err(|_| WikiError::Malformed("expected search results".into()))?;
-    Ok(items
-        .iter()
-        .filter_map(|item| {
-            let members = HashMap::<String, Value>::try_from_value(item).ok()?;
-            let field = |name: &str| members.get(name).and_then(|value| String::try_from_value(value).ok());
-            let context = strip_markup(&field("snippet").unwrap_or_default());
-            Some(Hit { page: field("id")?, context, url: None })
-        })
-        .collect())
+    list_of(value, "search results", |item| {
+        let members = HashMap::<String, Value>::try_from_value(item).ok()?;
+        let field = |name: &str| members.get(name).and_then(|value| String::try_from_value(value).ok());
+        let context = strip_markup(&field("snippet").unwrap_or_default());
+        Some(Hit { page: field("id")?, context, url: None })
+    })
 }
 
 /// DokuWiki's search snippets are HTML (`<strong class="search_hit">`): the text of it.
