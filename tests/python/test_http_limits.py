@@ -22,13 +22,18 @@ heartbeat = "1s"
 """
 
 
-def limited_hub(tmp_path):
+def hub_with_http(tmp_path, http):
+    """A hub restarted with `http` (an [http] table, maybe more tables after it) for its [http]."""
     hub = Hub(tmp_path)
-    text = hub.config.read_text().replace('[http]\nlisten = "127.0.0.1:0"\n', LIMITS, 1)
+    text = hub.config.read_text().replace('[http]\nlisten = "127.0.0.1:0"\n', http, 1)
     hub.stop()
     hub.config.write_text(text)
     hub.start()
     return hub
+
+
+def limited_hub(tmp_path):
+    return hub_with_http(tmp_path, LIMITS)
 
 
 def connect(hub, source="127.0.0.1"):
@@ -157,12 +162,7 @@ publish_burst = 1
 
 
 def capped_hub(tmp_path):
-    hub = Hub(tmp_path)
-    text = hub.config.read_text().replace('[http]\nlisten = "127.0.0.1:0"\n', CAPPED, 1)
-    hub.stop()
-    hub.config.write_text(text)
-    hub.start()
-    return hub
+    return hub_with_http(tmp_path, CAPPED)
 
 
 def answer_within(sock, seconds):
