@@ -131,17 +131,24 @@ def check_channel(watcher, published):
     return repeats
 
 
+def two_nodes(tmp_path, nats, holds, job, **services):
+    """Nodes a and b; once exactly one of them `holds` the job, and still alone a second later:
+    both nodes, that holder and the other."""
+    hubs = [job_node(tmp_path, nats, node, **services) for node in ("a", "b")]
+    wait_for(lambda: sum(holds(hub) for hub in hubs) == 1, 30, f"one node running {job}")
+    time.sleep(1)
+    assert sum(holds(hub) for hub in hubs) == 1, f"exactly one node runs {job}"
+    holder = next(hub for hub in hubs if holds(hub))
+    other = next(hub for hub in hubs if hub is not holder)
+    return hubs, holder, other
+
+
 def start(tmp_path, nats):
     ngircd = NgIrcd(tmp_path / "ngircd")
     observer = Observer(ngircd.port, "#wiki-feed")
     watcher = Watcher(observer)
     watcher.start()
-    hubs = [job_node(tmp_path, nats, node, ngircd=ngircd) for node in ("a", "b")]
-    wait_for(lambda: sum(relaying(hub) for hub in hubs) == 1, 30, "one node relaying")
-    time.sleep(1)
-    assert sum(relaying(hub) for hub in hubs) == 1, "exactly one node runs the relay"
-    holder = next(hub for hub in hubs if relaying(hub))
-    other = next(hub for hub in hubs if hub is not holder)
+    hubs, holder, other = two_nodes(tmp_path, nats, relaying, "the relay", ngircd=ngircd)
     return ngircd, watcher, hubs, holder, other
 
 
@@ -189,22 +196,30 @@ def test_the_relay_moves_when_its_node_is_killed(tmp_path, nats):
            f"first line after {first_line:.1f} s; {len(publisher.acked)} events, {repeats} line(s) repeated")
 
 
+def pause_past_lease(holder, taken_over, what):
+    """SIGSTOP of the holder's node for twice the lease TTL, or longer until `taken_over()` holds
+    (at most 10 s more); returns when the pause began and how long until it was taken over."""
+    stopped_at = time.monotonic()
+    os.kill(holder.process.pid, signal.SIGSTOP)
+    try:
+        wait_for(taken_over, TTL * 2 + 10, what)
+        taken = time.monotonic() - stopped_at
+        time.sleep(max(0, TTL * 2 - (time.monotonic() - stopped_at)))
+    finally:
+        os.kill(holder.process.pid, signal.SIGCONT)
+    return stopped_at, taken
+
+
 def test_a_paused_holder_sends_nothing_after_it_wakes(tmp_path, nats):
     ngircd, watcher, hubs, holder, other = start(tmp_path, nats)
     publisher = Publisher([other])
     publisher.start()
     try:
         wait_for(lambda: len(watcher.lines) >= 5, 60, "lines before the pause")
-        stopped_at = time.monotonic()
-        os.kill(holder.process.pid, signal.SIGSTOP)
-        try:
-            # The pause lasts twice the TTL, or longer while the new holder still joins the
-            # channel (about 3 s of nick collision with the sleeping connection come on top).
-            wait_for(lambda: relaying(other), TTL * 2 + 10, "the other node to take the relay while the holder sleeps")
-            taken = time.monotonic() - stopped_at
-            time.sleep(max(0, TTL * 2 - (time.monotonic() - stopped_at)))
-        finally:
-            os.kill(holder.process.pid, signal.SIGCONT)
+        # The new holder may take longer: about 3 s of nick collision with the sleeping connection
+        # come on top of the TTL.
+        stopped_at, taken = pause_past_lease(
+            holder, lambda: relaying(other), "the other node to take the relay while the holder sleeps")
         woke_at = time.monotonic()
         nicks_before = {nick for at, nick, _ in watcher.lines if at < stopped_at}
         wait_for(lambda: len(publisher.acked) >= 30, 60, "30 events published")
@@ -382,12 +397,7 @@ def mode(prosody):
 def start_bots(tmp_path, nats, prosody):
     from xmpp_support import DOMAIN, Jabber
     alice = Jabber(prosody, f"alice@{DOMAIN}", "alice-password-1")
-    hubs = [job_node(tmp_path, nats, node, prosody=prosody) for node in ("a", "b")]
-    wait_for(lambda: sum(bot_connected(hub) for hub in hubs) == 1, 30, "one node running the bot")
-    time.sleep(1)
-    assert sum(bot_connected(hub) for hub in hubs) == 1, "exactly one node runs the bot"
-    holder = next(hub for hub in hubs if bot_connected(hub))
-    other = next(hub for hub in hubs if hub is not holder)
+    hubs, holder, other = two_nodes(tmp_path, nats, bot_connected, "the bot", prosody=prosody)
     return alice, hubs, holder, other
 
 
@@ -423,15 +433,8 @@ def test_a_paused_bot_node_sends_nothing_after_it_wakes(tmp_path, nats, any_pros
     notifier.start()
     try:
         wait_for(lambda: len(received(alice)) >= 10, 60, "notifications before the pause")
-        stopped_at = time.monotonic()
-        os.kill(holder.process.pid, signal.SIGSTOP)
         old_senders = {str(message["from"]) for message in alice.notifications()}
-        try:
-            wait_for(lambda: bot_connected(other), TTL * 2 + 10, "the other node to take the bot")
-            taken = time.monotonic() - stopped_at
-            time.sleep(max(0, TTL * 2 - (time.monotonic() - stopped_at)))
-        finally:
-            os.kill(holder.process.pid, signal.SIGCONT)
+        _, taken = pause_past_lease(holder, lambda: bot_connected(other), "the other node to take the bot")
         woke = len(alice.messages)
         wait_for(lambda: not bot_connected(holder), 20, "the woken node to stop its bot")
         wait_for(lambda: len(notifier.acked) >= 80, 60, "80 notifications acknowledged")
