@@ -40,6 +40,19 @@ def offer(client):
     return name, irc.client.ip_numstr_to_quad(address), int(port), int(size)
 
 
+def registered(hub, nick="archivist"):
+    """A client past its welcome (001)."""
+    client = Lib(hub, nick)
+    client.wait_type("welcome")
+    return client
+
+
+def ask(client, command):
+    """Asks HistServ for a file: its DCC offer, as `offer` reads it."""
+    client.connection.privmsg("HistServ", command)
+    return offer(client)
+
+
 def notice(client, text):
     return next_event(client, lambda event: event.type == "privnotice" and text in event.arguments[0]).arguments[0]
 
@@ -73,10 +86,8 @@ def test_events_by_dcc_bounded_one_offer_at_a_time(tmp_path):
     hub = Hub(tmp_path, irc=f'dcc_ports = "{first}-{first + 1}"\ndcc_timeout = "3s"\ndcc_max_events = 100')
     try:
         hub.publish(*edits(120))
-        client = Lib(hub, "archivist")
-        client.wait_type("welcome")
-        client.connection.privmsg("HistServ", "send since 0 #MoinMaster.events")
-        name, address, port, size = offer(client)
+        client = registered(hub)
+        name, address, port, size = ask(client, "send since 0 #MoinMaster.events")
         assert name == "MoinMaster.events-since-0.jsonl" and address == "127.0.0.1" and first <= port <= first + 1
         notice(client, f"Offering 100 event(s) of #MoinMaster.events as {name} ({size} bytes)")
         notice(client, "The file ends at event 100; for the rest: /msg HistServ send since 100")
@@ -97,21 +108,18 @@ def test_events_by_dcc_bounded_one_offer_at_a_time(tmp_path):
         assert json.loads(lines[99]) == hub.event(100), "the full event, as the HTTP API has it"
         notice(client, f"DCC transfer of {name} done ({size} bytes)")
         # The rest, from where the file ended; then an offer nobody takes expires.
-        client.connection.privmsg("HistServ", "send since 100")
-        name, address, port, size = offer(client)
+        name, address, port, size = ask(client, "send since 100")
         notice(client, "Offering 20 event(s) of all wikis")
         notice(client, f"DCC offer of {name} expired")
         probe = socket.socket()
         assert probe.connect_ex((address, port)) != 0, "the port closes with the offer"
         probe.close()
         # Refused by the client (DCC REJECT): withdrawn at once, and a new offer may be asked.
-        client.connection.privmsg("HistServ", "send from 2000-01-01T00:00:00Z #MoinMaster")
-        name, address, port, size = offer(client)
+        name, address, port, size = ask(client, "send from 2000-01-01T00:00:00Z #MoinMaster")
         assert name == "MoinMaster-from-2000-01-01T00_00_00.000Z.jsonl", name
         client.connection.ctcp_reply("HistServ", f"DCC REJECT SEND {name}")
         notice(client, f"DCC offer of {name} withdrawn")
-        client.connection.privmsg("HistServ", "send since 119")
-        name, address, port, size = offer(client)
+        name, address, port, size = ask(client, "send since 119")
         assert [json.loads(line)["id"] for line in receive(client, address, port).decode().splitlines()] == [120]
         client.connection.privmsg("HistServ", "send since 120")
         notice(client, "No events match")
@@ -121,8 +129,7 @@ def test_events_by_dcc_bounded_one_offer_at_a_time(tmp_path):
 
 
 def test_without_dcc_ports_histserv_says_so(hub):
-    client = Lib(hub, "hopeful")
-    client.wait_type("welcome")
+    client = registered(hub, "hopeful")
     client.connection.privmsg("HistServ", "send since 0")
     notice(client, "This server offers no DCC")
     client.close()
@@ -203,10 +210,8 @@ def test_a_dcc_file_holds_dcc_max_events_past_a_store_page_and_ends_at_dcc_max_b
         for start in (0, 1000):
             hub.publish(*[{"wiki": "MoinMaster", "action": "SAVE", "page": f"P{n}", "user": "u"}
                           for n in range(start, start + (1000 if start == 0 else 300))])
-        client = Lib(hub, "archivist")
-        client.wait_type("welcome")
-        client.connection.privmsg("HistServ", "send since 0")
-        name, address, port, size = offer(client)
+        client = registered(hub)
+        name, address, port, size = ask(client, "send since 0")
         notice(client, "Offering 1200 event(s) of all wikis")
         notice(client, "The file ends at event 1200; for the rest: /msg HistServ send since 1200")
         data = receive(client, address, port)
@@ -218,10 +223,8 @@ def test_a_dcc_file_holds_dcc_max_events_past_a_store_page_and_ends_at_dcc_max_b
     small = Hub(tmp_path / "small", irc=f'dcc_ports = {first}\ndcc_max_bytes = 4096')
     try:
         small.publish(*edits(100))
-        client = Lib(small, "archivist")
-        client.wait_type("welcome")
-        client.connection.privmsg("HistServ", "send since 0")
-        name, address, port, size = offer(client)
+        client = registered(small)
+        name, address, port, size = ask(client, "send since 0")
         assert size <= 4096
         ends = notice(client, "The file ends at event ")
         last = int(ends.split("The file ends at event ")[1].split(";")[0])
