@@ -43,14 +43,20 @@ def notification(page="FrontPage", action="page_changed", **more):
     return body
 
 
+def rostered(hub, *jids):
+    """The hub's XML-RPC API, once it has put `jids` on the bot's roster."""
+    rpc = xmlrpc.client.ServerProxy(hub.xmlrpc, allow_none=True)
+    for jid in jids:
+        assert rpc.addJIDToRoster(SECRET, jid) is True
+    return rpc
+
+
 def test_send_notification_reaches_a_form_client_and_a_plain_client(tmp_path, prosody):
     alice = prosody.register("alice", "alice-pw")
     bob = prosody.register("bob", "bob-pw")
     hub = bot_hub(tmp_path, prosody)
     try:
-        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc, allow_none=True)
-        assert rpc.addJIDToRoster(SECRET, alice) is True
-        assert rpc.addJIDToRoster(SECRET, bob) is True
+        rpc = rostered(hub, alice, bob)
         forms = Jabber(prosody, alice, "alice-pw", forms=True)
         plain = Jabber(prosody, bob, "bob-pw", forms=False)
         try:
@@ -89,8 +95,7 @@ def test_notifications_queued_during_an_outage_arrive_once(tmp_path, smacks):
         alice = server.register("alice", "alice-pw")
         hub = bot_hub(tmp_path, server)
         try:
-            rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
-            assert rpc.addJIDToRoster(SECRET, alice) is True
+            rpc = rostered(hub, alice)
             wait_for(lambda: hub.metric("wikiwire_xmpp_outbox") == 0, 60, "the roster change")
             server.stop()
             wait_for(lambda: hub.metric("wikiwire_xmpp_connected") == 0, 60, "the bot to notice")
@@ -124,8 +129,7 @@ def test_the_bot_account_may_be_on_localhost_and_name_its_resource(tmp_path, pro
     (tmp_path / "hub").mkdir()
     hub = Hub(tmp_path / "hub", extra=prosody.hub_config(jid="bot@localhost/wikiwire"))
     try:
-        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
-        assert rpc.addJIDToRoster(SECRET, alice) is True
+        rpc = rostered(hub, alice)
         user = Jabber(prosody, alice, "alice-pw", forms=False)
         try:
             assert rpc.send_notification(SECRET, [alice], notification("Local Host")) is True
@@ -222,8 +226,7 @@ def test_notifications_wait_in_the_outbox_through_a_server_outage_and_a_bot_rest
     alice = prosody.register("alice", "alice-pw")
     hub = bot_hub(tmp_path, prosody)
     try:
-        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
-        assert rpc.addJIDToRoster(SECRET, alice) is True
+        rpc = rostered(hub, alice)
         assert rpc.send_notification(SECRET, [alice], notification("Before")) is True
         prosody.stop()
         for page in ("Outage One", "Outage Two", "Outage Three"):
@@ -253,8 +256,7 @@ def test_hub_subscriptions_and_commands_in_chat(tmp_path, prosody):
     alice = prosody.register("alice", "alice-pw")
     hub = bot_hub(tmp_path, prosody)
     try:
-        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
-        assert rpc.addJIDToRoster(SECRET, alice) is True
+        rpc = rostered(hub, alice)
         user = Jabber(prosody, alice, "alice-pw", forms=False)
         try:
             assert user.reply_to("ping")["body"]
@@ -545,8 +547,7 @@ def test_a_bot_killed_mid_batch_sends_the_rest_after_a_restart(tmp_path, prosody
     hub = bot_hub(tmp_path, prosody)
     user = Jabber(prosody, alice, "alice-pw", forms=False)
     try:
-        rpc = xmlrpc.client.ServerProxy(hub.xmlrpc)
-        assert rpc.addJIDToRoster(SECRET, alice) is True
+        rpc = rostered(hub, alice)
         wait_for(lambda: user.roster_items().get(BOT, {}).get("subscription") == "both", 30, "subscription")
         pages = [f"Batch Page {n}" for n in range(60)]
         calls = xmlrpc.client.MultiCall(rpc)
