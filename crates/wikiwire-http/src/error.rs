@@ -42,7 +42,7 @@ impl From<StoreError> for ApiError {
         match &error {
             // The cluster's log is out of reach for now (a failover, NATS down): say so, and
             // when to try again.
-            StoreError::Unavailable(reason) => {
+            StoreError::Unavailable { reason, .. } => {
                 tracing::warn!(%reason, "event log unavailable answering a request");
                 ApiError {
                     retry_after: Some(2),
@@ -50,7 +50,7 @@ impl From<StoreError> for ApiError {
                 }
             }
             // Retrying will not help: say what is wrong, and whose move it is.
-            StoreError::Damaged(_) | StoreError::Corrupt { .. } => ApiError::new(
+            StoreError::Damaged { .. } | StoreError::Corrupt { .. } => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("{error}; the hub's operator must repair the store"),
             ),
@@ -58,7 +58,7 @@ impl From<StoreError> for ApiError {
                 retry_after: Some(5),
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the hub is shutting down; try again")
             },
-            StoreError::Backend(_) | StoreError::NewerSchema { .. } | StoreError::Conflict(_) => {
+            StoreError::Backend { .. } | StoreError::NewerSchema { .. } | StoreError::Conflict(_) => {
                 tracing::error!(%error, "store failure answering a request");
                 ApiError {
                     retry_after: Some(5),

@@ -186,7 +186,7 @@ fn reply(
         Err(error @ PublishError::RateLimited { .. }) => {
             context.fail("PRIVMSG", "RATE_LIMITED", &[channel], &error.to_string());
         }
-        Err(PublishError::Store(StoreError::Damaged(_))) => {
+        Err(PublishError::Store(StoreError::Damaged { .. })) => {
             // The store said so in the log when it found the damage; each refusal is counted.
             context.fail(
                 "PRIVMSG",

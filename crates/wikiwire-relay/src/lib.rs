@@ -292,7 +292,7 @@ impl Relay {
                     tracing::warn!(relay = %self.target, %reason, "the relay's cursor was moved by another node");
                     return Err(RelayError::LeaseLost);
                 }
-                Err(StoreError::Unavailable(reason)) if lease.valid() => {
+                Err(StoreError::Unavailable { reason, .. }) if lease.valid() => {
                     tracing::debug!(relay = %self.target, %reason, "the cursor cannot be written yet");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));

@@ -108,10 +108,22 @@ pub struct Retention {
     pub max_events: Option<u64>,
 }
 
+/// What failed underneath a store error, kept as its `source()`. Shared (`Arc`), so that one
+/// failed group commit answers every request of the group with the same cause; the `source()` is
+/// this `Arc` (it says what the cause says: downcast it to `Cause`, then to the cause's type).
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// Why a store call failed. A variant that wraps a failure underneath keeps it as its `source()`
+/// and also says it in its own words (`reason`), as logs, HTTP answers and IRC replies show only
+/// this error's message; a printer of the whole chain should not say such a cause again.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("storage failure: {0}")]
-    Backend(String),
+    #[error("storage failure: {reason}")]
+    Backend {
+        reason: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     #[error("the store is closed")]
     Closed,
     #[error("the store was written by a newer wikiwire (schema {found}, this one knows up to {supported})")]
@@ -119,16 +131,89 @@ pub enum StoreError {
     #[error("stored event {id} cannot be read: {reason}")]
     Corrupt { id: u64, reason: String },
     /// The store's files are damaged: retrying will not help, the operator must repair them.
-    #[error("the event store is damaged: {0}")]
-    Damaged(String),
+    #[error("the event store is damaged: {reason}")]
+    Damaged {
+        reason: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// A fenced write lost: someone else wrote since the revision it named (a job's lease was
     /// taken over).
     #[error("{0}")]
     Conflict(String),
     /// The log cannot be reached or refuses to serve for now; nothing was stored by this call
     /// (or, for an append that timed out, its outcome is unknown). Worth retrying later.
-    #[error("the event log is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the event log is unavailable: {reason}")]
+    Unavailable {
+        reason: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+}
+
+/// `context: cause` as the reason, and the cause kept.
+fn with_cause<E>(context: Option<&dyn std::fmt::Display>, cause: E) -> (String, Option<Cause>)
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let reason = match context {
+        Some(context) => format!("{context}: {cause}"),
+        None => cause.to_string(),
+    };
+    (reason, Some(Arc::new(cause)))
+}
+
+impl StoreError {
+    /// `Backend`, said as the cause says itself.
+    pub fn backend<E: std::error::Error + Send + Sync + 'static>(cause: E) -> StoreError {
+        let (reason, cause) = with_cause(None, cause);
+        StoreError::Backend { reason, cause }
+    }
+
+    /// `Backend`, said as `context: cause`.
+    pub fn backend_in<E>(context: impl std::fmt::Display, cause: E) -> StoreError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let (reason, cause) = with_cause(Some(&context), cause);
+        StoreError::Backend { reason, cause }
+    }
+
+    /// `Backend` with nothing underneath: the reason is all there is.
+    pub fn backend_msg(reason: impl Into<String>) -> StoreError {
+        StoreError::Backend { reason: reason.into(), cause: None }
+    }
+
+    /// `Damaged`, said as the cause says itself.
+    pub fn damaged<E: std::error::Error + Send + Sync + 'static>(cause: E) -> StoreError {
+        let (reason, cause) = with_cause(None, cause);
+        StoreError::Damaged { reason, cause }
+    }
+
+    /// `Damaged` with nothing underneath.
+    pub fn damaged_msg(reason: impl Into<String>) -> StoreError {
+        StoreError::Damaged { reason: reason.into(), cause: None }
+    }
+
+    /// `Unavailable`, said as the cause says itself.
+    pub fn unavailable<E: std::error::Error + Send + Sync + 'static>(cause: E) -> StoreError {
+        let (reason, cause) = with_cause(None, cause);
+        StoreError::Unavailable { reason, cause }
+    }
+
+    /// `Unavailable`, said as `context: cause`.
+    pub fn unavailable_in<E>(context: impl std::fmt::Display, cause: E) -> StoreError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let (reason, cause) = with_cause(Some(&context), cause);
+        StoreError::Unavailable { reason, cause }
+    }
+
+    /// `Unavailable` with nothing underneath.
+    pub fn unavailable_msg(reason: impl Into<String>) -> StoreError {
+        StoreError::Unavailable { reason: reason.into(), cause: None }
+    }
 }
 
 /// How a clustered store is doing, for `/healthz` and the metrics page.
@@ -222,5 +307,29 @@ pub trait Store: Send + Sync + 'static {
     /// The cluster's view of this node; `None` for a store that is not clustered.
     fn cluster_status(&self) -> Option<ClusterStatus> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::StoreError;
+
+    #[test]
+    fn a_store_error_says_its_cause_and_keeps_it() {
+        let io = || std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let error = StoreError::backend_in("cannot create /x", io());
+        assert_eq!(error.to_string(), "storage failure: cannot create /x: denied");
+        let cause = error.source().expect("the cause is kept");
+        assert_eq!(cause.to_string(), "denied");
+        let shared = cause.downcast_ref::<super::Cause>().expect("the source is the shared cause");
+        assert!(shared.is::<std::io::Error>());
+        let error = StoreError::unavailable(io());
+        assert_eq!(error.to_string(), "the event log is unavailable: denied");
+        assert!(error.source().is_some());
+        let error = StoreError::damaged_msg("page 3 is bad");
+        assert_eq!(error.to_string(), "the event store is damaged: page 3 is bad");
+        assert!(error.source().is_none());
     }
 }

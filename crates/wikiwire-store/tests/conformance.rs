@@ -391,7 +391,7 @@ async fn jetstream_a_stream_remade_while_running_stops_the_node_serving() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match store.append(vec![edit("A", "after")]).await {
-            Err(StoreError::Unavailable(reason)) => {
+            Err(StoreError::Unavailable { reason, .. }) => {
                 assert!(reason.contains("made again"), "{reason}");
                 break;
             }

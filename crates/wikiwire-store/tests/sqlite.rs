@@ -279,7 +279,7 @@ async fn a_file_that_lost_its_end_is_refused_at_open() {
     raw.execute("DELETE FROM events WHERE id > 3", []).unwrap();
     drop(raw);
     let refused = SqliteStore::open(SqliteOptions::new(directory.path().join("events.sqlite")));
-    let Err(StoreError::Damaged(reason)) = refused else { panic!("a file that lost its end opened") };
+    let Err(StoreError::Damaged { reason, .. }) = refused else { panic!("a file that lost its end opened") };
     assert!(reason.contains("the last acknowledged event 5 is missing"), "{reason}");
 }
 

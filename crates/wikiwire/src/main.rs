@@ -46,8 +46,41 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("wikiwire: {error:#}");
+            eprintln!("wikiwire: {}", said_once(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes joined by `: ` (as `{:#}` does), each said once. An error that ends
+/// its own message with its cause's (the store's errors do, for logs and answers that show no
+/// chain) has said that cause, and what it says of its own causes, already: the chain stops there.
+fn said_once(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if text.ends_with(&cause) {
+            break;
+        }
+        text.push_str(": ");
+        text.push_str(&cause);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::said_once;
+
+    #[test]
+    fn a_cause_the_message_already_says_is_not_said_again() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let store = wikiwire_store::StoreError::backend_in("cannot create /x", io);
+        let error = anyhow::Error::new(store).context("cannot open the store");
+        assert_eq!(said_once(&error), "cannot open the store: storage failure: cannot create /x: denied");
+        // A message that leaves its cause to the chain gets it appended, as `{:#}` would.
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let error = anyhow::Error::new(io).context("cannot read a.toml");
+        assert_eq!(said_once(&error), "cannot read a.toml: gone");
     }
 }

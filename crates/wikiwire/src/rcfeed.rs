@@ -100,7 +100,7 @@ async fn publish(
                     break;
                 }
                 Err(PublishError::RateLimited { retry_after }) => tokio::time::sleep(retry_after).await,
-                Err(PublishError::Store(error @ wikiwire_store::StoreError::Damaged(_))) => {
+                Err(PublishError::Store(error @ wikiwire_store::StoreError::Damaged { .. })) => {
                     // Waiting would not help: the store refuses every write until it is repaired
                     // with the hub stopped.
                     hub.metrics().rcfeed_refused.add(count);

@@ -160,7 +160,7 @@ impl Writer {
                 }
                 Outcome::Duplicate(event) => Ok(Appended { event: Arc::clone(event), duplicate: true }),
                 Outcome::Pending | Outcome::SameAs(_) => {
-                    Err(StoreError::Backend("an append ended without an outcome for every event".into()))
+                    Err(StoreError::backend_msg("an append ended without an outcome for every event"))
                 }
             }
         };
@@ -188,7 +188,7 @@ impl Writer {
         let mut batch_number = 0u64;
         while !outgoing.is_empty() {
             if let Some(reason) = self.inner.fatal() {
-                return Err(StoreError::Unavailable(reason));
+                return Err(StoreError::unavailable_msg(reason));
             }
             if self.inner.is_closed() {
                 return Err(StoreError::Closed);
@@ -202,7 +202,7 @@ impl Writer {
             let retry_reason = match attempt {
                 Attempt::Stored { last, count, duplicate } => {
                     if count != outgoing.len() as u64 {
-                        return Err(StoreError::Backend(format!(
+                        return Err(StoreError::backend_msg(format!(
                             "the stream stored {count} events of a batch of {}",
                             outgoing.len()
                         )));
@@ -228,12 +228,12 @@ impl Writer {
                     Ok(false) => continue,
                     Err(reason) => reason,
                 },
-                Attempt::Refused(reason) => return Err(StoreError::Unavailable(reason)),
+                Attempt::Refused(reason) => return Err(StoreError::unavailable_msg(reason)),
                 Attempt::Unknown(reason) => reason,
             };
             self.inner.retries.fetch_add(1, Ordering::Relaxed);
             if Instant::now() + delay >= deadline {
-                return Err(StoreError::Unavailable(format!(
+                return Err(StoreError::unavailable_msg(format!(
                     "the stream did not confirm within {:?}: {retry_reason}",
                     self.inner.options.publish_timeout
                 )));
@@ -253,10 +253,12 @@ impl Writer {
         if first > applied {
             return Ok(());
         }
-        let info =
-            self.inner.stream.get_info().await.map_err(|error| {
-                StoreError::Unavailable(format!("cannot ask the stream who it is: {error}"))
-            })?;
+        let info = self
+            .inner
+            .stream
+            .get_info()
+            .await
+            .map_err(|error| StoreError::unavailable_in("cannot ask the stream who it is", error))?;
         if super::created_micros(&info) == self.inner.created {
             return Ok(());
         }
@@ -265,7 +267,7 @@ impl Writer {
              the stream was made again behind the hub's back"
         );
         self.inner.set_fatal(reason.clone());
-        Err(StoreError::Unavailable(reason))
+        Err(StoreError::unavailable_msg(reason))
     }
 
     async fn attempt(&self, outgoing: &[(usize, Outgoing)], batch_number: u64) -> Attempt {
@@ -467,11 +469,13 @@ fn request(message: &Outgoing, batch: Option<(&str, usize, bool)>) -> async_nats
 }
 
 /// `StoreError` is not `Clone` (it may hold anything); every request of a failed group gets the
-/// same words.
+/// same words and the same cause.
 fn clone_error(error: &StoreError) -> StoreError {
     match error {
         StoreError::Closed => StoreError::Closed,
-        StoreError::Unavailable(reason) => StoreError::Unavailable(reason.clone()),
-        other => StoreError::Backend(other.to_string()),
+        StoreError::Unavailable { reason, cause } => {
+            StoreError::Unavailable { reason: reason.clone(), cause: cause.clone() }
+        }
+        other => StoreError::backend_msg(other.to_string()),
     }
 }

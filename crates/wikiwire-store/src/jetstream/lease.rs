@@ -222,7 +222,7 @@ pub(crate) async fn claim_node(
     let key = node_key(node);
     let deadline = Instant::now() + ttl + ttl / RENEWALS;
     let refused = |why: &str| {
-        crate::StoreError::Unavailable(format!(
+        crate::StoreError::unavailable_msg(format!(
             "another wikiwire process is running as node {node:?} ({why}): every hub node needs its own \
              [cluster] node name; stop the other one, or give this one another name"
         ))
@@ -236,7 +236,7 @@ pub(crate) async fn claim_node(
             Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {}
             Err(error) => {
                 tracing::debug!(%error, "cannot take this node's name yet");
-                failure = Some(error.to_string());
+                failure = Some(error);
             }
         }
         if let Ok(Some(entry)) = bucket.entry(&key).await
@@ -261,9 +261,10 @@ pub(crate) async fn claim_node(
         }
         if Instant::now() >= deadline {
             return Err(match (seen, failure) {
-                (None, Some(error)) => crate::StoreError::Unavailable(format!(
-                    "cannot take the name of node {node:?} in NATS (bucket of leases): {error}"
-                )),
+                (None, Some(error)) => crate::StoreError::unavailable_in(
+                    format_args!("cannot take the name of node {node:?} in NATS (bucket of leases)"),
+                    error,
+                ),
                 _ => refused(&format!("the name's lease is still held after {ttl:?}")),
             });
         }

@@ -226,7 +226,7 @@ impl JetStreamStore {
             let context = context.clone();
             retry_until(deadline, description, move || {
                 let (context, config) = (context.clone(), config.clone());
-                async move { context.create_or_update_key_value(config).await.map_err(|error| error.to_string()) }
+                async move { context.create_or_update_key_value(config).await.map_err(SetupError::from) }
             })
         };
         let cursors = bucket("state", "wikiwire: named cursors (relays)", Duration::ZERO).await?;
@@ -279,7 +279,7 @@ impl JetStreamStore {
         // The replica is a cache of the stream: a node that loses it rebuilds it from there.
         replica_options.synchronous_full = false;
         let replica = match SqliteStore::open(replica_options.clone()) {
-            Err(StoreError::Damaged(reason)) => {
+            Err(StoreError::Damaged { reason, .. }) => {
                 set_aside(&options.replica, &reason)?;
                 SqliteStore::open(replica_options)?
             }
@@ -290,7 +290,7 @@ impl JetStreamStore {
         let applied_id = replica.bounds().await?.last_id;
         match replica.state(STREAM_CREATED).await? {
             Some(known) if known != created => {
-                return Err(StoreError::Unavailable(format!(
+                return Err(StoreError::unavailable_msg(format!(
                     "stream {} is not the one this node's replica ({}) follows: it was made again at {} \
                      (ids would be handed out a second time); delete the replica only if the old log is \
                      really gone, or restore the stream",
@@ -303,7 +303,7 @@ impl JetStreamStore {
             None => replica.set_state(STREAM_CREATED, created).await?,
         }
         if info.state.last_sequence < applied_id {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::unavailable_msg(format!(
                 "stream {} ends at {} but this node's replica already has {applied_id}: refusing to reuse ids",
                 options.stream, info.state.last_sequence
             )));
@@ -362,8 +362,7 @@ impl JetStreamStore {
 
     /// The stream's first and last sequence and how many messages it holds.
     pub async fn stream_state(&self) -> Result<(u64, u64, u64), StoreError> {
-        let info =
-            self.inner.stream.get_info().await.map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let info = self.inner.stream.get_info().await.map_err(StoreError::unavailable)?;
         Ok((info.state.first_sequence, info.state.last_sequence, info.state.messages))
     }
 
@@ -379,14 +378,14 @@ impl Store for JetStreamStore {
             return Ok(Vec::new());
         }
         if drafts.len() > append::MAX_BATCH {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::backend_msg(format!(
                 "{} events in one append; the stream takes at most {} at once",
                 drafts.len(),
                 append::MAX_BATCH
             )));
         }
         if let Some(reason) = self.inner.fatal() {
-            return Err(StoreError::Unavailable(reason));
+            return Err(StoreError::unavailable_msg(reason));
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.sender()?.send(append::Request { drafts, reply }).await.map_err(|_| StoreError::Closed)?;
@@ -435,18 +434,14 @@ impl Store for JetStreamStore {
     }
 
     async fn cursor(&self, name: &str) -> Result<Option<Cursor>, StoreError> {
-        let entry = self
-            .inner
-            .cursors
-            .entry(subjects::cursor_key(name))
-            .await
-            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let entry =
+            self.inner.cursors.entry(subjects::cursor_key(name)).await.map_err(StoreError::unavailable)?;
         let Some(entry) = entry.filter(|entry| entry.operation == kv::Operation::Put) else {
             return Ok(None);
         };
         let id =
             std::str::from_utf8(&entry.value).ok().and_then(|text| text.parse::<u64>().ok()).ok_or_else(
-                || StoreError::Backend(format!("cursor {name:?} holds something that is not an id")),
+                || StoreError::backend_msg(format!("cursor {name:?} holds something that is not an id")),
             )?;
         Ok(Some(Cursor { id, revision: entry.revision }))
     }
@@ -462,12 +457,12 @@ impl Store for JetStreamStore {
         if revision == 0 {
             return self.inner.cursors.create(key, value).await.map_err(|error| match error.kind() {
                 kv::CreateErrorKind::AlreadyExists => conflict(),
-                _ => StoreError::Unavailable(error.to_string()),
+                _ => StoreError::unavailable(error),
             });
         }
         self.inner.cursors.update(key, value, revision).await.map_err(|error| match error.kind() {
             kv::UpdateErrorKind::WrongLastRevision => conflict(),
-            _ => StoreError::Unavailable(error.to_string()),
+            _ => StoreError::unavailable(error),
         })
     }
 
@@ -492,7 +487,7 @@ impl Store for JetStreamStore {
                             (&inner.options.stream, inner.options.replicas, &inner.options.node);
                         outbox::SharedOutbox::open(client, context, stream, replicas, node)
                             .await
-                            .map_err(|error| error.to_string())
+                            .map_err(SetupError::from)
                     }
                 })
                 .await?;
@@ -574,10 +569,10 @@ fn set_aside(replica: &std::path::Path, reason: &str) -> Result<(), StoreError> 
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => {
-                return Err(StoreError::Backend(format!(
-                    "cannot move the damaged replica {} aside: {error}",
-                    from.display()
-                )));
+                return Err(StoreError::backend_in(
+                    format_args!("cannot move the damaged replica {} aside", from.display()),
+                    error,
+                ));
             }
         }
     }
@@ -596,12 +591,18 @@ async fn connect(options: &JetStreamOptions) -> Result<async_nats::Client, Store
         .reconnect_delay_callback(|attempts| Duration::from_millis((100 * attempts as u64).min(2000)));
     if let Some(path) = &options.credentials {
         connect = connect.credentials_file(path).await.map_err(|error| {
-            StoreError::Unavailable(format!("cannot read the NATS credentials {}: {error}", path.display()))
+            StoreError::unavailable_in(
+                format_args!("cannot read the NATS credentials {}", path.display()),
+                error,
+            )
         })?;
     }
     if let Some(path) = &options.nkey_file {
         let seed = std::fs::read_to_string(path).map_err(|error| {
-            StoreError::Unavailable(format!("cannot read the NATS nkey seed {}: {error}", path.display()))
+            StoreError::unavailable_in(
+                format_args!("cannot read the NATS nkey seed {}", path.display()),
+                error,
+            )
         })?;
         // The first line: `nk -gen user -pubout` writes the public key on the second.
         let seed = seed.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or_default();
@@ -611,7 +612,7 @@ async fn connect(options: &JetStreamOptions) -> Result<async_nats::Client, Store
         connect = connect.add_root_certificates(path.clone()).require_tls(true);
     }
     connect.connect(options.servers.as_slice()).await.map_err(|error| {
-        StoreError::Unavailable(format!("cannot connect to NATS {:?}: {error}", options.servers))
+        StoreError::unavailable_in(format_args!("cannot connect to NATS {:?}", options.servers), error)
     })
 }
 
@@ -620,13 +621,13 @@ async fn connect(options: &JetStreamOptions) -> Result<async_nats::Client, Store
 async fn ensure_stream(
     context: &jetstream::Context,
     options: &JetStreamOptions,
-) -> Result<stream::Stream, String> {
+) -> Result<stream::Stream, SetupError> {
     let wanted = options.stream_config();
     match context.get_stream(&options.stream).await {
         Ok(mut existing) => {
-            let config = existing.info().await.map_err(|error| error.to_string())?.config.clone();
+            let config = existing.info().await?.config.clone();
             if config.subjects != wanted.subjects || !config.allow_atomic_publish || !config.allow_direct {
-                return Err(format!(
+                return Err(SetupError::Shape(format!(
                     "stream {} exists with subjects {:?} (atomic publish {}, direct get {}); wikiwire needs {:?} \
                      with both",
                     options.stream,
@@ -634,7 +635,7 @@ async fn ensure_stream(
                     config.allow_atomic_publish,
                     config.allow_direct,
                     wanted.subjects
-                ));
+                )));
             }
             let changed = config.max_age != wanted.max_age
                 || config.max_messages != wanted.max_messages
@@ -643,34 +644,51 @@ async fn ensure_stream(
             if changed {
                 tracing::info!(stream = %options.stream, "stream limits changed in the configuration: updating");
                 let updated = stream::Config { first_sequence: None, ..wanted };
-                context.update_stream(updated).await.map_err(|error| error.to_string())?;
-                return context.get_stream(&options.stream).await.map_err(|error| error.to_string());
+                context.update_stream(updated).await?;
+                return Ok(context.get_stream(&options.stream).await?);
             }
             Ok(existing)
         }
         Err(error) if error.to_string().contains("not found") => {
             tracing::info!(stream = %options.stream, replicas = options.replicas, "creating the stream");
-            context.create_stream(wanted).await.map_err(|error| error.to_string())
+            Ok(context.create_stream(wanted).await?)
         }
-        Err(error) => Err(error.to_string()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Why setting up the stream or a bucket failed this time.
+enum SetupError {
+    /// The stream there has another shape than wikiwire needs: waiting will not change it.
+    Shape(String),
+    /// NATS refused or did not answer (yet).
+    Nats(crate::Cause),
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for SetupError {
+    fn from(error: E) -> SetupError {
+        SetupError::Nats(Arc::new(error))
     }
 }
 
 async fn retry_until<T, F, Fut>(deadline: Instant, what: &str, mut attempt: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
+    Fut: std::future::Future<Output = Result<T, SetupError>>,
 {
     let mut delay = Duration::from_millis(100);
     loop {
         match attempt().await {
             Ok(value) => return Ok(value),
             // A refusal that names the stream's own shape will not change by waiting.
-            Err(error) if error.contains("wikiwire needs") => return Err(StoreError::Unavailable(error)),
-            Err(error) if Instant::now() + delay >= deadline => {
-                return Err(StoreError::Unavailable(format!("cannot set up {what} in NATS: {error}")));
+            Err(SetupError::Shape(reason)) => return Err(StoreError::unavailable_msg(reason)),
+            Err(SetupError::Nats(error)) if Instant::now() + delay >= deadline => {
+                return Err(StoreError::Unavailable {
+                    reason: format!("cannot set up {what} in NATS: {error}"),
+                    cause: Some(error),
+                });
             }
-            Err(error) => {
+            Err(SetupError::Nats(error)) => {
                 tracing::debug!(%error, "waiting for NATS to set up {what}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(1));

@@ -43,10 +43,6 @@ pub struct SharedOutbox {
     counter: std::sync::atomic::AtomicU64,
 }
 
-fn unavailable(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(error.to_string())
-}
-
 impl SharedOutbox {
     pub(crate) async fn open(
         client: async_nats::Client,
@@ -68,7 +64,7 @@ impl SharedOutbox {
             description: Some("wikiwire: the Jabber bot's outbox and positions".into()),
             ..Default::default()
         };
-        let stream = context.get_or_create_stream(config).await.map_err(unavailable)?;
+        let stream = context.get_or_create_stream(config).await.map_err(StoreError::unavailable)?;
         let table = context
             .create_or_update_key_value(super::bucket_config(
                 &format!("{stream_name}_bot"),
@@ -77,7 +73,7 @@ impl SharedOutbox {
                 Duration::ZERO,
             ))
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
         let boot = format!("{node}-{}", super::nonce());
         Ok(SharedOutbox {
             client,
@@ -118,16 +114,20 @@ impl SharedOutbox {
                     .headers(headers)
                     .payload(payload)
                     .timeout(Some(ATTEMPT_TIMEOUT));
-                let reply = self.client.send_request(subject, request).await.map_err(unavailable)?;
+                let reply =
+                    self.client.send_request(subject, request).await.map_err(StoreError::unavailable)?;
                 let answer = read_ack(&reply.payload)?;
                 if sequence == last {
-                    return answer.ok_or_else(|| unavailable("the stream gave no sequence"));
+                    return answer.ok_or_else(|| StoreError::unavailable_msg("the stream gave no sequence"));
                 }
             } else {
-                self.client.publish_with_headers(subject, headers, payload).await.map_err(unavailable)?;
+                self.client
+                    .publish_with_headers(subject, headers, payload)
+                    .await
+                    .map_err(StoreError::unavailable)?;
             }
         }
-        Err(unavailable("nothing to publish"))
+        Err(StoreError::unavailable_msg("nothing to publish"))
     }
 }
 
@@ -175,11 +175,11 @@ impl Outbox for SharedOutbox {
             Ok(message) => {
                 let id = std::str::from_utf8(&message.payload).ok().and_then(|text| text.parse::<u64>().ok());
                 let id =
-                    id.ok_or_else(|| StoreError::Backend(format!("bot position {name:?} is not an id")))?;
+                    id.ok_or_else(|| StoreError::backend_msg(format!("bot position {name:?} is not an id")))?;
                 (Some(id), message.sequence)
             }
             Err(error) if error.kind() == stream::DirectGetErrorKind::NotFound => (None, 0),
-            Err(error) => return Err(unavailable(error)),
+            Err(error) => return Err(StoreError::unavailable(error)),
         };
         if let Ok(mut positions) = self.positions.lock() {
             positions.insert(name.to_owned(), sequence);
@@ -206,17 +206,17 @@ impl Outbox for SharedOutbox {
                 ..Default::default()
             })
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
         let mut messages = consumer
             .fetch()
             // Returns at once with what is there (a fetch does not wait for more).
             .max_messages(limit)
             .messages()
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
         while let Some(message) = messages.next().await {
-            let message = message.map_err(unavailable)?;
-            let sequence = message.info().map_err(unavailable)?.stream_sequence;
+            let message = message.map_err(unavailable_boxed)?;
+            let sequence = message.info().map_err(unavailable_boxed)?.stream_sequence;
             items.push((sequence, message.payload.clone()));
         }
         Ok(items)
@@ -230,7 +230,7 @@ impl Outbox for SharedOutbox {
             // first answer was lost). The server says so with 10037 or 10043, or with a failed
             // delete (10057) of "no message found" or "sequence … not found".
             Err(error) if already_gone(&error) => Ok(()),
-            Err(error) => Err(unavailable(error)),
+            Err(error) => Err(StoreError::unavailable(error)),
         }
     }
 
@@ -242,8 +242,11 @@ impl Outbox for SharedOutbox {
 
     /// Items waiting.
     async fn waiting(&self) -> Result<u64, StoreError> {
-        let mut subjects =
-            self.stream.info_with_subjects(format!("{PREFIX}.pos.*")).await.map_err(unavailable)?;
+        let mut subjects = self
+            .stream
+            .info_with_subjects(format!("{PREFIX}.pos.*"))
+            .await
+            .map_err(StoreError::unavailable)?;
         let messages = subjects.info.state.messages;
         let mut positions = 0;
         while subjects.next().await.is_some() {
@@ -254,7 +257,8 @@ impl Outbox for SharedOutbox {
 
     /// Wakes `wake` whenever any node stores an item.
     async fn notify_on_items(&self, wake: Arc<Notify>) -> Result<(), StoreError> {
-        let mut subscriber = self.client.subscribe(format!("{PREFIX}.out.*")).await.map_err(unavailable)?;
+        let mut subscriber =
+            self.client.subscribe(format!("{PREFIX}.out.*")).await.map_err(StoreError::unavailable)?;
         tokio::spawn(async move {
             while subscriber.next().await.is_some() {
                 wake.notify_one();
@@ -270,7 +274,7 @@ impl Outbox for SharedOutbox {
     /// A value and its revision.
     async fn table_get(&self, key: &str) -> Result<Option<(Bytes, u64)>, StoreError> {
         checked(key)?;
-        let entry = self.table.entry(key).await.map_err(unavailable)?;
+        let entry = self.table.entry(key).await.map_err(StoreError::unavailable)?;
         Ok(entry
             .filter(|entry| entry.operation == kv::Operation::Put)
             .map(|entry| (entry.value, entry.revision)))
@@ -283,29 +287,29 @@ impl Outbox for SharedOutbox {
         if revision == 0 {
             return self.table.create(key, value).await.map_err(|error| match error.kind() {
                 kv::CreateErrorKind::AlreadyExists => conflict(),
-                _ => unavailable(error),
+                _ => StoreError::unavailable(error),
             });
         }
         self.table.update(key, value, revision).await.map_err(|error| match error.kind() {
             kv::UpdateErrorKind::WrongLastRevision => conflict(),
-            _ => unavailable(error),
+            _ => StoreError::unavailable(error),
         })
     }
 
     async fn table_delete(&self, key: &str) -> Result<(), StoreError> {
         checked(key)?;
-        self.table.delete(key).await.map_err(unavailable)
+        self.table.delete(key).await.map_err(StoreError::unavailable)
     }
 
     /// Keys starting with `prefix`.
     async fn table_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut keys = match self.table.keys().await {
             Ok(keys) => keys,
-            Err(error) => return Err(unavailable(error)),
+            Err(error) => return Err(StoreError::unavailable(error)),
         };
         let mut found = Vec::new();
         while let Some(key) = keys.next().await {
-            let key = key.map_err(unavailable)?;
+            let key = key.map_err(StoreError::unavailable)?;
             if key.starts_with(prefix) {
                 found.push(key);
             }
@@ -319,7 +323,7 @@ impl Outbox for SharedOutbox {
 fn checked(key: &str) -> Result<(), StoreError> {
     match valid_key(key) {
         true => Ok(()),
-        false => Err(StoreError::Backend(format!("{key:?} is not a valid key for the bot's table"))),
+        false => Err(StoreError::backend_msg(format!("{key:?} is not a valid key for the bot's table"))),
     }
 }
 
@@ -354,19 +358,26 @@ struct AckError {
     description: String,
 }
 
+/// `Unavailable` for the boxed errors async_nats hands out for messages.
+fn unavailable_boxed(error: Box<dyn std::error::Error + Send + Sync>) -> StoreError {
+    StoreError::Unavailable { reason: error.to_string(), cause: Some(error.into()) }
+}
+
 /// The stream's answer: a sequence, nothing (a batch's first message), or an error.
 fn read_ack(payload: &[u8]) -> Result<Option<u64>, StoreError> {
     if payload.is_empty() {
         return Ok(None);
     }
-    let ack: Ack = serde_json::from_slice(payload).map_err(unavailable)?;
+    let ack: Ack = serde_json::from_slice(payload).map_err(StoreError::unavailable)?;
     match ack.error {
         Some(error)
             if matches!(error.err_code, codes::WRONG_LAST_SEQUENCE | codes::WRONG_LAST_SEQUENCE_CONSTANT) =>
         {
             Err(StoreError::Conflict(error.description))
         }
-        Some(error) => Err(unavailable(format!("{} ({})", error.description, error.err_code))),
+        Some(error) => {
+            Err(StoreError::unavailable_msg(format!("{} ({})", error.description, error.err_code)))
+        }
         None => Ok(ack.seq),
     }
 }

@@ -107,7 +107,7 @@ pub struct Shared {
 impl Shared {
     /// Passes a result on, remembering the first damage it reports.
     fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        if let Err(StoreError::Damaged(reason)) = &result
+        if let Err(StoreError::Damaged { reason, .. }) = &result
             && let Ok(mut fault) = self.fault.lock()
             && fault.is_none()
         {
@@ -156,18 +156,19 @@ impl SqliteStore {
     pub fn open(options: SqliteOptions) -> Result<SqliteStore, StoreError> {
         if let Some(directory) = options.path.parent().filter(|directory| !directory.as_os_str().is_empty()) {
             create_private_dir(directory).map_err(|error| {
-                StoreError::Backend(format!("cannot create {}: {error}", directory.display()))
+                StoreError::backend_in(format_args!("cannot create {}", directory.display()), error)
             })?;
         }
         let path = options.path.display();
-        let damaged = |details: String| {
-            StoreError::Damaged(format!(
+        let damaged = |details: String, cause: Option<crate::Cause>| StoreError::Damaged {
+            reason: format!(
                 "{path}: {details}. The hub will not serve from a damaged log: repair it with `wikiwire repair` \
                  (with the hub stopped) or restore a backup, as the operator guide says under \"Repairing a damaged store\""
-            ))
+            ),
+            cause,
         };
         let refuse_damage = |error: StoreError| match error {
-            StoreError::Damaged(details) => damaged(details),
+            StoreError::Damaged { reason, cause } => damaged(reason, cause),
             other => other,
         };
         let mut connection = Connection::open(&options.path).map_err(backend).map_err(refuse_damage)?;
@@ -180,9 +181,10 @@ impl SqliteStore {
             .map_err(refuse_damage)?;
         // Before the migrations write into it, and after them (the end check reads their tables).
         integrity::walk_pages(&connection, options.integrity_budget)
-            .map_err(|damage| damaged(damage.to_string()))?;
+            .map_err(|damage| damaged(damage.to_string(), Some(Arc::new(damage))))?;
         schema::migrate(&mut connection).map_err(refuse_damage)?;
-        integrity::check_end(&connection).map_err(|damage| damaged(damage.to_string()))?;
+        integrity::check_end(&connection)
+            .map_err(|damage| damaged(damage.to_string(), Some(Arc::new(damage))))?;
         let state = |name: &str| -> Result<u64, StoreError> {
             connection
                 .query_row("SELECT value FROM state WHERE name = ?1", [name], |row| row.get::<_, i64>(0))
@@ -207,7 +209,7 @@ impl SqliteStore {
         let handle = std::thread::Builder::new()
             .name("wikiwire-store-writer".into())
             .spawn(move || writer.run())
-            .map_err(|error| StoreError::Backend(format!("cannot start the writer thread: {error}")))?;
+            .map_err(|error| StoreError::backend_in("cannot start the writer thread", error))?;
         tracing::info!(path = %options.path.display(), last_id = shared.last_id.load(Ordering::Relaxed), "store open");
         Ok(SqliteStore {
             commands: Mutex::new(Some(sender)),
@@ -263,7 +265,7 @@ impl SqliteStore {
     /// could make an acknowledged event unreadable, and the repair copies what is there.
     fn refuse_if_damaged(&self) -> Result<(), StoreError> {
         match self.fault() {
-            Some(reason) => Err(StoreError::Damaged(format!(
+            Some(reason) => Err(StoreError::damaged_msg(format!(
                 "{reason}; nothing is written to a damaged log until it is repaired (wikiwire repair)"
             ))),
             None => Ok(()),
@@ -349,8 +351,7 @@ impl Store for SqliteStore {
             .outbox
             .get_or_try_init(|| async move {
                 let opened = tokio::task::spawn_blocking(move || SqliteOutbox::open(&path)).await;
-                let opened =
-                    opened.map_err(|error| StoreError::Backend(format!("opening the bot's state: {error}")));
+                let opened = opened.map_err(|error| StoreError::backend_in("opening the bot's state", error));
                 opened?.map(Arc::new)
             })
             .await?;
@@ -452,7 +453,7 @@ fn read_page(connection: &Connection, query: &Query, shared: &Shared) -> Result<
                         }
                     }
                 }
-                Err(StoreError::Damaged(reason)) => return Err(StoreError::Damaged(reason)),
+                Err(error @ StoreError::Damaged { .. }) => return Err(error),
                 Err(error) => {
                     shared.note_unreadable(from_sql_id(id), &error);
                     page.unreadable.push(from_sql_id(id));
@@ -543,7 +544,7 @@ impl Readers {
             result
         })
         .await
-        .map_err(|error| StoreError::Backend(format!("reader task failed: {error}")))?
+        .map_err(|error| StoreError::backend_in("reader task failed", error))?
     }
 
     fn open(&self) -> Result<Connection, StoreError> {

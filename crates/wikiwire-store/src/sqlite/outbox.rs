@@ -95,7 +95,7 @@ impl SqliteOutbox {
             Ok(answer)
         })
         .await
-        .map_err(|error| StoreError::Backend(format!("the bot's state task failed: {error}")))?
+        .map_err(|error| StoreError::backend_in("the bot's state task failed", error))?
     }
 
     fn wake(&self) {
@@ -308,7 +308,7 @@ fn insert(transaction: &Transaction<'_>, items: &[Bytes]) -> Result<(), StoreErr
 fn checked(key: &str) -> Result<String, StoreError> {
     match valid_key(key) {
         true => Ok(key.to_owned()),
-        false => Err(StoreError::Backend(format!("{key:?} is not a valid key for the bot's table"))),
+        false => Err(StoreError::backend_msg(format!("{key:?} is not a valid key for the bot's table"))),
     }
 }
 
@@ -376,7 +376,7 @@ fn move_into_entries(transaction: &Transaction<'_>) -> Result<(), StoreError> {
     };
     for (jid, mut list) in subscriptions {
         list.sort();
-        let value = serde_json::to_vec(&list).map_err(|error| StoreError::Backend(error.to_string()))?;
+        let value = serde_json::to_vec(&list).map_err(StoreError::backend)?;
         put(format!("sub.{}", hex::encode(&jid)), value)?;
     }
     for jid in known {

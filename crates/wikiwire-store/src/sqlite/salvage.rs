@@ -71,13 +71,13 @@ impl Salvage {
 /// Copies what can be read from `damaged` into a new file `into` (which must not exist).
 pub fn salvage(damaged: &Path, into: &Path) -> Result<Salvage, StoreError> {
     if into.exists() {
-        return Err(StoreError::Backend(format!("{} exists already", into.display())));
+        return Err(StoreError::backend_msg(format!("{} exists already", into.display())));
     }
     let size = std::fs::metadata(damaged)
-        .map_err(|error| StoreError::Backend(format!("cannot read {}: {error}", damaged.display())))?
+        .map_err(|error| StoreError::backend_in(format_args!("cannot read {}", damaged.display()), error))?
         .len();
     let source = Connection::open_with_flags(damaged, OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .map_err(|error| StoreError::Backend(format!("cannot open {}: {error}", damaged.display())))?;
+        .map_err(|error| StoreError::backend_in(format_args!("cannot open {}", damaged.display()), error))?;
     source.execute_batch("PRAGMA query_only = ON").map_err(backend)?;
     let mut target = Connection::open(into).map_err(backend)?;
     target.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(backend)?;

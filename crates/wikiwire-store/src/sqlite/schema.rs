@@ -57,8 +57,8 @@ pub fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
 pub fn backend(error: rusqlite::Error) -> StoreError {
     match error.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
-            StoreError::Damaged(error.to_string())
+            StoreError::damaged(error)
         }
-        _ => StoreError::Backend(error.to_string()),
+        _ => StoreError::backend(error),
     }
 }

@@ -160,8 +160,13 @@ impl Writer {
             }
             Err(error) => {
                 tracing::error!(%error, events = group.len(), "append transaction failed");
+                let reason = error.to_string();
+                let cause: crate::Cause = Arc::new(error);
                 for (_, reply) in group {
-                    let _ = reply.send(Err(StoreError::Backend(error.to_string())));
+                    let _ = reply.send(Err(StoreError::Backend {
+                        reason: reason.clone(),
+                        cause: Some(Arc::clone(&cause)),
+                    }));
                 }
             }
         }
@@ -243,7 +248,7 @@ impl Writer {
             let mut previous = last_id;
             for event in &events {
                 if event.id <= previous {
-                    return Err(StoreError::Backend(format!(
+                    return Err(StoreError::backend_msg(format!(
                         "replica asked to apply event {} after {previous}: ids must grow",
                         event.id
                     )));
@@ -255,7 +260,7 @@ impl Writer {
             let mut previous = last_id;
             for (id, reason) in &unreadable {
                 if *id <= previous {
-                    return Err(StoreError::Backend(format!(
+                    return Err(StoreError::backend_msg(format!(
                         "replica asked to record {id} as unreadable after {previous}: ids must grow"
                     )));
                 }
