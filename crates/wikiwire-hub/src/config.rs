@@ -86,7 +86,7 @@ impl Default for Config {
 impl Config {
     /// Parses TOML; wrong types and unknown keys inside the hub's sections are errors with line
     /// and column.
-    pub fn parse(text: &str) -> Result<Config, String> {
+    pub fn parse(text: &str) -> Result<Config, SyntaxError> {
         parse(text)
     }
 
@@ -138,10 +138,14 @@ impl Config {
     }
 }
 
+/// Text that is not what a part reads: TOML's error, which says where (line and column, the
+/// line itself) and why.
+pub type SyntaxError = toml::de::Error;
+
 /// Parses one part of the file (the hub's, or a front end's) from the whole text; wrong types
 /// and unknown keys inside a section are errors with line and column.
-pub fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-    toml::from_str(text).map_err(|error| error.to_string().trim_end().to_owned())
+pub fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, SyntaxError> {
+    toml::from_str(text)
 }
 
 /// For a section's `url`-like keys: `http://` or `https://` and something after it.
@@ -222,9 +226,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_types_say_where() {
-        let error = Config::parse("[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        let error = Config::parse("[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err().to_string();
         assert!(error.contains("line 3") && error.contains("lisen"), "{error}");
-        let error = Config::parse("[store]\nmax_age = \"ten days\"\n").unwrap_err();
+        let error = Config::parse("[store]\nmax_age = \"ten days\"\n").unwrap_err().to_string();
         assert!(error.contains("ten days"), "{error}");
     }
 
@@ -336,7 +340,7 @@ mod tests {
         let prefix = "[[rcfeed]]\nlisten = \"127.0.0.1:9390\"\npublisher = \"w\"\nchannels = \"from-prefix\"";
         assert_eq!(Config::parse(prefix).unwrap().rcfeeds[0].channels, RcFeedChannels::FromPrefix);
         let wrong = prefix.replace("from-prefix", "all");
-        assert!(Config::parse(&wrong).unwrap_err().contains("from-prefix"));
+        assert!(Config::parse(&wrong).unwrap_err().to_string().contains("from-prefix"));
     }
 
     #[test]

@@ -156,7 +156,7 @@ pub fn fold(nick: &str) -> String {
 
 impl Server {
     /// `rcfeeds`: the hub's RCFeed listeners, whose prefixes may make channels.
-    pub fn new(hub: Arc<Hub>, config: &Config, rcfeeds: &[RcFeedConfig]) -> Result<Arc<Server>, String> {
+    pub fn new(hub: Arc<Hub>, config: &Config, rcfeeds: &[RcFeedConfig]) -> Arc<Server> {
         let prefix_publishers: Vec<String> = rcfeeds
             .iter()
             .filter(|feed| feed.channels == RcFeedChannels::FromPrefix)
@@ -169,7 +169,7 @@ impl Server {
             Some(text) => text.lines().map(str::to_owned).collect(),
             None => Vec::new(),
         };
-        Ok(Arc::new(Server {
+        Arc::new(Server {
             settings: Settings {
                 server_name: config.server_name.clone(),
                 network: config.network.clone(),
@@ -187,7 +187,7 @@ impl Server {
             registry: Mutex::new(Registry::default()),
             next_id: AtomicU64::new(1),
             tracker: TaskTracker::new(),
-        }))
+        })
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {

@@ -29,15 +29,22 @@ pub struct Config {
     pub bot: wikiwire_xmpp::Config,
 }
 
-/// A configuration that cannot be used, with every reason found.
+/// A configuration that cannot be used, with every reason found. What failed underneath is the
+/// `source`, not in the message: wikiwire prints the chain (`cannot read <file>: <why>`).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The reason is in the message, and not also a `source`: printed with its causes (as
-    /// anyhow does) it would be said twice.
-    #[error("cannot read {path}: {reason}")]
-    Read { path: PathBuf, reason: std::io::Error },
-    #[error("{path}: {message}")]
-    Syntax { path: PathBuf, message: String },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}")]
+    Syntax {
+        path: PathBuf,
+        #[source]
+        source: wikiwire_hub::config::SyntaxError,
+    },
     #[error("{path}: {}", problems.join("\n  "))]
     Invalid { path: PathBuf, problems: Vec<String> },
 }
@@ -46,9 +53,9 @@ impl Config {
     /// Reads a file and checks it whole; every command reads its file through here.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|reason| ConfigError::Read { path: path.to_owned(), reason })?;
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let config =
-            Config::parse(&text).map_err(|message| ConfigError::Syntax { path: path.to_owned(), message })?;
+            Config::parse(&text).map_err(|source| ConfigError::Syntax { path: path.to_owned(), source })?;
         let problems = config.check();
         if problems.is_empty() {
             Ok(config)
@@ -59,7 +66,7 @@ impl Config {
 
     /// Parses TOML: a top-level key no part knows, unknown keys in a section and wrong types
     /// are errors with line and column.
-    pub fn parse(text: &str) -> Result<Config, String> {
+    pub fn parse(text: &str) -> Result<Config, wikiwire_hub::config::SyntaxError> {
         parse::<TopLevel>(text)?;
         Ok(Config { hub: parse(text)?, bot: parse(text)?, ..parse(text)? })
     }
@@ -196,20 +203,21 @@ mod tests {
 
     #[test]
     fn a_key_no_part_knows_is_refused_where_it_is() {
-        let error = Config::parse("[irc]\nenabled = true\n\n[ircc]\nenabled = true\n").unwrap_err();
+        let error =
+            Config::parse("[irc]\nenabled = true\n\n[ircc]\nenabled = true\n").unwrap_err().to_string();
         assert!(error.contains("line 4") && error.contains("unknown field `ircc`"), "{error}");
         assert!(
             error.contains("`publisher`") && error.contains("`relay`") && error.contains("`wiki`"),
             "{error}"
         );
-        let error = Config::parse("datadir = \"x\"\n").unwrap_err();
+        let error = Config::parse("datadir = \"x\"\n").unwrap_err().to_string();
         assert!(error.contains("line 1") && error.contains("datadir"), "{error}");
         for inside in [
             "[irc]\nlisen = 1\n",
             "[xmpp]\njid = \"a@b\"\npassword = \"p\"\nlisen = 1\n",
             "[http]\nlisen = 1\n",
         ] {
-            let error = Config::parse(inside).unwrap_err();
+            let error = Config::parse(inside).unwrap_err().to_string();
             assert!(error.contains("unknown field `lisen`") && error.contains("line"), "{error}");
         }
     }

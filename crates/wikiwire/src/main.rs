@@ -52,18 +52,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes joined by `: ` (as `{:#}` does), each said once. An error that ends
-/// its own message with its cause's (the store's errors do, for logs and answers that show no
-/// chain) has said that cause, and what it says of its own causes, already: the chain stops there.
+/// The error and its causes joined by `: ` (as `{:#}` does, without a cause's trailing line end:
+/// TOML's ends with one), each said once. An error that ends its own message with its cause's
+/// (the store's errors do, for logs and answers that show no chain) has said that cause, and what
+/// it says of its own causes, already: the chain stops there.
 fn said_once(error: &anyhow::Error) -> String {
     let mut text = error.to_string();
     for cause in error.chain().skip(1) {
         let cause = cause.to_string();
-        if text.ends_with(&cause) {
+        let cause = cause.trim_end();
+        if text.ends_with(cause) {
             break;
         }
         text.push_str(": ");
-        text.push_str(&cause);
+        text.push_str(cause);
     }
     text
 }

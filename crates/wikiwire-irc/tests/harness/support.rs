@@ -55,7 +55,7 @@ impl TestServer {
         let channels = wikiwire_hub::channels::directory(&publishers, &config.channels, irc.wiki_format, url)
             .expect("the channel directory");
         let hub = Hub::new(store, publishers, channels, url.into(), CancellationToken::new());
-        let server = Server::new(Arc::clone(&hub), &irc, &config.rcfeeds).expect("the IRC server's state");
+        let server = Server::new(Arc::clone(&hub), &irc, &config.rcfeeds);
         TestServer { server, hub, _directory: directory }
     }
 

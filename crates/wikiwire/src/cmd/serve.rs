@@ -206,8 +206,7 @@ async fn start_irc(
     hub: &Arc<Hub>,
     tracker: &TaskTracker,
 ) -> anyhow::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
-    let server = wikiwire_irc::Server::new(Arc::clone(hub), &config.irc, &config.hub.rcfeeds)
-        .map_err(anyhow::Error::msg)?;
+    let server = wikiwire_irc::Server::new(Arc::clone(hub), &config.irc, &config.hub.rcfeeds);
     // Before anyone can JOIN: channels made from RCFeed prefixes by earlier runs.
     let after = wikiwire_irc::fanout::restore_prefix_channels(&server).await;
     let listener = TcpListener::bind(config.irc.listen)
@@ -216,7 +215,7 @@ async fn start_irc(
     let irc = listener.local_addr()?;
     let ircs = match (&config.irc.tls_cert, &config.irc.tls_key) {
         (Some(certificate), Some(key)) => {
-            let acceptor = wikiwire_irc::tls::acceptor(certificate, key).map_err(anyhow::Error::msg)?;
+            let acceptor = wikiwire_irc::tls::acceptor(certificate, key)?;
             let tls_listener = TcpListener::bind(config.irc.tls_listen)
                 .await
                 .with_context(|| format!("cannot listen for IRC over TLS on {}", config.irc.tls_listen))?;
