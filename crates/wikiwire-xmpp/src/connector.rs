@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
@@ -14,7 +14,7 @@ use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_xmpp::connect::ServerConnector;
@@ -39,24 +39,44 @@ impl std::fmt::Debug for Connector {
     }
 }
 
+/// Why the TLS client cannot be set up. Each says its cause and keeps it as its `source` (the bot's
+/// runs log only the message; `wikiwire serve` prints the chain and does not say it twice).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("xmpp.ca_file {}: {source}", path.display())]
+    CaFile {
+        path: PathBuf,
+        #[source]
+        source: pem::Error,
+    },
+    #[error("xmpp.ca_file {}: {source}", path.display())]
+    CaCertificate {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error(transparent)]
+    Protocols(rustls::Error),
+}
+
 impl Connector {
-    pub fn new(host: &str, port: u16, ca_file: Option<&Path>) -> Result<Connector, String> {
+    pub fn new(host: &str, port: u16, ca_file: Option<&Path>) -> Result<Connector, ConnectorError> {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = ca_file {
             let certificates = CertificateDer::pem_file_iter(path)
                 .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
-                .map_err(|error| format!("xmpp.ca_file {}: {error}", path.display()))?;
+                .map_err(|source| ConnectorError::CaFile { path: path.to_owned(), source })?;
             for certificate in certificates {
                 roots
                     .add(certificate)
-                    .map_err(|error| format!("xmpp.ca_file {}: {error}", path.display()))?;
+                    .map_err(|source| ConnectorError::CaCertificate { path: path.to_owned(), source })?;
             }
         }
         let tls =
             ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
                 .with_safe_default_protocol_versions()
-                .map_err(|error| error.to_string())?
+                .map_err(ConnectorError::Protocols)?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
         Ok(Connector { host: host.to_owned(), port, tls: Arc::new(tls) })

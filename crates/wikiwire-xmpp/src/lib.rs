@@ -100,7 +100,8 @@ impl Run {
     ) -> Result<Arc<bot::Bot>, String> {
         let xmpp = &self.xmpp;
         let jid = Jid::new(&xmpp.jid).map_err(|error| format!("xmpp.jid: {error}"))?;
-        let connector = connector::Connector::new(&self.server, xmpp.port, xmpp.ca_file.as_deref())?;
+        let connector = connector::Connector::new(&self.server, xmpp.port, xmpp.ca_file.as_deref())
+            .map_err(|error| error.to_string())?;
         let (session, incoming, session_task) = session::start(
             connector,
             jid,
@@ -147,9 +148,10 @@ pub enum StartError {
     Wake(#[from] state::StateError),
     #[error("xmpp.jid")]
     Jid(#[source] tokio_xmpp::jid::Error),
-    /// The connector's or the wiki client's set-up, which say why in words.
-    #[error("{0}")]
-    Setup(String),
+    #[error(transparent)]
+    Connector(#[from] connector::ConnectorError),
+    #[error(transparent)]
+    Wiki(#[from] wiki::ClientError),
     #[error("cannot listen for XML-RPC on {address}")]
     Listen {
         address: SocketAddr,
@@ -187,11 +189,9 @@ pub async fn start(
     let jid = Jid::new(&xmpp.jid).map_err(StartError::Jid)?;
     let server = xmpp.server.clone().unwrap_or_else(|| jid.domain().to_string());
     // Checked once here, so that a bad CA file stops the start instead of every run.
-    connector::Connector::new(&server, xmpp.port, xmpp.ca_file.as_deref()).map_err(StartError::Setup)?;
+    connector::Connector::new(&server, xmpp.port, xmpp.ca_file.as_deref())?;
     let wiki = match &config.wiki {
-        Some(wiki) => {
-            Some(Arc::new(wiki::Wiki::new(wiki, Arc::clone(hub.metrics())).map_err(StartError::Setup)?))
-        }
+        Some(wiki) => Some(Arc::new(wiki::Wiki::new(wiki, Arc::clone(hub.metrics()))?)),
         None => None,
     };
     let wake = Arc::new(Notify::new());

@@ -79,6 +79,12 @@ pub enum Answer {
     Reverted(bool),
 }
 
+/// The HTTP client for the wiki cannot be made (its TLS set-up failed). Says its cause and keeps
+/// it, as [`crate::connector::ConnectorError`] does.
+#[derive(Debug, thiserror::Error)]
+#[error("wiki: {0}")]
+pub struct ClientError(#[source] reqwest::Error);
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WikiError {
     /// The wiki answered with a fault: its text is shown to the user.
@@ -106,7 +112,7 @@ pub struct Wiki {
 }
 
 impl Wiki {
-    pub fn new(config: &WikiConfig, metrics: Arc<Metrics>) -> Result<Wiki, String> {
+    pub fn new(config: &WikiConfig, metrics: Arc<Metrics>) -> Result<Wiki, ClientError> {
         let endpoint = match config.dialect {
             WikiDialect::Moin => {
                 let separator = if config.url.contains('?') { '&' } else { '?' };
@@ -118,7 +124,7 @@ impl Wiki {
             .timeout(TIMEOUT)
             .user_agent(concat!("wikiwire/", env!("CARGO_PKG_VERSION"), " (notification bot)"))
             .build()
-            .map_err(|error| format!("wiki: {error}"))?;
+            .map_err(ClientError)?;
         let account = match (&config.user, &config.password) {
             (Some(user), Some(password)) => Some((user.clone(), password.clone())),
             _ => None,
