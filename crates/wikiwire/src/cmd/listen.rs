@@ -23,7 +23,7 @@ const PROGRESS_FROM: u64 = 1000;
 pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
     let irc = IrcTarget::parse(&args.irc).map_err(anyhow::Error::msg)?;
     let filter = match &args.filter {
-        Some(text) => Filter::parse(text).map_err(|error| anyhow::anyhow!("--filter: {error}"))?,
+        Some(text) => Filter::parse(text).context("--filter")?,
         None => Filter::all(),
     };
     let nick = args.nick.clone().unwrap_or_else(random_nick);

@@ -121,7 +121,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .iter()
         .map(|stream| Ok((stream.name.clone(), wikiwire_event::Filter::parse(&stream.filter)?)))
         .collect::<Result<_, wikiwire_event::FieldError>>()
-        .map_err(|error| anyhow::anyhow!("stream filter: {error}"))?;
+        .context("stream filter")?;
     let state = wikiwire_http::AppState {
         hub: Arc::clone(&hub),
         max_body: config.hub.http.max_body,
