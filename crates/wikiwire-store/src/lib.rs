@@ -129,7 +129,13 @@ pub enum StoreError {
     #[error("the store was written by a newer wikiwire (schema {found}, this one knows up to {supported})")]
     NewerSchema { found: i64, supported: i64 },
     #[error("stored event {id} cannot be read: {reason}")]
-    Corrupt { id: u64, reason: String },
+    Corrupt {
+        id: u64,
+        reason: String,
+        /// The JSON or field error, when that is why.
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The store's files are damaged: retrying will not help, the operator must repair them.
     #[error("the event store is damaged: {reason}")]
     Damaged {

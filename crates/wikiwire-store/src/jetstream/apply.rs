@@ -49,19 +49,22 @@ const MAX_REASON: usize = 500;
 /// subject was not written by a node for that wiki (a hub publishes only after
 /// checking that the publisher owns the wiki), so it is refused, never served.
 pub fn event_from_message(prefix: &str, subject: &str, payload: &[u8], id: u64) -> Result<Event, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt { id, reason };
+    let corrupt = |reason: String, cause: Option<crate::Cause>| StoreError::Corrupt { id, reason, cause };
     // The payload is the draft, numbered by the stream: the id goes in before validation.
-    let mut fields: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(payload).map_err(|error| corrupt(format!("not a JSON object: {error}")))?;
+    let mut fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(payload)
+        .map_err(|error| corrupt(format!("not a JSON object: {error}"), Some(Arc::new(error))))?;
     fields.insert("id".into(), id.into());
     let event = Event::from_json(&serde_json::Value::Object(fields).to_string())
-        .map_err(|error| corrupt(error.to_string()))?;
+        .map_err(|error| corrupt(error.to_string(), Some(Arc::new(error))))?;
     let expected = subjects::event_subject(prefix, &event.wiki, event.key.as_deref());
     if subject != expected {
-        return Err(corrupt(format!(
-            "refused: published on {subject:?}, but an event of wiki {:?} belongs on {expected:?}",
-            event.wiki
-        )));
+        return Err(corrupt(
+            format!(
+                "refused: published on {subject:?}, but an event of wiki {:?} belongs on {expected:?}",
+                event.wiki
+            ),
+            None,
+        ));
     }
     Ok(event)
 }

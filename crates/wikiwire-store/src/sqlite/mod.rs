@@ -479,14 +479,18 @@ fn read_page(connection: &Connection, query: &Query, shared: &Shared) -> Result<
 /// A stored row back into an event; a row that does not parse, or names another id, is
 /// reported, never skipped here.
 pub(crate) fn row_event(id: i64, body: &str) -> Result<Event, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt { id: from_sql_id(id), reason };
+    let corrupt = |reason: String| StoreError::Corrupt { id: from_sql_id(id), reason, cause: None };
     if body == salvage::LOST_BODY {
         return Err(corrupt("it was lost when the damaged store was repaired".to_owned()));
     }
     if let Some(reason) = body.strip_prefix(NOT_AN_EVENT) {
         return Err(corrupt(reason.to_owned()));
     }
-    let event = Event::from_json(body).map_err(|error| corrupt(error.to_string()))?;
+    let event = Event::from_json(body).map_err(|error| StoreError::Corrupt {
+        id: from_sql_id(id),
+        reason: error.to_string(),
+        cause: Some(Arc::new(error)),
+    })?;
     if event.id != from_sql_id(id) {
         return Err(corrupt(format!("the stored body names event {}", event.id)));
     }
