@@ -18,6 +18,17 @@ const SUBSCRIPTIONS: &str = "subscriptions";
 /// A cursor that only skips events is written at most this often.
 const CURSOR_EVERY: Duration = Duration::from_secs(2);
 
+/// Why a follower stopped reading (it starts again after a pause), said as what failed says it.
+#[derive(Debug, thiserror::Error)]
+enum FeedError {
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Store(#[from] wikiwire_store::StoreError),
+    #[error(transparent)]
+    Follow(#[from] FollowError),
+}
+
 /// Turns events into outbox items for subscribed users.
 pub async fn subscriptions(bot: Arc<Bot>) {
     bot.load_subscriptions().await;
@@ -77,22 +88,20 @@ async fn follow_once(
     cursor: &str,
     filter: Filter,
     items_for: &impl Fn(&Bot, &wikiwire_event::Event) -> Vec<Item>,
-) -> Result<(), String> {
-    let text = |error: &dyn std::fmt::Display| error.to_string();
-    let after = match bot.state.cursor(cursor).await.map_err(|error| text(&error))? {
+) -> Result<(), FeedError> {
+    let after = match bot.state.cursor(cursor).await? {
         Some(after) => {
             // Claimed: a node that ran the bot before cannot move this position any more.
-            bot.state.enqueue_at(Vec::new(), cursor, after).await.map_err(|error| text(&error))?;
+            bot.state.enqueue_at(Vec::new(), cursor, after).await?;
             after
         }
         None => {
-            let last = bot.hub.store().bounds().await.map_err(|error| text(&error))?.last_id;
-            bot.state.enqueue_at(Vec::new(), cursor, last).await.map_err(|error| text(&error))?;
+            let last = bot.hub.store().bounds().await?.last_id;
+            bot.state.enqueue_at(Vec::new(), cursor, last).await?;
             last
         }
     };
-    let mut follower =
-        bot.hub.follow(Some(after), filter, Lag::Resume).await.map_err(|error| text(&error))?;
+    let mut follower = bot.hub.follow(Some(after), filter, Lag::Resume).await?;
     let mut written = Instant::now();
     let mut unwritten: Option<u64> = None;
     loop {
@@ -102,7 +111,7 @@ async fn follow_once(
                 Ok(next) => next,
                 Err(_) => {
                     if let Some(id) = unwritten.take() {
-                        bot.state.enqueue_at(Vec::new(), cursor, id).await.map_err(|error| text(&error))?;
+                        bot.state.enqueue_at(Vec::new(), cursor, id).await?;
                         written = Instant::now();
                     }
                     continue;
@@ -118,7 +127,7 @@ async fn follow_once(
                 continue;
             }
             Err(FollowError::Closed) => return Ok(()),
-            Err(error) => return Err(error.to_string()),
+            Err(error) => return Err(error.into()),
         };
         let items = items_for(bot, &event);
         if items.is_empty() && written.elapsed() < CURSOR_EVERY {
@@ -126,7 +135,7 @@ async fn follow_once(
             continue;
         }
         let any = !items.is_empty();
-        bot.state.enqueue_at(items, cursor, event.id).await.map_err(|error| text(&error))?;
+        bot.state.enqueue_at(items, cursor, event.id).await?;
         unwritten = None;
         written = Instant::now();
         if any {
