@@ -94,16 +94,42 @@ pub async fn run(inner: Arc<Inner>) {
     }
 }
 
+/// Why following the stream stopped: it starts again after a pause, unless the node is fenced
+/// (its fatal reason is then kept too).
+#[derive(Debug, thiserror::Error)]
+enum FollowError {
+    /// NATS's own error, said as it says itself.
+    #[error(transparent)]
+    Nats(crate::Cause),
+    #[error("a message without stream metadata: {0}")]
+    Metadata(#[source] crate::Cause),
+    /// The replica's error, as reading it says.
+    #[error(transparent)]
+    Replica(#[from] StoreError),
+    /// The replica cannot store what the stream holds: the node stops serving.
+    #[error("the local replica cannot store events: {0}")]
+    Store(#[source] StoreError),
+    /// Said in words: the stream stalled, the consumer ended, or a jump retention does not explain.
+    #[error("{0}")]
+    Stopped(String),
+}
+
+impl FollowError {
+    fn nats<E: std::error::Error + Send + Sync + 'static>(error: E) -> FollowError {
+        FollowError::Nats(Arc::new(error))
+    }
+}
+
 /// Follows the stream from the replica's last id until an error.
-async fn follow(inner: &Arc<Inner>) -> Result<(), String> {
+async fn follow(inner: &Arc<Inner>) -> Result<(), FollowError> {
     let mut applied = *inner.applied.borrow();
     let config = pull::OrderedConfig {
         deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: applied + 1 },
         max_expires: Duration::from_secs(5),
         ..Default::default()
     };
-    let consumer = inner.stream.create_consumer(config).await.map_err(|error| error.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|error| error.to_string())?;
+    let consumer = inner.stream.create_consumer(config).await.map_err(FollowError::nats)?;
+    let mut messages = consumer.messages().await.map_err(FollowError::nats)?;
     let mut tick = tokio::time::interval(POLL);
     let mut last_message = Instant::now();
     loop {
@@ -113,7 +139,9 @@ async fn follow(inner: &Arc<Inner>) -> Result<(), String> {
                 applied = prune_to_stream(inner, applied).await?;
                 let behind = inner.stream_last.load(Ordering::Acquire) > applied;
                 if behind && last_message.elapsed() > STALL {
-                    return Err(format!("no message for {STALL:?} while the stream is ahead ({applied})"));
+                    return Err(FollowError::Stopped(format!(
+                        "no message for {STALL:?} while the stream is ahead ({applied})"
+                    )));
                 }
                 continue;
             }
@@ -134,18 +162,18 @@ async fn follow(inner: &Arc<Inner>) -> Result<(), String> {
             let message = match message {
                 Some(Ok(message)) => message,
                 Some(Err(error)) => {
-                    failure = Some(error.to_string());
+                    failure = Some(FollowError::nats(error));
                     break;
                 }
                 None => {
-                    failure = Some("the consumer ended".into());
+                    failure = Some(FollowError::Stopped("the consumer ended".into()));
                     break;
                 }
             };
             let sequence = match message.info() {
                 Ok(info) => info.stream_sequence,
                 Err(error) => {
-                    failure = Some(format!("a message without stream metadata: {error}"));
+                    failure = Some(FollowError::Metadata(error.into()));
                     break;
                 }
             };
@@ -212,17 +240,17 @@ fn unreadable_reason(error: StoreError) -> String {
 
 /// Stores in the replica (which announces on the bus). Moving the `applied` watch is the
 /// caller's: only `follow` knows how far it has read.
-async fn store(inner: &Inner, applied: Applied) -> Result<(), String> {
+async fn store(inner: &Inner, applied: Applied) -> Result<(), FollowError> {
     inner.replica.apply(applied).await.map_err(|error| {
-        let reason = format!("the local replica cannot store events: {error}");
-        inner.set_fatal(reason.clone());
-        reason
+        let error = FollowError::Store(error);
+        inner.set_fatal(error.to_string());
+        error
     })
 }
 
 /// The ids between `applied` and `sequence` must be ones retention removed.
-async fn check_jump(inner: &Inner, applied: u64, sequence: u64) -> Result<(), String> {
-    let info = inner.stream.get_info().await.map_err(|error| error.to_string())?;
+async fn check_jump(inner: &Inner, applied: u64, sequence: u64) -> Result<(), FollowError> {
+    let info = inner.stream.get_info().await.map_err(FollowError::nats)?;
     inner.stream_first.store(info.state.first_sequence, Ordering::Release);
     if sequence > info.state.first_sequence {
         let reason = format!(
@@ -231,7 +259,7 @@ async fn check_jump(inner: &Inner, applied: u64, sequence: u64) -> Result<(), St
             info.state.first_sequence
         );
         inner.set_fatal(reason.clone());
-        return Err(reason);
+        return Err(FollowError::Stopped(reason));
     }
     tracing::info!(
         from = applied + 1,
@@ -242,10 +270,10 @@ async fn check_jump(inner: &Inner, applied: u64, sequence: u64) -> Result<(), St
 }
 
 /// Removes from the replica what retention removed from the stream.
-async fn prune_to_stream(inner: &Inner, applied: u64) -> Result<u64, String> {
+async fn prune_to_stream(inner: &Inner, applied: u64) -> Result<u64, FollowError> {
     let first = inner.stream_first.load(Ordering::Acquire);
     let through = first.saturating_sub(1);
-    let pruned = inner.replica.bounds().await.map_err(|error| error.to_string())?.pruned_through;
+    let pruned = inner.replica.bounds().await?.pruned_through;
     if through <= pruned {
         return Ok(applied);
     }
