@@ -230,33 +230,31 @@ impl Bot {
                 return Ok(());
             }
             let mut batch = Vec::new();
+            let mut rendered = Vec::new();
             for (id, item) in fresh {
                 // The last moment to find out that another node runs the bot now.
                 if *self.session.borrow() != Some(session) || !self.lease.valid() {
                     break;
                 }
                 match item {
-                    Item::RosterAdd { jid } => self.roster(id, &jid, true).await,
-                    Item::RosterRemove { jid } => self.roster(id, &jid, false).await,
-                    item => {
-                        let Some(stanza) = self.render(id, item).await else {
-                            // Unsendable (a JID that no longer parses): dropped, said in the log.
-                            self.state.done(id).await?;
-                            continue;
-                        };
-                        lock(&self.flight).out.insert(id);
-                        let Some(token) = self.xmpp.send(stanza, id).await else {
-                            lock(&self.flight).returned(id);
+                    Item::RosterAdd { ref jid } | Item::RosterRemove { ref jid } => {
+                        // A roster change waits for its answer: what was rendered goes first.
+                        if !self.hand(session, &mut rendered, &mut batch).await {
                             break;
-                        };
-                        if session.stream_management {
-                            tokio::spawn(Arc::clone(self).await_ack(id, token));
-                        } else {
-                            batch.push((id, token));
                         }
+                        self.roster(id, jid, matches!(item, Item::RosterAdd { .. })).await;
                     }
+                    item => match self.render(id, item).await {
+                        Some(stanza) => {
+                            lock(&self.flight).out.insert(id);
+                            rendered.push((stanza, id));
+                        }
+                        // Unsendable (a JID that no longer parses): dropped, said in the log.
+                        None => self.state.done(id).await?,
+                    },
                 }
             }
+            self.hand(session, &mut rendered, &mut batch).await;
             if batch.is_empty() {
                 if *self.session.borrow() != Some(session) || !self.lease.valid() {
                     return Ok(());
@@ -283,6 +281,39 @@ impl Bot {
                 return Ok(());
             }
         }
+    }
+
+    /// Hands rendered items to the session in one go (one stream record for all of them),
+    /// unless the session or the lease has gone meanwhile: then they stay in the outbox.
+    async fn hand(
+        self: &Arc<Self>,
+        session: Session,
+        rendered: &mut Vec<(Stanza, i64)>,
+        batch: &mut Vec<(i64, Ticket)>,
+    ) -> bool {
+        if rendered.is_empty() {
+            return true;
+        }
+        let items = std::mem::take(rendered);
+        let ids: Vec<i64> = items.iter().map(|(_, id)| *id).collect();
+        // The last moment to find out that another node runs the bot now.
+        let current = *self.session.borrow() == Some(session) && self.lease.valid();
+        let tickets = if current { self.xmpp.send_items(items).await } else { None };
+        let Some(tickets) = tickets else {
+            let mut flight = lock(&self.flight);
+            for id in ids {
+                flight.returned(id);
+            }
+            return false;
+        };
+        for (id, ticket) in ids.into_iter().zip(tickets) {
+            if session.stream_management {
+                tokio::spawn(Arc::clone(self).await_ack(id, ticket));
+            } else {
+                batch.push((id, ticket));
+            }
+        }
+        true
     }
 
     /// A ping to the server, answered: everything sent before it on this stream arrived.

@@ -68,6 +68,8 @@ impl Ticket {
 }
 
 pub(super) enum Request {
+    /// Stanzas carrying outbox items, written together (one record for all of them).
+    Items(Vec<(Stanza, i64, watch::Sender<Fate>)>),
     Send {
         stanza: Box<Stanza>,
         /// The outbox item the stanza carries.
@@ -89,12 +91,18 @@ pub struct Xmpp {
 }
 
 impl Xmpp {
-    /// Sends a stanza carrying outbox item `item`; the ticket tells when the server has it.
-    pub async fn send(&self, stanza: impl Into<Stanza>, item: i64) -> Option<Ticket> {
-        let (fate, ticket) = watch::channel(Fate::Queued);
-        let request = Request::Send { stanza: Box::new(stanza.into()), item: Some(item), fate: Some(fate) };
-        self.requests.send(request).await.ok()?;
-        Some(Ticket(ticket))
+    /// Sends stanzas carrying outbox items, in order; each ticket tells when the server has
+    /// its stanza.
+    pub async fn send_items(&self, items: Vec<(Stanza, i64)>) -> Option<Vec<Ticket>> {
+        let mut tickets = Vec::with_capacity(items.len());
+        let mut request = Vec::with_capacity(items.len());
+        for (stanza, item) in items {
+            let (fate, ticket) = watch::channel(Fate::Queued);
+            request.push((stanza, item, fate));
+            tickets.push(Ticket(ticket));
+        }
+        self.requests.send(Request::Items(request)).await.ok()?;
+        Some(tickets)
     }
 
     /// Sends a stanza without tracking it (answers, presence).

@@ -347,12 +347,38 @@ impl Session {
     /// Writes again what the resumed stream's server has not taken.
     async fn resend(&mut self, stream: &mut Stream) -> Result<(), Ended> {
         let Some(managed) = &self.managed else { return Ok(()) };
-        let elements: Vec<XmppStreamElement> =
-            managed.unacked.iter().map(|(_, out)| XmppStreamElement::Stanza(copy(&out.stanza))).collect();
-        if elements.is_empty() {
+        if managed.unacked.is_empty() {
             return Ok(());
         }
-        self.write_elements(stream, elements, true).await
+        self.write_stanzas(stream, managed.unacked.iter().map(|(_, out)| &out.stanza).collect(), true).await
+    }
+
+    /// Writes stanzas (from where they are kept: no copy), then asks for an acknowledgement.
+    async fn write_stanzas(
+        &self,
+        stream: &mut Stream,
+        stanzas: Vec<&Stanza>,
+        request_ack: bool,
+    ) -> Result<(), Ended> {
+        let write = async {
+            for stanza in stanzas {
+                stream.feed(stanza).await?;
+            }
+            if request_ack {
+                stream.feed(&XmppStreamElement::SM(sm::Nonza::Req(sm::R))).await?;
+            }
+            SinkExt::<&XmppStreamElement>::flush(stream).await
+        };
+        self.bounded(write).await
+    }
+
+    /// A write the server must take within the response timeout.
+    async fn bounded(&self, write: impl Future<Output = std::io::Result<()>>) -> Result<(), Ended> {
+        match tokio::time::timeout(self.timeouts.response_timeout.max(Duration::from_secs(5)), write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(Ended::Broken(error.to_string())),
+            Err(_) => Err(Ended::Broken("the server does not read what is sent".into())),
+        }
     }
 
     async fn write_elements(
@@ -370,11 +396,7 @@ impl Session {
             }
             SinkExt::<&XmppStreamElement>::flush(stream).await
         };
-        match tokio::time::timeout(self.timeouts.response_timeout.max(Duration::from_secs(5)), write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(Ended::Broken(error.to_string())),
-            Err(_) => Err(Ended::Broken("the server does not read what is sent".into())),
-        }
+        self.bounded(write).await
     }
 
     async fn serve(&mut self, mut stream: Stream) -> Ended {
@@ -488,12 +510,17 @@ impl Session {
 
     /// Writes a batch of requests: on a managed stream the record first, when items are in it.
     async fn write(&mut self, stream: &mut Stream, batch: Vec<Request>) -> Result<(), Ended> {
-        let mut elements = Vec::with_capacity(batch.len());
         let mut written = Vec::new();
         let mut items = false;
+        let mut stanzas = Vec::with_capacity(batch.len());
         for request in batch {
-            let (stanza, item, fate) = match request {
-                Request::Send { stanza, item, fate } => (*stanza, item, fate),
+            match request {
+                Request::Items(list) => {
+                    stanzas.extend(
+                        list.into_iter().map(|(stanza, item, fate)| (stanza, Some(item), Some(fate))),
+                    );
+                }
+                Request::Send { stanza, item, fate } => stanzas.push((*stanza, item, fate)),
                 Request::Iq { to, set, payload, reply } => {
                     self.next_id += 1;
                     let id = format!("wwiq{}", self.next_id);
@@ -503,22 +530,36 @@ impl Session {
                         Iq::Get { from: None, to, id: id.clone(), payload }
                     };
                     self.waiting.insert(id, reply);
-                    (Stanza::Iq(iq), None, None)
+                    stanzas.push((Stanza::Iq(iq), None, None));
                 }
-            };
-            elements.push(XmppStreamElement::Stanza(copy(&stanza)));
+            }
+        }
+        let mut plain = Vec::new();
+        let mut pushed = 0;
+        for (stanza, item, fate) in stanzas {
             match &mut self.managed {
                 Some(managed) => {
                     items |= item.is_some();
                     managed.unacked.push(Out { stanza, item, fate });
+                    pushed += 1;
                 }
-                None => written.extend(fate),
+                None => {
+                    written.extend(fate);
+                    plain.push(stanza);
+                }
             }
         }
         if items {
             self.save().await?;
         }
-        self.write_elements(stream, elements, self.managed.is_some()).await?;
+        match &self.managed {
+            Some(managed) if pushed > 0 => {
+                let new = managed.unacked.iter().skip(managed.unacked.len() - pushed);
+                self.write_stanzas(stream, new.map(|(_, out)| &out.stanza).collect(), true).await?;
+            }
+            Some(_) => {}
+            None => self.write_stanzas(stream, plain.iter().collect(), false).await?,
+        }
         for fate in written {
             fate.send_replace(Fate::Written);
         }
@@ -573,14 +614,5 @@ fn settle(outs: Vec<Out>, fate: Fate) {
         if let Some(sender) = out.fate {
             sender.send_replace(fate);
         }
-    }
-}
-
-/// A stanza kept for resending after resumption (`Stanza` itself is not `Clone`).
-fn copy(stanza: &Stanza) -> Stanza {
-    match stanza {
-        Stanza::Iq(iq) => Stanza::Iq(iq.clone()),
-        Stanza::Message(message) => Stanza::Message(message.clone()),
-        Stanza::Presence(presence) => Stanza::Presence(presence.clone()),
     }
 }
