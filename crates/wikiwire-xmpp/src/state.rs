@@ -149,8 +149,7 @@ impl State {
     }
 
     /// Whether a reading of the outbox that begins after a removal is committed never lists the
-    /// removed item, and whether ids may come back (see `Outbox::reads_its_removals`: yes on one
-    /// node, no in a cluster).
+    /// removed item (see `Outbox::reads_its_removals`: yes on one node, no in a cluster).
     pub fn reads_its_removals(&self) -> bool {
         self.outbox.reads_its_removals()
     }

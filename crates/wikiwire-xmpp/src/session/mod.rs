@@ -210,10 +210,9 @@ impl Session {
             let stored =
                 self.state.record(record::KEY).await.map_err(|error| Ended::Broken(error.to_string()))?;
             match stored {
-                Some((bytes, revision)) if Record::from_bytes(&bytes).ok() == Some(attempted.clone()) => {
+                Some((bytes, revision)) if Record::from_bytes(&bytes).ok().as_ref() == Some(&attempted) => {
                     self.revision = revision;
                 }
-                _ if self.record.as_ref() == Some(&attempted) => {}
                 Some((_, revision)) if revision != self.revision => return Err(Ended::Deposed),
                 _ => {}
             }
@@ -264,7 +263,7 @@ impl Session {
                     self.deliver_all(early).await;
                     return Ok(stream);
                 }
-                Resumption::Failed { h } => self.failed(h, &inherited).await?,
+                Resumption::Failed { h } => self.failed(h, &inherited).await,
             }
         }
         let jid = auth.bind(&self.jid).await.map_err(broken)?;
@@ -306,15 +305,17 @@ impl Session {
             unacked: Unacked::new(h),
         });
         self.save().await?;
-        self.finish(taken.clone()).await;
         tracing::info!(%jid, h, taken = taken.len(), again = again.len(), "took over the XMPP stream of the bot's last run");
+        self.finish(taken).await;
         self.drain_waiting();
         let _ = self.incoming.send(Incoming::Online { jid: Jid::from(jid), stream_management: true }).await;
         Ok(())
     }
 
     /// The server would not resume; `h`, when given, counts what it took of the old stream.
-    async fn failed(&mut self, h: Option<u32>, inherited: &Record) -> Result<(), Ended> {
+    /// The record is written anew once the new stream is up, before anything is sent on it; till
+    /// then it names the old stream, whose count a next holder would be given just the same.
+    async fn failed(&mut self, h: Option<u32>, inherited: &Record) {
         match self.managed.take() {
             Some(mut managed) => {
                 if let Some(h) = h
@@ -323,14 +324,8 @@ impl Session {
                     settle(taken, Fate::Taken);
                 }
                 settle(managed.unacked.drain(), Fate::Lost);
-                self.save().await
             }
-            None => {
-                let taken = h.map(|h| inherited.split(h).0).unwrap_or_default();
-                self.save().await?;
-                self.finish(taken).await;
-                Ok(())
-            }
+            None => self.finish(h.map(|h| inherited.split(h).0).unwrap_or_default()).await,
         }
     }
 

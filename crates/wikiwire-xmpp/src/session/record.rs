@@ -79,10 +79,6 @@ impl<T> Unacked<T> {
         self.acked.wrapping_add(self.queue.len() as u32)
     }
 
-    pub fn acked(&self) -> u32 {
-        self.acked
-    }
-
     /// A stanza leaves: its number.
     pub fn push(&mut self, value: T) -> u32 {
         self.queue.push_back(value);
