@@ -21,6 +21,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::Notify;
 
 use super::schema::backend;
+use super::writer::{from_sql_id, to_sql_id};
 use crate::StoreError;
 use crate::outbox::{Outbox, valid_key};
 
@@ -133,12 +134,12 @@ impl Outbox for SqliteOutbox {
                 let moved = if expected == 0 {
                     transaction.execute(
                         "INSERT INTO cursors (name, id, revision) VALUES (?1, ?2, 1) ON CONFLICT(name) DO NOTHING",
-                        params![owned, to_sql(id)],
+                        params![owned, to_sql_id(id)],
                     )
                 } else {
                     transaction.execute(
                         "UPDATE cursors SET id = ?2, revision = revision + 1 WHERE name = ?1 AND revision = ?3",
-                        params![owned, to_sql(id), to_sql(expected)],
+                        params![owned, to_sql_id(id), to_sql_id(expected)],
                     )
                 };
                 if moved.map_err(backend)? == 0 {
@@ -163,7 +164,7 @@ impl Outbox for SqliteOutbox {
             .with(move |transaction| {
                 transaction
                     .query_row("SELECT id, revision FROM cursors WHERE name = ?1", [owned], |row| {
-                        Ok((from_sql(row.get(0)?), from_sql(row.get(1)?)))
+                        Ok((from_sql_id(row.get(0)?), from_sql_id(row.get(1)?)))
                     })
                     .optional()
                     .map_err(backend)
@@ -180,12 +181,12 @@ impl Outbox for SqliteOutbox {
                 .map_err(backend)?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = statement
-                .query_map(params![to_sql(after), limit], |row| {
+                .query_map(params![to_sql_id(after), limit], |row| {
                     let item = match row.get_ref(1)? {
                         ValueRef::Text(bytes) | ValueRef::Blob(bytes) => Bytes::copy_from_slice(bytes),
                         _ => Bytes::new(),
                     };
-                    Ok((from_sql(row.get(0)?), item))
+                    Ok((from_sql_id(row.get(0)?), item))
                 })
                 .map_err(backend)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(backend)
@@ -199,7 +200,7 @@ impl Outbox for SqliteOutbox {
             let mut statement =
                 transaction.prepare_cached("DELETE FROM outbox WHERE id = ?1").map_err(backend)?;
             for id in ids {
-                statement.execute([to_sql(id)]).map_err(backend)?;
+                statement.execute([to_sql_id(id)]).map_err(backend)?;
             }
             Ok(())
         })
@@ -209,7 +210,7 @@ impl Outbox for SqliteOutbox {
     async fn waiting(&self) -> Result<u64, StoreError> {
         self.with(|transaction| {
             let count = transaction.query_row("SELECT count(*) FROM outbox", [], |row| row.get::<_, i64>(0));
-            count.map(from_sql).map_err(backend)
+            count.map(from_sql_id).map_err(backend)
         })
         .await
     }
@@ -230,7 +231,7 @@ impl Outbox for SqliteOutbox {
         self.with(move |transaction| {
             transaction
                 .query_row("SELECT value, revision FROM entries WHERE key = ?1", [key], |row| {
-                    Ok((Bytes::from(row.get::<_, Vec<u8>>(0)?), from_sql(row.get(1)?)))
+                    Ok((Bytes::from(row.get::<_, Vec<u8>>(0)?), from_sql_id(row.get(1)?)))
                 })
                 .optional()
                 .map_err(backend)
@@ -245,7 +246,7 @@ impl Outbox for SqliteOutbox {
                 .query_row("SELECT revision FROM entries WHERE key = ?1", [&key], |row| row.get(0))
                 .optional()
                 .map_err(backend)?;
-            if current.map_or(0, from_sql) != revision {
+            if current.map_or(0, from_sql_id) != revision {
                 return Err(StoreError::Conflict(format!("{key} changed meanwhile")));
             }
             let next: i64 = transaction
@@ -262,7 +263,7 @@ impl Outbox for SqliteOutbox {
                     params![key, &value[..], next],
                 )
                 .map_err(backend)?;
-            Ok(from_sql(next))
+            Ok(from_sql_id(next))
         })
         .await
     }
@@ -310,14 +311,6 @@ fn checked(key: &str) -> Result<String, StoreError> {
         true => Ok(key.to_owned()),
         false => Err(StoreError::backend_msg(format!("{key:?} is not a valid key for the bot's table"))),
     }
-}
-
-fn to_sql(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn from_sql(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
 }
 
 fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
