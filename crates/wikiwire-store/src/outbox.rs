@@ -79,10 +79,15 @@ pub trait Outbox: Send + Sync + 'static {
     async fn table_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
 }
 
-/// Whether a table key is one every backend takes (NATS KV's rule).
-pub(crate) fn valid_key(key: &str) -> bool {
-    !key.is_empty()
+/// The key back when it is one every backend takes (NATS KV's rule), the same refusal from
+/// every backend otherwise (before NATS is asked).
+pub(crate) fn check_key(key: &str) -> Result<&str, StoreError> {
+    let valid = !key.is_empty()
         && !key.starts_with('.')
         && !key.ends_with('.')
-        && key.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"_=/.-".contains(&byte))
+        && key.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"_=/.-".contains(&byte));
+    match valid {
+        true => Ok(key),
+        false => Err(StoreError::backend_msg(format!("{key:?} is not a valid key for the bot's table"))),
+    }
 }

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 
 use super::subjects::{self, codes};
 use crate::StoreError;
-use crate::outbox::{Outbox, valid_key};
+use crate::outbox::{Outbox, check_key};
 
 /// Subjects of the bot's stream.
 const PREFIX: &str = "wikiwire.bot";
@@ -273,7 +273,7 @@ impl Outbox for SharedOutbox {
 
     /// A value and its revision.
     async fn table_get(&self, key: &str) -> Result<Option<(Bytes, u64)>, StoreError> {
-        checked(key)?;
+        check_key(key)?;
         let entry = self.table.entry(key).await.map_err(StoreError::unavailable)?;
         Ok(entry
             .filter(|entry| entry.operation == kv::Operation::Put)
@@ -282,7 +282,7 @@ impl Outbox for SharedOutbox {
 
     /// Writes `value` if the key is still at `revision` (0: absent); `Conflict` otherwise.
     async fn table_put(&self, key: &str, value: Bytes, revision: u64) -> Result<u64, StoreError> {
-        checked(key)?;
+        check_key(key)?;
         let conflict = || StoreError::Conflict(format!("{key} changed meanwhile"));
         if revision == 0 {
             return self.table.create(key, value).await.map_err(|error| match error.kind() {
@@ -297,7 +297,7 @@ impl Outbox for SharedOutbox {
     }
 
     async fn table_delete(&self, key: &str) -> Result<(), StoreError> {
-        checked(key)?;
+        check_key(key)?;
         self.table.delete(key).await.map_err(StoreError::unavailable)
     }
 
@@ -316,14 +316,6 @@ impl Outbox for SharedOutbox {
         }
         found.sort();
         Ok(found)
-    }
-}
-
-/// The same refusal as SQLite's, before NATS is asked.
-fn checked(key: &str) -> Result<(), StoreError> {
-    match valid_key(key) {
-        true => Ok(()),
-        false => Err(StoreError::backend_msg(format!("{key:?} is not a valid key for the bot's table"))),
     }
 }
 

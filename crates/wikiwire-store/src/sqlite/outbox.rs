@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use super::schema::backend;
 use super::writer::{from_sql_id, to_sql_id};
 use crate::StoreError;
-use crate::outbox::{Outbox, valid_key};
+use crate::outbox::{Outbox, check_key};
 
 /// The file's name in the data directory.
 pub const FILE: &str = "xmpp.sqlite";
@@ -227,7 +227,7 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn table_get(&self, key: &str) -> Result<Option<(Bytes, u64)>, StoreError> {
-        let key = checked(key)?;
+        let key = check_key(key)?.to_owned();
         self.with(move |transaction| {
             transaction
                 .query_row("SELECT value, revision FROM entries WHERE key = ?1", [key], |row| {
@@ -240,7 +240,7 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn table_put(&self, key: &str, value: Bytes, revision: u64) -> Result<u64, StoreError> {
-        let key = checked(key)?;
+        let key = check_key(key)?.to_owned();
         self.with(move |transaction| {
             let current: Option<i64> = transaction
                 .query_row("SELECT revision FROM entries WHERE key = ?1", [&key], |row| row.get(0))
@@ -269,7 +269,7 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn table_delete(&self, key: &str) -> Result<(), StoreError> {
-        let key = checked(key)?;
+        let key = check_key(key)?.to_owned();
         self.with(move |transaction| {
             transaction.execute("DELETE FROM entries WHERE key = ?1", [key]).map_err(backend)?;
             Ok(())
@@ -304,13 +304,6 @@ fn insert(transaction: &Transaction<'_>, items: &[Bytes]) -> Result<(), StoreErr
         inserted.map_err(backend)?;
     }
     Ok(())
-}
-
-fn checked(key: &str) -> Result<String, StoreError> {
-    match valid_key(key) {
-        true => Ok(key.to_owned()),
-        false => Err(StoreError::backend_msg(format!("{key:?} is not a valid key for the bot's table"))),
-    }
 }
 
 fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
