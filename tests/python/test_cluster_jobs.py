@@ -394,6 +394,14 @@ def mode(prosody):
     return "with stream management" if prosody.smacks else "without stream management"
 
 
+def stop_bots(notifier, alice, *hubs):
+    """Teardown: the notifier stops, alice leaves, the hubs are killed (-9)."""
+    notifier.stopping.set()
+    alice.close()
+    for hub in hubs:
+        hub.stop(signal.SIGKILL)
+
+
 def start_bots(tmp_path, nats, prosody):
     from xmpp_support import DOMAIN, Jabber
     alice = Jabber(prosody, f"alice@{DOMAIN}", "alice-password-1")
@@ -417,10 +425,7 @@ def test_the_bot_moves_when_its_node_is_killed(tmp_path, nats, any_prosody):
         wait_for(lambda: len(notifier.acked) >= 80, 60, "80 notifications acknowledged")
         counted = tally(alice, notifier)
     finally:
-        notifier.stopping.set()
-        alice.close()
-        for hub in hubs:
-            hub.stop(signal.SIGKILL)
+        stop_bots(notifier, alice, *hubs)
     report(f"bot {mode(prosody)}, kill -9 of its node under load (lease ttl {TTL} s): the other node was "
            f"online after {taken:.1f} s; {len(notifier.acked)} acknowledged: {figures(counted)}")
     check_tally(counted, prosody.smacks)
@@ -447,10 +452,7 @@ def test_a_paused_bot_node_sends_nothing_after_it_wakes(tmp_path, nats, any_pros
             late = [str(message["body"])[:40] for message in alice.messages[woke:] if str(message["from"]) in old_senders]
             assert len(old_senders) == 1 and not late, (old_senders, late)
     finally:
-        notifier.stopping.set()
-        alice.close()
-        for hub in hubs:
-            hub.stop(signal.SIGKILL)
+        stop_bots(notifier, alice, *hubs)
     log = (holder.directory / "hub.log").read_text()
     assert "the bot's lease was lost" in log, log[-3000:]
     report(f"bot {mode(prosody)}, SIGSTOP of its node for {2 * TTL} s: the other node was online after "
@@ -474,10 +476,7 @@ def test_rolling_restart_under_notifications_loses_none(tmp_path, nats, any_pros
         wait_for(lambda: sum(bot_connected(hub) for hub in hubs) == 1, 60, "one node running the bot after the restarts")
         counted = tally_after(alice, notifier, 10, "notifications after the restarts")
     finally:
-        notifier.stopping.set()
-        alice.close()
-        for hub in hubs:
-            hub.stop(signal.SIGKILL)
+        stop_bots(notifier, alice, *hubs)
     runs = sum((hub.directory / "hub.log").read_text().count("this node runs the Jabber bot") for hub in hubs)
     report(f"bot {mode(prosody)}, rolling restart ({', '.join(steps)}): the bot started {runs} times "
            f"across the nodes; {len(notifier.acked)} acknowledged: {figures(counted)}")
@@ -547,10 +546,7 @@ def single_bot(tmp_path, prosody, port=None):
     from xmpp_support import DOMAIN, Jabber
     alice = Jabber(prosody, f"alice@{DOMAIN}", "alice-password-1")
     (tmp_path / "single").mkdir()
-    config = prosody.hub_config()
-    if port:
-        config = config.replace(f"port = {prosody.port}\n", f"port = {port}\n")
-    hub = Hub(tmp_path / "single", extra=config)
+    hub = Hub(tmp_path / "single", extra=prosody.hub_config(port=port))
     wait_for(lambda: bot_connected(hub), 30, "the bot online")
     return alice, hub, Notifier([hub], f"alice@{DOMAIN}", per_call=BURST)
 
@@ -570,9 +566,7 @@ def test_a_single_hub_killed_and_restarted_under_notifications(tmp_path, any_pro
         back = time.monotonic() - killed_at
         counted = tally_after(alice, notifier, 200, "notifications after the restart")
     finally:
-        notifier.stopping.set()
-        alice.close()
-        hub.stop(signal.SIGKILL)
+        stop_bots(notifier, alice, hub)
     report(f"bot {mode(prosody)}, a single hub killed (-9) and restarted: online again after {back:.1f} s; "
            f"{len(notifier.acked)} acknowledged: {figures(counted)}")
     check_tally(counted, prosody.smacks)
@@ -594,9 +588,7 @@ def test_the_bots_connection_cut_under_notifications(tmp_path, any_prosody):
             wait_for(lambda: bot_connected(hub), 60, "the bot online again")
         counted = tally_after(alice, notifier, 100, "notifications after the cuts")
     finally:
-        notifier.stopping.set()
-        alice.close()
-        hub.stop(signal.SIGKILL)
+        stop_bots(notifier, alice, hub)
         cable.close()
     log = (tmp_path / "single" / "hub.log").read_text()
     resumed = log.count("XMPP stream resumed")
@@ -623,9 +615,7 @@ def test_a_single_hub_back_after_the_server_dropped_its_stream(tmp_path):
             wait_for(lambda: bot_connected(hub), 30, "the bot online again")
             counted = tally_after(alice, notifier, 100, "notifications after the restart")
         finally:
-            notifier.stopping.set()
-            alice.close()
-            hub.stop(signal.SIGKILL)
+            stop_bots(notifier, alice, hub)
     finally:
         prosody.stop()
     log = (tmp_path / "single" / "hub.log").read_text()

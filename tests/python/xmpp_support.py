@@ -91,14 +91,15 @@ Component "{ROOMS}" "muc"
                 self.process.wait()
         self.log.close()
 
-    def hub_config(self, xmlrpc=True, extra="", jid=BOT):
-        """The `[xmpp]` (and `[xmlrpc]`) sections for a hub that uses this server."""
+    def hub_config(self, xmlrpc=True, extra="", jid=BOT, port=None):
+        """The `[xmpp]` (and `[xmlrpc]`) sections for a hub that uses this server (reached
+        through `port` when given, e.g. a balancer in front of it)."""
         text = f"""
 [xmpp]
 jid = "{jid}"
 password = "{BOT_PASSWORD}"
 server = "127.0.0.1"
-port = {self.port}
+port = {port or self.port}
 ca_file = "{self.ca}"
 keepalive = "5s"
 {extra}
