@@ -686,22 +686,15 @@ def test_migrate_carries_an_rcfeed_datagram_whole_to_v2_on_every_node(tmp_path, 
     and reads back on /v2 identical, meta.id included, on a node that never saw the SQLite log."""
     import subprocess
 
-    import sseclient
-    from test_eventstreams import CHANGES, PUBLISHERS, same_as_golden, send
+    from test_eventstreams import CHANGES, PUBLISHERS, fill, read_sse, same_as_golden
 
     def bodies(base):
-        got = []
-        for message in sseclient.SSEClient(base + "/v2/stream/recentchange?since=0", timeout=10):
-            if message.data:
-                got.append(json.loads(message.data))
-            if len(got) == len(CHANGES):
-                return got
+        return [body for _, _, body in read_sse(base + "/v2/stream/recentchange?since=0", len(CHANGES))]
 
     single = tmp_path / "single"
     single.mkdir()
     hub = Hub(single, publishers=PUBLISHERS)
-    send(hub, CHANGES)
-    wait_for(lambda: hub.last_id() == len(CHANGES), 15, lambda: hub.read_log())
+    fill(hub)
     before = bodies(hub.http)
     hub.stop()
 
