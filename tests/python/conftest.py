@@ -65,9 +65,12 @@ filter = "wiki=MoinMaster,DokuWiki&action=antispam_updated"
 class Hub:
     """A running hub process."""
 
-    def __init__(self, directory, irc="", extra="", started_timeout=30, ports=None, publishers=None, command="serve"):
+    def __init__(self, directory, irc="", extra="", started_timeout=30, ports=None, publishers=None, command="serve",
+                 http=""):
         """`ports=(http, irc)` fixes the ports, so a restarted hub is found where it was.
-        `publishers` replaces the standard publishers and channels (moin, doku, #antispam)."""
+        `publishers` replaces the standard publishers and channels (moin, doku, #antispam).
+        `http`, when given, replaces the standard `[http]` table (an `[http]` table, maybe more
+        tables after it)."""
         self.directory = pathlib.Path(directory)
         self.config = self.directory / "wikiwire.toml"
         template = BASE_CONFIG
@@ -76,6 +79,8 @@ class Hub:
         text = f'data_dir = "{self.directory / "data"}"\n' + template.format(
             irc=irc, extra=extra, moin_token=MOIN_TOKEN, doku_token=DOKU_TOKEN
         )
+        if http:
+            text = text.replace('[http]\nlisten = "127.0.0.1:0"\n', http, 1)
         if ports:
             text = text.replace('[http]\nlisten = "127.0.0.1:0"', f'[http]\nlisten = "127.0.0.1:{ports[0]}"')
             text = text.replace('[irc]\nlisten = "127.0.0.1:0"', f'[irc]\nlisten = "127.0.0.1:{ports[1]}"')

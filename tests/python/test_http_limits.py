@@ -22,18 +22,8 @@ heartbeat = "1s"
 """
 
 
-def hub_with_http(tmp_path, http):
-    """A hub restarted with `http` (an [http] table, maybe more tables after it) for its [http]."""
-    hub = Hub(tmp_path)
-    text = hub.config.read_text().replace('[http]\nlisten = "127.0.0.1:0"\n', http, 1)
-    hub.stop()
-    hub.config.write_text(text)
-    hub.start()
-    return hub
-
-
 def limited_hub(tmp_path):
-    return hub_with_http(tmp_path, LIMITS)
+    return Hub(tmp_path, http=LIMITS)
 
 
 def connect(hub, source="127.0.0.1"):
@@ -162,7 +152,7 @@ publish_burst = 1
 
 
 def capped_hub(tmp_path):
-    return hub_with_http(tmp_path, CAPPED)
+    return Hub(tmp_path, http=CAPPED)
 
 
 def answer_within(sock, seconds):
