@@ -212,6 +212,7 @@ impl Metrics {
     /// One row per series, in the order of the page.
     fn table(&self) -> Vec<Row<'_>> {
         const REJECTED: &str = "Events refused at publish, by reason.";
+        const DATAGRAMS: &str = "MediaWiki RCFeed datagrams, by result.";
         const HTTP_REFUSED: &str =
             "HTTP connections answered 503 and closed at once, by cap: per address, or no room.";
         vec![
@@ -330,30 +331,14 @@ impl Metrics {
                 "Relay sessions that ended in an error.",
                 &self.relay_failures,
             ),
-            Row::new(
-                "wikiwire_rcfeed_datagrams_total",
-                "MediaWiki RCFeed datagrams, by result.",
-                &self.rcfeed_accepted,
-            )
-            .labelled("result=\"accepted\""),
-            Row::new(
-                "wikiwire_rcfeed_datagrams_total",
-                "MediaWiki RCFeed datagrams, by result.",
-                &self.rcfeed_refused,
-            )
-            .labelled("result=\"refused\""),
-            Row::new(
-                "wikiwire_rcfeed_datagrams_total",
-                "MediaWiki RCFeed datagrams, by result.",
-                &self.rcfeed_queue_dropped,
-            )
-            .labelled("result=\"queue_full\""),
-            Row::new(
-                "wikiwire_rcfeed_datagrams_total",
-                "MediaWiki RCFeed datagrams, by result.",
-                &self.rcfeed_kernel_dropped,
-            )
-            .labelled("result=\"kernel_dropped\""),
+            Row::new("wikiwire_rcfeed_datagrams_total", DATAGRAMS, &self.rcfeed_accepted)
+                .labelled("result=\"accepted\""),
+            Row::new("wikiwire_rcfeed_datagrams_total", DATAGRAMS, &self.rcfeed_refused)
+                .labelled("result=\"refused\""),
+            Row::new("wikiwire_rcfeed_datagrams_total", DATAGRAMS, &self.rcfeed_queue_dropped)
+                .labelled("result=\"queue_full\""),
+            Row::new("wikiwire_rcfeed_datagrams_total", DATAGRAMS, &self.rcfeed_kernel_dropped)
+                .labelled("result=\"kernel_dropped\""),
             Row::new(
                 "wikiwire_xmlrpc_calls_total",
                 "XML-RPC requests from wikis to the notification bot.",

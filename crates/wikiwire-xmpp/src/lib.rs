@@ -52,7 +52,9 @@ struct Run {
     state: state::State,
     wiki: Option<Arc<wiki::Wiki>>,
     wake: Arc<Notify>,
-    server: String,
+    /// The account and the way to its server, made (CA file read) once at start.
+    jid: Jid,
+    connector: connector::Connector,
 }
 
 impl Run {
@@ -99,12 +101,9 @@ impl Run {
         tasks: &TaskTracker,
     ) -> Result<Arc<bot::Bot>, String> {
         let xmpp = &self.xmpp;
-        let jid = Jid::new(&xmpp.jid).map_err(|error| format!("xmpp.jid: {error}"))?;
-        let connector = connector::Connector::new(&self.server, xmpp.port, xmpp.ca_file.as_deref())
-            .map_err(|error| error.to_string())?;
         let (session, incoming, session_task) = session::start(
-            connector,
-            jid,
+            self.connector.clone(),
+            self.jid.clone(),
             xmpp.password.clone(),
             xmpp.keepalive,
             self.state.clone(),
@@ -188,8 +187,8 @@ pub async fn start(
     let state = state::State::new(outbox);
     let jid = Jid::new(&xmpp.jid).map_err(StartError::Jid)?;
     let server = xmpp.server.clone().unwrap_or_else(|| jid.domain().to_string());
-    // Checked once here, so that a bad CA file stops the start instead of every run.
-    connector::Connector::new(&server, xmpp.port, xmpp.ca_file.as_deref())?;
+    // Made once here, so that a bad CA file stops the start instead of every run.
+    let connector = connector::Connector::new(&server, xmpp.port, xmpp.ca_file.as_deref())?;
     let wiki = match &config.wiki {
         Some(wiki) => Some(Arc::new(wiki::Wiki::new(wiki, Arc::clone(hub.metrics()))?)),
         None => None,
@@ -235,7 +234,7 @@ pub async fn start(
         }
         None => None,
     };
-    let run = Run { hub: Arc::clone(&hub), xmpp: xmpp.clone(), state, wiki, wake, server };
+    let run = Run { hub: Arc::clone(&hub), xmpp: xmpp.clone(), state, wiki, wake, jid, connector };
     tracker.spawn(run.forever());
     Ok(Some(Started { xmlrpc, jid: xmpp.jid }))
 }

@@ -14,11 +14,10 @@ use crate::caps;
 use crate::client::Sasl;
 use crate::respond::Context;
 use crate::server::NickRefusal;
+use wikiwire_irc_wire::sasl;
 
 /// Base64 SASL payload accepted at most (a name and a token fit easily).
 const SASL_LIMIT: usize = 2048;
-/// AUTHENTICATE sends base64 in chunks of this size; a shorter chunk ends the payload.
-const SASL_CHUNK: usize = wikiwire_irc_wire::sasl::CHUNK;
 
 pub fn cap(context: &mut Context<'_>, request: &Request) {
     let subcommand = request.params[0].to_ascii_uppercase();
@@ -84,7 +83,7 @@ pub fn authenticate(context: &mut Context<'_>, request: &Request) {
             Step::AfterRegistration
         } else if state.sasl == Sasl::Discarding {
             // The rest of a payload already refused: read and dropped, the last chunk included.
-            if data.len() != SASL_CHUNK {
+            if data.len() != sasl::CHUNK {
                 state.sasl = Sasl::Idle;
             }
             Step::More
@@ -105,9 +104,9 @@ pub fn authenticate(context: &mut Context<'_>, request: &Request) {
                     }
                     if buffer.len() > SASL_LIMIT {
                         // More chunks of this payload may follow: drop them, answer once.
-                        state.sasl = if data.len() == SASL_CHUNK { Sasl::Discarding } else { Sasl::Idle };
+                        state.sasl = if data.len() == sasl::CHUNK { Sasl::Discarding } else { Sasl::Idle };
                         Step::Reply(ERR_SASLTOOLONG)
-                    } else if data.len() == SASL_CHUNK {
+                    } else if data.len() == sasl::CHUNK {
                         Step::More
                     } else {
                         let payload = std::mem::take(buffer);

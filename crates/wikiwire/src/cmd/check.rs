@@ -7,7 +7,7 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
         println!("no configuration file given: `wikiwire serve` uses the embedded defaults");
         return Ok(());
     };
-    let config = crate::cmd::load_config(path)?;
+    let config = crate::config::Config::load(path)?;
     let warnings = config.warnings();
     let config = config.hub;
     let wikis: usize = config.publishers.iter().map(|publisher| publisher.wikis.len()).sum();

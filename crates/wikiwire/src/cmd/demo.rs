@@ -58,7 +58,7 @@ const FILES: &[&str] = &["diagram.png", "release-notes.pdf", "logo.svg", "תמו
 
 pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     let config = match config_path {
-        Some(path) => crate::cmd::load_config(path)?,
+        Some(path) => crate::config::Config::load(path)?,
         None => demo_config(),
     };
     let wikis: Vec<(String, String)> = config

@@ -16,7 +16,7 @@ use crate::cmd::serve::jetstream_options;
 const GROUP: usize = 1000;
 
 pub async fn run(args: &MigrateArgs) -> anyhow::Result<()> {
-    let config = crate::cmd::load_config(&args.config)?.hub;
+    let config = crate::config::Config::load(&args.config)?.hub;
     let Some(cluster) = &config.cluster else {
         bail!("{}: no [cluster] section: nothing to migrate to", args.config.display());
     };

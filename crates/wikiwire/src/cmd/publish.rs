@@ -13,7 +13,7 @@ use crate::cmd::serve::local_token_path;
 
 pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
     let config = match &args.config {
-        Some(path) => Some(crate::cmd::load_config(path)?.hub),
+        Some(path) => Some(crate::config::Config::load(path)?.hub),
         None => None,
     };
     let body = match &args.json {

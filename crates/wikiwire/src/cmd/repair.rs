@@ -8,7 +8,7 @@ use wikiwire_hub::Config;
 
 pub fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     let config = match config_path {
-        Some(path) => crate::cmd::load_config(path)?.hub,
+        Some(path) => crate::config::Config::load(path)?.hub,
         None => Config::default(),
     };
     if config.cluster.is_some() {

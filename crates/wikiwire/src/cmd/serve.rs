@@ -24,7 +24,7 @@ pub const LOCAL: &str = "local";
 
 pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     let config = match config_path {
-        Some(path) => crate::cmd::load_config(path)?,
+        Some(path) => crate::config::Config::load(path)?,
         None => Config::default(),
     };
     let running = start(config).await?;
