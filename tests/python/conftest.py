@@ -243,14 +243,15 @@ def free_port():
     free, where a port from that range could meanwhile be the local end of any outgoing connection
     (seen: a restarted NATS node's cluster port taken, "bind: address already in use")."""
     low = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for _ in range(100):
-        port = random.randrange(10000, low)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
+    if low > 10000:  # else no room below the range: the kernel picks one
+        for _ in range(100):
+            port = random.randrange(10000, low)
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
