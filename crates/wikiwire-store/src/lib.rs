@@ -158,15 +158,23 @@ pub enum StoreError {
 }
 
 /// `context: cause` as the reason, and the cause kept.
-fn with_cause<E>(context: Option<&dyn std::fmt::Display>, cause: E) -> (String, Option<Cause>)
+pub(crate) fn with_cause<E>(context: Option<&dyn std::fmt::Display>, cause: E) -> (String, Option<Cause>)
 where
     E: std::error::Error + Send + Sync + 'static,
 {
+    with_shared_cause(context, Arc::new(cause))
+}
+
+/// [`with_cause`] for a cause already shared (or boxed: a `Box<dyn Error>` is no `Error` itself).
+pub(crate) fn with_shared_cause(
+    context: Option<&dyn std::fmt::Display>,
+    cause: Cause,
+) -> (String, Option<Cause>) {
     let reason = match context {
         Some(context) => format!("{context}: {cause}"),
         None => cause.to_string(),
     };
-    (reason, Some(Arc::new(cause)))
+    (reason, Some(cause))
 }
 
 impl StoreError {

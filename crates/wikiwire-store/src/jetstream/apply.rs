@@ -51,11 +51,16 @@ const MAX_REASON: usize = 500;
 pub fn event_from_message(prefix: &str, subject: &str, payload: &[u8], id: u64) -> Result<Event, StoreError> {
     let corrupt = |reason: String, cause: Option<crate::Cause>| StoreError::Corrupt { id, reason, cause };
     // The payload is the draft, numbered by the stream: the id goes in before validation.
-    let mut fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(payload)
-        .map_err(|error| corrupt(format!("not a JSON object: {error}"), Some(Arc::new(error))))?;
+    let mut fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(payload).map_err(|error| {
+            let (reason, cause) = crate::with_cause(Some(&"not a JSON object"), error);
+            corrupt(reason, cause)
+        })?;
     fields.insert("id".into(), id.into());
-    let event = Event::from_json(&serde_json::Value::Object(fields).to_string())
-        .map_err(|error| corrupt(error.to_string(), Some(Arc::new(error))))?;
+    let event = Event::from_json(&serde_json::Value::Object(fields).to_string()).map_err(|error| {
+        let (reason, cause) = crate::with_cause(None, error);
+        corrupt(reason, cause)
+    })?;
     let expected = subjects::event_subject(prefix, &event.wiki, event.key.as_deref());
     if subject != expected {
         return Err(corrupt(

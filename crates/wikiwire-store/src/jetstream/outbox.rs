@@ -352,7 +352,8 @@ struct AckError {
 
 /// `Unavailable` for the boxed errors async_nats hands out for messages.
 fn unavailable_boxed(error: Box<dyn std::error::Error + Send + Sync>) -> StoreError {
-    StoreError::Unavailable { reason: error.to_string(), cause: Some(error.into()) }
+    let (reason, cause) = crate::with_shared_cause(None, error.into());
+    StoreError::Unavailable { reason, cause }
 }
 
 /// The stream's answer: a sequence, nothing (a batch's first message), or an error.

@@ -181,10 +181,9 @@ impl SqliteStore {
             .map_err(refuse_damage)?;
         // Before the migrations write into it, and after them (the end check reads their tables).
         integrity::walk_pages(&connection, options.integrity_budget)
-            .map_err(|damage| damaged(damage.to_string(), Some(Arc::new(damage))))?;
+            .map_err(|damage| refuse_damage(StoreError::damaged(damage)))?;
         schema::migrate(&mut connection).map_err(refuse_damage)?;
-        integrity::check_end(&connection)
-            .map_err(|damage| damaged(damage.to_string(), Some(Arc::new(damage))))?;
+        integrity::check_end(&connection).map_err(|damage| refuse_damage(StoreError::damaged(damage)))?;
         let state = |name: &str| -> Result<u64, StoreError> {
             connection
                 .query_row("SELECT value FROM state WHERE name = ?1", [name], |row| row.get::<_, i64>(0))
@@ -486,10 +485,9 @@ pub(crate) fn row_event(id: i64, body: &str) -> Result<Event, StoreError> {
     if let Some(reason) = body.strip_prefix(NOT_AN_EVENT) {
         return Err(corrupt(reason.to_owned()));
     }
-    let event = Event::from_json(body).map_err(|error| StoreError::Corrupt {
-        id: from_sql_id(id),
-        reason: error.to_string(),
-        cause: Some(Arc::new(error)),
+    let event = Event::from_json(body).map_err(|error| {
+        let (reason, cause) = crate::with_cause(None, error);
+        StoreError::Corrupt { id: from_sql_id(id), reason, cause }
     })?;
     if event.id != from_sql_id(id) {
         return Err(corrupt(format!("the stored body names event {}", event.id)));
