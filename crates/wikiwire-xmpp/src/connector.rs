@@ -39,17 +39,17 @@ impl std::fmt::Debug for Connector {
     }
 }
 
-/// Why the TLS client cannot be set up. Each says its cause and keeps it as its `source` (the bot's
-/// runs log only the message; `wikiwire serve` prints the chain and does not say it twice).
+/// Why the TLS client cannot be set up (at start only). The cause is the `source`: `wikiwire
+/// serve` prints the chain, `xmpp.ca_file <path>: <why>`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
-    #[error("xmpp.ca_file {}: {source}", path.display())]
+    #[error("xmpp.ca_file {}", path.display())]
     CaFile {
         path: PathBuf,
         #[source]
         source: pem::Error,
     },
-    #[error("xmpp.ca_file {}: {source}", path.display())]
+    #[error("xmpp.ca_file {}", path.display())]
     CaCertificate {
         path: PathBuf,
         #[source]

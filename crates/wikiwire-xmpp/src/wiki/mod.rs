@@ -79,10 +79,10 @@ pub enum Answer {
     Reverted(bool),
 }
 
-/// The HTTP client for the wiki cannot be made (its TLS set-up failed). Says its cause and keeps
-/// it, as [`crate::connector::ConnectorError`] does.
+/// The HTTP client for the wiki cannot be made (its TLS set-up failed); the cause is its source
+/// (shown through the error's chain, as start-up errors are).
 #[derive(Debug, thiserror::Error)]
-#[error("wiki: {0}")]
+#[error("wiki")]
 pub struct ClientError(#[source] reqwest::Error);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
