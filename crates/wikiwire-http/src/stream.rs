@@ -49,15 +49,23 @@ pub async fn stream(
     });
     let events = stream::unfold((follower, open, links), next_event);
     let body = hello.chain(events).take_until(state.hub.shutdown().clone().cancelled_owned());
-    let mut response = Sse::new(body)
-        .keep_alive(KeepAlive::new().interval(state.heartbeat).text("heartbeat"))
-        .into_response();
-    // Clients on `requests` (sseclient) read text without a charset as Latin-1, which garbles
-    // every title that is not; the charset changes nothing for an EventSource.
+    Ok(sse_response(body, state.heartbeat))
+}
+
+/// `body` as Server-Sent Events, with a `heartbeat` comment every `heartbeat` of silence, typed
+/// `text/event-stream; charset=utf-8`: clients on `requests` (sseclient) read text without a
+/// charset as Latin-1, which garbles every title that is not (KafkaSSE says it too); the charset
+/// changes nothing for an EventSource.
+pub(crate) fn sse_response<S>(body: S, heartbeat: Duration) -> Response
+where
+    S: futures_util::Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
+{
+    let mut response =
+        Sse::new(body).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")).into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
-    Ok(response)
+    response
 }
 
 /// What a stream carries along: its follower, its place in the metrics, and, when links were

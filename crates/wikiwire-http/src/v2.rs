@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, stream};
 use wikiwire_event::eventstreams::{self, Resume};
@@ -255,12 +255,13 @@ impl Selected {
     async fn next(&mut self) -> Result<Item, FollowError> {
         loop {
             let item = self.follower.next().await?;
-            match &item {
-                Item::Event(event)
-                    if !self.any_of.is_empty() && !self.any_of.iter().any(|filter| filter.matches(event)) => {
-                }
-                _ => return Ok(item),
+            if let Item::Event(event) = &item
+                && !self.any_of.is_empty()
+                && !self.any_of.iter().any(|filter| filter.matches(event))
+            {
+                continue;
             }
+            return Ok(item);
         }
     }
 }
@@ -291,14 +292,7 @@ fn events(state: AppState, follower: Selected, open: GaugeGuard) -> Response {
             Some((Ok(event), (state, follower, open)))
         });
     let body = hello.chain(events).take_until(shutdown.cancelled_owned());
-    let mut response =
-        Sse::new(body).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")).into_response();
-    // As KafkaSSE says it: clients on `requests` (sseclient) read text without a charset as
-    // Latin-1, and every title that is not would come out garbled.
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
-    response
+    crate::stream::sse_response(body, heartbeat)
 }
 
 /// One JSON object per line after an empty one, as KafkaSSE writes them (and, like it, no

@@ -208,14 +208,7 @@ async fn v2_clients_share_renderings_and_never_get_another_events() {
     }
     for batch in 0..2 {
         let events: Vec<_> = (0..550).map(|n| edit(&format!("Page {}", batch * 550 + n + 1))).collect();
-        let response = hub
-            .client
-            .post(format!("{}/api/v1/events", hub.url))
-            .bearer_auth(common::TOKEN)
-            .json(&events)
-            .send()
-            .await;
-        assert_eq!(response.unwrap().status(), 201);
+        assert_eq!(hub.publish(events.into()).await.status(), 201);
     }
     let check = |bodies: &[serde_json::Value]| {
         for (index, body) in bodies.iter().enumerate() {
