@@ -116,7 +116,7 @@ pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
 /// Why a store call failed. A variant that wraps a failure underneath keeps it as its `source()`
 /// and also says it in its own words (`reason`), as logs, HTTP answers and IRC replies show only
 /// this error's message; a printer of the whole chain should not say such a cause again.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage failure: {reason}")]
     Backend {

@@ -114,7 +114,8 @@ impl Writer {
         let mut offset = 0;
         for request in group {
             let count = request.drafts.len();
-            let answer = result.as_ref().map(|all| all[offset..offset + count].to_vec()).map_err(clone_error);
+            let answer =
+                result.as_ref().map(|all| all[offset..offset + count].to_vec()).map_err(Clone::clone);
             offset += count;
             let _ = request.reply.send(answer);
         }
@@ -466,16 +467,4 @@ fn request(message: &Outgoing, batch: Option<(&str, usize, bool)>) -> async_nats
         .headers(headers(message, batch))
         .payload(message.payload.clone())
         .timeout(Some(ATTEMPT_TIMEOUT))
-}
-
-/// `StoreError` is not `Clone` (it may hold anything); every request of a failed group gets the
-/// same words and the same cause.
-fn clone_error(error: &StoreError) -> StoreError {
-    match error {
-        StoreError::Closed => StoreError::Closed,
-        StoreError::Unavailable { reason, cause } => {
-            StoreError::Unavailable { reason: reason.clone(), cause: cause.clone() }
-        }
-        other => StoreError::backend_msg(other.to_string()),
-    }
 }

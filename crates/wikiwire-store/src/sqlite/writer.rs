@@ -160,13 +160,10 @@ impl Writer {
             }
             Err(error) => {
                 tracing::error!(%error, events = group.len(), "append transaction failed");
-                let reason = error.to_string();
-                let cause: crate::Cause = Arc::new(error);
+                // Every waiter gets the error itself: its words once, and its kind (a `Damaged`
+                // one is what makes the store stop writing).
                 for (_, reply) in group {
-                    let _ = reply.send(Err(StoreError::Backend {
-                        reason: reason.clone(),
-                        cause: Some(Arc::clone(&cause)),
-                    }));
+                    let _ = reply.send(Err(error.clone()));
                 }
             }
         }
