@@ -2,15 +2,22 @@
 //! carries the label, several come in a `labeled-response` batch, none gives an `ACK`; a
 //! client that did not ask for the capability gets no labels.
 
-use crate::support::{SERVER_NAME, TestServer};
+use crate::support::{Peer, SERVER_NAME, TestServer};
 
 const CAPS: &[&str] = &["labeled-response", "batch", "message-tags"];
 
-#[tokio::test(start_paused = true)]
-async fn one_reply_carries_the_label() {
+/// A server and a client registered as `labels` with labeled-response. The test keeps the
+/// server alive (dropping it removes the folder its store is in).
+async fn labelled() -> (TestServer, Peer) {
     let test = TestServer::start();
     let mut client = test.connect();
     client.register("labels", CAPS).await;
+    (test, client)
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_reply_carries_the_label() {
+    let (_test, mut client) = labelled().await;
     client.send(&["@label=one PING :x"]).await;
     assert_eq!(client.line().await, Some(format!("@label=one :{SERVER_NAME} PONG {SERVER_NAME} x")));
     client.quiet().await;
@@ -18,9 +25,7 @@ async fn one_reply_carries_the_label() {
 
 #[tokio::test(start_paused = true)]
 async fn no_reply_is_acknowledged() {
-    let test = TestServer::start();
-    let mut client = test.connect();
-    client.register("labels", CAPS).await;
+    let (_test, mut client) = labelled().await;
     client.send(&["@label=none PONG :x"]).await;
     assert_eq!(client.line().await, Some(format!("@label=none :{SERVER_NAME} ACK")));
     client.quiet().await;
@@ -28,9 +33,7 @@ async fn no_reply_is_acknowledged() {
 
 #[tokio::test(start_paused = true)]
 async fn several_replies_come_in_a_labelled_batch() {
-    let test = TestServer::start();
-    let mut client = test.connect();
-    client.register("labels", CAPS).await;
+    let (_test, mut client) = labelled().await;
     client.send(&["@label=many VERSION"]).await;
     let start = client.line().await.expect("the batch opens");
     let prefix = format!("@label=many :{SERVER_NAME} BATCH +");
@@ -56,9 +59,7 @@ async fn several_replies_come_in_a_labelled_batch() {
 
 #[tokio::test(start_paused = true)]
 async fn a_line_refused_as_too_long_still_answers_its_label() {
-    let test = TestServer::start();
-    let mut client = test.connect();
-    client.register("labels", CAPS).await;
+    let (_test, mut client) = labelled().await;
     let long = format!("@label=long PRIVMSG HistServ :{}", "x".repeat(600));
     client.send(&[&long]).await;
     assert_eq!(
