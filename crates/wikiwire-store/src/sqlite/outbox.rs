@@ -59,9 +59,9 @@ const VERSION_2: &str = "
 pub struct SqliteOutbox {
     connection: Arc<Mutex<Connection>>,
     /// The revision of each position as this handle last read or wrote it.
-    positions: Arc<Mutex<HashMap<String, u64>>>,
+    positions: Mutex<HashMap<String, u64>>,
     /// Woken after every commit that stored items.
-    wakes: Arc<Mutex<Vec<Arc<Notify>>>>,
+    wakes: Mutex<Vec<Arc<Notify>>>,
 }
 
 impl SqliteOutbox {
@@ -76,8 +76,8 @@ impl SqliteOutbox {
         migrate(&mut connection)?;
         Ok(SqliteOutbox {
             connection: Arc::new(Mutex::new(connection)),
-            positions: Arc::default(),
-            wakes: Arc::default(),
+            positions: Mutex::default(),
+            wakes: Mutex::default(),
         })
     }
 
