@@ -237,19 +237,20 @@ impl State {
     }
 
     /// A JID the wiki added, or one with a subscription here.
+    /// Both keys are read at once; the subscriptions are parsed only when the JID was not added.
     pub async fn is_known(&self, jid: &str) -> Result<bool, StateError> {
-        if self.outbox.table_get(&table_key("known", jid)).await?.is_some() {
+        let (known_key, sub_key) = (table_key("known", jid), table_key("sub", jid));
+        let (known, subscriptions) =
+            tokio::try_join!(self.outbox.table_get(&known_key), self.outbox.table_get(&sub_key))?;
+        if known.is_some() {
             return Ok(true);
         }
-        Ok(!self.read_subscriptions(jid).await?.0.is_empty())
+        Ok(!parse_subscriptions(subscriptions)?.0.is_empty())
     }
 
     /// A JID's subscriptions: one key, a JSON list of `[wiki, pages]`, changed by compare-and-set.
     async fn read_subscriptions(&self, jid: &str) -> Result<(Vec<(String, String)>, u64), StateError> {
-        match self.outbox.table_get(&table_key("sub", jid)).await? {
-            Some((value, revision)) => Ok((serde_json::from_slice(&value)?, revision)),
-            None => Ok((Vec::new(), 0)),
-        }
+        parse_subscriptions(self.outbox.table_get(&table_key("sub", jid)).await?)
     }
 
     /// Changes a JID's list until no other node changed it meanwhile; returns what `change` said.
@@ -287,6 +288,14 @@ fn encode(items: &[Item]) -> Result<Vec<Bytes>, StateError> {
 /// `<kind>.<hex>`: the table allows few characters in a key.
 fn table_key(kind: &str, name: &str) -> String {
     format!("{kind}.{}", hex::encode(name))
+}
+
+/// A stored subscription list and its revision; none stored is an empty list at revision 0.
+fn parse_subscriptions(entry: Option<(Bytes, u64)>) -> Result<(Vec<(String, String)>, u64), StateError> {
+    match entry {
+        Some((value, revision)) => Ok((serde_json::from_slice(&value)?, revision)),
+        None => Ok((Vec::new(), 0)),
+    }
 }
 
 fn jid_of(key: &str) -> Option<String> {
