@@ -216,9 +216,11 @@ impl State {
                 keys.iter().filter_map(|key| jid_of(key)).collect()
             }
         };
+        // Read together: in a cluster each is a round trip to NATS.
+        let lists =
+            futures::future::try_join_all(jids.iter().map(|jid| self.read_subscriptions(jid))).await?;
         let mut all = Vec::new();
-        for jid in jids {
-            let (list, _) = self.read_subscriptions(&jid).await?;
+        for (jid, (list, _)) in jids.iter().zip(lists) {
             all.extend(list.into_iter().map(|(wiki, pages)| Subscription { jid: jid.clone(), wiki, pages }));
         }
         all.sort_by_cached_key(|each| (each.jid.clone(), each.wiki.to_ascii_lowercase(), each.pages.clone()));
